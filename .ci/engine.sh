@@ -47,7 +47,12 @@ if ! docker image inspect "$BASE" >/dev/null 2>&1; then
     log "building $BASE with debootstrap from $mirror"
     debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >/tmp/debootstrap.log 2>&1 \
       || { tail -n 30 /tmp/debootstrap.log >&2; exit 1; }
-    tar -C "$rootfs" -c . | docker import - "$BASE" >/dev/null
+    # debootstrap leaves the downloaded .debs and apt lists behind (~85 MB): not part of a base image.
+    # `docker import` keeps no ENV, so the image gets the PATH a pulled debian image has.
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+    tar -C "$rootfs" -c . | docker import \
+      --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+      --change 'CMD ["bash"]' - "$BASE" >/dev/null
     rm -rf "$rootfs"
     log "imported $BASE"
   fi

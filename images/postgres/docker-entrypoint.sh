@@ -9,6 +9,7 @@
 #   - postgres ends up as PID 1 (exec chain), so docker stop shuts it down cleanly
 # The password is only ever read from the file/variable into an unexported shell variable and
 # handed to initdb through a pipe (--pwfile=/dev/fd/N): never on a command line, never logged.
+# A secret file readable by root only also works: it is opened before the privilege drop.
 set -Eeuo pipefail
 
 log() { printf '[entrypoint] %s\n' "$*" >&2; }
@@ -35,6 +36,13 @@ if [ "$(id -u)" = 0 ]; then
 	mkdir -p /var/run/postgresql
 	chown postgres:postgres /var/run/postgresql
 	chmod 3777 /var/run/postgresql
+	# The secret may be readable by root only (like with the official image, which reads it as
+	# root): open it here and hand the open descriptor (not the value) across the privilege drop.
+	if [ ! -s "$PGDATA/PG_VERSION" ] && [ -n "${POSTGRES_PASSWORD_FILE:-}" ] && [ -r "$POSTGRES_PASSWORD_FILE" ]; then
+		exec 3<"$POSTGRES_PASSWORD_FILE"
+		export CDB_PASSWORD_FD=3
+	fi
+	export HOME=/var/lib/postgresql
 	exec setpriv --reuid=postgres --regid=postgres --init-groups "$BASH_SOURCE" "$@"
 fi
 
@@ -46,8 +54,15 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
 
 	pg_password=""
 	if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
-		[ -r "$POSTGRES_PASSWORD_FILE" ] || die "POSTGRES_PASSWORD_FILE=$POSTGRES_PASSWORD_FILE is not readable by uid $(id -u)"
-		pg_password="$(<"$POSTGRES_PASSWORD_FILE")"
+		if [ "${CDB_PASSWORD_FD:-}" = 3 ]; then
+			pg_password="$(cat <&3)"   # the inherited descriptor: no re-open, no permission check
+			exec 3<&-
+			unset CDB_PASSWORD_FD
+		elif [ -r "$POSTGRES_PASSWORD_FILE" ]; then
+			pg_password="$(<"$POSTGRES_PASSWORD_FILE")"
+		else
+			die "POSTGRES_PASSWORD_FILE=$POSTGRES_PASSWORD_FILE is not readable"
+		fi
 		if [ -n "${POSTGRES_PASSWORD:-}" ]; then
 			log "both POSTGRES_PASSWORD_FILE and POSTGRES_PASSWORD are set; using the file"
 		fi
@@ -73,8 +88,12 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
 	printf '\n# cdb-ops fallback image: any address, password required\nhost all all all %s\n' \
 		"$auth_host" >>"$PGDATA/pg_hba.conf"
 
-	# Temporary server on the unix socket only (no TCP), to create the database and run init scripts.
-	pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -p 5432" -w start >&2
+	# Temporary server to create the database and run init scripts: no TCP, and a private socket
+	# directory, so that a healthcheck (pg_isready on the default socket or on TCP) does not see it
+	# and the container only turns healthy once the real server runs.
+	init_socket_dir="$(mktemp -d /tmp/pg-init.XXXXXX)"
+	export PGHOST="$init_socket_dir" PGPORT=5432
+	pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -c unix_socket_directories='$init_socket_dir' -p 5432" -w start >&2
 	psql_cmd=(psql -v ON_ERROR_STOP=1 --no-psqlrc --no-password --username "$POSTGRES_USER")
 	if [ "$POSTGRES_DB" != postgres ]; then
 		"${psql_cmd[@]}" --dbname postgres --set db="$POSTGRES_DB" <<<'CREATE DATABASE :"db";' >&2
@@ -89,10 +108,14 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
 		esac
 	done
 	pg_ctl -D "$PGDATA" -m fast -w stop >&2
+	unset PGHOST PGPORT
+	rm -rf "$init_socket_dir"
 	log "initialization complete"
 else
 	log "reusing existing data in $PGDATA (PostgreSQL $(cat "$PGDATA/PG_VERSION")); no initialization"
 	unset POSTGRES_PASSWORD
 fi
 
+unset CDB_PASSWORD_FD
+exec 3<&-
 exec "$@"

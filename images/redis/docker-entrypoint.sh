@@ -20,6 +20,8 @@ fi
 if [ "$(id -u)" = 0 ]; then
 	mkdir -p /data
 	find /data \! -user redis -exec chown redis:redis '{}' +
+	HOME="$(getent passwd redis | cut -d: -f6)"
+	export HOME
 	exec setpriv --reuid=redis --regid=redis --init-groups "$@"
 fi
 
