@@ -263,9 +263,7 @@ class DockerEngine:
             cport, _, proto = key.partition("/")
             for b in binds or []:
                 if b.get("HostPort"):
-                    ports.append(
-                        PortBinding(b.get("HostIp") or "0.0.0.0", int(b["HostPort"]), int(cport), proto)
-                    )
+                    ports.append(PortBinding(b.get("HostIp") or "0.0.0.0", int(b["HostPort"]), int(cport), proto))
         return ContainerFacts(
             id=c["Id"],
             name=c["Name"].lstrip("/"),
@@ -287,10 +285,7 @@ class DockerEngine:
         api = self._api
         with _translate():
             port_bindings = {f"{p.container}/{p.protocol}": (p.bind, p.host) for p in spec.ports}
-            mounts = [
-                docker.types.Mount(m.target, m.source, type=m.kind, read_only=m.read_only)
-                for m in spec.mounts
-            ]
+            mounts = [docker.types.Mount(m.target, m.source, type=m.kind, read_only=m.read_only) for m in spec.mounts]
             restart = {"Name": spec.restart} if spec.restart != "no" else None
             host_config = api.create_host_config(
                 port_bindings=port_bindings or None,
@@ -454,9 +449,7 @@ class DockerEngine:
         try:
             self._api.pull(repo, tag=tag)
         except (requests.exceptions.RequestException, docker.errors.DockerException) as exc:
-            raise PullFailed(
-                f"cannot pull {ref}: {_short(exc)}", "check the network / registry login"
-            ) from None
+            raise PullFailed(f"cannot pull {ref}: {_short(exc)}", "check the network / registry login") from None
         found = self.image(ref)
         if found is None:
             raise PullFailed(f"pulled {ref} but the engine does not list it", "run `docker images`")
@@ -504,9 +497,7 @@ class DockerEngine:
                             on_line(line)
         except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
             if isinstance(exc, docker.errors.APIError):
-                raise BuildFailed(
-                    f"build of {tag} failed: {exc.explanation}", "check the Dockerfile"
-                ) from None
+                raise BuildFailed(f"build of {tag} failed: {exc.explanation}", "check the Dockerfile") from None
             raise EngineUnavailable(f"Docker engine unreachable: {_short(exc)}", _ENGINE_REMEDY) from None
         found = self.image(tag)
         if found is None:

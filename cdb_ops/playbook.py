@@ -268,8 +268,7 @@ def _stack_problems(stack: StackSpec, doc: YamlDocument) -> list[ConfigError]:
                 err(
                     base + ("depends_on", dep),
                     f"service {name!r} depends on unknown service {dep!r}",
-                    f"use one of: {', '.join(sorted(names))}"
-                    + (f" (did you mean {close[0]!r}?)" if close else ""),
+                    f"use one of: {', '.join(sorted(names))}" + (f" (did you mean {close[0]!r}?)" if close else ""),
                 )
             elif dep == name:
                 err(base + ("depends_on", dep), f"service {name!r} depends on itself", "remove that entry")

@@ -45,15 +45,11 @@ def parse_env_file(path: Path) -> dict[str, EnvLine]:
             continue
         line = line.removeprefix("export ").strip()
         if "=" not in line:
-            errors.append(
-                ConfigError(f"not a KEY=VALUE line: {raw[:40]!r}", "write KEY=value", file=str(path), line=n)
-            )
+            errors.append(ConfigError(f"not a KEY=VALUE line: {raw[:40]!r}", "write KEY=value", file=str(path), line=n))
             continue
         key, value = (p.strip() for p in line.split("=", 1))
         if not _KEY_RE.match(key):
-            errors.append(
-                ConfigError(f"invalid key {key!r}", "keys are letters, digits and _", file=str(path), line=n)
-            )
+            errors.append(ConfigError(f"invalid key {key!r}", "keys are letters, digits and _", file=str(path), line=n))
             continue
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
             value = value[1:-1]
@@ -61,9 +57,7 @@ def parse_env_file(path: Path) -> dict[str, EnvLine]:
             value = value.split(" #", 1)[0].rstrip()
         if key in out:
             errors.append(
-                ConfigError(
-                    f"{key} is set twice (first on line {out[key].line})", "keep one", file=str(path), line=n
-                )
+                ConfigError(f"{key} is set twice (first on line {out[key].line})", "keep one", file=str(path), line=n)
             )
         out[key] = EnvLine(key, value, n)
     if errors:
@@ -90,12 +84,8 @@ RULES: dict[str, _Rule] = {
     "REDIS_PASSWORD": _Rule("secret"),
     "GRAFANA_PASSWORD": _Rule("secret", required=False),
     "MAX_DAILY_DRAWDOWN": _Rule("decimal", Decimal(0), Decimal(100), low_open=True, hint="percent, e.g. 5.0"),
-    "MAX_POSITION_SIZE": _Rule(
-        "decimal", Decimal(0), Decimal(100), low_open=True, hint="percent of equity, e.g. 10.0"
-    ),
-    "MAX_TOTAL_EXPOSURE": _Rule(
-        "decimal", Decimal(0), Decimal(100), low_open=True, hint="percent of equity, e.g. 50"
-    ),
+    "MAX_POSITION_SIZE": _Rule("decimal", Decimal(0), Decimal(100), low_open=True, hint="percent of equity, e.g. 10.0"),
+    "MAX_TOTAL_EXPOSURE": _Rule("decimal", Decimal(0), Decimal(100), low_open=True, hint="percent of equity, e.g. 50"),
     "INITIAL_CAPITAL": _Rule("decimal", Decimal(0), None, low_open=True, hint="USDT, e.g. 1000"),
     "SIGNAL_THRESHOLD": _Rule("decimal", Decimal(0), Decimal(100), low_open=True, hint="percent, e.g. 3.0"),
     "MIN_VOLUME": _Rule("decimal", Decimal(0), None, hint="24h quote volume in USDT, e.g. 100000"),
@@ -131,9 +121,7 @@ def load_settings(path: Path) -> Settings:
             if rule.required:
                 fix = f"add a line {key}=..." + (f" ({rule.hint})" if rule.hint else "")
                 if rule.kind == "secret":
-                    fix = (
-                        f"add {key}=<a long random string>, or run `cdb-ops init --force` to regenerate .env"
-                    )
+                    fix = f"add {key}=<a long random string>, or run `cdb-ops init --force` to regenerate .env"
                 errors.append(ConfigError(f"{key} is missing", fix, file=f))
             continue
         problem = _check(rule, entry.value)

@@ -71,17 +71,13 @@ def config_errors_from(exc: ValidationError, doc: YamlDocument, model: type[Base
             errors.append(ConfigError(f"unknown key {where!r}", remedy, file=str(doc.path), line=line))
         elif etype == "missing":
             errors.append(
-                ConfigError(
-                    f"missing required key {where!r}", f"add `{loc[-1]}:`", file=str(doc.path), line=line
-                )
+                ConfigError(f"missing required key {where!r}", f"add `{loc[-1]}:`", file=str(doc.path), line=line)
             )
         else:
             msg = err["msg"].removeprefix("Value error, ")
             got = err.get("input")
             shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
-            errors.append(
-                ConfigError(f"{where}: {msg}{shown}", _remedy_for(etype), file=str(doc.path), line=line)
-            )
+            errors.append(ConfigError(f"{where}: {msg}{shown}", _remedy_for(etype), file=str(doc.path), line=line))
     return ConfigErrors(errors)
 
 

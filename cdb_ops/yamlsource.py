@@ -77,9 +77,7 @@ def load_yaml(path: Path) -> YamlDocument:
             "file not found", "check the path, or run from the project directory", file=str(path)
         ) from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"not UTF-8 text ({exc.reason})", "save the file as UTF-8", file=str(path)
-        ) from None
+        raise ConfigError(f"not UTF-8 text ({exc.reason})", "save the file as UTF-8", file=str(path)) from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:

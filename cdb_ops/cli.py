@@ -1,0 +1,374 @@
+"""The command line: parse, call the core, render, choose the exit code. Nothing else lives here."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from cdb_ops import __version__
+from cdb_ops.desired import DesiredStack, resolve
+from cdb_ops.engine import DockerEngine
+from cdb_ops.errors import EXIT_CODE_MEANINGS, CdbError, Conflict, ExitCode
+from cdb_ops.migrations import Migrator
+from cdb_ops.phases import RunOptions
+from cdb_ops.planner import plan_stack
+from cdb_ops.playbook import RunbookSpec, StackSpec, load_runbook
+from cdb_ops.progress import ConsoleProgress, JsonLinesProgress, Progress, QuietProgress
+from cdb_ops.project import Project, find_project
+from cdb_ops.render import Renderer
+from cdb_ops.runner import execute, load_last_run
+from cdb_ops.settings import Redactor, Settings, load_settings, render_env_from_example
+from cdb_ops.stackinfo import postgres_conninfo
+from cdb_ops.status import gather
+
+EXIT_TABLE = "\n".join(f"  {int(c):>3}  {m}" for c, m in EXIT_CODE_MEANINGS.items())
+
+app = typer.Typer(
+    name="cdb-ops",
+    help="Rebuild, check and report the Claire de Binare paper-trading stack through the Docker Engine API.",
+    epilog=f"\b\nExit codes:\n{EXIT_TABLE}",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+schema_app = typer.Typer(help="Versioned SQL migrations in schema/: status and migrate.", no_args_is_help=True)
+app.add_typer(schema_app, name="schema")
+
+
+class ProgressMode(StrEnum):
+    auto = "auto"
+    plain = "plain"
+    json = "json"
+    none = "none"
+
+
+@dataclass
+class _Session:
+    """What the error handler in main() needs to know about the running command."""
+
+    command: str = ""
+    json: bool = False
+    redact: Redactor | None = None
+
+
+_session = _Session()
+
+ProjectDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--project-dir",
+        help="Project directory (holds playbooks/, .env). Default: found from cwd.",
+        envvar="CDB_PROJECT_DIR",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout (has schema_version).")]
+ProfileOpt = Annotated[
+    list[str] | None, typer.Option("--profile", help="Profile to include (repeatable). Default: core.")
+]
+FeedOpt = Annotated[str | None, typer.Option("--feed", help="Market-data feed: live or replay.")]
+
+
+def _start(command: str, json_output: bool) -> Renderer:
+    _session.command, _session.json = command, json_output
+    return Renderer(json_output)
+
+
+@dataclass
+class Loaded:
+    project: Project
+    book: RunbookSpec
+    stack: StackSpec
+    settings: Settings
+    desired: DesiredStack
+
+
+def _load(project_dir: Path | None, playbook: str, profiles: list[str] | None, feed: str | None) -> Loaded:
+    """Everything the user wrote, validated before the engine is even contacted."""
+    project = find_project(project_dir)
+    book, stack = load_runbook(project.playbook(playbook))
+    settings = load_settings(project.env_file)
+    _session.redact = Redactor(settings.secret_values())
+    desired = resolve(stack, settings, project, profiles, feed)
+    return Loaded(project, book, stack, settings, desired)
+
+
+def _progress(mode: ProgressMode, json_output: bool, redact: Redactor, verbose: bool) -> Progress:
+    if mode == ProgressMode.json:
+        return JsonLinesProgress(redact)
+    if mode == ProgressMode.none or (mode == ProgressMode.auto and json_output):
+        return QuietProgress()
+    return ConsoleProgress(redact, verbose=verbose)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        typer.echo(f"cdb-ops {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command()
+def init(
+    project_dir: ProjectDir = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing .env (the old one is backed up).")
+    ] = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Write .env from .env.example with freshly generated secrets (mode 0600)."""
+    out = _start("init", json_output)
+    project = find_project(project_dir)
+    target = project.env_file
+    backup = None
+    if target.exists():
+        if not force:
+            raise Conflict(
+                f"{target} already exists; not overwriting it",
+                "keep it, or run `cdb-ops init --force` (the old file is backed up first)",
+            )
+        backup = target.with_name(f".env.bak-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+        backup.write_bytes(target.read_bytes())
+        os.chmod(backup, 0o600)
+    if not project.env_example.is_file():
+        raise CdbError(f"{project.env_example} is missing", "restore it from git (`git checkout .env.example`)")
+    content = render_env_from_example(project.env_example.read_text())
+    tmp = target.with_name(".env.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(content)
+    os.chmod(tmp, 0o600)
+    tmp.replace(target)
+    load_settings(target)  # what we wrote must pass our own validation
+    out.message(
+        "init",
+        f"wrote {target} (mode 0600) with generated secrets"
+        + (f"; previous file backed up to {backup.name}" if backup else ""),
+        path=str(target),
+        backup=str(backup) if backup else None,
+    )
+
+
+@app.command()
+def plan(
+    project_dir: ProjectDir = None,
+    profile: ProfileOpt = None,
+    feed: FeedOpt = None,
+    remove_orphans: Annotated[bool, typer.Option("--remove-orphans", help="Plan to remove orphans.")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Plan rebuilding every built image.")] = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Show what `rebuild` would change, resource by resource. Changes nothing."""
+    out = _start("plan", json_output)
+    loaded = _load(project_dir, "rebuild", profile, feed)
+    out.redact = _session.redact or out.redact
+    engine = DockerEngine()
+    result = plan_stack(engine, loaded.desired, remove_orphans=remove_orphans, no_cache=no_cache)
+    out.plan(result, list(loaded.desired.profiles), loaded.desired.feed)
+    if result.conflicts:
+        raise typer.Exit(int(ExitCode.CONFLICT))
+
+
+def _run_playbook(
+    command: str,
+    playbook: str,
+    project_dir: Path | None,
+    profile: list[str] | None,
+    feed: str | None,
+    phase: list[str] | None,
+    options: RunOptions,
+    json_output: bool,
+    progress: ProgressMode,
+    verbose: bool,
+) -> None:
+    out = _start(command, json_output)
+    loaded = _load(project_dir, playbook, profile, feed)
+    redact = _session.redact or Redactor([])
+    out.redact = redact
+    engine = DockerEngine()
+    result = execute(
+        command=command,
+        engine=engine,
+        desired=loaded.desired,
+        settings=loaded.settings,
+        project=loaded.project,
+        book=loaded.book,
+        progress=_progress(progress, json_output, redact, verbose),
+        options=options,
+        only=phase,
+    )
+    out.run(result)
+    if result.error and not json_output:
+        err = CdbError(result.error.get("message", ""), result.error.get("remedy", ""))
+        out.error(err, command)
+    raise typer.Exit(result.exit_code)
+
+
+PhaseOpt = Annotated[
+    list[str] | None,
+    typer.Option("--phase", "--only", help="Run only this phase (repeatable), e.g. --phase schema."),
+]
+ProgressOpt = Annotated[ProgressMode, typer.Option("--progress", help="Progress on stderr: auto, plain, json, none.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show build output lines.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Answer yes to confirmations (for scripts).")]
+
+
+@app.command()
+def rebuild(
+    project_dir: ProjectDir = None,
+    clean: Annotated[
+        bool, typer.Option("--clean", help="Remove the stack's containers and network first (data volumes are kept).")
+    ] = False,
+    profile: ProfileOpt = None,
+    feed: FeedOpt = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild images without Docker's layer cache.")] = False,
+    phase: PhaseOpt = None,
+    remove_orphans: Annotated[
+        bool, typer.Option("--remove-orphans", help="Remove stack containers the playbook no longer selects.")
+    ] = False,
+    json_output: JsonOpt = False,
+    yes: YesOpt = False,
+    progress: ProgressOpt = ProgressMode.auto,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Converge the whole stack: cleanup, network, volumes, postgres + schema, redis, builds, start.
+
+    Idempotent: on a converged stack nothing is recreated or restarted. Re-run to finish an
+    interrupted run."""
+    _run_playbook(
+        "rebuild",
+        "rebuild",
+        project_dir,
+        profile,
+        feed,
+        phase,
+        RunOptions(clean=clean, remove_orphans=remove_orphans, no_cache=no_cache, yes=yes),
+        json_output,
+        progress,
+        verbose,
+    )
+
+
+@app.command()
+def run(
+    playbook: Annotated[str, typer.Argument(help="A playbook name in playbooks/ (e.g. rebuild) or a path.")],
+    project_dir: ProjectDir = None,
+    profile: ProfileOpt = None,
+    feed: FeedOpt = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild images without the layer cache.")] = False,
+    phase: PhaseOpt = None,
+    json_output: JsonOpt = False,
+    yes: YesOpt = False,
+    progress: ProgressOpt = ProgressMode.auto,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run any phase playbook (rebuild is one)."""
+    _run_playbook(
+        "run",
+        playbook,
+        project_dir,
+        profile,
+        feed,
+        phase,
+        RunOptions(no_cache=no_cache, yes=yes),
+        json_output,
+        progress,
+        verbose,
+    )
+
+
+@app.command()
+def status(
+    project_dir: ProjectDir = None,
+    profile: ProfileOpt = None,
+    json_output: JsonOpt = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh every --interval seconds until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option("--interval", min=0.5, help="Seconds between refreshes.")] = 2.0,
+) -> None:
+    """One table of the stack's containers: state, health, uptime, restarts, ports, CPU, memory, image."""
+    out = _start("status", json_output)
+    loaded = _load(project_dir, "rebuild", profile, None)
+    engine = DockerEngine()
+    if not watch or json_output:
+        out.status(gather(engine, loaded.desired), load_last_run(loaded.project))
+        return
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console(highlight=False)
+    with Live(console=console, auto_refresh=False, screen=False) as live:
+        while True:
+            cap = Console(record=True, width=console.width, highlight=False)
+            Renderer(False, console=cap).status(gather(engine, loaded.desired), load_last_run(loaded.project))
+            live.update(cap.export_text(styles=True) and _renderable(cap), refresh=True)
+            time.sleep(interval)
+
+
+def _renderable(cap: object) -> object:
+    from rich.text import Text
+
+    return Text.from_ansi(cap.export_text(styles=True))  # type: ignore[attr-defined]
+
+
+@schema_app.command("status")
+def schema_status(project_dir: ProjectDir = None, json_output: JsonOpt = False) -> None:
+    """Which migrations are applied, pending or changed; which tables exist in public."""
+    out = _start("schema status", json_output)
+    loaded = _load(project_dir, "rebuild", None, None)
+    migrator = Migrator(postgres_conninfo(loaded.desired, loaded.settings), loaded.project.schema_dir)
+    states = migrator.status()
+    out.schema_status(states, migrator.public_tables())
+    if any(s.state in ("changed", "missing") for s in states):
+        raise typer.Exit(int(ExitCode.CONFIG))
+
+
+@schema_app.command("migrate")
+def schema_migrate(project_dir: ProjectDir = None, json_output: JsonOpt = False) -> None:
+    """Apply pending migrations (each once, in order, in its own transaction)."""
+    out = _start("schema migrate", json_output)
+    loaded = _load(project_dir, "rebuild", None, None)
+    migrator = Migrator(postgres_conninfo(loaded.desired, loaded.settings), loaded.project.schema_dir)
+    applied = migrator.migrate()
+    if not json_output:
+        out.console.print(
+            f"applied {len(applied)} migration(s)"
+            + (": " + ", ".join(f"{m.version:03d}_{m.name}" for m in applied) if applied else "")
+        )
+    out.schema_status(migrator.status(), migrator.public_tables())
+
+
+def main() -> None:
+    try:
+        rc = app(standalone_mode=False)
+    except CdbError as err:
+        Renderer(_session.json, _session.redact).error(err, _session.command or "cdb-ops")
+        sys.exit(int(err.exit_code))
+    except click.exceptions.Exit as e:  # pragma: no cover - typer.Exit inside standalone_mode=False
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except click.ClickException as e:
+        e.show()
+        sys.exit(int(ExitCode.USAGE))
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to finish", file=sys.stderr)
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except Exception:  # noqa: BLE001 - a bug: show it, exit 70
+        text = traceback.format_exc()
+        print((_session.redact or Redactor([]))(text), file=sys.stderr)
+        print("cdb-ops hit an internal error (a bug); please report the traceback above", file=sys.stderr)
+        sys.exit(int(ExitCode.INTERNAL))
+    sys.exit(int(rc or 0))

@@ -1,0 +1,213 @@
+"""Versioned SQL migrations from `schema/NNN_description.sql`: applied once each, in order, checksummed.
+
+The bookkeeping lives in schema `cdb_ops` (outside `public`, which belongs to the trading tables)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import psycopg
+
+from cdb_ops.errors import ConfigError, ConfigErrors, StepFailed
+
+FILE_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+BOOKKEEPING = "cdb_ops.schema_migrations"
+# any constant works: it only has to be the same for every cdb-ops run against this database
+LOCK_KEY = 0x0CDB0C5
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    path: Path
+    checksum: str
+
+    @property
+    def sql(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class MigrationState:
+    version: int
+    name: str
+    state: Literal["applied", "pending", "changed", "missing"]
+    applied_at: datetime | None = None
+    checksum: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "name": self.name,
+            "state": self.state,
+            "applied_at": self.applied_at.isoformat() if self.applied_at else None,
+            "checksum": self.checksum[:12],
+        }
+
+
+def discover(schema_dir: Path) -> list[Migration]:
+    if not schema_dir.is_dir():
+        raise ConfigError(f"{schema_dir} does not exist", "run from the project checkout (it ships schema/)")
+    found: list[Migration] = []
+    errors: list[ConfigError] = []
+    seen: dict[int, str] = {}
+    for path in sorted(schema_dir.iterdir()):
+        if path.suffix != ".sql":
+            continue
+        m = FILE_RE.match(path.name)
+        if not m:
+            errors.append(
+                ConfigError(
+                    "migration file name is not NNN_description.sql",
+                    "rename it like 005_add_column.sql (three digits, lower-case words joined by _)",
+                    file=str(path),
+                )
+            )
+            continue
+        version = int(m.group(1))
+        if version in seen:
+            errors.append(
+                ConfigError(
+                    f"version {version:03d} is also used by {seen[version]}",
+                    "give it the next free number",
+                    file=str(path),
+                )
+            )
+            continue
+        seen[version] = path.name
+        found.append(Migration(version, m.group(2), path, hashlib.sha256(path.read_bytes()).hexdigest()))
+    if errors:
+        raise ConfigErrors(errors) if len(errors) > 1 else errors[0]
+    return found
+
+
+class Migrator:
+    def __init__(self, conninfo: dict[str, Any], schema_dir: Path):
+        self.conninfo = conninfo
+        self.schema_dir = schema_dir
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(**self.conninfo, connect_timeout=5, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise StepFailed(
+                f"cannot connect to Postgres at {self.conninfo.get('host')}:{self.conninfo.get('port')}: "
+                f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}",
+                "is the stack up? run `cdb-ops rebuild` (or `cdb-ops status` to see cdb_postgres)",
+            ) from None
+
+    @staticmethod
+    def _ensure_bookkeeping(conn: psycopg.Connection[Any]) -> None:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS cdb_ops")
+        conn.execute(
+            f"""CREATE TABLE IF NOT EXISTS {BOOKKEEPING} (
+                   version     INTEGER PRIMARY KEY,
+                   name        TEXT NOT NULL,
+                   checksum    TEXT NOT NULL,
+                   applied_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+                   duration_ms INTEGER NOT NULL
+               )"""
+        )
+
+    @staticmethod
+    def _applied(conn: psycopg.Connection[Any]) -> dict[int, tuple[str, str, datetime]]:
+        rows = conn.execute(f"SELECT version, name, checksum, applied_at FROM {BOOKKEEPING}").fetchall()
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def status(self) -> list[MigrationState]:
+        files = discover(self.schema_dir)
+        with self._connect() as conn:
+            exists = conn.execute("SELECT to_regclass(%s)", (BOOKKEEPING,)).fetchone()
+            applied = self._applied(conn) if exists and exists[0] else {}
+        return self._compare(files, applied)
+
+    @staticmethod
+    def _compare(files: list[Migration], applied: dict[int, tuple[str, str, datetime]]) -> list[MigrationState]:
+        out: list[MigrationState] = []
+        for m in files:
+            row = applied.get(m.version)
+            if row is None:
+                out.append(MigrationState(m.version, m.name, "pending", None, m.checksum))
+            elif row[1] != m.checksum:
+                out.append(MigrationState(m.version, m.name, "changed", row[2], m.checksum))
+            else:
+                out.append(MigrationState(m.version, m.name, "applied", row[2], m.checksum))
+        known = {m.version for m in files}
+        for version, (name, checksum, at) in sorted(applied.items()):
+            if version not in known:
+                out.append(MigrationState(version, name, "missing", at, checksum))
+        return sorted(out, key=lambda s: s.version)
+
+    def migrate(self) -> list[MigrationState]:
+        """Apply every pending migration, each in its own transaction; refuse when history was edited."""
+        files = discover(self.schema_dir)
+        applied_now: list[MigrationState] = []
+        with self._connect() as conn:
+            with conn.transaction():
+                # two cdb-ops runs must not migrate at once: the second waits, then finds nothing to do
+                conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+                self._ensure_bookkeeping(conn)
+            try:
+                states = self._compare(files, self._applied(conn))
+                bad = [s for s in states if s.state in ("changed", "missing")]
+                if bad:
+                    raise (
+                        ConfigErrors([_history_error(s, self.schema_dir) for s in bad])
+                        if len(bad) > 1
+                        else (_history_error(bad[0], self.schema_dir))
+                    )
+                by_version = {m.version: m for m in files}
+                for s in states:
+                    if s.state != "pending":
+                        continue
+                    m = by_version[s.version]
+                    started = time.monotonic()
+                    try:
+                        with conn.transaction():
+                            conn.execute(m.sql)  # type: ignore[call-overload]
+                            conn.execute(
+                                f"INSERT INTO {BOOKKEEPING} (version, name, checksum, duration_ms) "
+                                "VALUES (%s, %s, %s, %s)",
+                                (m.version, m.name, m.checksum, int((time.monotonic() - started) * 1000)),
+                            )
+                    except psycopg.Error as exc:
+                        raise ConfigError(
+                            f"migration failed and was rolled back: {str(exc).strip().splitlines()[0]}",
+                            "fix the SQL and run `cdb-ops schema migrate` again (earlier migrations stay applied)",
+                            file=str(m.path),
+                        ) from None
+                    applied_now.append(MigrationState(m.version, m.name, "applied", None, m.checksum))
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+
+        return applied_now
+
+    def public_tables(self) -> list[str]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+
+def _history_error(s: MigrationState, schema_dir: Path) -> ConfigError:
+    if s.state == "changed":
+        return ConfigError(
+            f"migration {s.version:03d}_{s.name} was changed after it was applied (checksum differs)",
+            "applied migrations are history: restore the file (git checkout) and put the change in a new, "
+            "higher-numbered migration",
+            file=str(schema_dir / f"{s.version:03d}_{s.name}.sql"),
+        )
+    return ConfigError(
+        f"migration {s.version:03d}_{s.name} is recorded as applied but its file is gone",
+        "restore the file from git; migrations are append-only",
+        file=str(schema_dir),
+    )

@@ -1,0 +1,95 @@
+"""The phases of a run. Each module does one job and returns what it did; the runner sequences them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cdb_ops.desired import DesiredStack
+from cdb_ops.engine import Engine, ImageFacts
+from cdb_ops.playbook import PhaseSpec
+from cdb_ops.progress import Progress
+from cdb_ops.project import Project
+from cdb_ops.readiness import HealthWait
+from cdb_ops.settings import Redactor, Settings
+
+
+@dataclass
+class StepResult:
+    phase: str
+    resource: str
+    name: str
+    action: str  # create | recreate | start | remove | build | pull | ok | orphan | migrate | wait
+    detail: str = ""
+    seconds: float = 0.0
+    service: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.action not in ("ok", "orphan", "wait")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["seconds"] = round(self.seconds, 3)
+        return d
+
+
+@dataclass
+class RunOptions:
+    clean: bool = False
+    remove_orphans: bool = False
+    no_cache: bool = False
+    yes: bool = False
+
+
+@dataclass
+class PhaseContext:
+    engine: Engine
+    desired: DesiredStack
+    settings: Settings
+    project: Project
+    progress: Progress
+    redact: Redactor
+    options: RunOptions
+    waiter: HealthWait
+    images: dict[str, ImageFacts] = field(default_factory=dict)  # service -> the image it runs
+    steps: list[StepResult] = field(default_factory=list)
+
+    def record(
+        self,
+        phase: str,
+        resource: str,
+        name: str,
+        action: str,
+        detail: str = "",
+        seconds: float = 0.0,
+        service: str | None = None,
+    ) -> StepResult:
+        step = StepResult(phase, resource, name, action, self.redact(detail), seconds, service)
+        self.steps.append(step)
+        self.progress.step(phase, resource, name, action, step.detail, seconds)
+        return step
+
+    @contextmanager
+    def timed(self) -> Iterator[Callable[[], float]]:
+        start = time.monotonic()
+        yield lambda: time.monotonic() - start
+
+
+PhaseFn = Callable[[PhaseContext, PhaseSpec], None]
+
+
+def registry() -> dict[str, PhaseFn]:
+    from cdb_ops.phases import cleanup, images, network, schema, services, volumes
+
+    return {
+        "cleanup": cleanup.run,
+        "network": network.run,
+        "volumes": volumes.run,
+        "images": images.run,
+        "services": services.run,
+        "schema": schema.run,
+    }

@@ -1,0 +1,67 @@
+"""Phase `images`: every selected service has its image — present, pulled, built from `images/`,
+or (when a pull fails: offline, rate limit, no registry) built from its fallback and said so."""
+
+from __future__ import annotations
+
+from cdb_ops.desired import LABEL_BUILD_HASH, LABEL_SERVICE, LABEL_SYSTEM, DesiredService, dockerfile_of
+from cdb_ops.engine import ImageFacts, PullFailed
+from cdb_ops.phases import PhaseContext
+from cdb_ops.planner import choose_image
+from cdb_ops.playbook import BuildSpec, PhaseSpec
+
+
+def _build(ctx: PhaseContext, svc: DesiredService, build: BuildSpec, tag: str, phase: str, why: str) -> ImageFacts:
+    labels = {LABEL_SYSTEM: ctx.desired.system, LABEL_SERVICE: svc.name, LABEL_BUILD_HASH: svc.image.build_hash or ""}
+    with ctx.timed() as took:
+        ctx.progress.step(phase, "image", tag, "build", f"{why} — building {build.context}")
+        image = ctx.engine.build(
+            ctx.project.root / build.context,
+            dockerfile_of(build),
+            tag,
+            labels,
+            build.args,
+            ctx.options.no_cache,
+            on_line=lambda line: ctx.progress.line(svc.name, line),
+        )
+    ctx.record(phase, "image", tag, "build", f"{why} — built {image.id[7:19]}", took(), svc.name)
+    return image
+
+
+def ensure_image(ctx: PhaseContext, svc: DesiredService, phase: str) -> ImageFacts:
+    """The image `svc` runs, obtaining it if needed. Cached per run."""
+    if svc.name in ctx.images:
+        return ctx.images[svc.name]
+    choice = choose_image(ctx.engine, svc, ctx.options.no_cache)
+    src = svc.image
+    if choice.action == "ok" and choice.image is not None:
+        image = choice.image
+        ctx.record(phase, "image", choice.ref, "ok", choice.reason, service=svc.name)
+    elif choice.action == "build":
+        build = src.build or src.fallback
+        assert build is not None
+        image = _build(ctx, svc, build, choice.ref, phase, choice.reason)
+    else:
+        try:
+            with ctx.timed() as took:
+                ctx.progress.step(phase, "image", src.ref, "pull", "pulling")
+                image = ctx.engine.pull(src.ref)
+            ctx.record(phase, "image", src.ref, "pull", "pulled", took(), svc.name)
+        except PullFailed as exc:
+            if src.fallback is None:
+                raise
+            assert src.fallback.tag
+            ctx.progress.note(
+                f"{src.ref} cannot be pulled ({exc.message}); using the fallback build "
+                f"{src.fallback.context} -> {src.fallback.tag}"
+            )
+            image = _build(ctx, svc, src.fallback, src.fallback.tag, phase, f"fallback: {src.ref} could not be pulled")
+    ctx.images[svc.name] = image
+    return image
+
+
+def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
+    names = phase.services or list(ctx.desired.services)
+    for name in names:
+        svc = ctx.desired.services.get(name)
+        if svc is not None:
+            ensure_image(ctx, svc, phase.name)

@@ -1,0 +1,99 @@
+"""Phase `services`: converge containers in dependency order, tiers in parallel, each tier ready
+(actively probed) before the next starts. A container is recreated only when its config hash or
+image changed; otherwise it is left running untouched."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from cdb_ops.desired import DesiredService, finalize, write_secret_files
+from cdb_ops.engine import ImageFacts
+from cdb_ops.errors import CdbError, ForeignResource, StepFailed
+from cdb_ops.phases import PhaseContext
+from cdb_ops.phases.images import ensure_image
+from cdb_ops.planner import REPLACED_MARK, ImageChoice, container_change
+from cdb_ops.playbook import PhaseSpec, start_order
+
+
+def _replace(ctx: PhaseContext, svc: DesiredService, image_id: str, image_ref: str) -> None:
+    """Swap a container for a new one without ever leaving neither: the old one is stopped and set
+    aside under another name, and put back if the new one cannot even be created or started."""
+    name = svc.container.name
+    aside = f"{name}{REPLACED_MARK}{int(time.time())}"
+    ctx.engine.stop(name, timeout=10)
+    ctx.engine.rename(name, aside)
+    try:
+        ctx.engine.create_container(finalize(svc, image_id, image_ref))
+        ctx.engine.start(name)
+    except CdbError:
+        ctx.engine.remove_container(name)
+        ctx.engine.rename(aside, name)
+        ctx.engine.start(name)
+        raise
+
+
+def _ref(image: ImageFacts) -> str:
+    return image.tags[0] if image.tags else image.id[:19]
+
+
+def converge_one(ctx: PhaseContext, svc: DesiredService, phase: str) -> None:
+    image = ctx.images[svc.name]
+    actual = ctx.engine.container(svc.container.name)
+    change = container_change(ctx.desired, svc, actual, ImageChoice("ok", image.id, image))
+    name = svc.container.name
+    with ctx.timed() as took:
+        if change.action == "conflict":
+            raise ForeignResource(
+                change.reason,
+                f"rename or remove that container (`docker rm -f {name}`) "
+                "after checking what it is; cdb-ops never touches containers it did not create",
+            )
+        if change.action == "create":
+            ctx.engine.create_container(finalize(svc, image.id, _ref(image)))
+            ctx.engine.start(name)
+        elif change.action == "recreate":
+            _replace(ctx, svc, image.id, _ref(image))
+        elif change.action == "start":
+            ctx.engine.start(name)
+    ctx.record(phase, "container", name, change.action, change.reason, took(), svc.name)
+
+
+def _ready(ctx: PhaseContext, svc: DesiredService, phase: str) -> None:
+    with ctx.timed() as took:
+        result = ctx.waiter.wait(svc)
+    ctx.record(phase, "health", svc.container.name, "wait", f"ready: {result.detail}", took(), svc.name)
+
+
+def _collect(futures: list) -> None:  # type: ignore[type-arg]
+    """Wait for all, then raise the first failure (so no thread is left running behind our back)."""
+    errors = []
+    for f in futures:
+        try:
+            f.result()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
+    names = [n for n in (phase.services or list(ctx.desired.services)) if n in ctx.desired.services]
+    for name in names:
+        ensure_image(ctx, ctx.desired.services[name], phase.name)
+    written = write_secret_files(ctx.desired)
+    if written:
+        ctx.progress.note(f"secret files updated: {', '.join(written)}")
+    # dependencies outside this phase were converged by an earlier phase; make sure they are ready
+    outside = sorted({d for n in names for d in ctx.desired.services[n].spec.depends_on if d not in names})
+    for dep in outside:
+        if ctx.engine.container(ctx.desired.services[dep].container.name) is None:
+            raise StepFailed(
+                f"{dep} must run before {', '.join(names)}, but it does not exist",
+                f"run the whole rebuild, or a phase that starts {dep} first",
+            )
+    for tier in start_order(ctx.desired.stack, names):
+        with ThreadPoolExecutor(max_workers=max(1, len(tier))) as pool:
+            _collect([pool.submit(converge_one, ctx, ctx.desired.services[n], phase.name) for n in tier])
+        with ThreadPoolExecutor(max_workers=max(1, len(tier))) as pool:
+            _collect([pool.submit(_ready, ctx, ctx.desired.services[n], phase.name) for n in tier])

@@ -1,0 +1,106 @@
+"""Postgres access (psycopg 3, async): one connection per service, reconnected on failure.
+
+A lost connection surfaces as `Unavailable`; the stream consumer then retries the same event with
+backoff, so nothing is acknowledged that was not committed. Money columns come back as Decimal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+
+from .backoff import Backoff, Outage
+from .config import PostgresSettings
+from .metrics import DEPENDENCY_UP, RECONNECTS
+
+
+class Unavailable(Exception):
+    """A dependency (Postgres or Redis) cannot be reached right now; retry later."""
+
+
+class Database:
+    def __init__(self, settings: PostgresSettings, log: logging.Logger) -> None:
+        self.settings = settings
+        self.log = log
+        self.outage = Outage("postgres", log, "database connection")
+        self._conn: psycopg.AsyncConnection | None = None
+        # One connection serves every task of the service; the lock keeps transactions from interleaving.
+        self._lock = asyncio.Lock()
+
+    @property
+    def connected(self) -> bool:
+        return self.outage.connected
+
+    async def _ensure(self) -> psycopg.AsyncConnection:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(autocommit=True, **self.settings.conninfo())
+            self.outage.up()
+            DEPENDENCY_UP.labels("postgres").set(1)
+        return self._conn
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        DEPENDENCY_UP.labels("postgres").set(0)
+        if conn is not None:
+            try:
+                await conn.close()
+            except Exception:  # noqa: BLE001 - the connection is already broken; closing is best effort
+                pass
+
+    @asynccontextmanager
+    async def transaction(self, isolation: str | None = None) -> AsyncIterator[psycopg.AsyncConnection]:
+        """One transaction; a connection fault becomes `Unavailable` and the connection is rebuilt next time."""
+        async with self._lock:
+            try:
+                conn = await self._ensure()
+                async with conn.transaction():
+                    if isolation:
+                        await conn.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
+                    yield conn
+            except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
+                await self._drop()
+                raise Unavailable(f"postgres: {exc}".strip()) from exc
+
+    async def ping(self) -> bool:
+        try:
+            async with self.transaction() as conn:
+                await conn.execute("SELECT 1")
+            return True
+        except Unavailable:
+            return False
+
+    async def monitor(self, stop: asyncio.Event, interval: float = 5.0) -> None:
+        """Keep the connection checked (for /health) and reconnect with backoff while it is down."""
+        backoff = Backoff(base=0.5, cap=15.0)
+        while not stop.is_set():
+            try:
+                async with self.transaction() as conn:
+                    await conn.execute("SELECT 1")
+                backoff.reset()
+                delay = interval
+            except Unavailable as exc:
+                delay = backoff.next_delay()
+                RECONNECTS.labels("postgres").inc()
+                self.outage.down(exc.__cause__ or exc, delay)
+            await sleep_or_stop(stop, delay)
+
+    def report_failure(self, exc: BaseException, retry_in: float) -> None:
+        RECONNECTS.labels("postgres").inc()
+        self.outage.down(exc.__cause__ or exc, retry_in)
+
+    async def close(self) -> None:
+        await self._drop()
+
+
+async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep `seconds`, returning early when `stop` is set (so SIGTERM is honoured within the 2 s budget)."""
+    if seconds <= 0:
+        return
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except asyncio.TimeoutError:
+        pass

@@ -1,0 +1,272 @@
+"""Redis Streams with consumer groups: at-least-once delivery, acked after commit, trimmed, reclaimed.
+
+Consumers: XGROUP CREATE ... MKSTREAM, XREADGROUP, XACK only after the handler's Postgres transaction
+committed and its output events were added. At start (and after every Redis reconnect) a consumer
+first re-reads its own pending entries (id 0), then takes over entries idle for longer than
+`claim_idle_ms` from dead consumers with XAUTOCLAIM, and repeats the claim periodically.
+Handlers must be idempotent (producer-chosen ids + ON CONFLICT DO NOTHING) because of redelivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+
+from .backoff import Backoff, Outage
+from .config import RedisSettings
+from .db import Database, Unavailable, sleep_or_stop
+from .events import Event, EventError, now_ms
+from .metrics import (
+    DEPENDENCY_UP,
+    EVENT_LATENCY,
+    EVENTS_CONSUMED,
+    EVENTS_INVALID,
+    EVENTS_PUBLISHED,
+    EVENTS_RECLAIMED,
+    RECONNECTS,
+)
+
+# Bounded streams: ~MAXLEN entries are kept (approximate trimming is O(1) per XADD).
+DEFAULT_MAXLEN = {"cdb:ticks": 200_000, "cdb:signals": 100_000, "cdb:orders": 100_000, "cdb:fills": 100_000}
+DEAD_LETTER_STREAM = "cdb:deadletter"
+
+REDIS_ERRORS: tuple[type[BaseException], ...] = (
+    redis_errors.ConnectionError,  # includes BusyLoadingError while Redis replays its AOF
+    redis_errors.TimeoutError,
+    ConnectionError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+Outputs = Sequence[tuple[str, Event]]
+Handler = Callable[[str, dict[str, Any]], Awaitable[Outputs]]
+
+
+def consumer_name() -> str:
+    """The container's hostname: stable across restarts of one container, so its pending entries come back."""
+    return socket.gethostname()
+
+
+class Bus:
+    """The Redis connection of a service (redis-py asyncio; its pool reconnects on the next command)."""
+
+    def __init__(self, settings: RedisSettings, log: logging.Logger) -> None:
+        self.log = log
+        self.outage = Outage("redis", log, "redis connection")
+        self.redis = aioredis.Redis(
+            host=settings.host,
+            port=settings.port,
+            password=settings.password or None,
+            decode_responses=True,
+            socket_connect_timeout=5,
+            # Must exceed XREADGROUP's BLOCK time, or every idle read would look like a timeout.
+            socket_timeout=15,
+            health_check_interval=30,
+        )
+
+    @property
+    def connected(self) -> bool:
+        return self.outage.connected
+
+    def mark_up(self) -> None:
+        if not self.outage.connected:
+            DEPENDENCY_UP.labels("redis").set(1)
+        self.outage.up()
+
+    def mark_down(self, exc: BaseException, retry_in: float) -> None:
+        DEPENDENCY_UP.labels("redis").set(0)
+        RECONNECTS.labels("redis").inc()
+        self.outage.down(exc, retry_in)
+
+    async def monitor(self, stop: asyncio.Event, interval: float = 5.0) -> None:
+        """PING periodically so /health knows about Redis even when no event flows."""
+        backoff = Backoff(base=0.5, cap=15.0)
+        while not stop.is_set():
+            try:
+                await self.redis.ping()
+                self.mark_up()
+                backoff.reset()
+                delay = interval
+            except REDIS_ERRORS as exc:
+                delay = backoff.next_delay()
+                self.mark_down(exc, delay)
+            await sleep_or_stop(stop, delay)
+
+    async def publish(self, items: Outputs) -> None:
+        """XADD each (stream, event) with MAXLEN ~ trimming, in one round trip."""
+        if not items:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for stream, event in items:
+            pipe.xadd(stream, event.to_fields(), maxlen=DEFAULT_MAXLEN.get(stream, 100_000), approximate=True)
+        await pipe.execute()
+        for stream, _event in items:
+            EVENTS_PUBLISHED.labels(stream).inc()
+
+    async def ensure_group(self, stream: str, group: str) -> None:
+        try:
+            # Start at 0: events produced before this consumer ever ran are still handled.
+            await self.redis.xgroup_create(stream, group, id="0", mkstream=True)
+        except redis_errors.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def close(self) -> None:
+        closer = getattr(self.redis, "aclose", None) or self.redis.close
+        try:
+            await closer()
+        except Exception:  # noqa: BLE001 - shutting down; nothing left to save
+            pass
+
+
+class StreamConsumer:
+    """Consumes one stream in one group, one entry at a time, in order."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        db: Database | None,
+        stream: str,
+        group: str,
+        handler: Handler,
+        *,
+        log: logging.Logger,
+        batch: int = 200,
+        block_ms: int = 500,
+        claim_idle_ms: int = 60_000,
+        claim_every_s: float = 30.0,
+        name: str | None = None,
+    ) -> None:
+        self.bus = bus
+        self.db = db
+        self.stream = stream
+        self.group = group
+        self.handler = handler
+        self.log = log
+        self.batch = batch
+        self.block_ms = block_ms
+        self.claim_idle_ms = claim_idle_ms
+        self.claim_every_s = claim_every_s
+        self.name = name or consumer_name()
+        self.last_event_at: float | None = None  # monotonic time of the last handled entry
+        self.handled = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = Backoff(base=0.5, cap=15.0)
+        needs_setup = True
+        next_claim = 0.0
+        while not stop.is_set():
+            try:
+                if needs_setup:
+                    await self.bus.ensure_group(self.stream, self.group)
+                    self.bus.mark_up()
+                    await self._drain_own_pending(stop)
+                    needs_setup = False
+                if time.monotonic() >= next_claim:
+                    await self._claim_stale(stop)
+                    next_claim = time.monotonic() + self.claim_every_s
+                reply = await self.bus.redis.xreadgroup(
+                    self.group, self.name, {self.stream: ">"}, count=self.batch, block=self.block_ms
+                )
+                self.bus.mark_up()
+                backoff.reset()
+                for _stream, entries in reply or []:
+                    await self._handle_entries(entries, stop)
+            except redis_errors.ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    # Redis lost the stream or the group (restart without persistence): recreate it.
+                    self.log.warning("consumer group missing, recreating", extra={"stream": self.stream})
+                    needs_setup = True
+                    continue
+                raise
+            except REDIS_ERRORS as exc:
+                delay = backoff.next_delay()
+                self.bus.mark_down(exc, delay)
+                needs_setup = True  # re-read own pending entries after the reconnect
+                await sleep_or_stop(stop, delay)
+
+    async def _drain_own_pending(self, stop: asyncio.Event) -> None:
+        """Entries delivered to this consumer name earlier but never acked (crash, Redis outage)."""
+        start = "0"
+        while not stop.is_set():
+            reply = await self.bus.redis.xreadgroup(self.group, self.name, {self.stream: start}, count=self.batch)
+            entries = reply[0][1] if reply else []
+            if not entries:
+                return
+            await self._handle_entries(entries, stop)
+            start = entries[-1][0]
+
+    async def _claim_stale(self, stop: asyncio.Event) -> None:
+        start = "0-0"
+        while not stop.is_set():
+            reply = await self.bus.redis.xautoclaim(
+                self.stream, self.group, self.name, min_idle_time=self.claim_idle_ms, start_id=start, count=self.batch
+            )
+            start, entries = reply[0], [e for e in reply[1] if e and e[0]]
+            if entries:
+                EVENTS_RECLAIMED.labels(self.stream).inc(len(entries))
+                self.log.warning(
+                    "reclaimed pending entries of a dead consumer", extra={"stream": self.stream, "count": len(entries)}
+                )
+                await self._handle_entries(entries, stop)
+            if start in ("0-0", b"0-0"):
+                return
+
+    async def _handle_entries(self, entries: list[Any], stop: asyncio.Event) -> None:
+        acked: list[str] = []
+        try:
+            for entry_id, fields in entries:
+                if stop.is_set():
+                    return  # unacked entries stay pending and come back after the restart
+                if not fields:
+                    acked.append(entry_id)  # trimmed while pending: nothing left to handle
+                    continue
+                outputs = await self._handle_one(entry_id, fields, stop)
+                if outputs is None:
+                    return  # stopping while the database was down: leave it pending
+                await self.bus.publish(outputs)
+                acked.append(entry_id)
+                self.handled += 1
+                self.last_event_at = time.monotonic()
+                EVENTS_CONSUMED.labels(self.stream).inc()
+        finally:
+            if acked:
+                await self.bus.redis.xack(self.stream, self.group, *acked)
+
+    async def _handle_one(self, entry_id: str, fields: dict[str, Any], stop: asyncio.Event) -> Outputs | None:
+        backoff = Backoff(base=0.5, cap=10.0)
+        while True:
+            try:
+                return await self.handler(entry_id, fields)
+            except EventError as exc:
+                # A producer bug, not an outage: keep the entry for forensics and move on.
+                EVENTS_INVALID.labels(self.stream).inc()
+                self.log.error(
+                    "invalid event skipped", extra={"stream": self.stream, "entry_id": entry_id, "error": str(exc)}
+                )
+                await self.bus.redis.xadd(
+                    DEAD_LETTER_STREAM,
+                    {"stream": self.stream, "entry_id": entry_id, "error": str(exc), "data": str(fields)[:10_000]},
+                    maxlen=10_000,
+                    approximate=True,
+                )
+                return []
+            except Unavailable as exc:
+                delay = backoff.next_delay()
+                if self.db is not None:
+                    self.db.report_failure(exc, delay)
+                await sleep_or_stop(stop, delay)
+                if stop.is_set():
+                    return None
+
+
+def observe_latency(stream: str, received_at: int) -> None:
+    """Record the time since the screener received the originating frame."""
+    EVENT_LATENCY.labels(stream).observe(max(0.0, (now_ms() - received_at) / 1000.0))

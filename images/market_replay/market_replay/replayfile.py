@@ -1,0 +1,96 @@
+"""Replay files and pacing, free of I/O: JSON lines of raw `!miniTicker@arr` frames and when to send them.
+
+Every non-empty line is one frame, sent as recorded (a broken line too: it exercises the screener's
+rejection path). A frame's time is the largest E of its items; pacing follows those times divided by
+the speed (0 = as fast as possible). Lines without a readable E are sent right after the previous one.
+Optionally E is shifted so the first frame of each loop carries "now" and loops stay monotonic.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ReplayFrame:
+    raw: str
+    event_time: int | None  # max E of the items, None when the line is not a readable frame
+    items: list[dict[str, Any]] | None  # the parsed array (for time shifting), None when unreadable
+
+
+def frame_event_time(data: Any) -> int | None:
+    if not isinstance(data, list):
+        return None
+    times = [
+        item["E"]
+        for item in data
+        if isinstance(item, dict) and isinstance(item.get("E"), int) and not isinstance(item.get("E"), bool)
+    ]
+    return max(times) if times else None
+
+
+def parse_line(line: str) -> ReplayFrame | None:
+    """One line of a replay file; None for blank lines."""
+    raw = line.rstrip("\r\n")
+    if not raw.strip():
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return ReplayFrame(raw=raw, event_time=None, items=None)
+    event_time = frame_event_time(data)
+    items = data if event_time is not None else None
+    return ReplayFrame(raw=raw, event_time=event_time, items=items)
+
+
+def load_frames(lines: Iterable[str]) -> list[ReplayFrame]:
+    return [frame for frame in (parse_line(line) for line in lines) if frame is not None]
+
+
+def schedule(event_times: list[int | None], speed: float) -> list[float]:
+    """Seconds after playback start at which each frame is due.
+
+    Offsets are absolute (from the first timed frame), so sleeping until each one never accumulates
+    drift; they never go backwards (an out-of-order E is sent at once).
+    """
+    if speed < 0:
+        raise ValueError("speed must be >= 0")
+    offsets: list[float] = []
+    first: int | None = None
+    current = 0.0
+    for event_time in event_times:
+        if speed > 0 and event_time is not None:
+            if first is None:
+                first = event_time
+            current = max(current, (event_time - first) / 1000.0 / speed)
+        offsets.append(current)
+    return offsets
+
+
+def shifted(frame: ReplayFrame, shift_ms: int) -> str:
+    """The frame with every item's E moved by `shift_ms`, in the exchange's compact JSON form."""
+    if frame.items is None or shift_ms == 0:
+        return frame.raw
+    items = []
+    for item in frame.items:
+        if isinstance(item, dict) and isinstance(item.get("E"), int):
+            item = {**item, "E": item["E"] + shift_ms}
+        items.append(item)
+    return json.dumps(items, separators=(",", ":"))
+
+
+def loop_shift(first_event_time: int, now_ms: int, last_sent_event_time: int | None) -> int:
+    """Shift that makes a loop start at `now_ms` and never go back behind what was already sent."""
+    start = now_ms if last_sent_event_time is None else max(now_ms, last_sent_event_time + 1)
+    return start - first_event_time
+
+
+def hold_frame(last_items: dict[str, dict[str, Any]], event_time: int) -> str | None:
+    """After a non-looping replay: every symbol's last state again at `event_time` (a flat market)."""
+    if not last_items:
+        return None
+    items = [{**item, "E": event_time} for item in last_items.values()]
+    return json.dumps(items, separators=(",", ":"))

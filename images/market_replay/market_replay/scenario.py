@@ -1,0 +1,100 @@
+"""Deterministic generated scenarios in the exchange's exact `!miniTicker@arr` format.
+
+`momentum` (the shipped replays/momentum_demo.jsonl is this scenario) — frames every 4 s of event
+time for 1,100 s; with the default limits (SIGNAL_THRESHOLD=3, MIN_VOLUME=100000, 5-min window,
+10-min cooldown) it drives:
+- ETHUSDT +6 % over t=60..180 s → BUY (approved, filled, position opened);
+- SOLUSDT +5 % over t=90..210 s → BUY (approved; stays open to the end);
+- XRPUSDT −5 % over t=60..180 s → SELL without a position → rejected `no_position`;
+- DOGEUSDT +2.5 % → below the threshold, no signal;
+- ETHUSDT +4 % again over t=780..900 s (after its cooldown) → BUY on a held symbol → rejected
+  `position_exists`;
+- ETHUSDT −8 % over t=960..1080 s → SELL → approved, closes the ETH position with a realized PnL;
+- LOWVOLUSDT +10 % but 24h quote volume 50,000 (< MIN_VOLUME) and ETHBTC +10 % (not USDT): filtered.
+Prices carry a seeded ±2 bps noise; no float is involved, so every run yields the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+START_MS = 1_736_553_600_000  # 2025-01-11T00:00:00Z, the memo's rebuild day
+PRICE_STEP = Decimal("0.00000001")
+
+
+@dataclass(frozen=True)
+class SymbolPath:
+    symbol: str
+    start_price: Decimal
+    quote_volume_24h: Decimal
+    moves: tuple[tuple[int, int, Decimal], ...] = ()  # (from s, to s, % change over that span)
+
+    def price_at(self, t: int) -> Decimal:
+        price = self.start_price
+        for begin, end, change in self.moves:
+            if t >= end:
+                price *= 1 + change / 100
+            elif t > begin:
+                price *= 1 + change / 100 * Decimal(t - begin) / Decimal(end - begin)
+        return price
+
+
+MOMENTUM_PATHS = (
+    SymbolPath("BTCUSDT", Decimal("42000"), Decimal("1500000000")),
+    SymbolPath(
+        "ETHUSDT",
+        Decimal("2500"),
+        Decimal("800000000"),
+        ((60, 180, Decimal(6)), (780, 900, Decimal(4)), (960, 1080, Decimal(-8))),
+    ),
+    SymbolPath("SOLUSDT", Decimal("100"), Decimal("300000000"), ((90, 210, Decimal(5)),)),
+    SymbolPath("XRPUSDT", Decimal("0.5"), Decimal("200000000"), ((60, 180, Decimal(-5)),)),
+    SymbolPath("ADAUSDT", Decimal("0.4"), Decimal("90000000")),
+    SymbolPath("DOGEUSDT", Decimal("0.08"), Decimal("150000000"), ((100, 200, Decimal("2.5")),)),
+    SymbolPath("LOWVOLUSDT", Decimal("1"), Decimal("50000"), ((60, 120, Decimal(10)),)),
+    SymbolPath("ETHBTC", Decimal("0.0595"), Decimal("12000"), ((60, 120, Decimal(10)),)),
+)
+
+
+def momentum_frames(seed: int = 7, start_ms: int = START_MS, duration_s: int = 1100, step_s: int = 4) -> Iterator[str]:
+    """The `momentum` scenario, one JSON line (one exchange frame) at a time."""
+    rng = random.Random(seed)
+    state: dict[str, tuple[Decimal, Decimal]] = {}  # symbol -> (high, low) of the "24 h"
+    for t in range(0, duration_s + 1, step_s):
+        event_time = start_ms + t * 1000
+        items = []
+        for path in MOMENTUM_PATHS:
+            noise = Decimal(rng.randint(-2, 2)) / 10000
+            close = (path.price_at(t) * (1 + noise)).quantize(PRICE_STEP)
+            high, low = state.get(path.symbol, (close, close))
+            high, low = max(high, close), min(low, close)
+            state[path.symbol] = (high, low)
+            # The 24h quote volume drifts up a little, as it does on a live market.
+            quote_volume = (path.quote_volume_24h * (1 + Decimal(t) / 86400)).quantize(PRICE_STEP)
+            items.append(
+                {
+                    "e": "24hrMiniTicker",
+                    "E": event_time,
+                    "s": path.symbol,
+                    "c": str(close),
+                    "o": str(path.start_price.quantize(PRICE_STEP)),
+                    "h": str(high),
+                    "l": str(low),
+                    "v": str((quote_volume / close).quantize(PRICE_STEP)),
+                    "q": str(quote_volume),
+                }
+            )
+        yield json.dumps(items, separators=(",", ":"))
+
+
+SCENARIOS = {"momentum": momentum_frames}
+
+
+def generate(name: str, seed: int = 7) -> list[str]:
+    if name not in SCENARIOS:
+        raise KeyError(f"unknown scenario {name!r}; known: {', '.join(sorted(SCENARIOS))}")
+    return list(SCENARIOS[name](seed=seed))

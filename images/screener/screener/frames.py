@@ -1,0 +1,130 @@
+"""Parsing and filtering of the exchange's `!miniTicker@arr` frames (SPEC §8), free of I/O.
+
+A frame is a JSON array of objects {e: "24hrMiniTicker", E: event ms, s: symbol, c: close, o: open
+24h ago, h, l, v: base volume, q: quote volume}, numbers as strings, only for symbols that changed.
+24h change % = (c/o − 1)·100. Kept: symbols ending in USDT with q ≥ MIN_VOLUME. A frame that is not
+JSON, too large or of the wrong shape is rejected whole (counted by reason, never a crash); a bad item
+inside a good frame is skipped and counted. {"e": "serverShutdown"} announces maintenance.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+MAX_FRAME_BYTES = 2 * 1024 * 1024  # the full market (~2,000 symbols) is ~300 KB
+SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,30}$")  # the market_snapshots.symbol constraint
+QUOTE = "USDT"
+_NUMERIC_KEYS = ("c", "o", "h", "l", "v", "q")
+
+
+@dataclass(frozen=True)
+class MiniTicker:
+    symbol: str
+    event_time: int
+    close: Decimal
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    base_volume: Decimal
+    quote_volume: Decimal
+
+    @property
+    def change_pct(self) -> Decimal:
+        return (self.close / self.open - 1) * 100
+
+
+@dataclass
+class FrameResult:
+    tickers: list[MiniTicker] = field(default_factory=list)
+    rejected: str | None = None  # reason when the whole frame was dropped
+    shutdown: bool = False  # serverShutdown: reconnect to another server
+    bad_items: int = 0
+    filtered: dict[str, int] = field(default_factory=dict)  # reason -> count (not_usdt, low_volume)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        return None
+    try:
+        number = Decimal(value)
+    except (InvalidOperation, ValueError):
+        return None
+    return number if number.is_finite() else None
+
+
+def parse_item(item: Any) -> MiniTicker | None:
+    """One array element, or None when it is not a valid miniTicker."""
+    if not isinstance(item, dict) or item.get("e") != "24hrMiniTicker":
+        return None
+    symbol, event_time = item.get("s"), item.get("E")
+    if not isinstance(symbol, str) or not SYMBOL_RE.match(symbol):
+        return None
+    if isinstance(event_time, bool) or not isinstance(event_time, int) or event_time <= 0:
+        return None
+    numbers = [_decimal(item.get(key)) for key in _NUMERIC_KEYS]
+    if any(n is None for n in numbers):
+        return None
+    close, open_, high, low, base_volume, quote_volume = numbers  # type: ignore[misc]
+    if close <= 0 or open_ <= 0 or high <= 0 or low <= 0 or base_volume < 0 or quote_volume < 0:
+        return None  # prices must be positive (the columns say so); o = 0 would divide by zero
+    return MiniTicker(symbol, event_time, close, open_, high, low, base_volume, quote_volume)
+
+
+def parse_frame(raw: str | bytes, min_volume: Decimal, max_bytes: int = MAX_FRAME_BYTES) -> FrameResult:
+    """Parse and filter one websocket message."""
+    result = FrameResult()
+    if len(raw) > max_bytes:
+        result.rejected = "oversized"
+        return result
+    try:
+        # Decimal straight from the text: a float never touches a price.
+        data = json.loads(raw, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        result.rejected = "invalid_json"
+        return result
+    if isinstance(data, dict):
+        if data.get("e") == "serverShutdown":
+            result.shutdown = True
+        else:
+            result.rejected = "wrong_shape"  # e.g. a subscription reply or an error object
+        return result
+    if not isinstance(data, list):
+        result.rejected = "wrong_shape"
+        return result
+    for item in data:
+        ticker = parse_item(item)
+        if ticker is None:
+            result.bad_items += 1
+            continue
+        if not ticker.symbol.endswith(QUOTE) or len(ticker.symbol) <= len(QUOTE):
+            result.filtered["not_usdt"] = result.filtered.get("not_usdt", 0) + 1
+        elif ticker.quote_volume < min_volume:
+            result.filtered["low_volume"] = result.filtered.get("low_volume", 0) + 1
+        else:
+            result.tickers.append(ticker)
+    if data and result.bad_items == len(data):
+        result.rejected = "wrong_shape"  # nothing in it was a miniTicker
+    return result
+
+
+def probe_frame(symbol: str, prices: list[Decimal], event_time: int, quote_volume: Decimal) -> list[str]:
+    """Frames in the exchange's exact format for the end-to-end probe: one frame per price, 1 ms apart."""
+    frames = []
+    for offset, price in enumerate(prices):
+        item = {
+            "e": "24hrMiniTicker",
+            "E": event_time + offset,
+            "s": symbol,
+            "c": str(price),
+            "o": str(prices[0]),
+            "h": str(max(prices[: offset + 1])),
+            "l": str(min(prices[: offset + 1])),
+            "v": str(quote_volume / prices[0]),
+            "q": str(quote_volume),
+        }
+        frames.append(json.dumps([item]))
+    return frames

@@ -1,0 +1,125 @@
+"""The momentum rule of SPEC §4, free of I/O: rolling event-time window per symbol, threshold, cooldown.
+
+Definitions (exact, tested):
+- The window is measured in exchange event time (the frames' E), never wall-clock, so a replay at
+  any speed forms the same windows.
+- reference price = the price in effect at the window start (the last tick at or before
+  `tick_time - window`), or the oldest tick seen when the history is shorter than the window;
+  change % = (price / reference − 1) · 100.
+- BUY when change ≥ threshold and 24h quote volume ≥ MIN_VOLUME; SELL when change ≤ −threshold
+  (an exit: no volume condition, just as risk never blocks exits). Spot only: a SELL can only close
+  a long, which risk and execution enforce.
+- cooldown per (symbol, side), in event time: after a BUY no further BUY for that symbol for
+  `cooldown_seconds`, but a SELL (an exit) is not delayed by the BUY's cooldown. Probe ticks ignore it.
+- confidence = min(1, |change| / (2 · threshold)), rounded down to 5 decimals: 0.5 exactly on the
+  threshold, 1 at twice the threshold or more.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
+
+BUY = "BUY"
+SELL = "SELL"
+CONFIDENCE_STEP = Decimal("0.00001")
+CHANGE_STEP = Decimal("0.00000001")
+
+
+@dataclass(frozen=True)
+class MomentumConfig:
+    threshold_pct: Decimal
+    min_volume: Decimal
+    window_seconds: int = 300
+    cooldown_seconds: int = 600
+
+
+@dataclass(frozen=True)
+class MomentumSignal:
+    symbol: str
+    side: str
+    price: Decimal
+    reference_price: Decimal
+    change_pct: Decimal  # rounded to 8 decimals (the column's scale)
+    quote_volume: Decimal
+    confidence: Decimal
+    tick_time: int
+    window_seconds: int
+    threshold_pct: Decimal
+
+
+def change_pct(price: Decimal, reference: Decimal) -> Decimal:
+    return (price / reference - 1) * 100
+
+
+def confidence(change: Decimal, threshold: Decimal) -> Decimal:
+    raw = min(Decimal(1), abs(change) / (2 * threshold))
+    return raw.quantize(CONFIDENCE_STEP, rounding=ROUND_DOWN)
+
+
+class MomentumEngine:
+    """Keeps each symbol's price history for one window and decides on every tick."""
+
+    def __init__(self, config: MomentumConfig) -> None:
+        self.config = config
+        self._window_ms = config.window_seconds * 1000
+        self._cooldown_ms = config.cooldown_seconds * 1000
+        # (event time ms, price); consecutive equal prices are stored once (the price in effect is the same).
+        self._history: dict[str, deque[tuple[int, Decimal]]] = {}
+        self._last_signal: dict[tuple[str, str], int] = {}
+        self.out_of_order = 0
+
+    def symbols(self) -> int:
+        return len(self._history)
+
+    def reference_price(self, symbol: str) -> Decimal | None:
+        history = self._history.get(symbol)
+        return history[0][1] if history else None
+
+    def on_tick(
+        self, symbol: str, price: Decimal, quote_volume: Decimal, tick_time: int, *, is_probe: bool = False
+    ) -> MomentumSignal | None:
+        history = self._history.setdefault(symbol, deque())
+        if history and tick_time < history[-1][0]:
+            self.out_of_order += 1  # an older frame after a newer one: it says nothing about "now"
+            return None
+        if history and history[-1][1] == price:
+            pass  # same price still in effect: keep the earlier point, it carries the older timestamp
+        elif history and history[-1][0] == tick_time:
+            history[-1] = (tick_time, price)
+        else:
+            history.append((tick_time, price))
+        window_start = tick_time - self._window_ms
+        # Evict while the next point is still at or before the window start: that next point is then
+        # the price in effect at the window start, so the oldest one is no longer needed.
+        while len(history) > 1 and history[1][0] <= window_start:
+            history.popleft()
+
+        reference = history[0][1]
+        change = change_pct(price, reference)
+        threshold = self.config.threshold_pct
+        if change >= threshold and quote_volume >= self.config.min_volume:
+            side = BUY
+        elif change <= -threshold:
+            side = SELL
+        else:
+            return None
+
+        key = (symbol, side)
+        last = self._last_signal.get(key)
+        if not is_probe and last is not None and tick_time - last < self._cooldown_ms:
+            return None
+        self._last_signal[key] = tick_time
+        return MomentumSignal(
+            symbol=symbol,
+            side=side,
+            price=price,
+            reference_price=reference,
+            change_pct=change.quantize(CHANGE_STEP),
+            quote_volume=quote_volume,
+            confidence=confidence(change, threshold),
+            tick_time=tick_time,
+            window_seconds=self.config.window_seconds,
+            threshold_pct=threshold,
+        )
