@@ -12,7 +12,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from cdb_ops import __version__
@@ -30,6 +29,9 @@ from cdb_ops.runner import execute, load_last_run
 from cdb_ops.settings import Redactor, Settings, load_settings, render_env_from_example
 from cdb_ops.stackinfo import postgres_conninfo
 from cdb_ops.status import gather
+
+# typer >= 0.25 vendors click; find its exception base through a public class instead of importing click
+_ClickException: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 EXIT_TABLE = "\n".join(f"  {int(c):>3}  {m}" for c, m in EXIT_CODE_MEANINGS.items())
 
@@ -356,12 +358,12 @@ def main() -> None:
     except CdbError as err:
         Renderer(_session.json, _session.redact).error(err, _session.command or "cdb-ops")
         sys.exit(int(err.exit_code))
-    except click.exceptions.Exit as e:  # pragma: no cover - typer.Exit inside standalone_mode=False
-        sys.exit(e.exit_code)
-    except click.exceptions.Abort:
+    except typer.Exit as e:
+        sys.exit(int(e.exit_code))
+    except typer.Abort:
         sys.exit(int(ExitCode.INTERRUPTED))
-    except click.ClickException as e:
-        e.show()
+    except _ClickException as e:  # usage errors: unknown option, bad value, missing argument
+        e.show()  # type: ignore[attr-defined]
         sys.exit(int(ExitCode.USAGE))
     except KeyboardInterrupt:
         print("interrupted; run the same command again to finish", file=sys.stderr)

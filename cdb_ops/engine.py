@@ -83,6 +83,7 @@ class ContainerFacts:
     ports: tuple[PortBinding, ...]
     volumes: tuple[str, ...]
     health_output: str = ""  # the last health check's output
+    network_ids: tuple[str, ...] = ()
 
     @property
     def running(self) -> bool:
@@ -279,6 +280,9 @@ class DockerEngine:
             ports=tuple(sorted(ports, key=lambda p: (p.host, p.container))),
             volumes=tuple(sorted(m["Name"] for m in c.get("Mounts") or [] if m.get("Type") == "volume")),
             health_output=(log[-1].get("Output") or "").strip() if log else "",
+            network_ids=tuple(
+                sorted(n.get("NetworkID", "") for n in (c.get("NetworkSettings", {}).get("Networks") or {}).values())
+            ),
         )
 
     def create_container(self, spec: ContainerSpec) -> str:

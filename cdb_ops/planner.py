@@ -92,8 +92,13 @@ def choose_image(engine: Engine, svc: DesiredService, no_cache: bool = False) ->
 
 
 def container_change(
-    desired: DesiredStack, svc: DesiredService, actual: ContainerFacts | None, image: ImageChoice
+    desired: DesiredStack,
+    svc: DesiredService,
+    actual: ContainerFacts | None,
+    image: ImageChoice,
+    network_id: str | None,
 ) -> Change:
+    """`network_id`: the id of the stack's network now (None: it does not exist yet)."""
     name = svc.container.name
 
     def change(action: Action, reason: str = "") -> Change:
@@ -111,6 +116,8 @@ def container_change(
     want = finalize(svc, image.image.id)
     if actual.labels.get(LABEL_HASH) != want.labels[LABEL_HASH]:
         return change("recreate", _why_different(actual, want.labels[LABEL_PARTS]))
+    if network_id is None or (network_id not in actual.network_ids and actual.network_ids):
+        return change("recreate", f"network {desired.network} is gone (it was removed or recreated)")
     if desired.network not in actual.networks:
         return change("recreate", f"not attached to network {desired.network}")
     if actual.state in ("running", "restarting"):
@@ -271,9 +278,7 @@ def plan_stack(
         else:
             plan.changes.append(Change("image", choice.ref, choice.action, choice.reason, svc.name))
         actual = by_name.get(svc.container.name)
-        change = container_change(desired, svc, actual, choice)
-        if change.action in ("create", "recreate") and actual is not None and net is None:
-            change = Change("container", change.name, "recreate", f"network {desired.network} is gone", svc.name)
+        change = container_change(desired, svc, actual, choice, net.id if net else None)
         plan.changes.append(change)
         if check_ports and change.action in ("create", "recreate", "start"):
             plan.changes.extend(port_conflicts(desired, svc, all_containers, info.local))

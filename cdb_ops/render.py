@@ -202,7 +202,7 @@ class Renderer:
         if self.json:
             self._json(command, {"error": err.to_dict()})
             return
-        err_console = Console(stderr=True, highlight=False)
+        err_console = Console(stderr=True, highlight=False, soft_wrap=True)
         err_console.print(f"[bold red]error:[/bold red] {escape(self.redact(err.message))}")
         if err.remedy:
             err_console.print(f"[bold]fix:[/bold] {escape(self.redact(err.remedy))}")

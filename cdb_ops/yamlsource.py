@@ -83,8 +83,14 @@ def load_yaml(path: Path) -> YamlDocument:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or "invalid YAML"
+        context = ""
+        if exc.context:
+            context = f" ({exc.context}"
+            if exc.context_mark and mark and exc.context_mark.line != mark.line:
+                context += f" started on line {exc.context_mark.line + 1}"
+            context += ")"
         raise ConfigError(
-            f"YAML syntax error: {problem}" + (f" ({exc.context})" if exc.context else ""),
+            f"YAML syntax error: {problem}{context}",
             "check indentation (spaces, not tabs), colons after keys and closing quotes/brackets",
             file=str(path),
             line=(mark.line + 1) if mark else None,

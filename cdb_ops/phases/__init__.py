@@ -57,6 +57,7 @@ class PhaseContext:
     waiter: HealthWait
     images: dict[str, ImageFacts] = field(default_factory=dict)  # service -> the image it runs
     steps: list[StepResult] = field(default_factory=list)
+    set_aside: dict[str, str] = field(default_factory=dict)  # service -> old container kept until the new is ready
 
     def record(
         self,

@@ -18,7 +18,8 @@ from cdb_ops.playbook import PhaseSpec, start_order
 
 def _replace(ctx: PhaseContext, svc: DesiredService, image_id: str, image_ref: str) -> None:
     """Swap a container for a new one without ever leaving neither: the old one is stopped and set
-    aside under another name, and put back if the new one cannot even be created or started."""
+    aside under another name, put back if the new one cannot even be created or started, and
+    removed once the new one is ready (a failed wait keeps it, for the next cleanup or by hand)."""
     name = svc.container.name
     aside = f"{name}{REPLACED_MARK}{int(time.time())}"
     ctx.engine.stop(name, timeout=10)
@@ -31,6 +32,7 @@ def _replace(ctx: PhaseContext, svc: DesiredService, image_id: str, image_ref: s
         ctx.engine.rename(aside, name)
         ctx.engine.start(name)
         raise
+    ctx.set_aside[svc.name] = aside
 
 
 def _ref(image: ImageFacts) -> str:
@@ -40,7 +42,8 @@ def _ref(image: ImageFacts) -> str:
 def converge_one(ctx: PhaseContext, svc: DesiredService, phase: str) -> None:
     image = ctx.images[svc.name]
     actual = ctx.engine.container(svc.container.name)
-    change = container_change(ctx.desired, svc, actual, ImageChoice("ok", image.id, image))
+    net = ctx.engine.network(ctx.desired.network)
+    change = container_change(ctx.desired, svc, actual, ImageChoice("ok", image.id, image), net.id if net else None)
     name = svc.container.name
     with ctx.timed() as took:
         if change.action == "conflict":
@@ -63,6 +66,9 @@ def _ready(ctx: PhaseContext, svc: DesiredService, phase: str) -> None:
     with ctx.timed() as took:
         result = ctx.waiter.wait(svc)
     ctx.record(phase, "health", svc.container.name, "wait", f"ready: {result.detail}", took(), svc.name)
+    aside = ctx.set_aside.pop(svc.name, None)
+    if aside:
+        ctx.engine.remove_container(aside)
 
 
 def _collect(futures: list) -> None:  # type: ignore[type-arg]

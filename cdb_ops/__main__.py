@@ -1,0 +1,3 @@
+from cdb_ops.cli import main
+
+main()

@@ -1,0 +1,183 @@
+"""An in-memory Engine for fast unit tests of the planner and phases (not a stand-in for the real
+engine: integration tests use Docker itself)."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cdb_ops.engine import (
+    ContainerFacts,
+    ContainerSpec,
+    ContainerStats,
+    EngineInfo,
+    ImageFacts,
+    NetworkFacts,
+    PullFailed,
+    VolumeFacts,
+)
+
+_ids = itertools.count(1)
+
+
+def _id(prefix: str = "") -> str:
+    return hashlib.sha256(f"{prefix}{next(_ids)}".encode()).hexdigest()
+
+
+@dataclass
+class FakeEngine:
+    pullable: set[str] = field(default_factory=set)
+    images_: dict[str, ImageFacts] = field(default_factory=dict)
+    containers_: dict[str, ContainerFacts] = field(default_factory=dict)
+    networks_: dict[str, NetworkFacts] = field(default_factory=dict)
+    volumes_: dict[str, VolumeFacts] = field(default_factory=dict)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    local: bool = False
+
+    def info(self) -> EngineInfo:
+        return EngineInfo("fake", "1.41", self.local)
+
+    # -- containers
+    def containers(self, label: str | None = None) -> list[ContainerFacts]:
+        out = list(self.containers_.values())
+        if label:
+            k, _, v = label.partition("=")
+            out = [c for c in out if c.labels.get(k) == v]
+        return out
+
+    def container(self, name: str) -> ContainerFacts | None:
+        return self.containers_.get(name)
+
+    def add_container(
+        self,
+        name: str,
+        labels: dict[str, str] | None = None,
+        state: str = "running",
+        ports: tuple = (),
+        image_id: str = "sha256:foreign",
+    ) -> ContainerFacts:
+        c = ContainerFacts(
+            _id(name), name, image_id, image_id, labels or {}, state, None, datetime.now(UTC), 0, 0, (), ports, ()
+        )
+        self.containers_[name] = c
+        return c
+
+    def create_container(self, spec: ContainerSpec) -> str:
+        self.calls.append(("create", spec.name))
+        assert spec.name not in self.containers_, f"name {spec.name} taken"
+        net = self.networks_.get(spec.network or "")
+        c = ContainerFacts(
+            _id(spec.name),
+            spec.name,
+            spec.image,
+            spec.image,
+            dict(spec.labels),
+            "created",
+            None,
+            None,
+            0,
+            0,
+            (spec.network,) if spec.network else (),
+            spec.ports,
+            tuple(m.source for m in spec.mounts if m.kind == "volume"),
+            network_ids=(net.id,) if net else (),
+        )
+        self.containers_[spec.name] = c
+        return c.id
+
+    def start(self, name: str) -> None:
+        self.calls.append(("start", name))
+        c = self.containers_[name]
+        self.containers_[name] = replace(c, state="running", started_at=datetime.now(UTC))
+
+    def stop(self, name: str, timeout: int = 10) -> None:
+        self.calls.append(("stop", name))
+        self.containers_[name] = replace(self.containers_[name], state="exited")
+
+    def remove_container(self, name: str) -> None:
+        self.calls.append(("remove", name))
+        self.containers_.pop(name, None)
+
+    def rename(self, name: str, new_name: str) -> None:
+        self.calls.append(("rename", f"{name}->{new_name}"))
+        c = self.containers_.pop(name)
+        self.containers_[new_name] = replace(c, name=new_name)
+
+    def logs(self, name: str, tail: int = 50, since: datetime | None = None) -> str:
+        return ""
+
+    def stats(self, name: str) -> ContainerStats:
+        return ContainerStats(10 * 1024 * 1024, 0, 1.0)
+
+    def exec(self, name: str, cmd: list[str]) -> tuple[int, str]:
+        return 0, ""
+
+    # -- networks
+    def network(self, name: str) -> NetworkFacts | None:
+        n = self.networks_.get(name)
+        if n is None:
+            return None
+        members = tuple(sorted(c.name for c in self.containers_.values() if name in c.networks))
+        return replace(n, containers=members)
+
+    def networks(self, label: str) -> list[NetworkFacts]:
+        k, _, v = label.partition("=")
+        return [n for n in self.networks_.values() if n.labels.get(k) == v]
+
+    def create_network(self, name: str, driver: str, labels: dict[str, str]) -> None:
+        self.calls.append(("create_network", name))
+        self.networks_[name] = NetworkFacts(_id(name), name, driver, dict(labels), ())
+
+    def remove_network(self, name: str) -> None:
+        self.calls.append(("remove_network", name))
+        self.networks_.pop(name, None)
+
+    # -- volumes
+    def volume(self, name: str) -> VolumeFacts | None:
+        return self.volumes_.get(name)
+
+    def volumes(self, label: str) -> list[VolumeFacts]:
+        k, _, v = label.partition("=")
+        return [x for x in self.volumes_.values() if x.labels.get(k) == v]
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> None:
+        self.calls.append(("create_volume", name))
+        self.volumes_[name] = VolumeFacts(name, dict(labels))
+
+    def remove_volume(self, name: str) -> None:
+        self.calls.append(("remove_volume", name))
+        self.volumes_.pop(name, None)
+
+    # -- images
+    def image(self, ref: str) -> ImageFacts | None:
+        return self.images_.get(ref)
+
+    def pull(self, ref: str) -> ImageFacts:
+        self.calls.append(("pull", ref))
+        if ref not in self.pullable:
+            raise PullFailed(f"cannot pull {ref}: no registry", "")
+        img = ImageFacts("sha256:" + _id(ref), (ref,), {})
+        self.images_[ref] = img
+        return img
+
+    def build(
+        self,
+        context: Path,
+        dockerfile: str,
+        tag: str,
+        labels: dict[str, str],
+        buildargs: dict[str, str],
+        nocache: bool,
+        on_line: Callable[[str], None] | None = None,
+    ) -> ImageFacts:
+        self.calls.append(("build", tag))
+        img = ImageFacts("sha256:" + _id(tag), (tag,), dict(labels))
+        self.images_[tag] = img
+        return img
+
+    def changing_calls(self) -> list[tuple[str, str]]:
+        return list(self.calls)

@@ -1,0 +1,107 @@
+"""The CLI as a user runs it: exit codes and messages for bad input, without a Docker engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cdb(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock", **(env or {})}
+    full_env.pop("CDB_PROJECT_DIR", None)
+    return subprocess.run(
+        [sys.executable, "-m", "cdb_ops", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _project(tmp_path: Path) -> Path:
+    shutil.copytree(REPO / "playbooks", tmp_path / "playbooks")
+    (tmp_path / "images").symlink_to(REPO / "images")
+    shutil.copy(REPO / ".env.example", tmp_path / ".env.example")
+    return tmp_path
+
+
+def test_init_writes_private_env_and_refuses_to_overwrite(tmp_path):
+    p = _project(tmp_path)
+    r = cdb("init", cwd=p)
+    assert r.returncode == 0, r.stderr
+    env = p / ".env"
+    assert oct(env.stat().st_mode & 0o777) == "0o600"
+    first = env.read_text()
+    assert "POSTGRES_PASSWORD=" in first and "POSTGRES_PASSWORD=\n" not in first
+    r = cdb("init", cwd=p)
+    assert r.returncode == 6
+    assert "already exists" in r.stderr and "--force" in r.stderr
+    assert env.read_text() == first
+    r = cdb("init", "--force", "--json", cwd=p)
+    assert r.returncode == 0
+    out = json.loads(r.stdout)
+    backup = Path(out["backup"])
+    assert backup.read_text() == first and oct(backup.stat().st_mode & 0o777) == "0o600"
+    assert env.read_text() != first
+    secret = next(ln for ln in first.splitlines() if ln.startswith("POSTGRES_PASSWORD=")).split("=", 1)[1]
+    assert secret not in r.stdout + r.stderr
+
+
+def test_bad_env_is_a_config_error_before_the_engine_is_asked(tmp_path):
+    p = _project(tmp_path)
+    assert cdb("init", cwd=p).returncode == 0
+    env = p / ".env"
+    env.write_text(env.read_text().replace("MAX_TOTAL_EXPOSURE=50.0", "MAX_TOTAL_EXPOSURE=500"))
+    r = cdb("rebuild", cwd=p)
+    assert r.returncode == 3, r.stderr
+    assert f"{env}:" in r.stderr and "MAX_TOTAL_EXPOSURE: 500 is too large" in r.stderr
+    assert "fix:" in r.stderr
+    assert not (p / ".cdb").exists()  # nothing was changed, not even our state dir
+
+
+def test_bad_playbook_is_a_config_error_with_line(tmp_path):
+    p = _project(tmp_path)
+    stack = p / "playbooks" / "stack.yaml"
+    stack.write_text(stack.read_text().replace('    ports: ["6379:6379"]', '    ports: ["5432:6379"]'))
+    r = cdb("plan", "--json", cwd=p)
+    assert r.returncode == 3
+    out = json.loads(r.stdout)
+    assert out["schema_version"] == 1 and out["error"]["kind"] == "config"
+    assert "host port 5432 is published by both 'postgres' and 'redis'" in out["error"]["message"]
+    assert "stack.yaml:" in out["error"]["message"]
+
+
+def test_engine_unreachable_has_its_own_exit_code(tmp_path):
+    p = _project(tmp_path)
+    assert cdb("init", cwd=p).returncode == 0
+    r = cdb("rebuild", cwd=p)
+    assert r.returncode == 4, r.stderr
+    assert "Docker engine unreachable" in r.stderr and "docker info" in r.stderr
+
+
+def test_usage_errors_exit_2(tmp_path):
+    p = _project(tmp_path)
+    assert cdb("rebuild", "--no-such-flag", cwd=p).returncode == 2
+    assert cdb("init", cwd=p).returncode == 0
+    r = cdb("rebuild", "--profile", "nope", cwd=p)
+    assert r.returncode == 2 and "unknown profile 'nope'" in r.stderr
+
+
+def test_outside_a_project(tmp_path):
+    r = cdb("plan", cwd=tmp_path)
+    assert r.returncode == 3 and "no playbooks/stack.yaml" in r.stderr
+
+
+def test_help_lists_exit_codes(tmp_path):
+    r = cdb("--help", cwd=tmp_path)
+    assert r.returncode == 0
+    for code in ("0", "1", "2", "3", "4", "5", "6", "7", "70", "130"):
+        assert f"\n{code:>5}  " in r.stdout or f" {code}  " in r.stdout

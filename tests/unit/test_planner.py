@@ -1,0 +1,252 @@
+"""The planner and the phases against an in-memory engine: what changes, what does not, and why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cdb_ops.desired import LABEL_SYSTEM, resolve
+from cdb_ops.engine import PortBinding
+from cdb_ops.errors import Conflict, UsageError
+from cdb_ops.phases import RunOptions
+from cdb_ops.planner import plan_stack
+from cdb_ops.playbook import load_runbook, start_order
+from cdb_ops.progress import QuietProgress
+from cdb_ops.project import Project
+from cdb_ops.runner import execute
+from cdb_ops.settings import load_settings
+from tests.unit.fake_engine import FakeEngine
+
+MUTATING = {
+    "create",
+    "start",
+    "stop",
+    "remove",
+    "rename",
+    "build",
+    "pull",
+    "create_network",
+    "create_volume",
+    "remove_network",
+    "remove_volume",
+}
+
+
+def _desired(project_dir: Path, profiles: list[str] | None = None):
+    project = Project(project_dir)
+    book, stack = load_runbook(project.playbook("rebuild"))
+    settings = load_settings(project.env_file)
+    return project, book, settings, resolve(stack, settings, project, profiles)
+
+
+def _rebuild(project_dir: Path, engine: FakeEngine, profiles: list[str] | None = None, **opts):
+    project, book, settings, desired = _desired(project_dir, profiles)
+    return execute(
+        command="rebuild",
+        engine=engine,
+        desired=desired,
+        settings=settings,
+        project=project,
+        book=book,
+        progress=QuietProgress(),
+        options=RunOptions(**opts),
+    )
+
+
+def _actions(plan) -> dict[str, str]:
+    return {f"{c.resource}:{c.name}": c.action for c in plan.changes}
+
+
+def test_plan_from_nothing_creates_everything(project_dir, engine):
+    *_, desired = _desired(project_dir)
+    actions = _actions(plan_stack(engine, desired))
+    assert actions == {
+        "network:t_net": "create",
+        "volume:t_data": "create",
+        "image:postgres:15-alpine": "pull",
+        "container:t_db": "create",
+        "image:t_app:latest": "build",
+        "container:t_app": "create",
+    }
+    assert engine.calls == []  # planning changes nothing
+
+
+def test_second_rebuild_changes_nothing(project_dir, engine):
+    first = _rebuild(project_dir, engine)
+    assert first.result == "ok", first.error
+    assert {"t_db", "t_app"} <= set(engine.containers_)
+    ids = {n: c.id for n, c in engine.containers_.items()}
+    engine.calls.clear()
+
+    second = _rebuild(project_dir, engine)
+    assert second.result == "ok"
+    assert second.changed == []
+    assert [c for c in engine.calls if c[0] in MUTATING] == []
+    assert {n: c.id for n, c in engine.containers_.items()} == ids
+    *_, desired = _desired(project_dir)
+    assert plan_stack(engine, desired).pending == []
+
+
+def test_fallback_build_when_pull_fails_and_pull_preferred_when_possible(project_dir):
+    offline = FakeEngine()
+    result = _rebuild(project_dir, offline)
+    assert ("pull", "postgres:15-alpine") in offline.calls
+    assert ("build", "t/db:fallback") in offline.calls
+    step = next(s for s in result.steps if s.name == "t/db:fallback")
+    assert step.action == "build" and "could not be pulled" in step.detail
+    # next run: the fallback is current, so no new pull attempt and no build
+    offline.calls.clear()
+    _rebuild(project_dir, offline)
+    assert not [c for c in offline.calls if c[0] in ("pull", "build")]
+
+    online = FakeEngine(pullable={"postgres:15-alpine"})
+    _rebuild(project_dir, online)
+    assert ("pull", "postgres:15-alpine") in online.calls
+    assert ("build", "t/db:fallback") not in online.calls
+
+
+def test_env_change_recreates_exactly_that_container(project_dir, engine):
+    _rebuild(project_dir, engine)
+    db_id = engine.containers_["t_db"].id
+    env = (project_dir / ".env").read_text().replace("MIN_VOLUME=100000", "MIN_VOLUME=250000")
+    (project_dir / ".env").write_text(env)
+
+    *_, desired = _desired(project_dir)
+    plan = plan_stack(engine, desired)
+    pending = [(c.name, c.action, c.reason) for c in plan.pending]
+    assert pending == [("t_app", "recreate", "changed: env")]
+
+    engine.calls.clear()
+    result = _rebuild(project_dir, engine)
+    assert [(s.name, s.action) for s in result.changed] == [("t_app", "recreate")]
+    assert engine.containers_["t_db"].id == db_id
+    assert engine.containers_["t_app"].state == "running"
+    assert not any("-replaced-" in n for n in engine.containers_)
+
+
+def test_secret_change_recreates_the_service_that_reads_it(project_dir, engine):
+    _rebuild(project_dir, engine)
+    env = (project_dir / ".env").read_text().replace("unit-test-password-0123456789", "another-password-0123456789")
+    (project_dir / ".env").write_text(env)
+    *_, desired = _desired(project_dir)
+    pending = [(c.name, c.action, c.reason) for c in plan_stack(engine, desired).pending]
+    assert pending == [("t_db", "recreate", "changed: secrets")]
+
+
+def test_build_context_change_rebuilds_image_and_recreates(project_dir, engine):
+    _rebuild(project_dir, engine)
+    (project_dir / "images" / "app" / "main.py").write_text("print('v2')\n")
+    *_, desired = _desired(project_dir)
+    actions = _actions(plan_stack(engine, desired))
+    assert actions["image:t_app:latest"] == "build"
+    assert actions["container:t_app"] == "recreate"
+    assert actions["container:t_db"] == "ok"
+
+
+def test_foreign_container_with_our_name_refuses_run_and_changes_nothing(project_dir, engine):
+    engine.add_container("t_app", labels={"owner": "someone-else"})
+    engine.calls.clear()
+    result = _rebuild(project_dir, engine)
+    assert result.result == "failed"
+    assert result.exit_code == Conflict.exit_code == 6
+    assert "t_app" in result.error["message"] and "not part of testsys" in result.error["message"]
+    assert [c for c in engine.calls if c[0] in MUTATING] == []
+
+
+def test_port_published_by_foreign_container_is_a_conflict(project_dir, engine):
+    engine.add_container("someone_db", ports=(PortBinding("0.0.0.0", 15432, 5432),))
+    result = _rebuild(project_dir, engine)
+    assert result.exit_code == 6
+    assert "host port 15432 is published by container 'someone_db'" in result.error["message"]
+    assert engine.networks_ == {}
+
+
+def test_port_held_by_a_process_is_named(project_dir):
+    import socket
+
+    engine = FakeEngine(local=True)
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 15432))
+        s.listen()
+        *_, desired = _desired(project_dir)
+        conflicts = plan_stack(engine, desired).conflicts
+    assert len(conflicts) == 1
+    assert "127.0.0.1:15432 is held by" in conflicts[0].reason
+    assert "python" in conflicts[0].reason.lower()  # psutil names this very test process
+
+
+def test_orphans_are_reported_and_kept_unless_asked(project_dir):
+    engine = FakeEngine(pullable={"t_extra:1"})
+    _rebuild(project_dir, engine, profiles=["core", "monitoring"])
+    assert "t_extra" in engine.containers_
+    result = _rebuild(project_dir, engine)  # core only now
+    assert "t_extra" in engine.containers_
+    assert any(s.name == "t_extra" and s.action == "orphan" for s in result.steps)
+    _rebuild(project_dir, engine, remove_orphans=True)
+    assert "t_extra" not in engine.containers_
+
+
+def test_clean_removes_only_labelled_containers(project_dir, engine):
+    _rebuild(project_dir, engine)
+    engine.add_container("bystander", labels={})
+    engine.add_container("other_system", labels={LABEL_SYSTEM: "not_ours"})
+    result = _rebuild(project_dir, engine, clean=True)
+    assert result.result == "ok"
+    removed = [c[1] for c in engine.calls if c[0] == "remove"]
+    assert sorted(removed) == ["t_app", "t_db"]
+    assert {"bystander", "other_system", "t_app", "t_db"} <= set(engine.containers_)
+    assert "t_data" in engine.volumes_  # data volumes are kept by --clean
+
+
+def test_leftover_of_interrupted_recreate_is_removed(project_dir, engine):
+    _rebuild(project_dir, engine)
+    labels = dict(engine.containers_["t_app"].labels)
+    engine.add_container("t_app-replaced-1700000000", labels=labels, state="exited")
+    *_, desired = _desired(project_dir)
+    assert _actions(plan_stack(engine, desired))["container:t_app-replaced-1700000000"] == "remove"
+    _rebuild(project_dir, engine)
+    assert "t_app-replaced-1700000000" not in engine.containers_
+
+
+def test_stopped_container_is_started_not_recreated(project_dir, engine):
+    _rebuild(project_dir, engine)
+    cid = engine.containers_["t_db"].id
+    engine.stop("t_db")
+    *_, desired = _desired(project_dir)
+    assert _actions(plan_stack(engine, desired))["container:t_db"] == "start"
+    _rebuild(project_dir, engine)
+    assert engine.containers_["t_db"].id == cid and engine.containers_["t_db"].state == "running"
+
+
+def test_missing_network_is_recreated_with_its_members(project_dir, engine):
+    _rebuild(project_dir, engine)
+    engine.networks_.clear()
+    *_, desired = _desired(project_dir)
+    actions = _actions(plan_stack(engine, desired))
+    assert actions["network:t_net"] == "create"
+    assert actions["container:t_db"] == "recreate"
+
+
+def test_unknown_profile_is_a_usage_error(project_dir):
+    with pytest.raises(UsageError, match="unknown profile 'monitorin'"):
+        _desired(project_dir, ["monitorin"])
+
+
+def test_start_order_puts_dependencies_first(project_dir):
+    *_, desired = _desired(project_dir, ["core", "monitoring"])
+    assert start_order(desired.stack, ["app", "db", "extra"]) == [["db", "extra"], ["app"]]
+
+
+def test_secrets_reach_the_container_only_as_files(project_dir, engine):
+    _rebuild(project_dir, engine)
+    db = engine.containers_["t_db"]
+    *_, desired = _desired(project_dir)
+    spec = desired.services["db"].container
+    assert spec.env["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    assert "unit-test-password-0123456789" not in repr(spec.env) + repr(db.labels)
+    secret = project_dir / ".cdb" / "secrets" / "postgres_password"
+    assert secret.read_text() == "unit-test-password-0123456789"
+    assert oct(secret.stat().st_mode & 0o777) == "0o444"
+    assert oct(secret.parent.stat().st_mode & 0o777) == "0o700"
