@@ -1,0 +1,304 @@
+"""`cdb-ops rebuild` against the real engine, real Postgres and real Redis: from nothing, idempotent,
+recreating exactly what changed, falling back to local builds, and never touching what is not ours."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+import psycopg
+import pytest
+import redis
+
+from tests.helpers import cdb, cdb_json, env_values, make_project, remove_system
+
+pytestmark = pytest.mark.integration
+
+SYSTEM = "cdb_test"
+PG, RD = "cdbt_postgres", "cdbt_redis"
+NINE_TABLES = [
+    "daily_pnl",
+    "market_snapshots",
+    "ops_runs",
+    "orders",
+    "portfolio_snapshots",
+    "positions",
+    "risk_events",
+    "signals",
+    "trades",
+]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory):
+    remove_system(SYSTEM)
+    root = make_project(tmp_path_factory.mktemp("stack"), SYSTEM)
+    yield root
+    remove_system(SYSTEM)
+
+
+@pytest.fixture(scope="module")
+def client() -> docker.DockerClient:
+    return docker.from_env()
+
+
+def _state(client: docker.DockerClient, name: str) -> tuple[str, str, str | None]:
+    c = client.api.inspect_container(name)
+    return c["Id"], c["State"]["StartedAt"], (c["State"].get("Health") or {}).get("Status")
+
+
+def _pg(project: Path) -> psycopg.Connection:
+    env = env_values(project)
+    return psycopg.connect(
+        host="127.0.0.1",
+        port=25432,
+        user=env["POSTGRES_USER"],
+        password=env["POSTGRES_PASSWORD"],
+        dbname=env["POSTGRES_DB"],
+        connect_timeout=5,
+    )
+
+
+def test_rebuild_from_nothing_brings_up_postgres_with_nine_tables_and_redis(project, client):
+    out = cdb_json("rebuild", project=project)
+    assert out["schema_version"] == 1 and out["result"] == "ok"
+    actions: dict[tuple[str, str], str] = {}
+    for s in out["steps"]:  # the first action per resource (the start phase later reports it as ok)
+        actions.setdefault((s["resource"], s["name"]), s["action"])
+    assert actions[("network", "cdbt_network")] == "create"
+    assert actions[("container", PG)] == "create" and actions[("container", RD)] == "create"
+    for name in (PG, RD):
+        _, _, health = _state(client, name)
+        assert client.containers.get(name).status == "running"
+        assert health in ("healthy", "starting")  # our active probe passed; Docker's interval may lag
+    with _pg(project) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema='public' ORDER BY 1"
+            )
+        ]
+        assert tables == NINE_TABLES
+        versions = [r[0] for r in conn.execute("SELECT version FROM cdb_ops.schema_migrations ORDER BY 1")]
+        assert versions == [1, 2, 3, 4]
+    env = env_values(project)
+    r = redis.Redis(host="127.0.0.1", port=26379, password=env["REDIS_PASSWORD"])
+    assert r.ping()
+    assert r.config_get("appendonly")["appendonly"] == "yes"
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(host="127.0.0.1", port=26379).ping()
+    # ports are published on loopback only
+    ports = client.api.inspect_container(PG)["HostConfig"]["PortBindings"]
+    assert ports == {"5432/tcp": [{"HostIp": "127.0.0.1", "HostPort": "25432"}]}
+
+
+def test_secrets_never_reach_inspect_or_output(project, client):
+    env = env_values(project)
+    secrets = [env["POSTGRES_PASSWORD"], env["REDIS_PASSWORD"]]
+    inspected = json.dumps([client.api.inspect_container(n) for n in (PG, RD)])
+    r = cdb("rebuild", "--progress", "json", project=project)
+    status = cdb("status", "--json", project=project)
+    for s in secrets:
+        assert s not in inspected
+        assert s not in r.stdout + r.stderr + status.stdout + status.stderr
+    assert "POSTGRES_PASSWORD_FILE" in inspected
+
+
+def test_second_rebuild_changes_and_restarts_nothing(project, client):
+    before = {n: _state(client, n)[:2] for n in (PG, RD)}
+    out = cdb_json("rebuild", project=project)
+    assert out["changed"] == 0
+    assert {s["action"] for s in out["steps"]} <= {"ok", "wait"}
+    assert {n: _state(client, n)[:2] for n in (PG, RD)} == before
+    plan = cdb_json("plan", project=project)
+    assert plan["pending"] == 0 and plan["conflicts"] == 0
+
+
+def test_status_shows_the_stack(project):
+    out = cdb_json("status", project=project)
+    rows = {r["container"]: r for r in out["services"]}
+    assert rows[PG]["state"] == "running" and rows[RD]["state"] == "running"
+    assert rows[PG]["ports"] == ["127.0.0.1:25432->5432/tcp"]
+    assert rows[PG]["memory_bytes"] > 1_000_000
+    assert rows[PG]["restarts"] == 0 and rows[PG]["uptime_seconds"] >= 0
+    assert out["last_run"]["result"] == "ok" and out["last_run"]["command"] == "rebuild"
+
+
+def _edit_stack(project: Path, old: str, new: str) -> str:
+    stack = project / "playbooks" / "stack.yaml"
+    original = stack.read_text()
+    assert old in original
+    stack.write_text(original.replace(old, new, 1))
+    return original
+
+
+def test_config_change_recreates_exactly_one_container(project, client):
+    pg_before = _state(client, PG)[:2]
+    rd_before = _state(client, RD)[0]
+    original = _edit_stack(
+        project,
+        "  redis:\n    container: cdbt_redis\n",
+        "  redis:\n    container: cdbt_redis\n    env:\n      TZ: UTC\n",
+    )
+    try:
+        plan = cdb_json("plan", project=project)
+        assert [(c["name"], c["action"], c["reason"]) for c in plan["changes"] if c["action"] != "ok"] == [
+            (RD, "recreate", "changed: env")
+        ]
+        out = cdb_json("rebuild", project=project)
+        assert [(s["name"], s["action"]) for s in out["steps"] if s["action"] not in ("ok", "wait")] == [
+            (RD, "recreate")
+        ]
+        assert _state(client, PG)[:2] == pg_before
+        assert _state(client, RD)[0] != rd_before
+        assert "TZ=UTC" in client.api.inspect_container(RD)["Config"]["Env"]
+        assert not [c.name for c in client.containers.list(all=True) if "-replaced-" in c.name]
+    finally:
+        (project / "playbooks" / "stack.yaml").write_text(original)
+    cdb_json("rebuild", project=project)
+
+
+def test_fallback_build_when_the_image_cannot_be_pulled(project, client):
+    # a registry address that refuses at once: the pull fails whatever this machine can reach
+    original = _edit_stack(project, "image: redis:7-alpine", "image: 127.0.0.1:9/cdb-test/redis-unpullable:7")
+    stack = project / "playbooks" / "stack.yaml"
+    stack.write_text(stack.read_text().replace("tag: cdb_ops/redis:7-fallback", "tag: cdb_ops/redis:7-fallback-test"))
+    try:
+        client.images.remove("cdb_ops/redis:7-fallback-test", force=True) if client.images.list(
+            "cdb_ops/redis:7-fallback-test"
+        ) else None
+        r = cdb("rebuild", "--json", "--progress", "json", project=project)
+        assert r.returncode == 0, r.stderr[-3000:]
+        out = json.loads(r.stdout)
+        build = [s for s in out["steps"] if s["resource"] == "image" and s["action"] == "build"]
+        assert [b["name"] for b in build] == ["cdb_ops/redis:7-fallback-test"]
+        assert "could not be pulled" in build[0]["detail"]
+        notes = [json.loads(line) for line in r.stderr.splitlines() if line.startswith("{")]
+        assert any(n["event"] == "note" and "cannot be pulled" in n["text"] and "fallback" in n["text"] for n in notes)
+        assert client.api.inspect_container(RD)["Config"]["Image"].startswith("sha256:")
+        assert client.containers.get(RD).image.tags == ["cdb_ops/redis:7-fallback-test"]
+    finally:
+        stack.write_text(original)
+    cdb_json("rebuild", project=project)
+
+
+def test_foreign_container_with_our_name_is_refused_and_nothing_changes(project, client):
+    client.containers.get(RD).remove(force=True)
+    foreign = client.containers.run("debian:bookworm-slim", ["sleep", "infinity"], name=RD, detach=True)
+    pg_before = _state(client, PG)[:2]
+    try:
+        r = cdb("rebuild", project=project)
+        assert r.returncode == 6, r.stderr
+        assert f"a container named {RD} exists but is not part of {SYSTEM}" in r.stderr
+        assert "nothing was changed" in r.stderr
+        assert _state(client, PG)[:2] == pg_before
+        assert client.containers.get(RD).id == foreign.id
+    finally:
+        foreign.remove(force=True)
+    assert cdb("rebuild", project=project).returncode == 0
+
+
+def test_port_held_by_another_process_is_named_and_nothing_changes(project, client):
+    client.containers.get(RD).remove(force=True)
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 26379))
+        s.listen()
+        r = cdb("rebuild", project=project)
+        assert r.returncode == 6, r.stderr
+        assert "host port 127.0.0.1:26379 is held by python" in r.stderr
+        with pytest.raises(docker.errors.NotFound):
+            client.containers.get(RD)
+    assert cdb("rebuild", project=project).returncode == 0
+    assert client.containers.get(RD).status == "running"
+
+
+def test_clean_never_touches_unlabelled_containers_and_keeps_data(project, client):
+    bystander = client.containers.run("debian:bookworm-slim", ["sleep", "infinity"], name="cdbt_bystander", detach=True)
+    with _pg(project) as conn:
+        conn.execute(
+            "INSERT INTO ops_runs (run_id, command, started_at, result, tool_version) "
+            "VALUES (gen_random_uuid(), 'test-marker', now(), 'ok', 'test')"
+        )
+    old_ids = {n: _state(client, n)[0] for n in (PG, RD)}
+    try:
+        out = cdb_json("rebuild", "--clean", project=project)
+        removed = sorted(s["name"] for s in out["steps"] if s["action"] == "remove")
+        assert removed == sorted([PG, RD, "cdbt_network"])
+        bystander.reload()
+        assert bystander.status == "running"
+        assert all(_state(client, n)[0] != old_ids[n] for n in (PG, RD))
+        with _pg(project) as conn:
+            assert conn.execute("SELECT count(*) FROM ops_runs WHERE command='test-marker'").fetchone()[0] == 1
+    finally:
+        bystander.remove(force=True)
+
+
+def test_interrupted_rebuild_is_finished_by_the_next(project, client):
+    cdb_json("rebuild", "--clean", "--phase", "cleanup", project=project)
+    assert not client.containers.list(all=True, filters={"label": f"cdb.system={SYSTEM}"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cdb_ops", "rebuild"],
+        env={**_env(project)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not client.containers.list(all=True, filters={"name": PG}):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert not client.containers.list(all=True, filters={"name": RD})  # it stopped half-way
+    last = json.loads((project / ".cdb" / "last_run.json").read_text())
+    assert last["result"] == "interrupted"
+    out = cdb_json("rebuild", project=project)
+    assert out["result"] == "ok"
+    assert client.containers.get(RD).status == "running"
+    assert cdb_json("rebuild", project=project)["changed"] == 0
+
+
+def _env(project: Path) -> dict[str, str]:
+    import os
+
+    return {**os.environ, "CDB_PROJECT_DIR": str(project)}
+
+
+def test_changed_migration_is_refused(project):
+    migration = project / "schema" / "004_ops_runs.sql"
+    original = migration.read_text()
+    migration.write_text(original + "\n-- edited after it was applied\n")
+    try:
+        r = cdb("schema", "migrate", project=project)
+        assert r.returncode == 3
+        assert "004_ops_runs was changed after it was applied" in r.stderr
+        assert "new, higher-numbered migration" in r.stderr
+        status = cdb_json("schema", "status", project=project, expect=3)
+        assert {m["version"]: m["state"] for m in status["migrations"]}[4] == "changed"
+    finally:
+        migration.write_text(original)
+    status = cdb_json("schema", "status", project=project)
+    assert status["pending"] == 0 and status["public_tables"] == NINE_TABLES
+
+
+def test_new_migration_is_applied_once(project):
+    extra = project / "schema" / "005_test_extra.sql"
+    extra.write_text("CREATE TABLE cdbt_extra (id INT);\n")
+    try:
+        out = cdb_json("schema", "status", project=project)
+        assert {m["version"]: m["state"] for m in out["migrations"]}[5] == "pending"
+        assert cdb("schema", "migrate", project=project).returncode == 0
+        again = cdb_json("schema", "migrate", project=project)
+        assert {m["version"]: m["state"] for m in again["migrations"]}[5] == "applied"
+    finally:
+        with _pg(project) as conn:
+            conn.execute("DROP TABLE cdbt_extra")
+            conn.execute("DELETE FROM cdb_ops.schema_migrations WHERE version = 5")
+        extra.unlink()
