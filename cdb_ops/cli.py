@@ -129,6 +129,7 @@ def init(
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite an existing .env (the old one is backed up).")
     ] = False,
+    if_missing: Annotated[bool, typer.Option("--if-missing", help="Do nothing (exit 0) when .env exists.")] = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Write .env from .env.example with freshly generated secrets (mode 0600)."""
@@ -137,6 +138,10 @@ def init(
     target = project.env_file
     backup = None
     if target.exists():
+        if if_missing and not force:
+            load_settings(target)  # an existing file must still be valid
+            out.message("init", f"{target} exists; kept it", path=str(target), backup=None)
+            return
         if not force:
             raise Conflict(
                 f"{target} already exists; not overwriting it",

@@ -45,6 +45,9 @@ def test_init_writes_private_env_and_refuses_to_overwrite(tmp_path):
     assert r.returncode == 6
     assert "already exists" in r.stderr and "--force" in r.stderr
     assert env.read_text() == first
+    r = cdb("init", "--if-missing", cwd=p)
+    assert r.returncode == 0 and "kept it" in r.stdout
+    assert env.read_text() == first
     r = cdb("init", "--force", "--json", cwd=p)
     assert r.returncode == 0
     out = json.loads(r.stdout)
