@@ -18,7 +18,6 @@ from cdb_ops import __version__
 from cdb_ops.desired import DesiredStack, resolve
 from cdb_ops.engine import DockerEngine
 from cdb_ops.errors import EXIT_CODE_MEANINGS, CdbError, Conflict, ExitCode
-from cdb_ops.migrations import Migrator
 from cdb_ops.phases import RunOptions
 from cdb_ops.planner import plan_stack
 from cdb_ops.playbook import RunbookSpec, StackSpec, load_runbook
@@ -312,27 +311,30 @@ def status(
     if not watch or json_output:
         out.status(gather(engine, loaded.desired), load_last_run(loaded.project))
         return
-    from rich.console import Console
     from rich.live import Live
 
-    console = Console(highlight=False)
-    with Live(console=console, auto_refresh=False, screen=False) as live:
-        while True:
-            cap = Console(record=True, width=console.width, highlight=False)
-            Renderer(False, console=cap).status(gather(engine, loaded.desired), load_last_run(loaded.project))
-            live.update(cap.export_text(styles=True) and _renderable(cap), refresh=True)
-            time.sleep(interval)
+    def view() -> object:
+        return out.status_view(gather(engine, loaded.desired), load_last_run(loaded.project))
 
-
-def _renderable(cap: object) -> object:
-    from rich.text import Text
-
-    return Text.from_ansi(cap.export_text(styles=True))  # type: ignore[attr-defined]
+    try:
+        if not out.console.is_terminal:  # a pipe or a log: one table per refresh, nothing redrawn
+            while True:
+                out.console.print(view())
+                sys.stdout.flush()
+                time.sleep(interval)
+        with Live(view(), console=out.console, auto_refresh=False) as live:  # type: ignore[arg-type]
+            while True:
+                time.sleep(interval)
+                live.update(view(), refresh=True)  # type: ignore[arg-type]
+    except KeyboardInterrupt:  # the way to leave --watch: not an error
+        return
 
 
 @schema_app.command("status")
 def schema_status(project_dir: ProjectDir = None, json_output: JsonOpt = False) -> None:
     """Which migrations are applied, pending or changed; which tables exist in public."""
+    from cdb_ops.migrations import Migrator
+
     out = _start("schema status", json_output)
     loaded = _load(project_dir, "rebuild", None, None)
     migrator = Migrator(postgres_conninfo(loaded.desired, loaded.settings), loaded.project.schema_dir)
@@ -345,6 +347,8 @@ def schema_status(project_dir: ProjectDir = None, json_output: JsonOpt = False) 
 @schema_app.command("migrate")
 def schema_migrate(project_dir: ProjectDir = None, json_output: JsonOpt = False) -> None:
     """Apply pending migrations (each once, in order, in its own transaction)."""
+    from cdb_ops.migrations import Migrator
+
     out = _start("schema migrate", json_output)
     loaded = _load(project_dir, "rebuild", None, None)
     migrator = Migrator(postgres_conninfo(loaded.desired, loaded.settings), loaded.project.schema_dir)

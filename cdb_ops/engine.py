@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -150,6 +151,7 @@ class Engine(Protocol):
     def rename(self, name: str, new_name: str) -> None: ...
     def logs(self, name: str, tail: int = 50, since: datetime | None = None) -> str: ...
     def stats(self, name: str) -> ContainerStats: ...
+    def stats_many(self, ids: list[str]) -> dict[str, ContainerStats]: ...
     def exec(self, name: str, cmd: list[str]) -> tuple[int, str]: ...
 
     def network(self, name: str) -> NetworkFacts | None: ...
@@ -373,6 +375,37 @@ class DockerEngine:
             pass
         return ContainerStats(max(usage, 0), int(mem.get("limit", 0)), cpu)
 
+    def stats_many(self, ids: list[str]) -> dict[str, ContainerStats]:
+        """Memory and CPU of running containers (by full id). Docker 20.10's stats endpoint takes ~1 s
+        per call even with one-shot, so on a local engine we read the containers' cgroups directly
+        (what the engine itself reads) over one short window, and ask the API only where that fails."""
+        out: dict[str, ContainerStats] = {}
+        window = 0.1
+        first = {cid: _cgroup_sample(cid) for cid in ids} if self._local else {}
+        if any(v is not None for v in first.values()):
+            time.sleep(window)
+        for cid in ids:
+            a = first.get(cid)
+            b = _cgroup_sample(cid) if a is not None else None
+            if a is not None and b is not None:
+                cpu = max(0.0, (b.cpu_ns - a.cpu_ns) / (b.at - a.at) / 1e9 * 100.0)
+                out[cid] = ContainerStats(b.memory, b.limit, cpu)
+        missing = [cid for cid in ids if cid not in out]
+        if missing:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=min(16, len(missing))) as pool:
+                for cid, st in zip(missing, pool.map(self._stats_or_none, missing), strict=True):
+                    if st is not None:
+                        out[cid] = st
+        return out
+
+    def _stats_or_none(self, cid: str) -> ContainerStats | None:
+        try:
+            return self.stats(cid)
+        except CdbError:
+            return None
+
     def exec(self, name: str, cmd: list[str]) -> tuple[int, str]:
         with _translate():
             ex = self._api.exec_create(name, cmd, stdout=True, stderr=True)
@@ -507,6 +540,60 @@ class DockerEngine:
         if found is None:
             raise BuildFailed(f"build of {tag} produced no image", "run the build by hand to see why")
         return found
+
+
+@dataclass(frozen=True)
+class _CgroupSample:
+    at: float
+    memory: int
+    limit: int
+    cpu_ns: int
+
+
+_CGROUP = Path("/sys/fs/cgroup")
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return None if text == "max" else int(text)
+
+
+def _memory_stat(path: Path, key: str) -> int:
+    try:
+        for line in path.read_text().splitlines():
+            k, _, v = line.partition(" ")
+            if k == key:
+                return int(v)
+    except OSError:
+        pass
+    return 0
+
+
+def _cgroup_sample(cid: str) -> _CgroupSample | None:
+    """One reading of a container's cgroup (v1 cgroupfs or v2, systemd or cgroupfs driver)."""
+    now = time.monotonic()
+    v1_mem = _CGROUP / "memory" / "docker" / cid
+    if v1_mem.is_dir():
+        usage = _read_int(v1_mem / "memory.usage_in_bytes")
+        cpu = _read_int(_CGROUP / "cpuacct" / "docker" / cid / "cpuacct.usage")
+        if usage is None or cpu is None:
+            return None
+        # like `docker stats`: page cache the kernel can drop is not the service's memory
+        usage -= _memory_stat(v1_mem / "memory.stat", "total_inactive_file")
+        limit = _read_int(v1_mem / "memory.limit_in_bytes") or 0
+        return _CgroupSample(now, max(usage, 0), limit, cpu)
+    for v2 in (_CGROUP / "system.slice" / f"docker-{cid}.scope", _CGROUP / "docker" / cid):
+        if v2.is_dir():
+            usage = _read_int(v2 / "memory.current")
+            usec = _memory_stat(v2 / "cpu.stat", "usage_usec")
+            if usage is None:
+                return None
+            usage -= _memory_stat(v2 / "memory.stat", "inactive_file")
+            return _CgroupSample(now, max(usage, 0), _read_int(v2 / "memory.max") or 0, usec * 1000)
+    return None
 
 
 def _short(exc: BaseException) -> str:

@@ -10,11 +10,12 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
-
-import psycopg
+from typing import TYPE_CHECKING, Any, Literal
 
 from cdb_ops.errors import ConfigError, ConfigErrors, StepFailed
+
+if TYPE_CHECKING:
+    import psycopg
 
 FILE_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 BOOKKEEPING = "cdb_ops.schema_migrations"
@@ -94,6 +95,8 @@ class Migrator:
         self.schema_dir = schema_dir
 
     def _connect(self) -> psycopg.Connection[Any]:
+        import psycopg  # lazily: most commands never talk to Postgres
+
         try:
             return psycopg.connect(**self.conninfo, connect_timeout=5, autocommit=True)
         except psycopg.OperationalError as exc:
@@ -169,6 +172,8 @@ class Migrator:
                         continue
                     m = by_version[s.version]
                     started = time.monotonic()
+                    import psycopg
+
                     try:
                         with conn.transaction():
                             conn.execute(m.sql)  # type: ignore[call-overload]

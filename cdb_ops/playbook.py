@@ -289,11 +289,11 @@ def _stack_problems(stack: StackSpec, doc: YamlDocument) -> list[ConfigError]:
                     f"service {name!r} mounts undeclared volume {mount.source!r}",
                     f"declare it under top-level volumes:, or use one of: {', '.join(sorted(stack.volumes))}",
                 )
-        for key in svc.env:
-            if key in svc.secrets or key.removesuffix("_FILE") in svc.secrets:
+        for env_key in svc.env:
+            if env_key in svc.secrets or env_key.removesuffix("_FILE") in svc.secrets:
                 err(
-                    base + ("env", key),
-                    f"{key} is listed both in env and secrets of {name!r}",
+                    base + ("env", env_key),
+                    f"{env_key} is listed both in env and secrets of {name!r}",
                     "keep it only under secrets: (it reaches the container as a read-only file)",
                 )
         if svc.ready and svc.ready.probe in ("postgres", "redis", "http") and not svc.ports:

@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from cdb_ops.errors import CdbError
-from cdb_ops.migrations import MigrationState
 from cdb_ops.planner import Plan
 from cdb_ops.progress import ACTION_STYLE
 from cdb_ops.runner import RunResult
 from cdb_ops.settings import Redactor
 from cdb_ops.status import StatusRow
+
+if TYPE_CHECKING:
+    from cdb_ops.migrations import MigrationState
 
 SCHEMA_VERSION = 1
 
@@ -138,6 +141,10 @@ class Renderer:
                     last["error"] = last_run["error"].get("message")
             self._json("status", {"services": [r.to_dict() for r in rows], "last_run": last})
             return
+        self.console.print(self.status_view(rows, last_run))
+
+    def status_view(self, rows: list[StatusRow], last_run: dict[str, Any] | None) -> Group:
+        """The status table and its footer as one renderable (printed once, or refreshed by --watch)."""
         table = Table(title="cdb-ops status", title_justify="left")
         for col in ("service", "container", "state", "health", "uptime", "restarts", "ports", "cpu", "memory", "image"):
             table.add_column(col, overflow="fold")
@@ -156,19 +163,22 @@ class Renderer:
                 _human_bytes(r.memory_bytes),
                 r.image,
             )
-        self.console.print(table)
         total = sum(r.memory_bytes or 0 for r in rows)
-        self.console.print(f"memory total: {_human_bytes(total)}")
+        footer = [Text(f"memory total: {_human_bytes(total)}")]
         if last_run:
             style = "green" if last_run.get("result") == "ok" else "red"
-            self.console.print(
-                f"last {last_run.get('command')}: [{style}]{last_run.get('result')}[/{style}] at "
-                f"{last_run.get('finished_at') or last_run.get('started_at')} "
-                f"({last_run.get('changed', 0)} change(s))"
-                + (f" — {last_run['error'].get('message', '').splitlines()[0]}" if last_run.get("error") else "")
+            error = last_run.get("error") or {}
+            footer.append(
+                Text.from_markup(
+                    f"last {last_run.get('command')}: [{style}]{last_run.get('result')}[/{style}] at "
+                    f"{last_run.get('finished_at') or last_run.get('started_at')} "
+                    f"({last_run.get('changed', 0)} change(s))"
+                    + (f" — {escape(error.get('message', '').splitlines()[0])}" if error.get("message") else "")
+                )
             )
         else:
-            self.console.print("[dim]no rebuild recorded yet[/dim]")
+            footer.append(Text("no rebuild recorded yet", style="dim"))
+        return Group(table, *footer)
 
     # -- schema
     def schema_status(self, states: list[MigrationState], tables: list[str], applied_now: bool = False) -> None:

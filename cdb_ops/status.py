@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -43,20 +42,11 @@ class StatusRow:
         }
 
 
-def _stats(engine: Engine, c: ContainerFacts) -> ContainerStats | None:
-    if not c.running:
-        return None
-    try:
-        return engine.stats(c.name)
-    except Exception:  # noqa: BLE001 - a container that stops mid-call simply has no stats
-        return None
-
-
 def gather(engine: Engine, desired: DesiredStack) -> list[StatusRow]:
     containers = {c.name: c for c in engine.containers(label=desired.system_label)}
     now = datetime.now(UTC)
-    with ThreadPoolExecutor(max_workers=max(1, min(16, len(containers)))) as pool:
-        stats = dict(zip(containers, pool.map(lambda c: _stats(engine, c), containers.values()), strict=True))
+    by_id = engine.stats_many([c.id for c in containers.values() if c.running])
+    stats = {name: by_id.get(c.id) for name, c in containers.items()}
     rows: list[StatusRow] = []
     seen: set[str] = set()
     for name, svc in desired.services.items():

@@ -113,6 +113,9 @@ class FakeEngine:
     def stats(self, name: str) -> ContainerStats:
         return ContainerStats(10 * 1024 * 1024, 0, 1.0)
 
+    def stats_many(self, ids: list[str]) -> dict[str, ContainerStats]:
+        return {c.id: self.stats(c.name) for c in self.containers_.values() if c.id in ids}
+
     def exec(self, name: str, cmd: list[str]) -> tuple[int, str]:
         return 0, ""
 
