@@ -130,8 +130,36 @@ def _read_dockerignore(context: Path) -> list[str]:
     return [ln.strip().rstrip("/") for ln in f.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
 
 
+def _copy_sources(dockerfile: Path) -> list[str] | None:
+    """The context paths a Dockerfile's COPY/ADD lines read, or None when it reads the whole context.
+
+    The image depends only on the Dockerfile and these files, so the build hash covers just them:
+    editing the screener does not rebuild (and recreate) the signal engine, though both share images/."""
+    sources: list[str] = []
+    text = dockerfile.read_text(encoding="utf-8").replace("\\\n", " ")
+    for raw in text.splitlines():
+        parts = raw.strip().split()
+        if not parts or parts[0].upper() not in ("COPY", "ADD"):
+            continue
+        args = [a for a in parts[1:] if not a.startswith("--")]
+        if any(a.startswith("--from") for a in parts[1:]):
+            continue  # copies from another stage, not from the context
+        if args and args[0].startswith("["):  # JSON form
+            try:
+                args = json.loads(" ".join(parts[1:]).split("]", 1)[0] + "]")
+            except json.JSONDecodeError:
+                return None
+        for src in args[:-1]:
+            src = src.strip("/").removeprefix("./")
+            if src in ("", ".") or any(ch in src for ch in "*?[$"):
+                return None  # the whole context, a glob or a variable: hash everything
+            sources.append(src)
+    return sources
+
+
 def build_context_hash(project: Project, build: BuildSpec) -> str:
-    """Content hash of a build: every file the engine would receive, the Dockerfile and the args.
+    """Content hash of a build: the Dockerfile, the args, and every context file its COPY/ADD lines
+    read (all of the context when that cannot be told), minus .dockerignore.
 
     An image whose label carries this hash is current, so a no-op rebuild sends no build at all."""
     context = (project.root / build.context).resolve()
@@ -141,18 +169,34 @@ def build_context_hash(project: Project, build: BuildSpec) -> str:
             "fix `context:` in playbooks/stack.yaml (a folder relative to the project)",
             file=str(project.stack_file),
         )
+    dockerfile = context / dockerfile_of(build)
+    if not dockerfile.is_file():
+        raise ConfigError(
+            f"Dockerfile {dockerfile} does not exist",
+            "fix `dockerfile:` in playbooks/stack.yaml (relative to the project)",
+            file=str(project.stack_file),
+        )
     ignore = _read_dockerignore(context)
+    sources = _copy_sources(dockerfile)
+    roots = [context] if sources is None else [context / src for src in sources]
+    files: set[Path] = {dockerfile}
+    for root in roots:
+        if root.is_file():
+            files.add(root)
+            continue
+        for dirpath, dirnames, filenames in os.walk(root):
+            rel_dir = Path(dirpath).relative_to(context)
+            dirnames[:] = [
+                d for d in dirnames if not any(fnmatch.fnmatch(str(rel_dir / d), p) or d == p for p in ignore)
+            ]
+            files.update(Path(dirpath) / name for name in filenames)
     h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(context):
-        dirnames.sort()
-        rel_dir = Path(dirpath).relative_to(context)
-        dirnames[:] = [d for d in dirnames if not any(fnmatch.fnmatch(str(rel_dir / d), p) or d == p for p in ignore)]
-        for name in sorted(filenames):
-            rel = str(rel_dir / name) if str(rel_dir) != "." else name
-            if any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in ignore):
-                continue
-            h.update(rel.encode() + b"\0")
-            h.update(hashlib.sha256((Path(dirpath) / name).read_bytes()).digest())
+    for path in sorted(files):
+        rel = str(path.relative_to(context))
+        if path != dockerfile and any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(path.name, p) for p in ignore):
+            continue
+        h.update(rel.encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
     h.update(json.dumps({"dockerfile": dockerfile_of(build), "args": build.args}, sort_keys=True).encode())
     return h.hexdigest()
 

@@ -82,7 +82,8 @@ def project_dir(tmp_path: Path) -> Path:
     for ctx in ("db", "app"):
         d = tmp_path / "images" / ctx
         d.mkdir(parents=True)
-        (d / "Dockerfile").write_text(f"FROM debian:bookworm-slim\n# {ctx}\n")
+        (d / "main.py").write_text("print('v1')\n")
+        (d / "Dockerfile").write_text(f"FROM debian:bookworm-slim\n# {ctx}\nCOPY main.py \\\n  /app/main.py\n")
     (tmp_path / "schema").mkdir()
     return tmp_path
 

@@ -136,6 +136,9 @@ def test_secret_change_recreates_the_service_that_reads_it(project_dir, engine):
 
 def test_build_context_change_rebuilds_image_and_recreates(project_dir, engine):
     _rebuild(project_dir, engine)
+    (project_dir / "images" / "app" / "README.md").write_text("not copied into the image\n")
+    *_, desired = _desired(project_dir)
+    assert plan_stack(engine, desired).pending == []  # files the Dockerfile does not COPY do not count
     (project_dir / "images" / "app" / "main.py").write_text("print('v2')\n")
     *_, desired = _desired(project_dir)
     actions = _actions(plan_stack(engine, desired))
