@@ -330,6 +330,55 @@ def status(
         return
 
 
+@app.command()
+def validate(
+    project_dir: ProjectDir = None,
+    profile: ProfileOpt = None,
+    feed: FeedOpt = None,
+    no_probe: Annotated[bool, typer.Option("--no-probe", help="Skip the end-to-end pipeline probe.")] = False,
+    probe_timeout: Annotated[float, typer.Option("--probe-timeout", min=1, help="Seconds the probe may take.")] = 30.0,
+    memory_budget: Annotated[float, typer.Option("--memory-budget", min=1, help="Core memory budget in MiB.")] = 1536.0,
+    json_output: JsonOpt = False,
+) -> None:
+    """Check the memo's success criteria: engine, network, volumes, containers, /health, Postgres
+    (9 tables, migrations), Redis, logs, memory, and an end-to-end probe. Exit 0 only when nothing failed."""
+    import uuid
+
+    from cdb_ops.opsruns import record
+    from cdb_ops.validate import CheckResult, ValidateOptions, run_checks
+
+    out = _start("validate", json_output)
+    loaded = _load(project_dir, "rebuild", profile, feed)
+    out.redact = _session.redact or out.redact
+    started = datetime.now(UTC)
+    try:
+        engine = DockerEngine()
+    except CdbError as exc:
+        out.checks([CheckResult("engine", "fail", exc.message, exc.remedy)])
+        raise typer.Exit(int(exc.exit_code)) from None
+    options = ValidateOptions(memory_budget_mb=memory_budget, probe=not no_probe, probe_timeout=probe_timeout)
+    results = run_checks(engine, loaded.desired, loaded.settings, options)
+    failed = [r.name for r in results if r.status == "fail"]
+    run_id = str(uuid.uuid4())
+    why_not = record(
+        loaded.desired,
+        loaded.settings,
+        run_id=run_id,
+        command="validate",
+        arguments={"probe": not no_probe, "profiles": list(loaded.desired.profiles)},
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        result="failed" if failed else "ok",
+        exit_code=1 if failed else 0,
+        summary={
+            "failed_checks": failed,
+            "counts": {k: sum(r.status == k for r in results) for k in ("pass", "warn", "fail", "skip")},
+        },
+    )
+    out.checks(results, run_id, why_not is None)
+    raise typer.Exit(int(ExitCode.CHECKS_FAILED) if failed else 0)
+
+
 @schema_app.command("status")
 def schema_status(project_dir: ProjectDir = None, json_output: JsonOpt = False) -> None:
     """Which migrations are applied, pending or changed; which tables exist in public."""

@@ -28,6 +28,10 @@ LABEL_PARTS = "cdb.config-parts"
 LABEL_BUILD_HASH = "cdb.build-hash"
 LABEL_DATA = "cdb.data"
 LABEL_IMAGE = "cdb.image"
+LABEL_IMAGE_SYSTEM = "cdb.image.system"
+LABEL_IMAGE_SERVICE = "cdb.image.service"
+# bump when the labels an image is built with change, so existing images are rebuilt once
+IMAGE_LABELS_VERSION = 2
 SECRETS_MOUNT = "/run/secrets"
 
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -197,7 +201,11 @@ def build_context_hash(project: Project, build: BuildSpec) -> str:
             continue
         h.update(rel.encode() + b"\0")
         h.update(hashlib.sha256(path.read_bytes()).digest())
-    h.update(json.dumps({"dockerfile": dockerfile_of(build), "args": build.args}, sort_keys=True).encode())
+    h.update(
+        json.dumps(
+            {"dockerfile": dockerfile_of(build), "args": build.args, "labels": IMAGE_LABELS_VERSION}, sort_keys=True
+        ).encode()
+    )
     return h.hexdigest()
 
 

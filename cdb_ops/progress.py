@@ -25,6 +25,10 @@ ACTION_STYLE = {
     "conflict": "bold red",
     "wait": "blue",
     "migrate": "cyan",
+    "pass": "green",
+    "warn": "yellow",
+    "fail": "bold red",
+    "skip": "dim",
 }
 
 

@@ -12,6 +12,7 @@ from cdb_ops.desired import DesiredService
 from cdb_ops.engine import ContainerFacts, Engine
 from cdb_ops.errors import HealthTimeout, StepFailed
 from cdb_ops.settings import Redactor, Settings
+from cdb_ops.stackinfo import host_address
 
 POLL_SECONDS = 0.25
 LOG_LINES_ON_FAILURE = 20
@@ -23,25 +24,14 @@ class ProbeResult:
     detail: str
 
 
-def _host_port(svc: DesiredService) -> tuple[str, int] | None:
-    ready = svc.spec.ready
-    ports = svc.container.ports
-    if not ports:
-        return None
-    chosen = next((p for p in ports if ready and ready.port == p.container), ports[0])
-    host = chosen.bind if chosen.bind not in ("0.0.0.0", "", "::") else "127.0.0.1"
-    return host, chosen.host
-
-
 def probe_once(svc: DesiredService, settings: Settings) -> ProbeResult:
     """One active readiness probe from the host, by the service's `ready.probe` kind."""
     ready = svc.spec.ready
     if ready is None or ready.probe == "docker":
         return ProbeResult(True, "no active probe")
-    addr = _host_port(svc)
-    if addr is None:
+    if not svc.container.ports:
         return ProbeResult(False, "no published port to probe")
-    host, port = addr
+    host, port = host_address(svc, ready.port)
     # imported here: these clients cost ~0.3 s of start-up that status/plan never need
     import httpx
     import psycopg

@@ -21,6 +21,7 @@ from cdb_ops.status import StatusRow
 
 if TYPE_CHECKING:
     from cdb_ops.migrations import MigrationState
+    from cdb_ops.validate import CheckResult
 
 SCHEMA_VERSION = 1
 
@@ -110,6 +111,8 @@ class Renderer:
                 f"{s.seconds:.1f}s" if s.seconds >= 0.05 else "",
             )
         self.console.print(table)
+        if result.checks:
+            self.checks(result.checks)
         took = (result.finished_at - result.started_at).total_seconds() if result.finished_at else 0.0
         if result.result == "ok":
             n = len(result.changed)
@@ -179,6 +182,38 @@ class Renderer:
         else:
             footer.append(Text("no rebuild recorded yet", style="dim"))
         return Group(table, *footer)
+
+    # -- validate
+    def checks(self, results: list[CheckResult], run_id: str | None = None, recorded: bool | None = None) -> None:
+        counts = {k: sum(r.status == k for r in results) for k in ("pass", "warn", "fail", "skip")}
+        verdict = "fail" if counts["fail"] else "pass"
+        if self.json:
+            self._json(
+                "validate",
+                {
+                    "result": verdict,
+                    "counts": counts,
+                    "run_id": run_id,
+                    "recorded_in_ops_runs": recorded,
+                    "checks": [r.to_dict() for r in results],
+                },
+            )
+            return
+        table = Table(title="cdb-ops validate", title_justify="left")
+        for col in ("check", "result", "detail", "remedy"):
+            table.add_column(col, overflow="fold")
+        for r in results:
+            style = ACTION_STYLE.get(r.status, "white")
+            table.add_row(
+                r.name,
+                f"[{style}]{r.status}[/{style}]",
+                escape(self.redact(r.detail)),
+                escape(self.redact(r.remedy)) if r.status in ("fail", "warn") else "",
+            )
+        self.console.print(table)
+        summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+        style = "red" if counts["fail"] else "green"
+        self.console.print(f"[{style}]{'✗' if counts['fail'] else '✓'} {summary}[/{style}]")
 
     # -- schema
     def schema_status(self, states: list[MigrationState], tables: list[str], applied_now: bool = False) -> None:

@@ -20,6 +20,7 @@ from cdb_ops.progress import Progress
 from cdb_ops.project import Project
 from cdb_ops.readiness import HealthWait
 from cdb_ops.settings import Redactor, Settings
+from cdb_ops.validate import CheckResult
 
 RESULT_SCHEMA_VERSION = 1
 
@@ -37,7 +38,10 @@ class RunResult:
     result: str = "running"  # ok | failed | interrupted
     exit_code: int = 0
     steps: list[StepResult] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
     error: dict[str, Any] | None = None
+    arguments: dict[str, Any] = field(default_factory=dict)
+    recorded: str | None = None  # why the run is not in ops_runs (None: it is)
 
     @property
     def changed(self) -> list[StepResult]:
@@ -61,7 +65,9 @@ class RunResult:
             "phases": self.phases,
             "changed": len(self.changed),
             "steps": [s.to_dict() for s in self.steps],
+            "checks": [c.to_dict() for c in self.checks],
             "error": self.error,
+            "recorded_in_ops_runs": self.recorded is None,
         }
 
 
@@ -114,6 +120,7 @@ def execute(
     progress: Progress,
     options: RunOptions,
     only: list[str] | None = None,
+    arguments: dict[str, Any] | None = None,
 ) -> RunResult:
     phases = select_phases(book, only)
     redact = Redactor(settings.secret_values())
@@ -125,6 +132,7 @@ def execute(
         profiles=list(desired.profiles),
         feed=desired.feed,
         phases=[p.name for p in phases],
+        arguments=arguments or {},
     )
     ctx = PhaseContext(
         engine=engine,
@@ -161,8 +169,34 @@ def execute(
             raise
         finally:
             result.finished_at = datetime.now(UTC)
+            result.checks = ctx.checks
+            if result.result != "running" and any(p.kind in ("schema", "services", "validate") for p in phases):
+                result.recorded = record_run(desired, settings, result)
             save_last_run(project, result)
     return result
+
+
+def record_run(desired: DesiredStack, settings: Settings, result: RunResult) -> str | None:
+    from cdb_ops.opsruns import record
+
+    failed = [c.name for c in result.checks if c.status == "fail"]
+    return record(
+        desired,
+        settings,
+        run_id=result.run_id,
+        command=result.command,
+        arguments=result.arguments
+        | {"playbook": result.playbook, "phases": result.phases, "profiles": result.profiles, "feed": result.feed},
+        started_at=result.started_at,
+        finished_at=result.finished_at,
+        result=result.result,
+        exit_code=result.exit_code,
+        summary={
+            "changed": len(result.changed),
+            "failed_checks": failed,
+            "error": (result.error or {}).get("message", "")[:500],
+        },
+    )
 
 
 def save_last_run(project: Project, result: RunResult) -> None:

@@ -4,9 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from cdb_ops.desired import DesiredStack
+from cdb_ops.desired import DesiredService, DesiredStack
 from cdb_ops.errors import ConfigError
 from cdb_ops.settings import Settings
+
+EXPECTED_TABLES = (
+    "market_snapshots",
+    "signals",
+    "risk_events",
+    "orders",
+    "trades",
+    "positions",
+    "portfolio_snapshots",
+    "daily_pnl",
+    "ops_runs",
+)
+
+
+def host_address(svc: DesiredService, container_port: int | None) -> tuple[str, int]:
+    """Where the host reaches a service: the published port (of `container_port`, default the first)."""
+    ports = svc.container.ports
+    if not ports:
+        raise ConfigError(f"service {svc.name} publishes no port", "add a ports: entry in playbooks/stack.yaml")
+    chosen = next((p for p in ports if p.container == container_port), ports[0])
+    host = chosen.bind if chosen.bind not in ("0.0.0.0", "", "::") else "127.0.0.1"
+    return host, chosen.host
 
 
 def postgres_service(desired: DesiredStack) -> str:

@@ -15,6 +15,7 @@ from cdb_ops.progress import Progress
 from cdb_ops.project import Project
 from cdb_ops.readiness import HealthWait
 from cdb_ops.settings import Redactor, Settings
+from cdb_ops.validate import CheckResult, ValidateOptions
 
 
 @dataclass
@@ -43,6 +44,7 @@ class RunOptions:
     remove_orphans: bool = False
     no_cache: bool = False
     yes: bool = False
+    validate: ValidateOptions = field(default_factory=ValidateOptions)
 
 
 @dataclass
@@ -57,6 +59,7 @@ class PhaseContext:
     waiter: HealthWait
     images: dict[str, ImageFacts] = field(default_factory=dict)  # service -> the image it runs
     steps: list[StepResult] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)  # filled by the validate phase
     set_aside: dict[str, str] = field(default_factory=dict)  # service -> old container kept until the new is ready
 
     def record(
@@ -84,7 +87,7 @@ PhaseFn = Callable[[PhaseContext, PhaseSpec], None]
 
 
 def registry() -> dict[str, PhaseFn]:
-    from cdb_ops.phases import cleanup, images, network, schema, services, volumes
+    from cdb_ops.phases import cleanup, images, network, schema, services, validate, volumes
 
     return {
         "cleanup": cleanup.run,
@@ -93,4 +96,5 @@ def registry() -> dict[str, PhaseFn]:
         "images": images.run,
         "services": services.run,
         "schema": schema.run,
+        "validate": validate.run,
     }

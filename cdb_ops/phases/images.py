@@ -3,7 +3,13 @@ or (when a pull fails: offline, rate limit, no registry) built from its fallback
 
 from __future__ import annotations
 
-from cdb_ops.desired import LABEL_BUILD_HASH, LABEL_SERVICE, LABEL_SYSTEM, DesiredService, dockerfile_of
+from cdb_ops.desired import (
+    LABEL_BUILD_HASH,
+    LABEL_IMAGE_SERVICE,
+    LABEL_IMAGE_SYSTEM,
+    DesiredService,
+    dockerfile_of,
+)
 from cdb_ops.engine import ImageFacts, PullFailed
 from cdb_ops.phases import PhaseContext
 from cdb_ops.planner import choose_image
@@ -11,7 +17,13 @@ from cdb_ops.playbook import BuildSpec, PhaseSpec
 
 
 def _build(ctx: PhaseContext, svc: DesiredService, build: BuildSpec, tag: str, phase: str, why: str) -> ImageFacts:
-    labels = {LABEL_SYSTEM: ctx.desired.system, LABEL_SERVICE: svc.name, LABEL_BUILD_HASH: svc.image.build_hash or ""}
+    # Not cdb.system: containers inherit their image's labels, and a container someone runs from our
+    # image by hand must not look like part of the stack (cleanup would take it for ours).
+    labels = {
+        LABEL_IMAGE_SYSTEM: ctx.desired.system,
+        LABEL_IMAGE_SERVICE: svc.name,
+        LABEL_BUILD_HASH: svc.image.build_hash or "",
+    }
     with ctx.timed() as took:
         ctx.progress.step(phase, "image", tag, "build", f"{why} — building {build.context}")
         image = ctx.engine.build(
