@@ -17,7 +17,7 @@ import typer
 from cdb_ops import __version__
 from cdb_ops.desired import DesiredStack, resolve
 from cdb_ops.engine import DockerEngine
-from cdb_ops.errors import EXIT_CODE_MEANINGS, CdbError, Conflict, ExitCode
+from cdb_ops.errors import EXIT_CODE_MEANINGS, CdbError, Conflict, ExitCode, UsageError
 from cdb_ops.phases import RunOptions
 from cdb_ops.planner import plan_stack
 from cdb_ops.playbook import RunbookSpec, StackSpec, load_runbook
@@ -377,6 +377,106 @@ def validate(
     )
     out.checks(results, run_id, why_not is None)
     raise typer.Exit(int(ExitCode.CHECKS_FAILED) if failed else 0)
+
+
+@app.command()
+def doctor(project_dir: ProjectDir = None, profile: ProfileOpt = None, json_output: JsonOpt = False) -> None:
+    """Diagnose the known risks: Docker down, failed builds, Postgres not starting, services that cannot
+    reach Postgres, ports held by other processes. Each finding comes with its fix."""
+    from cdb_ops import doctor as doc
+
+    out = _start("doctor", json_output)
+    loaded = _load(project_dir, "rebuild", profile, None)
+    out.redact = _session.redact or out.redact
+    try:
+        engine = DockerEngine()
+    except CdbError as exc:
+        out.findings(doc.engine_down(exc.message, exc.remedy))
+        raise typer.Exit(int(exc.exit_code)) from None
+    findings = doc.diagnose(engine, loaded.desired, loaded.settings, loaded.project)
+    out.findings(findings)
+    raise typer.Exit(int(ExitCode.CHECKS_FAILED) if any(f.verdict == "problem" for f in findings) else 0)
+
+
+def _since(value: str | None) -> datetime | None:
+    """'10m', '2h', '30s' ago, or an ISO time."""
+    if not value:
+        return None
+    from datetime import timedelta
+
+    from cdb_ops.playbook import parse_duration
+
+    try:
+        return datetime.now(UTC) - timedelta(seconds=parse_duration(value))
+    except ValueError:
+        pass
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(
+            f"--since {value!r} is neither a duration nor a time",
+            "write e.g. --since 10m, --since 2h or --since 2026-11-24T09:00:00",
+        ) from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+@app.command()
+def logs(
+    services: Annotated[list[str] | None, typer.Argument(help="Services (e.g. signal risk); default: all.")] = None,
+    project_dir: ProjectDir = None,
+    errors: Annotated[
+        bool, typer.Option("--errors", help="Only ERROR lines (and database-connection errors).")
+    ] = False,
+    since: Annotated[str | None, typer.Option("--since", help="Only lines since: 10m, 2h, or an ISO time.")] = None,
+    tail: Annotated[int, typer.Option("--tail", min=1, help="Lines per service (without --since).")] = 200,
+    follow_: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")] = False,
+    profile: ProfileOpt = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="JSON: one document, or JSON lines with --follow.")
+    ] = False,
+) -> None:
+    """The stack's logs merged by time, one colour per service."""
+    from rich.markup import escape
+
+    from cdb_ops import logs as logmod
+
+    out = _start("logs", json_output)
+    loaded = _load(project_dir, "rebuild", profile or ["core", *loaded_profiles(project_dir)], None)
+    redact = _session.redact or Redactor([])
+    chosen = logmod.select(loaded.desired, services or [])
+    colour = {s: logmod.COLOURS[i % len(logmod.COLOURS)] for i, s in enumerate(loaded.desired.services)}
+    width = max(len(s) for s in chosen)
+    engine = DockerEngine()
+
+    def show(line: logmod.LogLine) -> None:
+        if json_output:
+            sys.stdout.write(redact(logmod.as_json_line(line)) + "\n")
+            sys.stdout.flush()
+            return
+        c = colour[line.service]
+        out.console.print(f"[{c}]{line.service:<{width}}[/{c}] | {escape(redact(line.text))}", soft_wrap=True)
+
+    since_t = _since(since)
+    if follow_:
+        try:
+            for line in logmod.follow(engine, chosen, since_t, errors):
+                show(line)
+        except KeyboardInterrupt:
+            return
+        return
+    lines = logmod.merged(engine, chosen, since_t, tail if since_t is None else 1_000_000, errors)
+    if json_output:
+        out._json("logs", {"services": list(chosen), "errors_only": errors, "lines": [ln.to_dict() for ln in lines]})
+        return
+    for line in lines:
+        show(line)
+
+
+def loaded_profiles(project_dir: Path | None) -> list[str]:
+    """Every profile of the stack: logs shows whatever of the stack exists."""
+    from cdb_ops.playbook import load_stack
+
+    return sorted(load_stack(find_project(project_dir).stack_file).profiles - {"core"})
 
 
 @schema_app.command("status")

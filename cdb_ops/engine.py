@@ -149,7 +149,8 @@ class Engine(Protocol):
     def stop(self, name: str, timeout: int = 10) -> None: ...
     def remove_container(self, name: str) -> None: ...
     def rename(self, name: str, new_name: str) -> None: ...
-    def logs(self, name: str, tail: int = 50, since: datetime | None = None) -> str: ...
+    def logs(self, name: str, tail: int = 50, since: datetime | None = None, timestamps: bool = False) -> str: ...
+    def follow_logs(self, name: str, since: datetime | None = None) -> Iterator[str]: ...
     def stats(self, name: str) -> ContainerStats: ...
     def stats_many(self, ids: list[str]) -> dict[str, ContainerStats]: ...
     def exec(self, name: str, cmd: list[str]) -> tuple[int, str]: ...
@@ -182,7 +183,7 @@ class Engine(Protocol):
 # the real adapter
 
 
-def _parse_time(value: str | None) -> datetime | None:
+def parse_docker_time(value: str | None) -> datetime | None:
     if not value or value.startswith("0001-"):
         return None
     # Docker reports nanoseconds; Python keeps microseconds.
@@ -275,7 +276,7 @@ class DockerEngine:
             labels=c.get("Config", {}).get("Labels") or {},
             state=state.get("Status", "unknown"),
             health=health.get("Status"),
-            started_at=_parse_time(state.get("StartedAt")),
+            started_at=parse_docker_time(state.get("StartedAt")),
             restart_count=int(c.get("RestartCount", 0)),
             exit_code=int(state.get("ExitCode", 0)),
             networks=tuple(sorted((c.get("NetworkSettings", {}).get("Networks") or {}).keys())),
@@ -348,13 +349,33 @@ class DockerEngine:
         with _translate():
             self._api.rename(name, new_name)
 
-    def logs(self, name: str, tail: int = 50, since: datetime | None = None) -> str:
+    def logs(self, name: str, tail: int = 50, since: datetime | None = None, timestamps: bool = False) -> str:
         with _translate():
             try:
-                raw = self._api.logs(name, stdout=True, stderr=True, tail=tail, since=since, timestamps=False)
+                raw = self._api.logs(name, stdout=True, stderr=True, tail=tail, since=since, timestamps=timestamps)
             except docker.errors.NotFound:
                 return ""
         return raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+
+    def follow_logs(self, name: str, since: datetime | None = None) -> Iterator[str]:
+        """New log lines (with Docker's timestamp prefix) as they are written, until the container stops."""
+        with _translate():
+            stream = self._api.logs(
+                name,
+                stdout=True,
+                stderr=True,
+                stream=True,
+                follow=True,
+                since=since,
+                timestamps=True,
+                tail=0 if since is None else "all",
+            )
+        buf = b""
+        for chunk in stream:
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                yield line.decode("utf-8", errors="replace")
 
     def stats(self, name: str) -> ContainerStats:
         with _translate():

@@ -20,6 +20,7 @@ from cdb_ops.settings import Redactor
 from cdb_ops.status import StatusRow
 
 if TYPE_CHECKING:
+    from cdb_ops.doctor import Finding
     from cdb_ops.migrations import MigrationState
     from cdb_ops.validate import CheckResult
 
@@ -214,6 +215,31 @@ class Renderer:
         summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
         style = "red" if counts["fail"] else "green"
         self.console.print(f"[{style}]{'✗' if counts['fail'] else '✓'} {summary}[/{style}]")
+
+    # -- doctor
+    def findings(self, found: list[Finding]) -> None:
+        problems = sum(f.verdict == "problem" for f in found)
+        if self.json:
+            self._json("doctor", {"problems": problems, "findings": [f.to_dict() for f in found]})
+            return
+        table = Table(title="cdb-ops doctor", title_justify="left")
+        for col in ("check", "verdict", "diagnosis", "fix"):
+            table.add_column(col, overflow="fold")
+        for f in found:
+            style = {"ok": "green", "problem": "bold red", "skip": "dim"}[f.verdict]
+            table.add_row(
+                f.name, f"[{style}]{f.verdict}[/{style}]", escape(self.redact(f.diagnosis)), escape(self.redact(f.fix))
+            )
+        self.console.print(table)
+        for f in found:
+            tail = f.facts.get("log_tail")
+            if f.verdict == "problem" and tail:
+                self.console.print(f"[bold]{f.name}[/bold] — last log lines:")
+                for line in tail[-10:]:
+                    self.console.print(f"  {escape(self.redact(str(line)))}", soft_wrap=True)
+        self.console.print(
+            "[green]✓ no problems found[/green]" if not problems else f"[red]✗ {problems} problem(s)[/red]"
+        )
 
     # -- schema
     def schema_status(self, states: list[MigrationState], tables: list[str], applied_now: bool = False) -> None:

@@ -107,8 +107,13 @@ class FakeEngine:
         c = self.containers_.pop(name)
         self.containers_[new_name] = replace(c, name=new_name)
 
-    def logs(self, name: str, tail: int = 50, since: datetime | None = None) -> str:
-        return ""
+    logs_: dict[str, str] = field(default_factory=dict)
+
+    def logs(self, name: str, tail: int = 50, since: datetime | None = None, timestamps: bool = False) -> str:
+        return self.logs_.get(name, "")
+
+    def follow_logs(self, name: str, since: datetime | None = None):
+        yield from self.logs_.get(name, "").splitlines()
 
     def stats(self, name: str) -> ContainerStats:
         return ContainerStats(10 * 1024 * 1024, 0, 1.0)
