@@ -66,6 +66,7 @@ class DesiredService:
     container: ContainerSpec  # `image` is filled in with the resolved image id before hashing
     image: ImageSource
     secret_files: dict[str, bytes] = field(default_factory=dict)
+    file_digests: dict[str, str] = field(default_factory=dict)  # bind-mounted project files -> content hash
 
 
 @dataclass(frozen=True)
@@ -278,10 +279,20 @@ def resolve(
             secret_files[fname] = value.encode()
             env[f"{key}_FILE"] = f"{SECRETS_MOUNT}/{fname}"
             mounts.append(MountBinding("bind", str(project.secrets_dir / fname), f"{SECRETS_MOUNT}/{fname}", True))
+        file_digests: dict[str, str] = {}
         for m in svc.volumes:
             if m.is_bind:
                 src = (project.root / m.source).resolve()
+                if not src.exists():
+                    raise ConfigError(
+                        f"service {name!r} mounts {m.source}, which does not exist",
+                        "create it, or fix the path (relative to the project directory)",
+                        file=str(project.stack_file),
+                        line=load_yaml(project.stack_file).line_of(("services", name, "volumes")),
+                    )
                 mounts.append(MountBinding("bind", str(src), m.target, m.read_only))
+                # a config file's *content* is part of the container's config: editing it recreates
+                file_digests[m.source] = path_digest(src)
             else:
                 mounts.append(MountBinding("volume", m.source, m.target, m.read_only))
         ports = tuple(PortBinding(p.bind or stack.bind, p.host, p.container, p.protocol) for p in svc.ports)
@@ -313,7 +324,7 @@ def resolve(
             user=svc.user,
             hostname=svc.container,
         )
-        services[name] = DesiredService(name, svc, container, image, secret_files)
+        services[name] = DesiredService(name, svc, container, image, secret_files, file_digests)
     volumes = {
         vname: base_labels(system, v.role, v.priority) | {LABEL_DATA: str(v.data).lower()}
         for vname, v in stack.volumes.items()
@@ -331,13 +342,25 @@ def resolve(
     )
 
 
-def config_parts(spec: ContainerSpec, secret_files: dict[str, bytes]) -> dict[str, str]:
+def path_digest(path: Path) -> str:
+    """Content hash of a file, or of every file under a folder (names and contents)."""
+    if path.is_file():
+        return sha256(path.read_bytes())
+    h = hashlib.sha256()
+    for p in sorted(x for x in path.rglob("*") if x.is_file()):
+        h.update(str(p.relative_to(path)).encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def config_parts(
+    spec: ContainerSpec, secret_files: dict[str, bytes], file_digests: dict[str, str] | None = None
+) -> dict[str, str]:
     """Short hashes of each part of a container's effective config, so a plan can say *what* changed."""
 
     def h(obj: object) -> str:
         return short(sha256(json.dumps(obj, sort_keys=True, default=str)))
 
-    return {
+    parts = {
         "image": h(spec.image),
         "command": h(spec.command),
         "env": h(spec.env),
@@ -349,12 +372,15 @@ def config_parts(spec: ContainerSpec, secret_files: dict[str, bytes]) -> dict[st
         "runtime": h([spec.restart, spec.mem_limit, spec.user]),
         "labels": h(spec.labels),
     }
+    if file_digests:  # only containers that mount project files have this part
+        parts["files"] = h(file_digests)
+    return parts
 
 
 def finalize(service: DesiredService, image_id: str, image_ref: str | None = None) -> ContainerSpec:
     """The exact container to create: resolved image id plus the config-hash labels."""
     spec = replace(service.container, image=image_id)
-    parts = config_parts(spec, service.secret_files)
+    parts = config_parts(spec, service.secret_files, service.file_digests)
     digest = sha256(json.dumps(parts, sort_keys=True))
     labels = spec.labels | {LABEL_HASH: digest, LABEL_PARTS: json.dumps(parts, sort_keys=True)}
     if image_ref:  # for people reading `status`; not part of the hash (the image id is)

@@ -44,6 +44,7 @@ services:
     profiles: [monitoring]
     image: t_extra:1
     ready: {probe: docker}
+    volumes: ["./conf/extra.yml:/etc/extra.yml:ro"]
 """
 
 RUNBOOK = """\
@@ -85,6 +86,8 @@ def project_dir(tmp_path: Path) -> Path:
         (d / "main.py").write_text("print('v1')\n")
         (d / "Dockerfile").write_text(f"FROM debian:bookworm-slim\n# {ctx}\nCOPY main.py \\\n  /app/main.py\n")
     (tmp_path / "schema").mkdir()
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "extra.yml").write_text("scrape_interval: 5s\n")
     return tmp_path
 
 

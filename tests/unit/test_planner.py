@@ -254,3 +254,20 @@ def test_secrets_reach_the_container_only_as_files(project_dir, engine):
     assert secret.read_text() == "unit-test-password-0123456789"
     assert oct(secret.stat().st_mode & 0o777) == "0o444"
     assert oct(secret.parent.stat().st_mode & 0o777) == "0o700"
+
+
+def test_editing_a_mounted_config_file_recreates_its_container(project_dir):
+    engine = FakeEngine(pullable={"t_extra:1"})
+    _rebuild(project_dir, engine, profiles=["core", "monitoring"])
+    (project_dir / "conf" / "extra.yml").write_text("scrape_interval: 10s\n")
+    *_, desired = _desired(project_dir, ["core", "monitoring"])
+    pending = [(c.name, c.action, c.reason) for c in plan_stack(engine, desired).pending]
+    assert pending == [("t_extra", "recreate", "changed: files")]
+
+
+def test_a_missing_mounted_file_is_a_config_error(project_dir):
+    from cdb_ops.errors import ConfigError
+
+    (project_dir / "conf" / "extra.yml").unlink()
+    with pytest.raises(ConfigError, match="mounts ./conf/extra.yml, which does not exist"):
+        _desired(project_dir, ["core", "monitoring"])
