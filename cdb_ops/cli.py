@@ -17,7 +17,7 @@ import typer
 from cdb_ops import __version__
 from cdb_ops.desired import DesiredStack, resolve
 from cdb_ops.engine import DockerEngine
-from cdb_ops.errors import EXIT_CODE_MEANINGS, CdbError, Conflict, ExitCode, UsageError
+from cdb_ops.errors import EXIT_CODE_MEANINGS, CdbError, Conflict, ExitCode, NeedsConfirmation, UsageError
 from cdb_ops.phases import RunOptions
 from cdb_ops.planner import plan_stack
 from cdb_ops.playbook import RunbookSpec, StackSpec, load_runbook
@@ -103,6 +103,21 @@ def _load(project_dir: Path | None, playbook: str, profiles: list[str] | None, f
     _session.redact = Redactor(settings.secret_values())
     desired = resolve(stack, settings, project, profiles, feed)
     return Loaded(project, book, stack, settings, desired)
+
+
+def _confirm(question: str, yes: bool, details: dict[str, object]) -> None:
+    """Destructive steps need --yes or a person at a terminal; without either nothing happens (exit 7)."""
+    if yes:
+        return
+    if sys.stdin.isatty() and not _session.json:
+        if typer.confirm(question, default=False):
+            return
+        raise NeedsConfirmation("not confirmed; nothing was changed", "answer y, or pass --yes", details=details)
+    raise NeedsConfirmation(
+        f"{question} — refusing without --yes (no terminal to ask); nothing was changed",
+        "run it again with --yes once the details are what you want",
+        details=details,
+    )
 
 
 def _progress(mode: ProgressMode, json_output: bool, redact: Redactor, verbose: bool) -> Progress:
@@ -205,6 +220,16 @@ def _run_playbook(
     redact = _session.redact or Redactor([])
     out.redact = redact
     engine = DockerEngine()
+    if options.wipe_data:
+        from cdb_ops.desired import LABEL_DATA
+
+        doomed = [v.name for v in engine.volumes(loaded.desired.system_label) if v.labels.get(LABEL_DATA) == "true"]
+        _confirm(
+            f"--wipe-data deletes the data volumes {', '.join(doomed) or '(none exist)'} after backing them up into "
+            f"{loaded.project.root / 'backups'}. Continue?",
+            options.yes,
+            {"would_delete_volumes": doomed, "backup_dir": str(loaded.project.root / "backups")},
+        )
     result = execute(
         command=command,
         engine=engine,
@@ -238,6 +263,14 @@ def rebuild(
     clean: Annotated[
         bool, typer.Option("--clean", help="Remove the stack's containers and network first (data volumes are kept).")
     ] = False,
+    wipe_data: Annotated[
+        bool,
+        typer.Option(
+            "--wipe-data",
+            help="Also delete the data volumes — after an automatic backup (pg_dump and an "
+            "archive of each volume into backups/) and a confirmation (--yes for scripts).",
+        ),
+    ] = False,
     profile: ProfileOpt = None,
     feed: FeedOpt = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild images without Docker's layer cache.")] = False,
@@ -261,7 +294,9 @@ def rebuild(
         profile,
         feed,
         phase,
-        RunOptions(clean=clean, remove_orphans=remove_orphans, no_cache=no_cache, yes=yes),
+        RunOptions(
+            clean=clean or wipe_data, wipe_data=wipe_data, remove_orphans=remove_orphans, no_cache=no_cache, yes=yes
+        ),
         json_output,
         progress,
         verbose,
@@ -377,6 +412,56 @@ def validate(
     )
     out.checks(results, run_id, why_not is None)
     raise typer.Exit(int(ExitCode.CHECKS_FAILED) if failed else 0)
+
+
+@app.command()
+def backup(
+    project_dir: ProjectDir = None,
+    keep: Annotated[int, typer.Option("--keep", min=1, help="How many backups of the database to keep.")] = 7,
+    json_output: JsonOpt = False,
+) -> None:
+    """pg_dump of the stack's database (custom format) into backups/, with a .sha256 file and retention."""
+    from cdb_ops.backup import backup_database
+
+    out = _start("backup", json_output)
+    loaded = _load(project_dir, "rebuild", None, None)
+    b = backup_database(DockerEngine(), loaded.desired, loaded.settings, loaded.project, keep)
+    out.message(
+        "backup", f"wrote {b.path} ({b.size} bytes, sha256 {b.sha256[:12]}…) in {b.seconds:.1f}s", **b.to_dict()
+    )
+
+
+@app.command()
+def restore(
+    file: Annotated[Path, typer.Argument(help="A .dump file made by `cdb-ops backup` (with its .sha256).")],
+    project_dir: ProjectDir = None,
+    yes: YesOpt = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Replace the database's contents with a backup: checksum verified, current state backed up first."""
+    from cdb_ops.backup import backup_database, verify
+    from cdb_ops.backup import restore as restore_db
+
+    out = _start("restore", json_output)
+    loaded = _load(project_dir, "rebuild", None, None)
+    digest = verify(file.resolve())
+    engine = DockerEngine()
+    _confirm(
+        f"restore replaces every table of database {loaded.settings.get('POSTGRES_DB')} with {file.name} "
+        "(the current contents are backed up first). Continue?",
+        yes,
+        {"file": str(file), "sha256": digest, "database": loaded.settings.get("POSTGRES_DB")},
+    )
+    safety = backup_database(engine, loaded.desired, loaded.settings, loaded.project)
+    result = restore_db(engine, loaded.desired, loaded.settings, file.resolve())
+    rows = result["rows"]
+    out.message(
+        "restore",
+        f"restored {file.name} in {result['seconds']:.1f}s; previous contents saved as "
+        f"{safety.path.name}; rows: " + ", ".join(f"{k} {v}" for k, v in rows.items()),
+        **result,
+        safety_backup=safety.to_dict(),
+    )
 
 
 @app.command()

@@ -154,6 +154,11 @@ class Engine(Protocol):
     def stats(self, name: str) -> ContainerStats: ...
     def stats_many(self, ids: list[str]) -> dict[str, ContainerStats]: ...
     def exec(self, name: str, cmd: list[str]) -> tuple[int, str]: ...
+    def copy_out(self, name: str, path: str, dest: Path) -> int: ...
+    def copy_in(self, name: str, src: Path, directory: str, filename: str) -> None: ...
+    def run_once(
+        self, image: str, cmd: list[str], mounts: list[MountBinding], keep: bool = False
+    ) -> tuple[int, str, str]: ...
 
     def network(self, name: str) -> NetworkFacts | None: ...
     def networks(self, label: str) -> list[NetworkFacts]: ...
@@ -433,6 +438,76 @@ class DockerEngine:
             out = self._api.exec_start(ex["Id"])
             code = self._api.exec_inspect(ex["Id"]).get("ExitCode", -1)
         return int(code if code is not None else -1), out.decode("utf-8", errors="replace")
+
+    def copy_out(self, name: str, path: str, dest: Path) -> int:
+        """Copy one file out of a container (running or stopped) to `dest`; returns its size."""
+        import tarfile
+        import tempfile
+
+        with _translate():
+            try:
+                chunks, _ = self._api.get_archive(name, path)
+            except docker.errors.NotFound:
+                raise StepFailed(f"{path} not found in {name}", "see the command's output above") from None
+            with tempfile.TemporaryFile() as tmp:
+                for chunk in chunks:
+                    tmp.write(chunk)
+                tmp.seek(0)
+                with tarfile.open(fileobj=tmp) as tar:
+                    member = tar.next()
+                    if member is None or not member.isfile():
+                        raise StepFailed(f"{path} in {name} is not a file", "")
+                    src = tar.extractfile(member)
+                    assert src is not None
+                    size = 0
+                    with open(dest, "wb") as out:
+                        while block := src.read(1 << 20):
+                            out.write(block)
+                            size += len(block)
+        return size
+
+    def copy_in(self, name: str, src: Path, directory: str, filename: str) -> None:
+        """Put a host file into a container's `directory` as `filename` (readable by every user)."""
+        import tarfile
+        import tempfile
+
+        with tempfile.TemporaryFile() as tmp:
+            with tarfile.open(fileobj=tmp, mode="w") as tar:
+                info = tar.gettarinfo(str(src), arcname=filename)
+                info.mode, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, "root", "root"
+                with open(src, "rb") as f:
+                    tar.addfile(info, f)
+            tmp.seek(0)
+            with _translate():
+                self._api.put_archive(name, directory, tmp.read())
+
+    def run_once(
+        self, image: str, cmd: list[str], mounts: list[MountBinding], keep: bool = False
+    ) -> tuple[int, str, str]:
+        """Run a throwaway container to completion: (exit code, its output, its id). With `keep` the
+        caller removes it (to copy files out of it first)."""
+        with _translate():
+            host_config = self._api.create_host_config(
+                mounts=[docker.types.Mount(m.target, m.source, type=m.kind, read_only=m.read_only) for m in mounts],
+                network_mode="none",
+            )
+            c = self._api.create_container(
+                image=image,
+                command=cmd,
+                host_config=host_config,
+                user="0:0",
+                entrypoint=[],
+                labels={"cdb.ops.task": "true"},
+            )
+            cid = str(c["Id"])
+            try:
+                self._api.start(cid)
+                code = int(self._api.wait(cid, timeout=3600).get("StatusCode", -1))
+                out = self._api.logs(cid, stdout=True, stderr=True).decode("utf-8", errors="replace")
+            finally:
+                if not keep:
+                    self._api.remove_container(cid, force=True)
+        return code, out, cid
 
     # -- networks
     def network(self, name: str) -> NetworkFacts | None:

@@ -41,6 +41,7 @@ class StepResult:
 @dataclass
 class RunOptions:
     clean: bool = False
+    wipe_data: bool = False
     remove_orphans: bool = False
     no_cache: bool = False
     yes: bool = False
