@@ -464,6 +464,44 @@ def restore(
     )
 
 
+export_app = typer.Typer(help="Write the stack in other formats.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("compose")
+def export_compose(
+    project_dir: ProjectDir = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
+    profile: ProfileOpt = None,
+    feed: FeedOpt = None,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline",
+            help="Use the local fallback builds instead of pulling "
+            "postgres/redis/prometheus (for machines without a registry).",
+        ),
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
+) -> None:
+    """The stack as a Compose file (health checks, depends_on conditions, secrets as files)."""
+    from cdb_ops.desired import write_secret_files
+    from cdb_ops.export import render
+
+    out = _start("export compose", False)
+    loaded = _load(project_dir, "rebuild", profile, feed)
+    base = output.resolve().parent if output else Path.cwd()
+    text = render(loaded.desired, base, offline)
+    write_secret_files(loaded.desired)  # the file refers to them: they must exist for compose to start
+    if output is None:
+        sys.stdout.write(text)
+        return
+    if output.exists() and not force:
+        raise Conflict(f"{output} exists; not overwriting it", "pass --force, or choose another --output")
+    output.write_text(text)
+    out.message("export compose", f"wrote {output} ({len(loaded.desired.services)} services)")
+
+
 @app.command()
 def doctor(project_dir: ProjectDir = None, profile: ProfileOpt = None, json_output: JsonOpt = False) -> None:
     """Diagnose the known risks: Docker down, failed builds, Postgres not starting, services that cannot
