@@ -53,8 +53,9 @@ def test_exported_file_is_accepted_by_compose(tmp_path, compose, offline):
     for line in (project / ".env").read_text().splitlines():
         if "PASSWORD=" in line:
             assert line.split("=", 1)[1] not in text
-    # a shell `$` survives Compose's interpolation
-    assert '"$(cat /run/secrets/redis_password)"' in " ".join(services["redis"]["command"])
+    # a shell `$` is escaped as `$$`, so Compose passes `$` to the container instead of interpolating
+    # (`config` prints the escaped form back)
+    assert '"$$(cat /run/secrets/redis_password)"' in " ".join(services["redis"]["command"])
     if offline:
         assert services["postgres"]["image"] == "cdb_ops/postgres:15-fallback" and "build" in services["postgres"]
     else:
