@@ -100,13 +100,28 @@ def test_rebuild_from_nothing_brings_up_postgres_with_nine_tables_and_redis(proj
 
 def test_secrets_never_reach_inspect_or_output(project, client):
     env = env_values(project)
-    secrets = [env["POSTGRES_PASSWORD"], env["REDIS_PASSWORD"]]
+    secrets = [env["POSTGRES_PASSWORD"], env["REDIS_PASSWORD"], env["GRAFANA_PASSWORD"]]
     inspected = json.dumps([client.api.inspect_container(n) for n in (PG, RD)])
-    r = cdb("rebuild", "--progress", "json", project=project)
-    status = cdb("status", "--json", project=project)
+    outputs = [
+        cdb("rebuild", "--progress", "json", "-v", project=project),
+        cdb("rebuild", "--json", project=project),
+        cdb("plan", "--json", project=project),
+        cdb("status", "--json", project=project),
+        cdb("status", project=project),
+        cdb("validate", "--json", project=project),
+        cdb("validate", project=project),
+        cdb("doctor", "--json", project=project),
+        cdb("logs", "--json", project=project),
+        cdb("schema", "status", "--json", project=project),
+    ]
+    assert all(r.returncode == 0 for r in outputs), [(r.args, r.returncode, r.stderr[-500:]) for r in outputs]
+    logs = "".join(client.containers.get(n).logs().decode(errors="replace") for n in (PG, RD))
+    state = "".join(p.read_text() for p in (project / ".cdb").glob("*.json"))
     for s in secrets:
         assert s not in inspected
-        assert s not in r.stdout + r.stderr + status.stdout + status.stderr
+        assert s not in logs and s not in state
+        for r in outputs:
+            assert s not in r.stdout + r.stderr, r.args
     assert "POSTGRES_PASSWORD_FILE" in inspected
 
 
