@@ -231,8 +231,10 @@ def _validate(doc: YamlDocument, model: type[_Model]) -> Any:
             file=str(doc.path),
             line=1,
         )
+    # top-level `x-...` keys hold YAML anchors shared by several services (as in Compose)
+    data = {k: v for k, v in doc.data.items() if not str(k).startswith("x-")}
     try:
-        return model.model_validate(doc.data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise config_errors_from(exc, doc, model) from None
 

@@ -4,6 +4,7 @@ probe's last answer, Docker's last health output and the container's last log li
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,8 +64,14 @@ def probe_once(svc: DesiredService, settings: Settings) -> ProbeResult:
                 client.close()
         if ready.probe == "http":
             r = httpx.get(f"http://{host}:{port}{ready.path}", timeout=2.0)
-            body = r.text.strip().replace("\n", " ")[:300]
-            return ProbeResult(r.status_code == 200, f"GET {ready.path} -> {r.status_code} {body}")
+            try:
+                body = r.json()
+                summary = str(body.get("status", "")) if isinstance(body, dict) else ""
+                if r.status_code != 200 and isinstance(body, dict):  # say which facts are not ok
+                    summary += " " + json.dumps(body.get("checks", body))[:300]
+            except ValueError:
+                summary = r.text.strip().replace("\n", " ")[:300]
+            return ProbeResult(r.status_code == 200, f"GET {ready.path} -> {r.status_code} {summary}".strip())
     except (psycopg.Error, redis.RedisError, httpx.HTTPError, OSError) as exc:
         return ProbeResult(False, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}")
     return ProbeResult(False, f"unknown probe {ready.probe}")

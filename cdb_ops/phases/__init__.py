@@ -18,6 +18,10 @@ from cdb_ops.settings import Redactor, Settings
 from cdb_ops.validate import CheckResult, ValidateOptions
 
 
+# what a step did to the engine or the database; everything else (ok, wait, orphan, check verdicts) is a report
+CHANGING_ACTIONS = frozenset({"create", "recreate", "start", "remove", "build", "pull", "migrate", "backup"})
+
+
 @dataclass
 class StepResult:
     phase: str
@@ -30,7 +34,7 @@ class StepResult:
 
     @property
     def changed(self) -> bool:
-        return self.action not in ("ok", "orphan", "wait")
+        return self.action in CHANGING_ACTIONS
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
