@@ -17,7 +17,6 @@ from cdb_ops.readiness import HealthWait
 from cdb_ops.settings import Redactor, Settings
 from cdb_ops.validate import CheckResult, ValidateOptions
 
-
 # what a step did to the engine or the database; everything else (ok, wait, orphan, check verdicts) is a report
 CHANGING_ACTIONS = frozenset({"create", "recreate", "start", "remove", "build", "pull", "migrate", "backup"})
 
