@@ -268,7 +268,7 @@ def plan_stack(
         else:
             plan.changes.append(Change("volume", vname, "ok"))
 
-    all_containers = engine.containers()
+    all_containers = engine.containers(detail=False)  # one API call, whatever else runs on this host
     by_name = {c.name: c for c in all_containers}
     selected = [desired.services[n] for n in (services or desired.services)]
     for svc in selected:

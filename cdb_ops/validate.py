@@ -203,52 +203,50 @@ def check_containers(ctx: _Ctx) -> list[CheckResult]:
 
 
 def check_health_endpoints(ctx: _Ctx) -> list[CheckResult]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    services = [s for s in ctx.desired.services.values() if s.spec.ready and s.spec.ready.probe == "http"]
+    if not services:
+        return []
+    with ThreadPoolExecutor(max_workers=len(services)) as pool:
+        return list(pool.map(_health_endpoint, services))
+
+
+def _health_endpoint(svc: DesiredService) -> CheckResult:
     import httpx
 
-    out = []
-    for svc in ctx.desired.services.values():
-        ready = svc.spec.ready
-        if ready is None or ready.probe != "http":
-            continue
-        addr = host_address(svc, ready.port)
-        url = f"http://{addr[0]}:{addr[1]}{ready.path}"
-        name = f"health {svc.name}"
-        try:
-            r = httpx.get(url, timeout=3.0)
-        except httpx.HTTPError as exc:
-            out.append(
-                CheckResult(
-                    name,
-                    "fail",
-                    f"GET {url}: {type(exc).__name__}",
-                    f"is {svc.container.name} running? `cdb-ops status`",
-                    {"url": url},
-                )
-            )
-            continue
-        try:
-            body = r.json()
-        except ValueError:
-            body = {"raw": r.text[:200]}
-        status = body.get("status") if isinstance(body, dict) else None
-        facts = {"url": url, "http_status": r.status_code, "body": body}
-        if r.status_code == 200 and status in (None, "ok"):
-            out.append(CheckResult(name, "pass", f"{r.status_code} {status or ''}".strip(), facts=facts))
-        elif r.status_code == 200:
-            out.append(
-                CheckResult(name, "warn", f"{status}: {_failing_facts(body)}", f"see `cdb-ops logs {svc.name}`", facts)
-            )
-        else:
-            out.append(
-                CheckResult(
-                    name,
-                    "fail",
-                    f"{r.status_code} {status or ''}: {_failing_facts(body)}",
-                    f"see `cdb-ops logs {svc.name}` and `cdb-ops doctor`",
-                    facts,
-                )
-            )
-    return out
+    ready = svc.spec.ready
+    assert ready is not None
+    addr = host_address(svc, ready.port)
+    url = f"http://{addr[0]}:{addr[1]}{ready.path}"
+    name = f"health {svc.name}"
+    try:
+        r = httpx.get(url, timeout=3.0)
+    except httpx.HTTPError as exc:
+        return CheckResult(
+            name,
+            "fail",
+            f"GET {url}: {type(exc).__name__}",
+            f"is {svc.container.name} running? `cdb-ops status`",
+            {"url": url},
+        )
+    try:
+        body = r.json()
+    except ValueError:
+        body = {"raw": r.text[:200]}
+    status = body.get("status") if isinstance(body, dict) else None
+    facts = {"url": url, "http_status": r.status_code, "body": body}
+    if r.status_code == 200 and status in (None, "ok"):
+        return CheckResult(name, "pass", f"{r.status_code} {status or ''}".strip(), facts=facts)
+    if r.status_code == 200:
+        return CheckResult(name, "warn", f"{status}: {_failing_facts(body)}", f"see `cdb-ops logs {svc.name}`", facts)
+    return CheckResult(
+        name,
+        "fail",
+        f"{r.status_code} {status or ''}: {_failing_facts(body)}",
+        f"see `cdb-ops logs {svc.name}` and `cdb-ops doctor`",
+        facts,
+    )
 
 
 def _failing_facts(body: Any) -> str:
@@ -402,7 +400,7 @@ def check_memory(ctx: _Ctx) -> list[CheckResult]:
         for s in core
         if s.container.name in ctx.containers and ctx.containers[s.container.name].running
     }
-    stats = ctx.engine.stats_many(list(ids.values()))
+    stats = ctx.engine.stats_many(list(ids.values()), cpu=False)
     per = {name: stats[cid].memory_bytes for name, cid in ids.items() if cid in stats}
     total_mb = sum(per.values()) / 1024 / 1024
     budget = ctx.options.memory_budget_mb

@@ -19,7 +19,9 @@ def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
     d = ctx.desired
     if ctx.options.wipe_data:
         wipe_data(ctx, phase)
-    ours = [c for c in ctx.engine.containers(label=d.system_label) if c.labels.get(LABEL_SYSTEM) == d.system]
+    ours = [
+        c for c in ctx.engine.containers(label=d.system_label, detail=False) if c.labels.get(LABEL_SYSTEM) == d.system
+    ]
     wanted = {s.container.name for s in d.services.values()}
     removed_any = False
     for c in sorted(ours, key=lambda c: c.name):

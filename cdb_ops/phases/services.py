@@ -5,7 +5,8 @@ image changed; otherwise it is left running untouched."""
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 from cdb_ops.desired import DesiredService, finalize, write_secret_files
 from cdb_ops.engine import ImageFacts
@@ -14,6 +15,8 @@ from cdb_ops.phases import PhaseContext
 from cdb_ops.phases.images import ensure_image
 from cdb_ops.planner import REPLACED_MARK, ImageChoice, container_change
 from cdb_ops.playbook import PhaseSpec, start_order
+
+T = TypeVar("T")
 
 
 def _replace(ctx: PhaseContext, svc: DesiredService, image_id: str, image_ref: str) -> None:
@@ -39,7 +42,8 @@ def _ref(image: ImageFacts) -> str:
     return image.tags[0] if image.tags else image.id[:19]
 
 
-def converge_one(ctx: PhaseContext, svc: DesiredService, phase: str) -> None:
+def converge_one(ctx: PhaseContext, svc: DesiredService, phase: str) -> str:
+    """Create, recreate or start one container as needed; returns the action taken."""
     image = ctx.images[svc.name]
     actual = ctx.engine.container(svc.container.name)
     net = ctx.engine.network(ctx.desired.network)
@@ -60,10 +64,16 @@ def converge_one(ctx: PhaseContext, svc: DesiredService, phase: str) -> None:
         elif change.action == "start":
             ctx.engine.start(name)
     ctx.record(phase, "container", name, change.action, change.reason, took(), svc.name)
+    return change.action
 
 
-def _ready(ctx: PhaseContext, svc: DesiredService, phase: str) -> None:
+def _ready(ctx: PhaseContext, svc: DesiredService, phase: str, action: str) -> None:
     with ctx.timed() as took:
+        facts = ctx.engine.container(svc.container.name) if action == "ok" else None
+        if facts is not None and facts.running and facts.health == "healthy":
+            # untouched and Docker has seen it healthy: no need to probe it again (keeps a no-op fast)
+            ctx.record(phase, "health", svc.container.name, "wait", "ready: docker says healthy", took(), svc.name)
+            return
         result = ctx.waiter.wait(svc)
     ctx.record(phase, "health", svc.container.name, "wait", f"ready: {result.detail}", took(), svc.name)
     aside = ctx.set_aside.pop(svc.name, None)
@@ -71,16 +81,18 @@ def _ready(ctx: PhaseContext, svc: DesiredService, phase: str) -> None:
         ctx.engine.remove_container(aside)
 
 
-def _collect(futures: list) -> None:  # type: ignore[type-arg]
+def _collect(futures: list[Future[T]]) -> list[T]:
     """Wait for all, then raise the first failure (so no thread is left running behind our back)."""
-    errors = []
+    results: list[T] = []
+    errors: list[BaseException] = []
     for f in futures:
         try:
-            f.result()
+            results.append(f.result())
         except BaseException as exc:  # noqa: BLE001 - re-raised below
             errors.append(exc)
     if errors:
         raise errors[0]
+    return results
 
 
 def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
@@ -98,8 +110,16 @@ def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
                 f"{dep} must run before {', '.join(names)}, but it does not exist",
                 f"run the whole rebuild, or a phase that starts {dep} first",
             )
-    for tier in start_order(ctx.desired.stack, names):
+    # services an earlier phase of this run converged and saw ready are not visited again
+    todo = [n for n in names if n not in ctx.ready]
+    for tier in start_order(ctx.desired.stack, todo):
         with ThreadPoolExecutor(max_workers=max(1, len(tier))) as pool:
-            _collect([pool.submit(converge_one, ctx, ctx.desired.services[n], phase.name) for n in tier])
+            actions = _collect([pool.submit(converge_one, ctx, ctx.desired.services[n], phase.name) for n in tier])
         with ThreadPoolExecutor(max_workers=max(1, len(tier))) as pool:
-            _collect([pool.submit(_ready, ctx, ctx.desired.services[n], phase.name) for n in tier])
+            _collect(
+                [
+                    pool.submit(_ready, ctx, ctx.desired.services[n], phase.name, a)
+                    for n, a in zip(tier, actions, strict=True)
+                ]
+            )
+        ctx.ready.update(tier)

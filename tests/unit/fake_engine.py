@@ -42,7 +42,7 @@ class FakeEngine:
         return EngineInfo("fake", "1.41", self.local)
 
     # -- containers
-    def containers(self, label: str | None = None) -> list[ContainerFacts]:
+    def containers(self, label: str | None = None, detail: bool = True) -> list[ContainerFacts]:
         out = list(self.containers_.values())
         if label:
             k, _, v = label.partition("=")
@@ -118,7 +118,7 @@ class FakeEngine:
     def stats(self, name: str) -> ContainerStats:
         return ContainerStats(10 * 1024 * 1024, 0, 1.0)
 
-    def stats_many(self, ids: list[str]) -> dict[str, ContainerStats]:
+    def stats_many(self, ids: list[str], cpu: bool = True) -> dict[str, ContainerStats]:
         return {c.id: self.stats(c.name) for c in self.containers_.values() if c.id in ids}
 
     def exec(self, name: str, cmd: list[str]) -> tuple[int, str]:

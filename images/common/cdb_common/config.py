@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -86,7 +87,7 @@ class PostgresSettings:
     user: str
     password: str = field(repr=False)
 
-    def conninfo(self) -> dict[str, object]:
+    def conninfo(self) -> dict[str, Any]:
         """Keyword arguments for psycopg.connect; keepalives notice a dead server within ~30 s."""
         return {
             "host": self.host,

@@ -7,11 +7,13 @@ backoff, so nothing is acknowledged that was not committed. Money columns come b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import psycopg
+import psycopg.errors
 
 from .backoff import Backoff, Outage
 from .config import PostgresSettings
@@ -20,6 +22,10 @@ from .metrics import DEPENDENCY_UP, RECONNECTS
 
 class Unavailable(Exception):
     """A dependency (Postgres or Redis) cannot be reached right now; retry later."""
+
+
+class Conflict(Unavailable):
+    """The transaction lost a race (serialization failure, deadlock); retry at once, the link is fine."""
 
 
 class Database:
@@ -46,10 +52,9 @@ class Database:
         conn, self._conn = self._conn, None
         DEPENDENCY_UP.labels("postgres").set(0)
         if conn is not None:
-            try:
+            # The connection is already broken; closing it is best effort.
+            with contextlib.suppress(Exception):
                 await conn.close()
-            except Exception:  # noqa: BLE001 - the connection is already broken; closing is best effort
-                pass
 
     @asynccontextmanager
     async def transaction(self, isolation: str | None = None) -> AsyncIterator[psycopg.AsyncConnection]:
@@ -61,6 +66,9 @@ class Database:
                     if isolation:
                         await conn.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
                     yield conn
+            except psycopg.errors.TransactionRollback as exc:
+                # Rolled back by the server on purpose; the connection is healthy, so keep it.
+                raise Conflict(f"postgres: {exc}".strip()) from exc
             except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
                 await self._drop()
                 raise Unavailable(f"postgres: {exc}".strip()) from exc
@@ -75,7 +83,8 @@ class Database:
 
     async def monitor(self, stop: asyncio.Event, interval: float = 5.0) -> None:
         """Keep the connection checked (for /health) and reconnect with backoff while it is down."""
-        backoff = Backoff(base=0.5, cap=15.0)
+        # A 5 s cap: back within seconds of Postgres' return, and the 60 s ERROR fires on time.
+        backoff = Backoff(base=0.5, cap=5.0)
         while not stop.is_set():
             try:
                 async with self.transaction() as conn:
@@ -100,7 +109,5 @@ async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     """Sleep `seconds`, returning early when `stop` is set (so SIGTERM is honoured within the 2 s budget)."""
     if seconds <= 0:
         return
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except asyncio.TimeoutError:
-        pass

@@ -29,6 +29,15 @@ def derived_id(parent_id: str, kind: str) -> str:
     return str(uuid.uuid5(CDB_NAMESPACE, f"{kind}:{parent_id}"))
 
 
+def plain(value: Decimal) -> str:
+    """A Decimal in positional notation ("0.000000000000", never "0E-12")."""
+    return format(value, "f")
+
+
+def _plain(value: Any) -> str:
+    return plain(value) if isinstance(value, Decimal) else str(value)
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -45,7 +54,7 @@ class Event:
     _decimals: ClassVar[frozenset[str]] = frozenset()
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), default=str, separators=(",", ":"))
+        return json.dumps(asdict(self), default=_plain, separators=(",", ":"))
 
     def to_fields(self) -> dict[str, str]:
         return {"data": self.to_json()}
@@ -107,7 +116,9 @@ class Tick(Event):
 
 @dataclass(frozen=True)
 class Signal(Event):
-    _decimals: ClassVar[frozenset[str]] = frozenset({"price", "change_pct", "quote_volume", "threshold_pct", "confidence"})
+    _decimals: ClassVar[frozenset[str]] = frozenset(
+        {"price", "change_pct", "quote_volume", "threshold_pct", "confidence"}
+    )
     event_id: str  # = signals.signal_id
     symbol: str
     side: str

@@ -11,7 +11,7 @@ STATUS_ORDER = {"ok": 0, "degraded": 1, "unhealthy": 2}
 
 
 def _json_default(value: Any) -> Any:
-    return str(value) if isinstance(value, Decimal) else repr(value)
+    return format(value, "f") if isinstance(value, Decimal) else repr(value)
 
 
 @dataclass

@@ -21,7 +21,7 @@ _STANDARD_ATTRS = frozenset(
 
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return str(value)
+        return format(value, "f")
     if isinstance(value, datetime):
         return value.isoformat()
     return str(value)

@@ -18,7 +18,9 @@ EVENT_LATENCY = Histogram(
 )
 EVENTS_CONSUMED = Counter("cdb_events_consumed_total", "Stream events handled and acknowledged", ["stream"])
 EVENTS_PUBLISHED = Counter("cdb_events_published_total", "Events added to a stream", ["stream"])
-EVENTS_INVALID = Counter("cdb_events_invalid_total", "Stream entries that were not valid events (acked, skipped)", ["stream"])
+EVENTS_INVALID = Counter(
+    "cdb_events_invalid_total", "Stream entries that were not valid events (acked, skipped)", ["stream"]
+)
 EVENTS_RECLAIMED = Counter(
     "cdb_events_reclaimed_total", "Pending entries taken over from a dead consumer (XAUTOCLAIM)", ["stream"]
 )

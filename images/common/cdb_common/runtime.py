@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .config import ConfigError, Settings, load_settings
+from .config import ConfigError, Settings, env_int, load_settings
 from .db import Database
 from .health import HealthReport, dependency_verdict
 from .http import HttpServer
@@ -32,14 +32,15 @@ class BaseService:
     name = "service"
     default_port = 8000
     uses_postgres = True
+    uses_redis = True
 
     def __init__(self, settings: Settings, log: logging.Logger) -> None:
         self.settings = settings
         self.log = log
         self.stop = asyncio.Event()
         self.started = time.monotonic()
-        self.grace_seconds = float(settings.get("HEALTH_GRACE_SECONDS", "30"))
-        self.bus = Bus(settings.redis, log)
+        self.grace_seconds = env_int(settings.env, "HEALTH_GRACE_SECONDS", 30, minimum=0)
+        self.bus = Bus(settings.redis, log) if self.uses_redis else None
         self.db = Database(settings.postgres, log) if self.uses_postgres else None
         self.http = HttpServer(self.name, settings.http_port, self.health)
 
@@ -57,11 +58,17 @@ class BaseService:
     async def close(self) -> None:
         """Flush and release after the loops stopped."""
 
+    @property
+    def redis_bus(self) -> Bus:
+        """The bus of a service that declared `uses_redis` (all but the replay)."""
+        assert self.bus is not None, "service declared uses_redis = False"
+        return self.bus
+
     # -- shared -----------------------------------------------------------------------------------
     def health(self) -> HealthReport:
         report = HealthReport()
         report.checks["uptime_seconds"] = round(time.monotonic() - self.started, 1)
-        deps = [("redis", self.bus.outage)] + ([("postgres", self.db.outage)] if self.db else [])
+        deps = ([("redis", self.bus.outage)] if self.bus else []) + ([("postgres", self.db.outage)] if self.db else [])
         for name, outage in deps:
             report.checks[f"{name}_connected"] = outage.connected
             if not outage.connected:
@@ -77,7 +84,8 @@ class BaseService:
         await self.http.start()
         await self.open()
         tasks = [asyncio.create_task(coro) for coro in self.loops()]
-        tasks.append(asyncio.create_task(self.bus.monitor(self.stop)))
+        if self.bus is not None:
+            tasks.append(asyncio.create_task(self.bus.monitor(self.stop)))
         if self.db is not None:
             tasks.append(asyncio.create_task(self.db.monitor(self.stop)))
         stopper = asyncio.create_task(self.stop.wait())
@@ -85,18 +93,20 @@ class BaseService:
         done, _pending = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
         exit_code = 0
         for task in done:
-            if task is not stopper and not task.cancelled() and task.exception() is not None:
-                exc = task.exception()
-                self.log.error("loop crashed, exiting", exc_info=(type(exc), exc, exc.__traceback__))
+            exc = None if task is stopper or task.cancelled() else task.exception()
+            if exc is not None:
+                self.log.error("loop crashed, exiting", exc_info=exc)
                 exit_code = 1
         self.stop.set()
-        _, still_running = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_SECONDS)
+        still_running: set[asyncio.Task[None]] = set()
+        if tasks:
+            _, still_running = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_SECONDS)
         for task in still_running:
             task.cancel()
         await asyncio.gather(*still_running, return_exceptions=True)
         try:
             await asyncio.wait_for(self._close_all(), timeout=0.6)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.log.warning("shutdown flush timed out")
         self.log.info("stopped", extra={"exit_code": exit_code})
         return exit_code
@@ -106,22 +116,31 @@ class BaseService:
             await self.close()
         finally:
             await self.http.stop()
-            await self.bus.close()
+            if self.bus is not None:
+                await self.bus.close()
             if self.db is not None:
                 await self.db.close()
 
 
 def main(service_cls: Callable[[Settings, logging.Logger], BaseService], name: str, default_port: int) -> None:
     """Entry point of `python3 -m <service>`: config errors exit 3 with one JSON line, never a traceback."""
+
+    def refuse(exc: ConfigError) -> int:
+        print(json.dumps({"level": "ERROR", "service": name, "msg": f"config error: {exc}"}), flush=True)
+        return 3
+
     try:
         settings = load_settings(name, default_port)
     except ConfigError as exc:
-        print(json.dumps({"level": "ERROR", "service": name, "msg": f"config error: {exc}"}), flush=True)
-        sys.exit(3)
+        sys.exit(refuse(exc))
     log = setup_logging(name, settings.log_level)
 
     async def _run() -> int:
         # Built inside the loop: the Redis pool and locks belong to the running loop.
-        return await service_cls(settings, log).run()
+        try:
+            service = service_cls(settings, log)
+        except ConfigError as exc:  # service-specific settings are read by the service itself
+            return refuse(exc)
+        return await service.run()
 
     sys.exit(asyncio.run(_run()))

@@ -10,6 +10,7 @@ Handlers must be idempotent (producer-chosen ids + ON CONFLICT DO NOTHING) becau
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
@@ -21,7 +22,7 @@ from redis import exceptions as redis_errors
 
 from .backoff import Backoff, Outage
 from .config import RedisSettings
-from .db import Database, Unavailable, sleep_or_stop
+from .db import Conflict, Database, Unavailable, sleep_or_stop
 from .events import Event, EventError, now_ms
 from .metrics import (
     DEPENDENCY_UP,
@@ -60,7 +61,8 @@ class Bus:
     def __init__(self, settings: RedisSettings, log: logging.Logger) -> None:
         self.log = log
         self.outage = Outage("redis", log, "redis connection")
-        self.redis = aioredis.Redis(
+        # Typed as Any: the images run redis-py 4.3, whose replies differ from newer stubs.
+        self.redis: Any = aioredis.Redis(
             host=settings.host,
             port=settings.port,
             password=settings.password or None,
@@ -87,7 +89,7 @@ class Bus:
 
     async def monitor(self, stop: asyncio.Event, interval: float = 5.0) -> None:
         """PING periodically so /health knows about Redis even when no event flows."""
-        backoff = Backoff(base=0.5, cap=15.0)
+        backoff = Backoff(base=0.5, cap=5.0)
         while not stop.is_set():
             try:
                 await self.redis.ping()
@@ -120,10 +122,8 @@ class Bus:
 
     async def close(self) -> None:
         closer = getattr(self.redis, "aclose", None) or self.redis.close
-        try:
+        with contextlib.suppress(Exception):  # shutting down; nothing left to save
             await closer()
-        except Exception:  # noqa: BLE001 - shutting down; nothing left to save
-            pass
 
 
 class StreamConsumer:
@@ -159,7 +159,7 @@ class StreamConsumer:
         self.handled = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        backoff = Backoff(base=0.5, cap=15.0)
+        backoff = Backoff(base=0.5, cap=5.0)
         needs_setup = True
         next_claim = 0.0
         while not stop.is_set():
@@ -241,7 +241,7 @@ class StreamConsumer:
                 await self.bus.redis.xack(self.stream, self.group, *acked)
 
     async def _handle_one(self, entry_id: str, fields: dict[str, Any], stop: asyncio.Event) -> Outputs | None:
-        backoff = Backoff(base=0.5, cap=10.0)
+        backoff = Backoff(base=0.5, cap=5.0)
         while True:
             try:
                 return await self.handler(entry_id, fields)
@@ -258,6 +258,8 @@ class StreamConsumer:
                     approximate=True,
                 )
                 return []
+            except Conflict:
+                await asyncio.sleep(0.05)  # lost a race with another writer: the retry will see its commit
             except Unavailable as exc:
                 delay = backoff.next_delay()
                 if self.db is not None:

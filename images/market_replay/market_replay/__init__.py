@@ -1,0 +1,1 @@
+"""Market replay: a websocket server that plays exchange frames (recorded or generated) at a chosen speed."""

@@ -1,0 +1,1 @@
+"""Risk manager: every signal checked against the limits; decisions audited; approved ones become orders."""

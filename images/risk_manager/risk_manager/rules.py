@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_DOWN, Decimal
 
-from cdb_common.config import TradingLimits
+from cdb_common.config import Settings, TradingLimits, env_decimal
 
 APPROVED = "APPROVED"
 REJECTED = "REJECTED"
@@ -35,6 +35,11 @@ HUNDRED = Decimal(100)
 
 def floor_qty(value: Decimal) -> Decimal:
     return value.quantize(QTY_STEP, rounding=ROUND_DOWN) if value > 0 else ZERO
+
+
+def plain(value: Decimal) -> str:
+    """Positional notation for JSON ("0.000000000000", never "0E-12")."""
+    return format(value, "f")
 
 
 def money(value: Decimal) -> Decimal:
@@ -63,15 +68,24 @@ class RiskLimits:
             slippage_bps=slippage_bps,
         )
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RiskLimits:
+        """The memo's limits plus FEE_PCT and SLIPPAGE_BPS (to keep cash for fees)."""
+        return cls.from_trading(
+            settings.limits,
+            fee_pct=env_decimal(settings.env, "FEE_PCT", "0.1", minimum=Decimal(0)),
+            slippage_bps=env_decimal(settings.env, "SLIPPAGE_BPS", "5", minimum=Decimal(0)),
+        )
+
     def as_json(self) -> dict[str, str]:
         return {
-            "max_daily_drawdown_pct": str(self.max_daily_drawdown_pct),
-            "max_position_size_pct": str(self.max_position_size_pct),
-            "max_total_exposure_pct": str(self.max_total_exposure_pct),
-            "initial_capital": str(self.initial_capital),
-            "min_order_notional": str(self.min_order_notional),
-            "fee_pct": str(self.fee_pct),
-            "slippage_bps": str(self.slippage_bps),
+            "max_daily_drawdown_pct": plain(self.max_daily_drawdown_pct),
+            "max_position_size_pct": plain(self.max_position_size_pct),
+            "max_total_exposure_pct": plain(self.max_total_exposure_pct),
+            "initial_capital": plain(self.initial_capital),
+            "min_order_notional": plain(self.min_order_notional),
+            "fee_pct": plain(self.fee_pct),
+            "slippage_bps": plain(self.slippage_bps),
         }
 
 
@@ -167,8 +181,8 @@ def evaluate(signal: SignalIn, view: PortfolioView, limits: RiskLimits, now: dat
     tripped = latched or daily_dd >= limits.max_daily_drawdown_pct
     facts = limits.as_json() | {
         "day": today.isoformat(),
-        "day_start_equity": str(money(day_start)),
-        "daily_drawdown_pct": str(daily_dd.quantize(PCT_STEP)),
+        "day_start_equity": plain(money(day_start)),
+        "daily_drawdown_pct": plain(daily_dd.quantize(PCT_STEP)),
     }
 
     def decide(decision: str, reason: str, requested: Decimal, approved: Decimal, **extra: str) -> RiskDecision:
@@ -216,7 +230,7 @@ def evaluate(signal: SignalIn, view: PortfolioView, limits: RiskLimits, now: dat
     qty, reason = requested, "approved"
     if requested * signal.price > room:
         if room < limits.min_order_notional:
-            return decide(REJECTED, "exposure_limit", requested, ZERO, exposure_room=str(money(max(room, ZERO))))
+            return decide(REJECTED, "exposure_limit", requested, ZERO, exposure_room=plain(money(max(room, ZERO))))
         qty, reason = floor_qty(room / signal.price), "approved_shrunk"
     # 5. cash (slippage and fee included), with pending BUYs already spoken for
     free_cash = view.cash - sum((o.qty * o.reference_price for o in view.pending if o.side == "BUY"), ZERO)
@@ -224,8 +238,8 @@ def evaluate(signal: SignalIn, view: PortfolioView, limits: RiskLimits, now: dat
     if qty * unit_cost > free_cash:
         affordable = floor_qty(free_cash / unit_cost)
         if affordable * signal.price < limits.min_order_notional or affordable <= 0:
-            return decide(REJECTED, "insufficient_cash", requested, ZERO, free_cash=str(money(free_cash)))
+            return decide(REJECTED, "insufficient_cash", requested, ZERO, free_cash=plain(money(free_cash)))
         qty, reason = affordable, "approved_shrunk"
     if qty * signal.price < limits.min_order_notional or qty <= 0:
         return decide(REJECTED, "exposure_limit", requested, ZERO)
-    return decide(APPROVED, reason, requested, qty, exposure_room=str(money(room)))
+    return decide(APPROVED, reason, requested, qty, exposure_room=plain(money(room)))

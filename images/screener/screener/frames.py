@@ -65,10 +65,11 @@ def parse_item(item: Any) -> MiniTicker | None:
         return None
     if isinstance(event_time, bool) or not isinstance(event_time, int) or event_time <= 0:
         return None
-    numbers = [_decimal(item.get(key)) for key in _NUMERIC_KEYS]
-    if any(n is None for n in numbers):
+    parsed = [_decimal(item.get(key)) for key in _NUMERIC_KEYS]
+    numbers = [n for n in parsed if n is not None]
+    if len(numbers) != len(_NUMERIC_KEYS):
         return None
-    close, open_, high, low, base_volume, quote_volume = numbers  # type: ignore[misc]
+    close, open_, high, low, base_volume, quote_volume = numbers
     if close <= 0 or open_ <= 0 or high <= 0 or low <= 0 or base_volume < 0 or quote_volume < 0:
         return None  # prices must be positive (the columns say so); o = 0 would divide by zero
     return MiniTicker(symbol, event_time, close, open_, high, low, base_volume, quote_volume)

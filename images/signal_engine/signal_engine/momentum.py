@@ -21,6 +21,8 @@ from collections import deque
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 
+from cdb_common.config import Settings, env_int
+
 BUY = "BUY"
 SELL = "SELL"
 CONFIDENCE_STEP = Decimal("0.00001")
@@ -33,6 +35,16 @@ class MomentumConfig:
     min_volume: Decimal
     window_seconds: int = 300
     cooldown_seconds: int = 600
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MomentumConfig:
+        """SIGNAL_THRESHOLD, MIN_VOLUME, SIGNAL_WINDOW_SECONDS, SIGNAL_COOLDOWN_SECONDS."""
+        return cls(
+            threshold_pct=settings.limits.signal_threshold_pct,
+            min_volume=settings.limits.min_volume,
+            window_seconds=env_int(settings.env, "SIGNAL_WINDOW_SECONDS", 300, minimum=1),
+            cooldown_seconds=env_int(settings.env, "SIGNAL_COOLDOWN_SECONDS", 600, minimum=0),
+        )
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,7 @@ class MomentumEngine:
         self._cooldown_ms = config.cooldown_seconds * 1000
         # (event time ms, price); consecutive equal prices are stored once (the price in effect is the same).
         self._history: dict[str, deque[tuple[int, Decimal]]] = {}
+        self._last_seen: dict[str, int] = {}  # newest event time per symbol (history skips repeats)
         self._last_signal: dict[tuple[str, str], int] = {}
         self.out_of_order = 0
 
@@ -81,9 +94,11 @@ class MomentumEngine:
         self, symbol: str, price: Decimal, quote_volume: Decimal, tick_time: int, *, is_probe: bool = False
     ) -> MomentumSignal | None:
         history = self._history.setdefault(symbol, deque())
-        if history and tick_time < history[-1][0]:
+        last_seen = self._last_seen.get(symbol)
+        if last_seen is not None and tick_time < last_seen:
             self.out_of_order += 1  # an older frame after a newer one: it says nothing about "now"
             return None
+        self._last_seen[symbol] = tick_time
         if history and history[-1][1] == price:
             pass  # same price still in effect: keep the earlier point, it carries the older timestamp
         elif history and history[-1][0] == tick_time:

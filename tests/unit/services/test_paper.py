@@ -10,13 +10,13 @@ import pytest
 from cdb_common.events import Fill as FillEvent
 from cdb_common.events import Order
 from execution.executor import ExecutionConfig, execute
-from execution.paper import Book, FillRejected, Position, apply_fill, fill_price, snapshot
+from execution.paper import Book, Fill, FillRejected, Position, apply_fill, fill_price, snapshot
 
 BPS, FEE = D("5"), D("0.1")
 DAY1, DAY2 = date(2025, 1, 11), date(2025, 1, 12)
 
 
-def bought() -> tuple[Book, object]:
+def bought() -> tuple[Book, Fill]:
     book = Book.fresh("main", D("1000"))
     fill = apply_fill(book, "BUY", "BTCUSDT", D("0.002"), D("50000"), BPS, FEE)
     return book, fill
@@ -154,7 +154,8 @@ def test_redelivered_order_fills_once() -> None:
     second = asyncio.run(execute(store, order(), D("51000"), CONFIG, DAY1))
     assert first.fresh and not second.fresh
     assert len(store.trades) == 1
-    assert second.fill is not None and second.fill.event_id == first.fill.event_id  # the same trade, re-announced
+    assert first.fill is not None and second.fill is not None
+    assert second.fill.event_id == first.fill.event_id  # the same trade, re-announced
     assert store.book.cash == D("899.84995")  # money moved once
 
 

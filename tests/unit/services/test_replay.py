@@ -69,6 +69,7 @@ def test_loops_stay_monotonic() -> None:
 
 def test_hold_frame_repeats_the_last_state_at_a_new_time() -> None:
     frame = hold_frame({"AUSDT": {"E": 1, "s": "AUSDT", "c": "2"}}, 99)
+    assert frame is not None
     assert json.loads(frame) == [{"E": 99, "s": "AUSDT", "c": "2"}]
     assert hold_frame({}, 99) is None
 

@@ -1,0 +1,315 @@
+"""Screener service: exchange websocket → filtered ticks on cdb:ticks + market_snapshots (batched).
+
+Three loops: the feed (websocket client with backoff + jitter, rotates before the 24 h limit,
+reconnects on `serverShutdown`), the publisher (XADD from a bounded in-memory queue, so a Redis
+restart loses nothing that fits in the queue), and the snapshot flusher (one upsert per symbol and
+minute every few seconds, kept and retried while Postgres is down). POST /probe injects the
+end-to-end probe's synthetic frames through the same path as real frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections import deque
+from decimal import Decimal, InvalidOperation
+from itertools import islice
+from typing import Any
+
+import websockets
+from aiohttp import web
+from cdb_common.backoff import Backoff
+from cdb_common.config import Settings, env_int
+from cdb_common.db import Unavailable, sleep_or_stop
+from cdb_common.events import STREAM_TICKS, Tick, now_ms
+from cdb_common.health import HealthReport
+from cdb_common.runtime import BaseService
+from cdb_common.streams import REDIS_ERRORS
+from cdb_common.timeutil import minute_of, ms_to_datetime
+from prometheus_client import Counter, Gauge
+
+from .frames import MAX_FRAME_BYTES, FrameResult, MiniTicker, parse_frame, probe_frame
+
+DEFAULT_FEED_URL = "wss://stream.binance.com:9443/ws/!miniTicker@arr"
+MAX_CONNECTION_SECONDS = 23 * 3600 + 50 * 60  # Binance closes a connection after 24 h: rotate first
+CHANGE_STEP = Decimal("0.00000001")
+
+FRAMES_RECEIVED = Counter("cdb_frames_received_total", "Websocket messages received")
+FRAMES_REJECTED = Counter("cdb_frames_rejected_total", "Frames or frame items dropped", ["reason"])
+TICKS_RECEIVED = Counter("cdb_ticks_received_total", "Valid miniTicker items received (before filtering)")
+TICKS_FILTERED = Counter("cdb_ticks_filtered_total", "Items filtered out", ["reason"])
+TICKS_PUBLISHED = Counter("cdb_ticks_published_total", "Ticks added to cdb:ticks")
+TICKS_DROPPED = Counter("cdb_ticks_dropped_total", "Ticks dropped because the publish queue overflowed")
+SNAPSHOT_ROWS = Counter("cdb_snapshot_rows_written_total", "market_snapshots rows upserted")
+FEED_CONNECTED = Gauge("cdb_feed_connected", "1 while the websocket feed is connected")
+FEED_RECONNECTS = Counter("cdb_feed_reconnects_total", "Websocket (re)connection attempts that failed or ended")
+PROBES = Counter("cdb_probes_total", "End-to-end probes injected")
+
+UPSERT_SNAPSHOT = """
+INSERT INTO market_snapshots (symbol, minute, price, open_24h, high_24h, low_24h, base_volume, quote_volume,
+                              change_pct, event_time, source, is_probe)
+VALUES (%(symbol)s, %(minute)s, %(price)s, %(open)s, %(high)s, %(low)s, %(base_volume)s, %(quote_volume)s,
+        %(change_pct)s, %(event_time)s, %(source)s, %(is_probe)s)
+ON CONFLICT (symbol, minute) DO UPDATE
+SET price = EXCLUDED.price, open_24h = EXCLUDED.open_24h, high_24h = EXCLUDED.high_24h,
+    low_24h = EXCLUDED.low_24h, base_volume = EXCLUDED.base_volume, quote_volume = EXCLUDED.quote_volume,
+    change_pct = EXCLUDED.change_pct, event_time = EXCLUDED.event_time, is_probe = EXCLUDED.is_probe
+WHERE market_snapshots.event_time <= EXCLUDED.event_time
+"""
+
+
+class ScreenerService(BaseService):
+    name = "screener"
+    default_port = 8000
+
+    def __init__(self, settings: Settings, log: logging.Logger) -> None:
+        super().__init__(settings, log)
+        self.feed_url = settings.get("FEED_URL", DEFAULT_FEED_URL)
+        # market_snapshots.source: where the prices came from (a replay must never pass for the exchange).
+        self.source = settings.get("FEED_SOURCE", "binance" if "binance" in self.feed_url else "replay")
+        self.min_volume = settings.limits.min_volume
+        self.stale_seconds = env_int(settings.env, "FRAME_STALE_SECONDS", 30, minimum=1)
+        self.flush_seconds = env_int(settings.env, "SNAPSHOT_FLUSH_SECONDS", 5, minimum=1)
+        self.max_queue = env_int(settings.env, "MAX_PENDING_TICKS", 100_000, minimum=1000)
+        self.queue: deque[Tick] = deque()
+        self.queue_ready = asyncio.Event()
+        self.snapshots: dict[tuple[str, int], tuple[MiniTicker, bool]] = {}
+        self.last_frame_at: float | None = None
+        self.feed_connected = False
+        self.published = 0
+        self.dropped = 0
+        self.http.add_route("POST", "/probe", self.probe)
+
+    def loops(self) -> list[Any]:
+        return [self.feed_loop(), self.publish_loop(), self.flush_loop()]
+
+    # -- frames -----------------------------------------------------------------------------------
+    def handle_frame(self, raw: str | bytes, *, is_probe: bool = False) -> FrameResult:
+        """The one path every frame takes, real or probe: parse, filter, queue ticks and snapshots."""
+        FRAMES_RECEIVED.inc()
+        result = parse_frame(raw, self.min_volume)
+        if result.rejected:
+            FRAMES_REJECTED.labels(result.rejected).inc()
+            self.log.debug("frame rejected", extra={"reason": result.rejected})
+            return result
+        if result.shutdown:
+            return result
+        if not is_probe:
+            self.last_frame_at = time.monotonic()
+        if result.bad_items:
+            FRAMES_REJECTED.labels("bad_item").inc(result.bad_items)
+        for reason, count in result.filtered.items():
+            TICKS_FILTERED.labels(reason).inc(count)
+        TICKS_RECEIVED.inc(len(result.tickers) + sum(result.filtered.values()))
+        received = now_ms()
+        for ticker in result.tickers:
+            self._enqueue(
+                Tick(
+                    event_id=str(uuid.uuid4()),
+                    symbol=ticker.symbol,
+                    price=ticker.close,
+                    open=ticker.open,
+                    high=ticker.high,
+                    low=ticker.low,
+                    base_volume=ticker.base_volume,
+                    quote_volume=ticker.quote_volume,
+                    tick_time=ticker.event_time,
+                    received_at=received,
+                    produced_at=received,
+                    is_probe=is_probe,
+                    source="probe" if is_probe else self.source,
+                )
+            )
+            key = (ticker.symbol, ticker.event_time // 60_000)
+            previous = self.snapshots.get(key)
+            if previous is None or previous[0].event_time <= ticker.event_time:
+                self.snapshots[key] = (ticker, is_probe)
+        return result
+
+    def _enqueue(self, tick: Tick) -> None:
+        if len(self.queue) >= self.max_queue:
+            self.queue.popleft()
+            TICKS_DROPPED.inc()
+            self.dropped += 1
+            if self.dropped % 10_000 == 1:  # one warning per 10,000 drops, not one per tick
+                self.log.warning("publish queue full, dropping oldest ticks", extra={"dropped": self.dropped})
+        self.queue.append(tick)
+        self.queue_ready.set()
+
+    # -- feed -------------------------------------------------------------------------------------
+    async def feed_loop(self) -> None:
+        backoff = Backoff(base=1.0, cap=30.0)  # polite to the exchange, back within 30 s
+        while not self.stop.is_set():
+            reason = "closed"
+            try:
+                async with websockets.connect(
+                    self.feed_url,
+                    ping_interval=20,
+                    ping_timeout=20,
+                    close_timeout=1,
+                    open_timeout=10,
+                    max_size=MAX_FRAME_BYTES * 4,  # larger frames are counted by parse_frame, not fatal
+                    max_queue=64,
+                ) as ws:
+                    self.feed_connected = True
+                    FEED_CONNECTED.set(1)
+                    self.log.info("feed connected", extra={"url": self.feed_url})
+                    reason = await self._read(ws, backoff)
+            except websockets.exceptions.ConnectionClosed as exc:
+                code = exc.rcvd.code if exc.rcvd else (exc.sent.code if exc.sent else None)
+                if code == 1009:
+                    FRAMES_REJECTED.labels("oversized").inc()
+                reason = f"connection closed ({code})"
+            except (TimeoutError, OSError, websockets.exceptions.WebSocketException) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            finally:
+                self.feed_connected = False
+                FEED_CONNECTED.set(0)
+            if self.stop.is_set():
+                return
+            FEED_RECONNECTS.inc()
+            delay = backoff.next_delay()
+            self.log.warning("feed disconnected, reconnecting", extra={"reason": reason, "retry_in_s": round(delay, 2)})
+            await sleep_or_stop(self.stop, delay)
+
+    async def _read(self, ws: Any, backoff: Backoff) -> str:
+        connected_at = time.monotonic()
+        last_message = connected_at
+        stopping = asyncio.ensure_future(self.stop.wait())
+        try:
+            while True:
+                now = time.monotonic()
+                if now - connected_at > MAX_CONNECTION_SECONDS:
+                    return "rotating before the 24 h connection limit"
+                if now - last_message > 2 * self.stale_seconds:
+                    return "no message for too long"
+                receiving = asyncio.ensure_future(ws.recv())
+                # Wait for a frame or for SIGTERM, whichever comes first (recv() is safe to cancel).
+                done, _ = await asyncio.wait({receiving, stopping}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                if receiving not in done:
+                    receiving.cancel()
+                    if stopping in done:
+                        await ws.close()
+                        return "stopping"
+                    continue
+                last_message = time.monotonic()
+                result = self.handle_frame(receiving.result())
+                if result.shutdown:
+                    return "serverShutdown announced"
+                if not result.rejected:
+                    backoff.reset()
+        finally:
+            stopping.cancel()
+
+    # -- publisher --------------------------------------------------------------------------------
+    async def publish_loop(self) -> None:
+        backoff = Backoff(base=0.5, cap=5.0)
+        bus = self.redis_bus
+        while not self.stop.is_set() or self.queue:
+            if not self.queue:
+                self.queue_ready.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.queue_ready.wait(), timeout=0.5)
+                continue
+            batch = list(islice(self.queue, 500))
+            try:
+                await bus.publish([(STREAM_TICKS, tick) for tick in batch])
+            except REDIS_ERRORS as exc:
+                if self.stop.is_set():
+                    return  # stopping while Redis is down: nothing more can be delivered
+                delay = backoff.next_delay()
+                bus.mark_down(exc, delay)
+                await sleep_or_stop(self.stop, delay)
+                continue
+            backoff.reset()
+            bus.mark_up()
+            for _ in batch:
+                self.queue.popleft()
+            self.published += len(batch)
+            TICKS_PUBLISHED.inc(len(batch))
+
+    # -- snapshots --------------------------------------------------------------------------------
+    async def flush_loop(self) -> None:
+        while not self.stop.is_set():
+            await sleep_or_stop(self.stop, self.flush_seconds)
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self.snapshots or self.db is None:
+            return
+        pending, self.snapshots = self.snapshots, {}
+        rows = [
+            {
+                "symbol": t.symbol,
+                "minute": minute_of(t.event_time),
+                "price": t.close,
+                "open": t.open,
+                "high": t.high,
+                "low": t.low,
+                "base_volume": t.base_volume,
+                "quote_volume": t.quote_volume,
+                "change_pct": t.change_pct.quantize(CHANGE_STEP),
+                "event_time": ms_to_datetime(t.event_time),
+                "source": "probe" if probe else self.source,
+                "is_probe": probe,
+            }
+            for t, probe in pending.values()
+        ]
+        try:
+            async with self.db.transaction() as conn, conn.cursor() as cur:
+                await cur.executemany(UPSERT_SNAPSHOT, rows)
+            SNAPSHOT_ROWS.inc(len(rows))
+        except Unavailable as exc:
+            # Keep them (newer ticks of the same minute win) and try again next round.
+            for key, value in pending.items():
+                current = self.snapshots.get(key)
+                if current is None or current[0].event_time < value[0].event_time:
+                    self.snapshots[key] = value
+            self.db.report_failure(exc, self.flush_seconds)
+
+    async def close(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.flush(), timeout=0.5)
+
+    # -- probe ------------------------------------------------------------------------------------
+    async def probe(self, request: web.Request) -> web.Response:
+        """POST /probe {"probe_id": uuid, "move_pct": 5.0}: two synthetic ticks for CDBPROBE<8 hex>USDT."""
+        try:
+            body = await request.json(loads=lambda s: json.loads(s, parse_float=Decimal))
+            probe_id = uuid.UUID(str(body["probe_id"]))
+            move_pct = Decimal(str(body.get("move_pct", "5.0")))
+        except (ValueError, KeyError, TypeError, InvalidOperation, AttributeError):
+            return web.json_response({"error": 'body must be {"probe_id": "<uuid>", "move_pct": <number>}'}, status=400)
+        if not move_pct.is_finite() or not Decimal(0) < move_pct <= Decimal(50):
+            return web.json_response({"error": "move_pct must be in (0, 50]"}, status=400)
+        symbol = f"CDBPROBE{probe_id.hex[:8].upper()}USDT"
+        base = Decimal(100)
+        moved = base * (1 + move_pct / 100)
+        volume = max(self.min_volume * 10, Decimal(1_000_000))
+        for frame in probe_frame(symbol, [base, moved], now_ms(), volume):
+            self.handle_frame(frame, is_probe=True)
+        PROBES.inc()
+        self.log.info("probe injected", extra={"probe_id": str(probe_id), "symbol": symbol, "move_pct": move_pct})
+        return web.json_response(
+            {"probe_id": str(probe_id), "symbol": symbol, "ticks": 2, "prices": [str(base), str(moved)]}, status=202
+        )
+
+    def add_checks(self, report: HealthReport) -> None:
+        age = None if self.last_frame_at is None else time.monotonic() - self.last_frame_at
+        since_start = time.monotonic() - self.started
+        report.checks["feed_url"] = self.feed_url
+        report.checks["feed_connected"] = self.feed_connected
+        report.checks["last_frame_age_seconds"] = None if age is None else round(age, 1)
+        report.checks["ticks_published"] = self.published
+        report.checks["pending_ticks"] = len(self.queue)
+        report.checks["pending_snapshots"] = len(self.snapshots)
+        stale = (age if age is not None else since_start) > self.stale_seconds
+        if stale:
+            report.checks["frame_stale"] = f"no frame for more than {self.stale_seconds} s"
+            report.worsen("unhealthy")
+        elif not self.feed_connected:
+            report.worsen("degraded")

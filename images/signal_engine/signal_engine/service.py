@@ -1,0 +1,132 @@
+"""Signal engine service: consumes cdb:ticks, applies the momentum rule, persists and publishes signals.
+
+The signal id is derived from the tick id, so a redelivered tick yields the same signal row (ON
+CONFLICT DO NOTHING) and the same event; downstream services are idempotent on that id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+from cdb_common.config import Settings
+from cdb_common.events import STREAM_SIGNALS, STREAM_TICKS, Signal, Tick, derived_id, now_ms
+from cdb_common.health import HealthReport
+from cdb_common.runtime import BaseService
+from cdb_common.streams import Outputs, StreamConsumer, observe_latency
+from cdb_common.timeutil import ms_to_datetime
+from prometheus_client import Counter, Gauge
+
+from .momentum import MomentumConfig, MomentumEngine, MomentumSignal
+
+TICKS_CONSUMED = Counter("cdb_ticks_consumed_total", "Ticks evaluated by the momentum rule")
+SIGNALS = Counter("cdb_signals_total", "Signals emitted", ["side"])
+SYMBOLS_TRACKED = Gauge("cdb_symbols_tracked", "Symbols with a price window in memory")
+
+INSERT_SIGNAL = """
+INSERT INTO signals (signal_id, symbol, side, price, change_pct, window_seconds, quote_volume,
+                     threshold_pct, confidence, tick_time, is_probe)
+VALUES (%(signal_id)s, %(symbol)s, %(side)s, %(price)s, %(change_pct)s, %(window_seconds)s,
+        %(quote_volume)s, %(threshold_pct)s, %(confidence)s, %(tick_time)s, %(is_probe)s)
+ON CONFLICT (signal_id) DO NOTHING
+"""
+
+# Ticks that produced a signal, remembered so a redelivery re-emits the same signal even though
+# the engine's window/cooldown already moved on.
+REMEMBERED_SIGNALS = 10_000
+
+
+def to_event(tick: Tick, found: MomentumSignal) -> Signal:
+    return Signal(
+        event_id=derived_id(tick.event_id, "signal"),
+        symbol=found.symbol,
+        side=found.side,
+        price=found.price,
+        change_pct=found.change_pct,
+        window_seconds=found.window_seconds,
+        quote_volume=found.quote_volume,
+        threshold_pct=found.threshold_pct,
+        confidence=found.confidence,
+        tick_id=tick.event_id,
+        tick_time=tick.tick_time,
+        received_at=tick.received_at,
+        produced_at=now_ms(),
+        is_probe=tick.is_probe,
+    )
+
+
+class SignalService(BaseService):
+    name = "signal_engine"
+    default_port = 8001
+
+    def __init__(self, settings: Settings, log: logging.Logger) -> None:
+        super().__init__(settings, log)
+        self.engine = MomentumEngine(MomentumConfig.from_settings(settings))
+        self._signals_by_tick: OrderedDict[str, Signal] = OrderedDict()
+        self.consumer = StreamConsumer(self.redis_bus, self.db, STREAM_TICKS, "signal_engine", self.handle, log=log)
+        self.last_signal_at: float | None = None
+        self.signals_emitted = 0
+
+    def loops(self) -> list[Any]:
+        return [self.consumer.run(self.stop)]
+
+    async def handle(self, _entry_id: str, fields: dict[str, Any]) -> Outputs:
+        tick = Tick.from_fields(fields)
+        signal = self._signals_by_tick.get(tick.event_id)
+        if signal is None:
+            TICKS_CONSUMED.inc()
+            observe_latency(STREAM_TICKS, tick.received_at)
+            found = self.engine.on_tick(
+                tick.symbol, tick.price, tick.quote_volume, tick.tick_time, is_probe=tick.is_probe
+            )
+            SYMBOLS_TRACKED.set(self.engine.symbols())
+            if found is None:
+                return []
+            signal = to_event(tick, found)
+            self._signals_by_tick[tick.event_id] = signal
+            if len(self._signals_by_tick) > REMEMBERED_SIGNALS:
+                self._signals_by_tick.popitem(last=False)
+            SIGNALS.labels(signal.side).inc()
+            self.signals_emitted += 1
+            self.last_signal_at = time.monotonic()
+            self.log.info(
+                "signal",
+                extra={
+                    "signal_id": signal.event_id,
+                    "symbol": signal.symbol,
+                    "side": signal.side,
+                    "change_pct": signal.change_pct,
+                    "confidence": signal.confidence,
+                    "is_probe": signal.is_probe,
+                },
+            )
+        assert self.db is not None
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                INSERT_SIGNAL,
+                {
+                    "signal_id": signal.event_id,
+                    "symbol": signal.symbol,
+                    "side": signal.side,
+                    "price": signal.price,
+                    "change_pct": signal.change_pct,
+                    "window_seconds": signal.window_seconds,
+                    "quote_volume": signal.quote_volume,
+                    "threshold_pct": signal.threshold_pct,
+                    "confidence": signal.confidence,
+                    "tick_time": ms_to_datetime(signal.tick_time),
+                    "is_probe": signal.is_probe,
+                },
+            )
+        return [(STREAM_SIGNALS, signal)]
+
+    def add_checks(self, report: HealthReport) -> None:
+        last = self.consumer.last_event_at
+        report.checks["last_tick_age_seconds"] = None if last is None else round(time.monotonic() - last, 1)
+        report.checks["ticks_handled"] = self.consumer.handled
+        report.checks["signals_emitted"] = self.signals_emitted
+        report.checks["symbols_tracked"] = self.engine.symbols()
+        report.checks["threshold_pct"] = format(self.engine.config.threshold_pct, "f")
+        report.checks["window_seconds"] = self.engine.config.window_seconds
