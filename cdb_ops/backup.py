@@ -21,7 +21,7 @@ from cdb_ops.settings import Redactor, Settings
 from cdb_ops.stackinfo import EXPECTED_TABLES, postgres_conninfo, postgres_service
 
 DUMP_MAGIC = b"PGDMP"  # the first bytes of every pg_dump custom-format archive
-NAME_RE = re.compile(r"^(?P<system>[a-z0-9_]+)_(?P<what>[A-Za-z0-9_]+)_(?P<ts>\d{8}T\d{6}Z)\.(?P<ext>dump|tar\.gz)$")
+STAMP_RE = re.compile(r"^_(\d{8}T\d{6}Z)\.(dump|tar\.gz)$")
 DEFAULT_KEEP = 7
 
 
@@ -148,11 +148,11 @@ def prune(project: Project, system: str, what: str, keep: int) -> list[Path]:
     """Keep the `keep` newest backups of `what`; older ones (and their sidecars) go."""
     if keep < 1:
         raise ConfigError("--keep must be at least 1", "keep at least the backup just made")
-    mine = []
-    for p in backups_dir(project).iterdir():
-        m = NAME_RE.match(p.name)
-        if m and m.group("system") == system and m.group("what") == what:
-            mine.append(p)
+    # names are <system>_<what>_<stamp>.<ext>; both parts may contain "_", so match the known prefix
+    prefix = f"{system}_{what}"
+    mine = [
+        p for p in backups_dir(project).iterdir() if p.name.startswith(prefix) and STAMP_RE.match(p.name[len(prefix) :])
+    ]
     removed = []
     for p in sorted(mine, key=lambda x: x.name, reverse=True)[keep:]:
         p.unlink()

@@ -255,6 +255,16 @@ def resolve(
     feed = feed or stack.default_feed
     if feed is not None and feed not in stack.feeds:
         raise UsageError(f"unknown feed {feed!r}", f"use one of: {', '.join(sorted(stack.feeds))}")
+    if feed and stack.feeds[feed].depends_on:  # e.g. the screener waits for the replay server it reads
+        extra = stack.feeds[feed].depends_on
+        stack = stack.model_copy(
+            update={
+                "services": {
+                    n: s.model_copy(update={"depends_on": {**s.depends_on, **extra.get(n, {})}})
+                    for n, s in stack.services.items()
+                }
+            }
+        )
     chosen, names = select_services(stack, profiles, feed)
     system = stack.system
     services: dict[str, DesiredService] = {}

@@ -182,6 +182,7 @@ class FeedSpec(_Model):
 
     profiles: list[str] = Field(default_factory=list)
     env: dict[str, dict[str, str]] = Field(default_factory=dict)
+    depends_on: dict[str, dict[str, Literal["started", "healthy"]]] = Field(default_factory=dict)
 
 
 class StackSpec(_Model):
@@ -311,6 +312,14 @@ def _stack_problems(stack: StackSpec, doc: YamlDocument) -> list[ConfigError]:
                 "use a container port listed under ports:",
             )
     for feed, spec in stack.feeds.items():
+        for svc_name, deps in spec.depends_on.items():
+            for dep in [svc_name, *deps]:
+                if dep not in names:
+                    err(
+                        ("feeds", feed, "depends_on"),
+                        f"feed {feed!r} names unknown service {dep!r}",
+                        f"use one of: {', '.join(sorted(names))}",
+                    )
         for svc_name in spec.env:
             if svc_name not in names:
                 err(

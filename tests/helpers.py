@@ -20,8 +20,9 @@ PORT_OFFSET = 20000
 
 
 def rename(text: str, prefix: str) -> str:
-    """cdb_postgres -> <prefix>postgres everywhere except our image tags (cdb_ops/...)."""
-    return re.sub(r"(?<![\w/])cdb_(?!ops)", prefix, text)
+    """cdb_postgres -> <prefix>postgres in names and URLs (ws://cdb_market_replay), but not in paths
+    inside containers (/var/log/cdb_risk), our image tags (cdb_ops/...) or the services' library."""
+    return re.sub(r"((?<![\w/])|(?<=//))cdb_(?!ops/|common)", prefix, text)
 
 
 def make_project(root: Path, system: str = "cdb_test", prefix: str = "cdbt_", offset: int = PORT_OFFSET) -> Path:
@@ -29,6 +30,7 @@ def make_project(root: Path, system: str = "cdb_test", prefix: str = "cdbt_", of
     (root / "playbooks").mkdir(exist_ok=True)
     stack = yaml.safe_load(rename((REPO / "playbooks" / "stack.yaml").read_text(), prefix))
     stack["system"] = system
+    stack["default_feed"] = "replay"  # tests never reach out to the exchange: the replay server feeds them
     for svc in stack["services"].values():
         svc["ports"] = [_shift(p, offset) for p in svc.get("ports", [])]
     (root / "playbooks" / "stack.yaml").write_text(yaml.safe_dump(stack, sort_keys=False))

@@ -111,7 +111,7 @@ def test_wipe_then_restore_gives_back_the_same_rows(project):
     kinds = sorted(s["detail"].split(" of ")[0] for s in backups)
     assert kinds[0] == "archive" and "pg_dump" in kinds
     removed = sorted(s["name"] for s in out["steps"] if s["resource"] == "volume" and s["action"] == "remove")
-    assert removed == ["cdbb_postgres_data", "cdbb_redis_data"]
+    assert removed == ["cdbb_postgres_data", "cdbb_redis_data", "cdbb_risk_logs"]
     assert _markers(project) == []  # a fresh database
     dump = next(Path(project / "backups" / s["name"]) for s in backups if "pg_dump" in s["detail"])
     for s in backups:  # every backup is complete and checksummed

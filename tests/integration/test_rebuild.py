@@ -242,10 +242,12 @@ def test_clean_never_touches_unlabelled_containers_and_keeps_data(project, clien
             "VALUES (gen_random_uuid(), 'test-marker', now(), 'ok', 'test')"
         )
     old_ids = {n: _state(client, n)[0] for n in (PG, RD)}
+    old_all = [c.name for c in client.containers.list(all=True, filters={"label": f"cdb.system={SYSTEM}"})]
+    assert len(old_all) == 7  # postgres, redis, four services and the replay feed
     try:
         out = cdb_json("rebuild", "--clean", project=project)
         removed = sorted(s["name"] for s in out["steps"] if s["action"] == "remove")
-        assert removed == sorted([PG, RD, "cdbt_network"])
+        assert removed == sorted([*old_all, "cdbt_network"])
         bystander.reload()
         assert bystander.status == "running"
         assert all(_state(client, n)[0] != old_ids[n] for n in (PG, RD))
