@@ -1,3 +1,6 @@
 """cdb-ops: rebuild, check and report the Claire de Binare paper-trading stack."""
 
 __version__ = "0.1.0"
+
+# the version of every --json document (schemas/*.schema.json); bumped only on incompatible changes
+JSON_SCHEMA_VERSION = 1

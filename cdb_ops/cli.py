@@ -611,7 +611,7 @@ def schema_status(project_dir: ProjectDir = None, json_output: JsonOpt = False) 
     loaded = _load(project_dir, "rebuild", None, None)
     migrator = Migrator(postgres_conninfo(loaded.desired, loaded.settings), loaded.project.schema_dir)
     states = migrator.status()
-    out.schema_status(states, migrator.public_tables())
+    out.schema_status("schema status", states, migrator.public_tables())
     if any(s.state in ("changed", "missing") for s in states):
         raise typer.Exit(int(ExitCode.CONFIG))
 
@@ -630,7 +630,7 @@ def schema_migrate(project_dir: ProjectDir = None, json_output: JsonOpt = False)
             f"applied {len(applied)} migration(s)"
             + (": " + ", ".join(f"{m.version:03d}_{m.name}" for m in applied) if applied else "")
         )
-    out.schema_status(migrator.status(), migrator.public_tables())
+    out.schema_status("schema migrate", migrator.status(), migrator.public_tables(), applied)
 
 
 def main() -> None:

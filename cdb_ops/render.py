@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from cdb_ops import JSON_SCHEMA_VERSION
 from cdb_ops.errors import CdbError
 from cdb_ops.planner import Plan
 from cdb_ops.progress import ACTION_STYLE
@@ -23,8 +24,6 @@ if TYPE_CHECKING:
     from cdb_ops.doctor import Finding
     from cdb_ops.migrations import MigrationState
     from cdb_ops.validate import CheckResult
-
-SCHEMA_VERSION = 1
 
 
 def _human_bytes(n: int | None) -> str:
@@ -61,7 +60,7 @@ class Renderer:
         self.console = console
 
     def _json(self, command: str, payload: dict[str, Any]) -> None:
-        doc = {"schema_version": SCHEMA_VERSION, "command": command} | payload
+        doc = {"schema_version": JSON_SCHEMA_VERSION, "command": command} | payload
         sys.stdout.write(self.redact(json.dumps(doc, indent=2, default=str)) + "\n")
         sys.stdout.flush()
 
@@ -242,14 +241,17 @@ class Renderer:
         )
 
     # -- schema
-    def schema_status(self, states: list[MigrationState], tables: list[str], applied_now: bool = False) -> None:
+    def schema_status(
+        self, command: str, states: list[MigrationState], tables: list[str], applied: list[MigrationState] | None = None
+    ) -> None:
         if self.json:
             self._json(
-                "schema",
+                command,
                 {
                     "migrations": [s.to_dict() for s in states],
                     "public_tables": tables,
                     "pending": sum(s.state == "pending" for s in states),
+                    "applied": [f"{m.version:03d}_{m.name}" for m in applied or []],
                 },
             )
             return

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from cdb_ops import JSON_SCHEMA_VERSION
 from cdb_ops.desired import DesiredStack
 from cdb_ops.engine import Engine
 from cdb_ops.errors import CdbError, Conflict, ExitCode, UsageError
@@ -21,8 +22,6 @@ from cdb_ops.project import Project
 from cdb_ops.readiness import HealthWait
 from cdb_ops.settings import Redactor, Settings
 from cdb_ops.validate import CheckResult
-
-RESULT_SCHEMA_VERSION = 1
 
 
 @dataclass
@@ -41,7 +40,8 @@ class RunResult:
     checks: list[CheckResult] = field(default_factory=list)
     error: dict[str, Any] | None = None
     arguments: dict[str, Any] = field(default_factory=dict)
-    recorded: str | None = None  # why the run is not in ops_runs (None: it is)
+    recorded: bool = False  # whether the run is in ops_runs
+    not_recorded_because: str | None = "this run touched no service or schema"
 
     @property
     def changed(self) -> list[StepResult]:
@@ -49,7 +49,7 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema_version": RESULT_SCHEMA_VERSION,
+            "schema_version": JSON_SCHEMA_VERSION,
             "command": self.command,
             "playbook": self.playbook,
             "run_id": self.run_id,
@@ -67,7 +67,8 @@ class RunResult:
             "steps": [s.to_dict() for s in self.steps],
             "checks": [c.to_dict() for c in self.checks],
             "error": self.error,
-            "recorded_in_ops_runs": self.recorded is None,
+            "recorded_in_ops_runs": self.recorded,
+            "not_recorded_because": None if self.recorded else self.not_recorded_because,
         }
 
 
@@ -157,6 +158,16 @@ def execute(
         except CdbError as exc:
             result.result, result.exit_code = "failed", int(exc.exit_code)
             result.error = json.loads(redact(json.dumps(exc.to_dict(), default=str)))
+        except Exception as exc:  # a bug: still leave an honest record behind, then let main() report it
+            result.result, result.exit_code = "failed", int(ExitCode.INTERNAL)
+            result.error = {
+                "kind": "internal",
+                "message": redact(f"{type(exc).__name__}: {exc}"),
+                "remedy": "this is a bug in cdb-ops; please report the traceback",
+                "exit_code": 70,
+                "details": {},
+            }
+            raise
         except KeyboardInterrupt:
             result.result, result.exit_code = "interrupted", int(ExitCode.INTERRUPTED)
             result.error = {
@@ -170,8 +181,9 @@ def execute(
         finally:
             result.finished_at = datetime.now(UTC)
             result.checks = ctx.checks
-            if result.result != "running" and any(p.kind in ("schema", "services", "validate") for p in phases):
-                result.recorded = record_run(desired, settings, result)
+            if any(p.kind in ("schema", "services", "validate") for p in phases):
+                why_not = record_run(desired, settings, result)
+                result.recorded, result.not_recorded_because = why_not is None, why_not
             save_last_run(project, result)
     return result
 

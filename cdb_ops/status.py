@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cdb_ops.desired import LABEL_PRIORITY, LABEL_ROLE, LABEL_SERVICE, DesiredStack
+from cdb_ops.desired import LABEL_IMAGE, LABEL_PRIORITY, LABEL_ROLE, LABEL_SERVICE, DesiredStack
 from cdb_ops.engine import ContainerFacts, ContainerStats, Engine
 
 
@@ -94,7 +94,7 @@ def _row(
         ports,
         st.memory_bytes if st else None,
         st.cpu_percent if st else None,
-        c.image_ref,
+        c.labels.get(LABEL_IMAGE, c.image_ref),
         role,
         priority,
     )

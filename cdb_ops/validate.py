@@ -19,7 +19,6 @@ from cdb_ops.settings import Redactor, Settings
 from cdb_ops.stackinfo import EXPECTED_TABLES, host_address, postgres_conninfo
 
 Status = Literal["pass", "warn", "fail", "skip"]
-CHECKS_SCHEMA_VERSION = 1
 LOG_SCAN_LINES = 5000
 # what a lost database connection looks like in our services' and in libpq's words
 DB_CONNECTION_ERROR = re.compile(

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+import cdb_ops
+
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS_DIR = REPO / "schemas"
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
@@ -34,7 +36,7 @@ COMMAND_SCHEMAS: dict[str, set[str]] = {
     "logs": {"logs"},
     "backup": {"backup"},
     "restore": {"restore"},
-    "schema": {"schema"},
+    "schema": {"schema status", "schema migrate"},
     "error": {
         "init", "plan", "rebuild", "run", "status", "validate", "doctor", "logs", "backup", "restore",
         "schema status", "schema migrate",
@@ -164,7 +166,7 @@ def _literal(tp: Any) -> set[str]:
 
 def test_enums_match_the_code():
     """A new action, status or error kind in cdb_ops/ must show up in the schemas (and README)."""
-    from cdb_ops import doctor, engine, errors, migrations, planner, runner, validate
+    from cdb_ops import doctor, engine, errors, migrations, planner, validate
 
     assert set(load_schema("plan")["$defs"]["change"]["properties"]["action"]["enum"]) == _literal(planner.Action)
     assert set(load_schema("plan")["$defs"]["change"]["properties"]["resource"]["enum"]) == _literal(planner.Resource)
@@ -183,7 +185,8 @@ def test_enums_match_the_code():
     assert engine.BuildFailed in subclasses(errors.CdbError)  # engine's kinds are registered too
     in_code = {c.kind: int(c.exit_code) for c in subclasses(errors.CdbError)}
     in_code["interrupted"] = int(errors.ExitCode.INTERRUPTED)  # runner.execute's error on Ctrl-C
-    assert runner.RESULT_SCHEMA_VERSION == 1
+    in_code["internal"] = int(errors.ExitCode.INTERNAL)  # runner.execute's record of a crash (a bug)
+    assert cdb_ops.JSON_SCHEMA_VERSION == 1
     err = load_schema("error")["$defs"]["error"]
     in_schema = {
         kind: rule["then"]["properties"]["exit_code"]["const"]
