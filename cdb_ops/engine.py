@@ -615,7 +615,8 @@ class DockerEngine:
         try:
             self._api.pull(repo, tag=tag)
         except (requests.exceptions.RequestException, docker.errors.DockerException) as exc:
-            raise PullFailed(f"cannot pull {ref}: {_short(exc)}", "check the network / registry login") from None
+            why = exc.explanation if isinstance(exc, docker.errors.APIError) and exc.explanation else _short(exc)
+            raise PullFailed(f"cannot pull {ref}: {_short(str(why))}", "check the network / registry login") from None
         found = self.image(ref)
         if found is None:
             raise PullFailed(f"pulled {ref} but the engine does not list it", "run `docker images`")
@@ -725,6 +726,6 @@ def _cgroup_sample(cid: str) -> _CgroupSample | None:
     return None
 
 
-def _short(exc: BaseException) -> str:
+def _short(exc: BaseException | str) -> str:
     text = str(exc)
     return text if len(text) < 300 else text[:300] + "…"

@@ -30,9 +30,12 @@ DB_CONNECTION_ERROR = re.compile(
 PLAIN_ERROR = re.compile(r"\b(ERROR|FATAL|PANIC)\b")
 # Postgres says FATAL to a client that connects while it starts or stops: readiness probes (ours and
 # the services' reconnect loops) do exactly that, so these lines are expected, not a fault.
+# A serialization failure (SQLSTATE 40001) is the contract of REPEATABLE READ: the risk manager retries
+# its transaction when execution changed the portfolio under it; Postgres logs it anyway.
 BENIGN = re.compile(
     r"the database system is (starting up|shutting down|in recovery mode)|"
-    r"terminating connection due to administrator command"
+    r"terminating connection due to administrator command|"
+    r"could not serialize access due to (concurrent update|read/write dependencies)"
 )
 
 
@@ -152,6 +155,16 @@ def check_containers(ctx: _Ctx) -> list[CheckResult]:
     out = []
     for svc, c in _service_containers(ctx):
         name = f"container {svc.container.name}"
+        if c is None and svc.spec.priority == "optional":
+            out.append(
+                CheckResult(
+                    name,
+                    "warn",
+                    "does not exist (optional service)",
+                    "rebuild prints why it was skipped (e.g. its image cannot be pulled here)",
+                )
+            )
+            continue
         if c is None:
             out.append(CheckResult(name, "fail", "does not exist", "run `cdb-ops rebuild`"))
             continue
@@ -204,7 +217,13 @@ def check_containers(ctx: _Ctx) -> list[CheckResult]:
 def check_health_endpoints(ctx: _Ctx) -> list[CheckResult]:
     from concurrent.futures import ThreadPoolExecutor
 
-    services = [s for s in ctx.desired.services.values() if s.spec.ready and s.spec.ready.probe == "http"]
+    services = [
+        s
+        for s in ctx.desired.services.values()
+        if s.spec.ready
+        and s.spec.ready.probe == "http"
+        and not (s.spec.priority == "optional" and s.container.name not in ctx.containers)
+    ]
     if not services:
         return []
     with ThreadPoolExecutor(max_workers=len(services)) as pool:

@@ -64,6 +64,7 @@ class PhaseContext:
     images: dict[str, ImageFacts] = field(default_factory=dict)  # service -> the image it runs
     steps: list[StepResult] = field(default_factory=list)
     checks: list[CheckResult] = field(default_factory=list)  # filled by the validate phase
+    skipped: dict[str, str] = field(default_factory=dict)  # optional services left out, and why
     ready: set[str] = field(default_factory=set)  # services converged and ready in this run
     set_aside: dict[str, str] = field(default_factory=dict)  # service -> old container kept until the new is ready
 

@@ -10,7 +10,7 @@ from cdb_ops.desired import (
     DesiredService,
     dockerfile_of,
 )
-from cdb_ops.engine import ImageFacts, PullFailed
+from cdb_ops.engine import BuildFailed, ImageFacts, PullFailed
 from cdb_ops.phases import PhaseContext
 from cdb_ops.planner import choose_image
 from cdb_ops.playbook import BuildSpec, PhaseSpec
@@ -71,9 +71,32 @@ def ensure_image(ctx: PhaseContext, svc: DesiredService, phase: str) -> ImageFac
     return image
 
 
+def obtain(ctx: PhaseContext, svc: DesiredService, phase: str) -> bool:
+    """ensure_image, except that an *optional* service whose image cannot be had (no registry and no
+    fallback, e.g. grafana/grafana offline) is skipped with the reason instead of failing the run."""
+    if svc.name in ctx.skipped:
+        return False
+    try:
+        ensure_image(ctx, svc, phase)
+        return True
+    except (PullFailed, BuildFailed) as exc:
+        if svc.spec.priority != "optional":
+            raise
+        ctx.skipped[svc.name] = exc.message
+        ctx.record(
+            phase,
+            "image",
+            svc.image.ref,
+            "skip",
+            f"optional service {svc.name} skipped: {exc.message}",
+            service=svc.name,
+        )
+        return False
+
+
 def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
     names = phase.services or list(ctx.desired.services)
     for name in names:
         svc = ctx.desired.services.get(name)
         if svc is not None:
-            ensure_image(ctx, svc, phase.name)
+            obtain(ctx, svc, phase.name)

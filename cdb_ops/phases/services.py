@@ -12,7 +12,7 @@ from cdb_ops.desired import DesiredService, finalize, write_secret_files
 from cdb_ops.engine import ImageFacts
 from cdb_ops.errors import CdbError, ForeignResource, StepFailed
 from cdb_ops.phases import PhaseContext
-from cdb_ops.phases.images import ensure_image
+from cdb_ops.phases.images import obtain
 from cdb_ops.planner import REPLACED_MARK, ImageChoice, container_change
 from cdb_ops.playbook import PhaseSpec, start_order
 
@@ -97,8 +97,27 @@ def _collect(futures: list[Future[T]]) -> list[T]:
 
 def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
     names = [n for n in (phase.services or list(ctx.desired.services)) if n in ctx.desired.services]
-    for name in names:
-        ensure_image(ctx, ctx.desired.services[name], phase.name)
+    for name in list(names):
+        if not obtain(ctx, ctx.desired.services[name], phase.name):
+            names.remove(name)
+    # a service whose dependency was skipped cannot start either
+    changed = True
+    while changed:
+        changed = False
+        for name in list(names):
+            missing = [d for d in ctx.desired.services[name].spec.depends_on if d in ctx.skipped]
+            if missing:
+                names.remove(name)
+                ctx.skipped[name] = f"depends on {missing[0]}, which was skipped"
+                ctx.record(
+                    phase.name,
+                    "container",
+                    ctx.desired.services[name].container.name,
+                    "skip",
+                    ctx.skipped[name],
+                    service=name,
+                )
+                changed = True
     written = write_secret_files(ctx.desired)
     if written:
         ctx.progress.note(f"secret files updated: {', '.join(written)}")

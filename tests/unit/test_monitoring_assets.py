@@ -5,7 +5,7 @@
   Counter/Gauge/Histogram/... definitions in images/**/*.py, with the suffixes prometheus_client adds) and only
   labels those metrics carry.
 - images/prometheus/prometheus.yml scrapes every service at /metrics on the port its image listens on.
-- Grafana's provisioning points at cdb_prometheus:9090 and at the folder the Grafana Dockerfile copies the
+- Grafana's provisioning points at prometheus:9090 and at the folder the Grafana Dockerfile copies the
   dashboards into.
 """
 
@@ -31,13 +31,13 @@ PROVIDERS = GRAFANA_DIR / "provisioning" / "dashboards" / "dashboards.yaml"
 
 DATASOURCE_UID = "cdb-prometheus"
 
-# container name on cdb_network -> (port, image folder whose Dockerfile sets HTTP_PORT)  (SPEC §2)
+# network alias (the service key in playbooks/stack.yaml) -> (port, image folder whose Dockerfile sets HTTP_PORT)
 SERVICES = {
-    "cdb_screener_ws": (8000, "screener"),
-    "cdb_signal": (8001, "signal_engine"),
-    "cdb_risk": (8002, "risk_manager"),
-    "cdb_execution": (8003, "execution"),
-    "cdb_market_replay": (8010, "market_replay"),
+    "screener": (8000, "screener"),
+    "signal": (8001, "signal_engine"),
+    "risk": (8002, "risk_manager"),
+    "execution": (8003, "execution"),
+    "market_replay": (8010, "market_replay"),
 }
 
 # Labels Prometheus attaches to every scraped series (target labels) besides the metric's own.
@@ -559,7 +559,7 @@ def test_grafana_datasource_points_at_the_stack_prometheus(prom_config: dict[str
     assert [s["uid"] for s in sources if s.get("isDefault")] == [DATASOURCE_UID]
     ds = next(s for s in sources if s["uid"] == DATASOURCE_UID)
     assert ds["type"] == "prometheus" and ds["access"] == "proxy"
-    assert ds["url"] == "http://cdb_prometheus:9090"
+    assert ds["url"] == "http://prometheus:9090"
     # $__rate_interval is 4 x this: it must be the real scrape interval
     assert _duration_s(ds["jsonData"]["timeInterval"]) == _duration_s(prom_config["global"]["scrape_interval"])
 
