@@ -1,0 +1,151 @@
+"""Soak run (not part of the tests): the whole stack under the looping replay feed for a while,
+reporting every minute memory per service, restarts, consumer-group lag and pending entries,
+ticks/s and fills, then a summary (also written as JSON).
+
+    python bench/soak.py --minutes 30            # default 30
+    python bench/soak.py --minutes 2 --keep      # leave the stack up afterwards
+
+It runs its own copy of the stack (system cdb_soak, containers cdbs_*, ports +25000), so it never
+touches your cdb_* stack; it is removed at the end unless --keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import docker  # noqa: E402
+import psycopg  # noqa: E402
+import redis  # noqa: E402
+
+from tests.helpers import cdb_json, env_values, make_project, remove_system  # noqa: E402
+
+SYSTEM, PREFIX, OFFSET = "cdb_soak", "cdbs_", 25000
+CORE = ("postgres", "redis", "screener_ws", "signal", "risk", "execution")
+
+
+def sample(client: docker.DockerClient, env: dict[str, str], started: float) -> dict:
+    from cdb_ops.engine import DockerEngine
+
+    engine = DockerEngine()
+    containers = {c.name: c for c in engine.containers(label=f"cdb.system={SYSTEM}")}
+    stats = engine.stats_many([c.id for c in containers.values() if c.running])
+    mem = {
+        n.removeprefix(PREFIX): round(stats[c.id].memory_bytes / 2**20, 1)
+        for n, c in containers.items()
+        if c.id in stats
+    }
+    restarts = {n.removeprefix(PREFIX): c.restart_count for n, c in containers.items()}
+    r = redis.Redis(host="127.0.0.1", port=6379 + OFFSET, password=env["REDIS_PASSWORD"], decode_responses=True)
+    groups = {}
+    for stream in ("cdb:ticks", "cdb:signals", "cdb:orders"):
+        try:
+            for g in r.xinfo_groups(stream):
+                groups[f"{stream}/{g['name']}"] = {"lag": g.get("lag"), "pending": g["pending"]}
+        except redis.ResponseError:
+            pass
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=5432 + OFFSET,
+        user=env["POSTGRES_USER"],
+        password=env["POSTGRES_PASSWORD"],
+        dbname=env["POSTGRES_DB"],
+    ) as conn:
+        counts = dict(
+            conn.execute("""SELECT 'signals', count(*) FROM signals UNION ALL
+                                      SELECT 'trades', count(*) FROM trades UNION ALL
+                                      SELECT 'snapshots', count(*) FROM market_snapshots""").fetchall()
+        )
+    ticks = 0.0
+    try:
+        import httpx
+
+        text = httpx.get(f"http://127.0.0.1:{8000 + OFFSET}/metrics", timeout=5).text
+        ticks = sum(
+            float(line.split()[-1]) for line in text.splitlines() if line.startswith("cdb_ticks_published_total")
+        )
+    except Exception:  # noqa: BLE001 - a missed sample shows as 0
+        pass
+    return {
+        "minute": round((time.monotonic() - started) / 60, 1),
+        "at": datetime.now(UTC).isoformat(),
+        "memory_mb": mem,
+        "core_mb": round(sum(v for k, v in mem.items() if k in CORE), 1),
+        "restarts": restarts,
+        "groups": groups,
+        "rows": counts,
+        "ticks_published": ticks,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "soak.json")
+    args = ap.parse_args()
+    root = REPO / ".cache" / "soak"
+    remove_system(SYSTEM)
+    make_project(root, SYSTEM, prefix=PREFIX, offset=OFFSET)
+    env_file = root / ".env"
+    if "REPLAY_LOOP" not in env_file.read_text():
+        with open(env_file, "a") as f:
+            f.write("REPLAY_SPEED=10\nREPLAY_LOOP=1\n")  # the recorded 18 minutes every ~2 minutes, looping
+    out = cdb_json("rebuild", "--feed", "replay", project=root)
+    print(f"stack up in {out['duration_seconds']}s; soaking {args.minutes} min", flush=True)
+    env = env_values(root)
+    client = docker.from_env()
+    started = time.monotonic()
+    samples = []
+    try:
+        while True:
+            s = sample(client, env, started)
+            samples.append(s)
+            lag = {k: v["lag"] for k, v in s["groups"].items()}
+            print(
+                f"[{s['minute']:5.1f} min] core {s['core_mb']} MiB  restarts {sum(s['restarts'].values())}  "
+                f"lag {lag}  ticks {s['ticks_published']:.0f}  rows {s['rows']}",
+                flush=True,
+            )
+            if time.monotonic() - started >= args.minutes * 60:
+                break
+            time.sleep(60)
+    finally:
+        validate = cdb_json("validate", project=root, expect=None)
+        if not args.keep:
+            remove_system(SYSTEM)
+    first, last = samples[0], samples[-1]
+    minutes = max(last["minute"], 1e-9)
+    summary = {
+        "minutes": last["minute"],
+        "core_mb": {
+            "first": first["core_mb"],
+            "last": last["core_mb"],
+            "max": max(s["core_mb"] for s in samples),
+            "median": statistics.median(s["core_mb"] for s in samples),
+        },
+        "restarts_total": sum(last["restarts"].values()),
+        "max_lag": max((v["lag"] or 0) for s in samples for v in s["groups"].values()) if first["groups"] else None,
+        "max_pending": max((v["pending"] or 0) for s in samples for v in s["groups"].values())
+        if first["groups"]
+        else None,
+        "ticks_per_second": round((last["ticks_published"] - first["ticks_published"]) / (minutes * 60), 1),
+        "rows_last": last["rows"],
+        "validate_at_end": {c["name"]: c["status"] for c in validate["checks"] if c["status"] != "pass"} or "all pass",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"summary": summary, "samples": samples}, indent=2))
+    print(json.dumps(summary, indent=2))
+    return 0 if summary["restarts_total"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
