@@ -1,0 +1,362 @@
+"""Benchmarks on this machine's real engine, cdb-ops and Docker Compose side by side on the same
+stack: no-op rebuild, cold start to healthy, status, validate (with and without the end-to-end
+probe), pipeline throughput and tick-to-order latency under the replay feed at full speed, and the
+core stack's memory at rest and under that load. Prints a table and writes bench/results/bench.json.
+
+    python bench/bench.py                 # everything (about 6 minutes)
+    python bench/bench.py --runs 3 --skip-compose
+
+Its own copy of the stack (system cdb_bench, containers cdbm_*, ports +26000) is removed at the end.
+Compose is docker-compose 1.29.2 (tools/compose-venv.sh) on the file `cdb-ops export compose` writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import docker  # noqa: E402
+import httpx  # noqa: E402
+
+from tests.helpers import make_project, remove_system  # noqa: E402
+
+SYSTEM, PREFIX, OFFSET = "cdb_bench", "cdbm_", 26000
+CORE = ("postgres", "redis", "screener_ws", "signal", "risk", "execution")
+ROOT = REPO / ".cache" / "bench"
+
+
+def cdb(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(
+        [sys.executable, "-m", "cdb_ops", *args],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+    )
+    if check and r.returncode != 0:
+        raise SystemExit(f"cdb-ops {' '.join(args)} failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+    return r
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {**os.environ, "CDB_PROJECT_DIR": str(ROOT)}
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def stats(samples: list[float]) -> dict[str, Any]:
+    return {
+        "median": round(statistics.median(samples), 3),
+        "min": round(min(samples), 3),
+        "max": round(max(samples), 3),
+        "runs": len(samples),
+    }
+
+
+def containers(client: docker.DockerClient) -> dict[str, tuple[str, str]]:
+    return {
+        c.name: (c.id, c.attrs["State"]["StartedAt"])
+        for c in client.containers.list(all=True, filters={"label": f"cdb.system={SYSTEM}"})
+    }
+
+
+def wait_healthy(client: docker.DockerClient, names: list[str], timeout: float = 180) -> float:
+    """Seconds until Docker reports every named container healthy (polled every 100 ms)."""
+    t = time.perf_counter()
+    while time.perf_counter() - t < timeout:
+        states = []
+        for n in names:
+            try:
+                states.append(client.api.inspect_container(n)["State"].get("Health", {}).get("Status"))
+            except docker.errors.NotFound:
+                states.append(None)
+        if all(s == "healthy" for s in states):
+            return time.perf_counter() - t
+        time.sleep(0.1)
+    raise SystemExit(f"not healthy after {timeout}s: {names}")
+
+
+def set_env(**values: str) -> None:
+    env = ROOT / ".env"
+    lines = [ln for ln in env.read_text().splitlines() if ln.split("=", 1)[0] not in values]
+    env.write_text("\n".join(lines + [f"{k}={v}" for k, v in values.items()]) + "\n")
+
+
+def metrics(port: int) -> str:
+    return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+
+
+def counter(text: str, name: str, label: str = "") -> float:
+    return sum(
+        float(ln.split()[-1])
+        for ln in text.splitlines()
+        if ln.startswith(name) and not ln.startswith("#") and label in ln
+    )
+
+
+def histogram(text: str, name: str, label: str) -> dict[float, float]:
+    out = {}
+    for ln in text.splitlines():
+        if ln.startswith(f"{name}_bucket") and label in ln:
+            le = ln.split('le="')[1].split('"')[0]
+            out[float("inf") if le == "+Inf" else float(le)] = float(ln.split()[-1])
+    return out
+
+
+def quantile(q: float, buckets: dict[float, float]) -> float | None:
+    """histogram_quantile: linear interpolation inside the bucket that holds the q-th observation."""
+    items = sorted(buckets.items())
+    total = items[-1][1] if items else 0
+    if total <= 0:
+        return None
+    rank, prev_le, prev_count = q * total, 0.0, 0.0
+    for le, count in items:
+        if count >= rank:
+            if le == float("inf"):
+                return prev_le
+            return prev_le + (le - prev_le) * ((rank - prev_count) / max(count - prev_count, 1e-9))
+        prev_le, prev_count = le, count
+    return None
+
+
+def core_memory_mb() -> float:
+    from cdb_ops.engine import DockerEngine
+
+    engine = DockerEngine()
+    found = {c.name.removeprefix(PREFIX): c.id for c in engine.containers(label=f"cdb.system={SYSTEM}") if c.running}
+    st = engine.stats_many([found[n] for n in CORE if n in found], cpu=False)
+    return round(sum(s.memory_bytes for s in st.values()) / 2**20, 1)
+
+
+def bench_cdb_ops(client: docker.DockerClient, runs: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    cdb("rebuild", "--feed", "replay")  # builds what is missing; not timed
+    wait_healthy(client, list(containers(client)))
+    before = containers(client)
+    out["noop_rebuild_s"] = stats([timed(lambda: cdb("rebuild", "--feed", "replay")) for _ in range(runs)])
+    out["noop_restarted_nothing"] = containers(client) == before
+    out["status_s"] = stats([timed(lambda: cdb("status", "--json")) for _ in range(runs)])
+    out["validate_no_probe_s"] = stats([timed(lambda: cdb("validate", "--no-probe", "--json")) for _ in range(runs)])
+    out["validate_s"] = stats([timed(lambda: cdb("validate", "--json")) for _ in range(runs)])
+    out["memory_at_rest_mb"] = core_memory_mb()
+
+    phases = [
+        "--phase",
+        "cleanup",
+        "--phase",
+        "network",
+        "--phase",
+        "volumes",
+        "--phase",
+        "postgres",
+        "--phase",
+        "schema",
+        "--phase",
+        "redis",
+        "--phase",
+        "builds",
+        "--phase",
+        "start",
+    ]
+    ready, healthy = [], []
+    for _ in range(runs):
+        cdb("rebuild", "--clean", "--phase", "cleanup")
+        t = time.perf_counter()
+        cdb("rebuild", "--feed", "replay", *phases)
+        ready.append(time.perf_counter() - t)
+        wait_healthy(client, list(containers(client)))
+        healthy.append(time.perf_counter() - t)
+    out["cold_start_to_ready_s"] = stats(ready)
+    out["cold_start_to_docker_healthy_s"] = stats(healthy)
+    out.update(bench_pipeline(client))
+    return out
+
+
+def bench_pipeline(client: docker.DockerClient, seconds: float = 30.0) -> dict[str, Any]:
+    """Replay at full speed, looping: ticks/s through screener -> signal, probes for tick-to-order latency."""
+    set_env(REPLAY_SPEED="0", REPLAY_LOOP="1")
+    cdb("rebuild", "--feed", "replay")
+    time.sleep(3)
+    m0 = {p: metrics(p + OFFSET) for p in (8000, 8001, 8003)}
+    t0 = time.perf_counter()
+    probes = 0
+    mem_under_load = []
+    while time.perf_counter() - t0 < seconds:
+        httpx.post(
+            f"http://127.0.0.1:{8000 + OFFSET}/probe", json={"probe_id": str(uuid.uuid4()), "move_pct": 8}, timeout=5
+        )
+        probes += 1
+        if probes % 20 == 0:
+            mem_under_load.append(core_memory_mb())
+        time.sleep(0.1)
+    time.sleep(2)
+    elapsed = time.perf_counter() - t0
+    m1 = {p: metrics(p + OFFSET) for p in (8000, 8001, 8003)}
+    published = counter(m1[8000], "cdb_ticks_published_total") - counter(m0[8000], "cdb_ticks_published_total")
+    consumed = counter(m1[8001], "cdb_events_consumed_total", 'stream="cdb:ticks"') - counter(
+        m0[8001], "cdb_events_consumed_total", 'stream="cdb:ticks"'
+    )
+    b0 = histogram(m0[8003], "cdb_event_latency_seconds", 'stream="cdb:orders"')
+    b1 = histogram(m1[8003], "cdb_event_latency_seconds", 'stream="cdb:orders"')
+    window = {le: b1[le] - b0.get(le, 0.0) for le in b1}
+    set_env(REPLAY_SPEED="10", REPLAY_LOOP="0")
+    cdb("rebuild", "--feed", "replay")
+    return {
+        "ticks_published_per_s": round(published / elapsed, 1),
+        "ticks_through_signal_per_s": round(consumed / elapsed, 1),
+        "orders_in_window": int(max(window.values(), default=0)),
+        "tick_to_order_p50_ms": round((quantile(0.5, window) or 0) * 1000, 1),
+        "tick_to_order_p99_ms": round((quantile(0.99, window) or 0) * 1000, 1),
+        "memory_under_load_mb": max(mem_under_load) if mem_under_load else None,
+    }
+
+
+def bench_compose(client: docker.DockerClient, runs: int) -> dict[str, Any]:
+    compose = subprocess.run(
+        ["bash", str(REPO / "tools" / "compose-venv.sh")], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    file = ROOT / "docker-compose.yml"
+    cdb("export", "compose", "--offline", "--feed", "replay", "-o", str(file), "--force")
+    cdb("rebuild", "--clean", "--phase", "cleanup")  # free the names; volumes and images stay
+
+    def dc(*args: str) -> None:
+        subprocess.run(
+            [compose, "-p", "cdbbench", "-f", str(file), *args],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    names = [
+        f"{PREFIX}{n}" for n in ("postgres", "redis", "screener_ws", "signal", "risk", "execution", "market_replay")
+    ]
+    out: dict[str, Any] = {}
+    up, healthy = [], []
+    try:
+        for _ in range(runs):
+            dc("down", "--remove-orphans")
+            t = time.perf_counter()
+            dc("up", "-d")
+            up.append(time.perf_counter() - t)
+            wait_healthy(client, names)
+            healthy.append(time.perf_counter() - t)
+        out["cold_start_up_returns_s"] = stats(up)
+        out["cold_start_to_docker_healthy_s"] = stats(healthy)
+        out["noop_up_s"] = stats([timed(lambda: dc("up", "-d")) for _ in range(runs)])
+        out["ps_s"] = stats([timed(lambda: dc("ps")) for _ in range(runs)])
+    finally:
+        dc("down", "--remove-orphans")
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--skip-compose", action="store_true")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "bench.json")
+    args = ap.parse_args()
+    client = docker.from_env()
+    remove_system(SYSTEM)
+    make_project(ROOT, SYSTEM, prefix=PREFIX, offset=OFFSET)
+    set_env(REPLAY_SPEED="10", REPLAY_LOOP="0")
+    result: dict[str, Any] = {"machine": {"cpus": __import__("os").cpu_count(), "docker": client.version()["Version"]}}
+    try:
+        result["cdb_ops"] = bench_cdb_ops(client, args.runs)
+        if not args.skip_compose:
+            result["compose"] = bench_compose(client, max(3, args.runs // 2))
+    finally:
+        remove_system(SYSTEM)
+    c, d = result["cdb_ops"], result.get("compose")
+    if d:
+        result["ratios_cdb_ops_over_compose"] = {
+            "cold_start_to_ready_vs_compose_healthy": round(
+                c["cold_start_to_ready_s"]["median"] / d["cold_start_to_docker_healthy_s"]["median"], 3
+            ),
+            "cold_start_docker_healthy": round(
+                c["cold_start_to_docker_healthy_s"]["median"] / d["cold_start_to_docker_healthy_s"]["median"], 3
+            ),
+            "noop": round(c["noop_rebuild_s"]["median"] / d["noop_up_s"]["median"], 3),
+            "status_vs_ps": round(c["status_s"]["median"] / d["ps_s"]["median"], 3),
+        }
+    targets = {
+        "noop rebuild < 1.5 s, restarts nothing": c["noop_rebuild_s"]["median"] < 1.5 and c["noop_restarted_nothing"],
+        "cold start faster than Compose": bool(d)
+        and c["cold_start_to_ready_s"]["median"] < d["cold_start_to_docker_healthy_s"]["median"],
+        "status < 0.5 s": c["status_s"]["median"] < 0.5,
+        ">= 2000 ticks/s": c["ticks_through_signal_per_s"] >= 2000,
+        "p99 tick-to-order < 100 ms": 0 < c["tick_to_order_p99_ms"] < 100,
+        "core stack < 600 MB": c["memory_at_rest_mb"] < 600,
+    }
+    result["targets_met"] = targets
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    _print(result)
+    return 0
+
+
+def _print(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="cdb-ops vs Docker Compose (seconds: median [min–max]; n runs)", title_justify="left")
+    for col in ("measure", "cdb-ops", "compose"):
+        t.add_column(col)
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, dict) and "median" in v:
+            return f"{v['median']:.3f} [{v['min']:.3f}–{v['max']:.3f}] n={v['runs']}"
+        return str(v)
+
+    c, d = result["cdb_ops"], result.get("compose", {})
+    rows = [
+        ("no-op rebuild / up -d", c["noop_rebuild_s"], d.get("noop_up_s")),
+        ("  restarted nothing", c["noop_restarted_nothing"], None),
+        (
+            "cold start to ready (cdb-ops probes) / up -d returns",
+            c["cold_start_to_ready_s"],
+            d.get("cold_start_up_returns_s"),
+        ),
+        ("cold start to Docker-healthy", c["cold_start_to_docker_healthy_s"], d.get("cold_start_to_docker_healthy_s")),
+        ("status / ps", c["status_s"], d.get("ps_s")),
+        ("validate --no-probe", c["validate_no_probe_s"], None),
+        ("validate (with end-to-end probe)", c["validate_s"], None),
+        ("ticks/s published by screener", c["ticks_published_per_s"], None),
+        ("ticks/s through signal engine", c["ticks_through_signal_per_s"], None),
+        (
+            "tick-to-order p50 / p99 ms",
+            f"{c['tick_to_order_p50_ms']} / {c['tick_to_order_p99_ms']} ({c['orders_in_window']} orders)",
+            None,
+        ),
+        ("core memory at rest / under load MiB", f"{c['memory_at_rest_mb']} / {c['memory_under_load_mb']}", None),
+    ]
+    for name, a, b in rows:
+        t.add_row(name, fmt(a), "" if b is None else fmt(b))
+    console = Console(width=160)
+    console.print(t)
+    if "ratios_cdb_ops_over_compose" in result:
+        console.print("ratios (cdb-ops / compose):", result["ratios_cdb_ops_over_compose"])
+    console.print("targets:", {k: ("met" if v else "MISSED") for k, v in result["targets_met"].items()})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
