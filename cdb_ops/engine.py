@@ -199,6 +199,12 @@ def parse_docker_time(value: str | None) -> datetime | None:
         return None
 
 
+def _since(t: datetime | None) -> float | None:
+    """`since` for Docker's log endpoint with its fraction of a second: docker-py cuts a datetime to whole
+    seconds, which would bring back lines from just before `t` (a crash right before the restart)."""
+    return t.timestamp() if t is not None else None
+
+
 def _ns(seconds: float) -> int:
     return int(seconds * 1_000_000_000)
 
@@ -390,7 +396,9 @@ class DockerEngine:
     def logs(self, name: str, tail: int = 50, since: datetime | None = None, timestamps: bool = False) -> str:
         with _translate():
             try:
-                raw = self._api.logs(name, stdout=True, stderr=True, tail=tail, since=since, timestamps=timestamps)
+                raw = self._api.logs(
+                    name, stdout=True, stderr=True, tail=tail, since=_since(since), timestamps=timestamps
+                )
             except docker.errors.NotFound:
                 return ""
         return raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
@@ -404,7 +412,7 @@ class DockerEngine:
                 stderr=True,
                 stream=True,
                 follow=True,
-                since=since,
+                since=_since(since),
                 timestamps=True,
                 tail=0 if since is None else "all",
             )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +20,15 @@ if TYPE_CHECKING:
 
 FILE_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 BOOKKEEPING = "cdb_ops.schema_migrations"
+REPAIRS = "cdb_ops.schema_repairs"  # when tables were re-created after they went missing
+# the tables a migration creates: `CREATE TABLE [IF NOT EXISTS] [public.]name`
+CREATES_TABLE = re.compile(
+    r"\bCREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?:public\s*\.\s*)?\"?([a-z_][a-z0-9_]*)", re.IGNORECASE
+)
+PUBLIC_TABLES = (
+    "SELECT table_name FROM information_schema.tables "
+    "WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name"
+)
 # any constant works: it only has to be the same for every cdb-ops run against this database
 LOCK_KEY = 0x0CDB0C5
 
@@ -33,6 +43,15 @@ class Migration:
     @property
     def sql(self) -> str:
         return self.path.read_text(encoding="utf-8")
+
+    @property
+    def creates(self) -> frozenset[str]:
+        return tables_created(self.sql)
+
+
+def tables_created(sql: str) -> frozenset[str]:
+    """The tables a migration creates (SQL comments ignored)."""
+    return frozenset(m.group(1).lower() for m in CREATES_TABLE.finditer(re.sub(r"--[^\n]*", "", sql)))
 
 
 @dataclass(frozen=True)
@@ -51,6 +70,14 @@ class MigrationState:
             "applied_at": self.applied_at.isoformat() if self.applied_at else None,
             "checksum": self.checksum[:12],
         }
+
+
+@dataclass(frozen=True)
+class Repair:
+    """Tables that had gone missing although their migration was recorded, and the migrations re-applied."""
+
+    tables: tuple[str, ...]
+    reapplied: tuple[Migration, ...]
 
 
 def discover(schema_dir: Path) -> list[Migration]:
@@ -116,6 +143,13 @@ class Migrator:
                    checksum    TEXT NOT NULL,
                    applied_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
                    duration_ms INTEGER NOT NULL
+               )"""
+        )
+        conn.execute(
+            f"""CREATE TABLE IF NOT EXISTS {REPAIRS} (
+                   repaired_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                   missing_tables TEXT[] NOT NULL,
+                   versions       INTEGER[] NOT NULL
                )"""
         )
 
@@ -194,12 +228,62 @@ class Migrator:
 
         return applied_now
 
+    def restore_missing(self, expected: Iterable[str]) -> Repair | None:
+        """Re-create expected tables that are gone although the migration creating them is recorded as
+        applied (dropped by hand): `migrate` alone would never notice. That migration and every later
+        one (which may have altered the table) are applied again, in one transaction — migrations are
+        written to be re-runnable (CREATE ... IF NOT EXISTS); one that is not rolls the whole repair
+        back and is named. The table comes back empty: its rows went with the DROP."""
+        files = discover(self.schema_dir)
+        with self._connect() as conn:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+                self._ensure_bookkeeping(conn)
+            try:
+                present = {r[0] for r in conn.execute(PUBLIC_TABLES)}
+                applied = self._applied(conn)
+                recorded = [m for m in files if m.version in applied]
+                missing = [t for t in expected if t not in present and any(t in m.creates for m in recorded)]
+                if not missing:
+                    return None  # (a table no recorded migration creates is for validate to report)
+                first = next(m.version for m in recorded if m.creates & set(missing))
+                redo = tuple(m for m in recorded if m.version >= first)
+                import psycopg
+
+                try:
+                    with conn.transaction():
+                        for m in redo:
+                            conn.execute(m.sql)  # type: ignore[call-overload]
+                        # the time just before the commit: from then on nobody can miss the tables
+                        conn.execute(
+                            f"INSERT INTO {REPAIRS} (repaired_at, missing_tables, versions) "
+                            "VALUES (clock_timestamp(), %s, %s)",
+                            (missing, [m.version for m in redo]),
+                        )
+                except psycopg.Error as exc:
+                    names = ", ".join(f"{m.version:03d}_{m.name}" for m in redo)
+                    raise StepFailed(
+                        f"table(s) {', '.join(missing)} are missing; re-applying {names} to re-create them failed "
+                        f"and was rolled back: {str(exc).strip().splitlines()[0]}",
+                        "a migration that is not re-runnable (write CREATE ... IF NOT EXISTS) is in the way: "
+                        "re-create the table by hand from its migration, or `cdb-ops restore` a backup",
+                    ) from None
+                return Repair(tuple(missing), redo)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+
+    def last_repair(self) -> datetime | None:
+        """When `restore_missing` last re-created tables (None: never)."""
+        with self._connect() as conn:
+            exists = conn.execute("SELECT to_regclass(%s)", (REPAIRS,)).fetchone()
+            if not (exists and exists[0]):
+                return None
+            row = conn.execute(f"SELECT max(repaired_at) FROM {REPAIRS}").fetchone()
+        return row[0] if row else None
+
     def public_tables(self) -> list[str]:
         with self._connect() as conn:
-            rows = conn.execute(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name"
-            ).fetchall()
+            rows = conn.execute(PUBLIC_TABLES).fetchall()
         return [r[0] for r in rows]
 
 

@@ -64,14 +64,19 @@ def probe_once(svc: DesiredService, settings: Settings) -> ProbeResult:
                 client.close()
         if ready.probe == "http":
             r = httpx.get(f"http://{host}:{port}{ready.path}", timeout=2.0)
+            status = None
             try:
                 body = r.json()
-                summary = str(body.get("status", "")) if isinstance(body, dict) else ""
-                if r.status_code != 200 and isinstance(body, dict):  # say which facts are not ok
-                    summary += " " + json.dumps(body.get("checks", body))[:300]
+                status = body.get("status") if isinstance(body, dict) else None
+                summary = str(status or "")
+                if (r.status_code != 200 or status not in (None, "ok")) and isinstance(body, dict):
+                    summary += " " + json.dumps(body.get("checks", body))[:500]  # say which facts are not ok
             except ValueError:
                 summary = r.text.strip().replace("\n", " ")[:300]
-            return ProbeResult(r.status_code == 200, f"GET {ready.path} -> {r.status_code} {summary}".strip())
+            # `degraded` answers 200 (Docker's health check must not flag a passing blip), but a service
+            # that just started and is degraded has not reached something it needs yet: not ready
+            ok = r.status_code == 200 and status in (None, "ok")
+            return ProbeResult(ok, f"GET {ready.path} -> {r.status_code} {summary}".strip())
     except (psycopg.Error, redis.RedisError, httpx.HTTPError, OSError) as exc:
         return ProbeResult(False, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}")
     return ProbeResult(False, f"unknown probe {ready.probe}")

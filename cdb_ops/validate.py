@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -310,8 +311,8 @@ def check_postgres(ctx: _Ctx) -> list[CheckResult]:
                 "postgres tables",
                 "fail",
                 f"missing: {', '.join(missing)}",
-                "`cdb-ops rebuild` restores them from schema/ (a dropped table needs its migration "
-                "re-applied: see README › Schema)",
+                "`cdb-ops rebuild` re-creates them: it re-applies the migration that creates a missing table "
+                "(its rows are gone; `cdb-ops restore` brings back a backup)",
                 facts,
             )
         )
@@ -377,21 +378,46 @@ def error_lines(text: str) -> tuple[list[str], list[str]]:
     return errors, db_errors
 
 
+def _repaired_at(ctx: _Ctx) -> dict[str, datetime]:
+    """Container -> when rebuild last repaired it in place: the database's lines before its last schema
+    repair (a dropped table re-created) are the errors that repair fixed, not a fault now."""
+    import psycopg
+
+    from cdb_ops.migrations import Migrator
+    from cdb_ops.stackinfo import postgres_service
+
+    try:
+        pg = ctx.desired.services.get(postgres_service(ctx.desired))
+        at = Migrator(postgres_conninfo(ctx.desired, ctx.settings), ctx.desired.project.schema_dir).last_repair()
+    except (CdbError, psycopg.Error):
+        return {}  # the postgres checks say why
+    return {pg.container.name: at} if pg is not None and at is not None else {}
+
+
 def check_logs(ctx: _Ctx) -> list[CheckResult]:
     out = []
+    repaired = _repaired_at(ctx)
     for svc, c in _service_containers(ctx):
         if c is None or c.started_at is None:
             continue
-        text = ctx.redact(ctx.engine.logs(svc.container.name, tail=LOG_SCAN_LINES, since=c.started_at))
+        since, since_what = c.started_at, "start"
+        if repaired.get(svc.container.name, since) > since:
+            since, since_what = repaired[svc.container.name], "the schema repair"
+        text = ctx.redact(ctx.engine.logs(svc.container.name, tail=LOG_SCAN_LINES, since=since))
         errors, db_errors = error_lines(text)
         name = f"logs {svc.name}"
-        facts = {"error_lines": len(errors), "db_connection_errors": len(db_errors), "first": errors[:3]}
+        facts = {
+            "error_lines": len(errors),
+            "db_connection_errors": len(db_errors),
+            "first": errors[:3],
+            "since": since.isoformat(),
+        }
         if db_errors:
             out.append(
                 CheckResult(
                     name,
                     "fail",
-                    f"{len(db_errors)} database-connection error(s) since start: {db_errors[0][:200]}",
+                    f"{len(db_errors)} database-connection error(s) since {since_what}: {db_errors[0][:200]}",
                     "`cdb-ops doctor` checks network, DNS and pg_isready",
                     facts,
                 )
@@ -401,13 +427,13 @@ def check_logs(ctx: _Ctx) -> list[CheckResult]:
                 CheckResult(
                     name,
                     "fail",
-                    f"{len(errors)} ERROR line(s) since start: {errors[0][:200]}",
+                    f"{len(errors)} ERROR line(s) since {since_what}: {errors[0][:200]}",
                     f"`cdb-ops logs {svc.name} --errors` shows them all",
                     facts,
                 )
             )
         else:
-            out.append(CheckResult(name, "pass", "no ERROR lines since start", facts=facts))
+            out.append(CheckResult(name, "pass", f"no ERROR lines since {since_what}", facts=facts))
     return out
 
 
@@ -465,7 +491,7 @@ def check_probe(ctx: _Ctx) -> list[CheckResult]:
                 "pipeline probe",
                 "fail",
                 f"the screener did not accept the probe: {exc}",
-                "is cdb_screener_ws healthy? `cdb-ops status`",
+                f"is {screener.container.name} healthy? `cdb-ops status`",
             )
         ]
     stages = ["signal", "risk decision", "order", "trade"]

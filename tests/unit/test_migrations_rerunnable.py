@@ -1,0 +1,46 @@
+"""rebuild re-creates a dropped table by re-applying the migration that creates it (and every later one).
+That is only safe while every migration in schema/ can run twice: these tests keep it so."""
+
+from __future__ import annotations
+
+import re
+
+from cdb_ops.migrations import discover, tables_created
+from cdb_ops.stackinfo import EXPECTED_TABLES
+from tests.helpers import REPO
+
+MIGRATIONS = discover(REPO / "schema")
+
+
+def _statements(sql: str) -> list[str]:
+    without_comments = re.sub(r"--[^\n]*", "", sql)
+    return [" ".join(s.split()) for s in without_comments.split(";") if s.strip()]
+
+
+def test_every_expected_table_is_created_by_exactly_one_migration():
+    creators = {t: [m.name for m in MIGRATIONS if t in m.creates] for t in EXPECTED_TABLES}
+    assert {t: len(c) for t, c in creators.items()} == dict.fromkeys(EXPECTED_TABLES, 1), creators
+
+
+def test_every_migration_can_run_twice():
+    not_rerunnable = [
+        (m.path.name, stmt[:80])
+        for m in MIGRATIONS
+        for stmt in _statements(m.sql)
+        if not re.match(r"CREATE (TABLE|INDEX|UNIQUE INDEX|SCHEMA) IF NOT EXISTS ", stmt, re.IGNORECASE)
+    ]
+    assert not_rerunnable == [], (
+        "a migration statement that cannot run twice (write CREATE ... IF NOT EXISTS, ALTER ... ADD COLUMN "
+        "IF NOT EXISTS, and widen this test for it) would stop rebuild from re-creating a dropped table"
+    )
+
+
+def test_the_tables_a_migration_creates_are_read_from_its_sql_but_not_its_comments():
+    sql = "\n".join(
+        [
+            "-- CREATE TABLE old_notes (x int);",
+            "CREATE TABLE IF NOT EXISTS public.Foo (a int);",
+            "create table bar (b int);",
+        ]
+    )
+    assert tables_created(sql) == {"foo", "bar"}
