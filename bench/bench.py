@@ -190,9 +190,40 @@ def bench_cdb_ops(client: docker.DockerClient, runs: int) -> dict[str, Any]:
     return out
 
 
+def write_load_file(path: Path, symbols: int = 300, frames: int = 600) -> None:
+    """A market like the real `!miniTicker@arr`: hundreds of USDT pairs a frame, one frame a second,
+    prices drifting by hundredths of a percent — throughput without a storm of signals (the shipped
+    momentum scenario replayed in a loop at full speed would make every loop a burst of signals)."""
+    import random
+
+    rnd = random.Random(7)
+    prices = {f"LOAD{i:03d}USDT": 10.0 + rnd.random() * 90 for i in range(symbols)}
+    start = 1_760_000_000_000
+    with open(path, "w") as f:
+        for n in range(frames):
+            items = []
+            for sym, open_ in prices.items():
+                c = open_ * (1 + rnd.uniform(-0.0002, 0.0002))
+                items.append(
+                    {
+                        "e": "24hrMiniTicker",
+                        "E": start + n * 1000,
+                        "s": sym,
+                        "c": f"{c:.6f}",
+                        "o": f"{open_:.6f}",
+                        "h": f"{max(c, open_):.6f}",
+                        "l": f"{min(c, open_):.6f}",
+                        "v": "100000.0",
+                        "q": "5000000.0",
+                    }
+                )
+            f.write(json.dumps(items, separators=(",", ":")) + "\n")
+
+
 def bench_pipeline(client: docker.DockerClient, seconds: float = 30.0) -> dict[str, Any]:
     """Replay at full speed, looping: ticks/s through screener -> signal, probes for tick-to-order latency."""
-    set_env(REPLAY_SPEED="0", REPLAY_LOOP="1")
+    write_load_file(ROOT / "replays" / "load.jsonl")
+    set_env(REPLAY_SPEED="0", REPLAY_LOOP="1", REPLAY_FILE="load.jsonl")
     cdb("rebuild", "--feed", "replay")
     time.sleep(3)
     m0 = {p: metrics(p + OFFSET) for p in (8000, 8001, 8003)}
@@ -217,7 +248,7 @@ def bench_pipeline(client: docker.DockerClient, seconds: float = 30.0) -> dict[s
     b0 = histogram(m0[8003], "cdb_event_latency_seconds", 'stream="cdb:orders"')
     b1 = histogram(m1[8003], "cdb_event_latency_seconds", 'stream="cdb:orders"')
     window = {le: b1[le] - b0.get(le, 0.0) for le in b1}
-    set_env(REPLAY_SPEED="10", REPLAY_LOOP="0")
+    set_env(REPLAY_SPEED="10", REPLAY_LOOP="0", REPLAY_FILE="momentum_demo.jsonl")
     cdb("rebuild", "--feed", "replay")
     return {
         "ticks_published_per_s": round(published / elapsed, 1),
@@ -277,6 +308,13 @@ def main() -> int:
     args = ap.parse_args()
     client = docker.from_env()
     remove_system(SYSTEM)
+    replays = ROOT / "replays"  # a folder of its own (not the repo's), for the generated load file
+    if replays.is_symlink():
+        replays.unlink()
+    replays.mkdir(parents=True, exist_ok=True)
+    import shutil
+
+    shutil.copy(REPO / "replays" / "momentum_demo.jsonl", replays / "momentum_demo.jsonl")
     make_project(ROOT, SYSTEM, prefix=PREFIX, offset=OFFSET)
     set_env(REPLAY_SPEED="10", REPLAY_LOOP="0")
     result: dict[str, Any] = {"machine": {"cpus": __import__("os").cpu_count(), "docker": client.version()["Version"]}}
