@@ -190,9 +190,9 @@ def bench_cdb_ops(client: docker.DockerClient, runs: int) -> dict[str, Any]:
     return out
 
 
-def write_load_file(path: Path, symbols: int = 300, frames: int = 600) -> None:
+def write_load_file(path: Path, symbols: int = 300, frames: int = 60) -> None:
     """A market like the real `!miniTicker@arr`: hundreds of USDT pairs a frame, one frame a second,
-    prices drifting by hundredths of a percent — throughput without a storm of signals (the shipped
+    prices drifting by hundredths of a percent, looped — throughput without a storm of signals (the shipped
     momentum scenario replayed in a loop at full speed would make every loop a burst of signals)."""
     import random
 
