@@ -316,7 +316,7 @@ def main() -> int:
 
     shutil.copy(REPO / "replays" / "momentum_demo.jsonl", replays / "momentum_demo.jsonl")
     make_project(ROOT, SYSTEM, prefix=PREFIX, offset=OFFSET)
-    set_env(REPLAY_SPEED="10", REPLAY_LOOP="0")
+    set_env(REPLAY_SPEED="10", REPLAY_LOOP="0", REPLAY_FILE="momentum_demo.jsonl")
     result: dict[str, Any] = {"machine": {"cpus": __import__("os").cpu_count(), "docker": client.version()["Version"]}}
     try:
         result["cdb_ops"] = bench_cdb_ops(client, args.runs)
