@@ -220,25 +220,24 @@ def write_load_file(path: Path, symbols: int = 300, frames: int = 60) -> None:
             f.write(json.dumps(items, separators=(",", ":")) + "\n")
 
 
-def bench_pipeline(client: docker.DockerClient, seconds: float = 30.0) -> dict[str, Any]:
-    """Replay at full speed, looping: ticks/s through screener -> signal, probes for tick-to-order latency."""
-    write_load_file(ROOT / "replays" / "load.jsonl")
-    set_env(REPLAY_SPEED="0", REPLAY_LOOP="1", REPLAY_FILE="load.jsonl")
-    cdb("rebuild", "--feed", "replay")
-    time.sleep(3)
+def _rates(seconds: float, probe: bool) -> dict[str, Any]:
+    """Counters over a window of `seconds`; with `probe`, 10 probes/s for tick-to-order latency."""
     m0 = {p: metrics(p + OFFSET) for p in (8000, 8001, 8003)}
     t0 = time.perf_counter()
-    probes = 0
-    mem_under_load = []
+    mem = []
+    n = 0
     while time.perf_counter() - t0 < seconds:
-        httpx.post(
-            f"http://127.0.0.1:{8000 + OFFSET}/probe", json={"probe_id": str(uuid.uuid4()), "move_pct": 8}, timeout=5
-        )
-        probes += 1
-        if probes % 20 == 0:
-            mem_under_load.append(core_memory_mb())
+        if probe:
+            httpx.post(
+                f"http://127.0.0.1:{8000 + OFFSET}/probe",
+                json={"probe_id": str(uuid.uuid4()), "move_pct": 8},
+                timeout=5,
+            )
+        n += 1
+        if n % 20 == 0:
+            mem.append(core_memory_mb())
         time.sleep(0.1)
-    time.sleep(2)
+    time.sleep(2 if probe else 0)
     elapsed = time.perf_counter() - t0
     m1 = {p: metrics(p + OFFSET) for p in (8000, 8001, 8003)}
     published = counter(m1[8000], "cdb_ticks_published_total") - counter(m0[8000], "cdb_ticks_published_total")
@@ -248,15 +247,40 @@ def bench_pipeline(client: docker.DockerClient, seconds: float = 30.0) -> dict[s
     b0 = histogram(m0[8003], "cdb_event_latency_seconds", 'stream="cdb:orders"')
     b1 = histogram(m1[8003], "cdb_event_latency_seconds", 'stream="cdb:orders"')
     window = {le: b1[le] - b0.get(le, 0.0) for le in b1}
+    return {
+        "published": round(published / elapsed, 1),
+        "consumed": round(consumed / elapsed, 1),
+        "orders": int(max(window.values(), default=0)),
+        "p50": round((quantile(0.5, window) or 0) * 1000, 1),
+        "p99": round((quantile(0.99, window) or 0) * 1000, 1),
+        "memory": max(mem) if mem else core_memory_mb(),
+    }
+
+
+def bench_pipeline(client: docker.DockerClient) -> dict[str, Any]:
+    """Two windows on a generated market of 300 pairs: the replay as fast as it goes (the most ticks/s
+    the pipeline sustains), then at 10 frames/s = 3,000 ticks/s (above the 2,000 target, below
+    saturation) with probes for tick-to-order latency. At saturation queues grow, so latency there
+    measures the backlog, not the pipeline."""
+    write_load_file(ROOT / "replays" / "load.jsonl")
+    set_env(REPLAY_SPEED="0", REPLAY_LOOP="1", REPLAY_FILE="load.jsonl")
+    cdb("rebuild", "--feed", "replay", "--phase", "start")
+    time.sleep(5)
+    full = _rates(20.0, probe=False)
+    set_env(REPLAY_SPEED="10", REPLAY_LOOP="1", REPLAY_FILE="load.jsonl")
+    cdb("rebuild", "--feed", "replay", "--phase", "start")
+    time.sleep(10)  # let the backlog of the full-speed window drain
+    paced = _rates(30.0, probe=True)
     set_env(REPLAY_SPEED="10", REPLAY_LOOP="0", REPLAY_FILE="momentum_demo.jsonl")
     cdb("rebuild", "--feed", "replay")
     return {
-        "ticks_published_per_s": round(published / elapsed, 1),
-        "ticks_through_signal_per_s": round(consumed / elapsed, 1),
-        "orders_in_window": int(max(window.values(), default=0)),
-        "tick_to_order_p50_ms": round((quantile(0.5, window) or 0) * 1000, 1),
-        "tick_to_order_p99_ms": round((quantile(0.99, window) or 0) * 1000, 1),
-        "memory_under_load_mb": max(mem_under_load) if mem_under_load else None,
+        "ticks_published_per_s": full["published"],
+        "ticks_through_signal_per_s": full["consumed"],
+        "paced_ticks_through_signal_per_s": paced["consumed"],
+        "orders_in_window": paced["orders"],
+        "tick_to_order_p50_ms": paced["p50"],
+        "tick_to_order_p99_ms": paced["p99"],
+        "memory_under_load_mb": max(full["memory"], paced["memory"]),
     }
 
 
@@ -304,6 +328,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--skip-compose", action="store_true")
+    ap.add_argument(
+        "--pipeline-only",
+        action="store_true",
+        help="only the throughput/latency part, merged into an existing results file",
+    )
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "bench.json")
     args = ap.parse_args()
     client = docker.from_env()
@@ -319,8 +348,14 @@ def main() -> int:
     set_env(REPLAY_SPEED="10", REPLAY_LOOP="0", REPLAY_FILE="momentum_demo.jsonl")
     result: dict[str, Any] = {"machine": {"cpus": __import__("os").cpu_count(), "docker": client.version()["Version"]}}
     try:
-        result["cdb_ops"] = bench_cdb_ops(client, args.runs)
-        if not args.skip_compose:
+        if args.pipeline_only:
+            previous = json.loads(args.out.read_text())
+            cdb("rebuild", "--feed", "replay")
+            previous["cdb_ops"].update(bench_pipeline(client))
+            result = previous
+        else:
+            result["cdb_ops"] = bench_cdb_ops(client, args.runs)
+        if not args.skip_compose and not args.pipeline_only:
             result["compose"] = bench_compose(client, max(3, args.runs // 2))
     finally:
         remove_system(SYSTEM)
@@ -341,7 +376,8 @@ def main() -> int:
         "cold start faster than Compose": bool(d)
         and c["cold_start_to_ready_s"]["median"] < d["cold_start_to_docker_healthy_s"]["median"],
         "status < 0.5 s": c["status_s"]["median"] < 0.5,
-        ">= 2000 ticks/s": c["ticks_through_signal_per_s"] >= 2000,
+        ">= 2000 ticks/s": c["ticks_through_signal_per_s"] >= 2000
+        and c.get("paced_ticks_through_signal_per_s", 0) >= 2000,
         "p99 tick-to-order < 100 ms": 0 < c["tick_to_order_p99_ms"] < 100,
         "core stack < 600 MB": c["memory_at_rest_mb"] < 600,
     }
@@ -379,7 +415,8 @@ def _print(result: dict[str, Any]) -> None:
         ("validate --no-probe", c["validate_no_probe_s"], None),
         ("validate (with end-to-end probe)", c["validate_s"], None),
         ("ticks/s published by screener", c["ticks_published_per_s"], None),
-        ("ticks/s through signal engine", c["ticks_through_signal_per_s"], None),
+        ("ticks/s through signal engine (replay flat out)", c["ticks_through_signal_per_s"], None),
+        ("ticks/s through signal engine (paced window)", c.get("paced_ticks_through_signal_per_s"), None),
         (
             "tick-to-order p50 / p99 ms",
             f"{c['tick_to_order_p50_ms']} / {c['tick_to_order_p99_ms']} ({c['orders_in_window']} orders)",
