@@ -30,7 +30,17 @@ class EnvLine:
 def parse_env_file(path: Path) -> dict[str, EnvLine]:
     """KEY=VALUE lines; `#` comments, blank lines, `export `, single/double quotes. Refuses the rest."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: Notepad saves a BOM
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"not UTF-8 text ({exc.reason} at byte {exc.start})",
+            "save the file as UTF-8 (plain ASCII values are safest)",
+            file=str(path),
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            "is a folder, not a file", "remove the folder and run `cdb-ops init`", file=str(path)
+        ) from None
     except FileNotFoundError:
         raise ConfigError(
             "file not found",

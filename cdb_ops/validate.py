@@ -34,7 +34,7 @@ PLAIN_ERROR = re.compile(r"\b(ERROR|FATAL|PANIC)\b")
 # A serialization failure (SQLSTATE 40001) is the contract of REPEATABLE READ: the risk manager retries
 # its transaction when execution changed the portfolio under it; Postgres logs it anyway.
 BENIGN = re.compile(
-    r"the database system is (starting up|shutting down|in recovery mode)|"
+    r"the database system is (starting up|shutting down|in recovery mode|not yet accepting connections)|"
     r"terminating connection due to administrator command|"
     r"could not serialize access due to (concurrent update|read/write dependencies)"
 )

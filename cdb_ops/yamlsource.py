@@ -49,7 +49,12 @@ class YamlDocument:
         return line
 
 
-def _check_duplicates(node: yaml.Node, path: Path) -> None:
+def _check_duplicates(node: yaml.Node, path: Path, seen_nodes: set[int] | None = None) -> None:
+    # an alias is the same node again: visit each node once (a billion-laughs file stays linear)
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if id(node) in seen_nodes:
+        return
+    seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key, value in node.value:
@@ -62,10 +67,10 @@ def _check_duplicates(node: yaml.Node, path: Path) -> None:
                     line=key.start_mark.line + 1,
                 )
             seen[k] = key.start_mark.line + 1
-            _check_duplicates(value, path)
+            _check_duplicates(value, path, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            _check_duplicates(item, path)
+            _check_duplicates(item, path, seen_nodes)
 
 
 def load_yaml(path: Path) -> YamlDocument:
@@ -78,6 +83,10 @@ def load_yaml(path: Path) -> YamlDocument:
         ) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"not UTF-8 text ({exc.reason})", "save the file as UTF-8", file=str(path)) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            "is a folder, not a file", "remove the folder and restore the file from git", file=str(path)
+        ) from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -95,12 +104,25 @@ def load_yaml(path: Path) -> YamlDocument:
             file=str(path),
             line=(mark.line + 1) if mark else None,
         ) from None
+    except yaml.YAMLError as exc:  # e.g. a control character (ReaderError carries no mark)
+        pos = getattr(exc, "position", None)
+        line = text.count("\n", 0, pos) + 1 if isinstance(pos, int) else None
+        raise ConfigError(
+            f"YAML error: {exc}".splitlines()[0],
+            "remove the unprintable character (a NUL, escape or other control character) from that line",
+            file=str(path),
+            line=line,
+        ) from None
+    except RecursionError:
+        raise ConfigError("nested too deeply to be a playbook", "flatten the structure", file=str(path)) from None
     if root is None:
         return YamlDocument(path, None, None)
     _check_duplicates(root, path)
     loader = yaml.SafeLoader("")
     try:
         data = loader.construct_document(root)
+    except RecursionError:
+        raise ConfigError("nested too deeply to be a playbook", "flatten the structure", file=str(path)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         raise ConfigError(

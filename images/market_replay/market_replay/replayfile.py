@@ -39,7 +39,7 @@ def parse_line(line: str) -> ReplayFrame | None:
         return None
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         return ReplayFrame(raw=raw, event_time=None, items=None)
     event_time = frame_event_time(data)
     items = data if event_time is not None else None
@@ -48,6 +48,13 @@ def parse_line(line: str) -> ReplayFrame | None:
 
 def load_frames(lines: Iterable[str]) -> list[ReplayFrame]:
     return [frame for frame in (parse_line(line) for line in lines) if frame is not None]
+
+
+def load_file(path: str) -> list[ReplayFrame]:
+    """A replay file's frames. A corrupt byte (not UTF-8) spoils its own line, not the whole replay:
+    it becomes U+FFFD and the line is sent as recorded, for the screener to reject."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return load_frames(handle)
 
 
 def schedule(event_times: list[int | None], speed: float) -> list[float]:

@@ -22,7 +22,7 @@ from cdb_common.health import HealthReport
 from cdb_common.runtime import BaseService
 from prometheus_client import Counter, Gauge
 
-from .replayfile import ReplayFrame, hold_frame, load_frames, loop_shift, schedule, shifted
+from .replayfile import ReplayFrame, hold_frame, load_file, load_frames, loop_shift, schedule, shifted
 from .scenario import generate
 
 FRAMES_SENT = Counter("cdb_replay_frames_sent_total", "Frames sent to clients")
@@ -65,8 +65,7 @@ class ReplayService(BaseService):
         if name:
             path = name if os.path.isabs(name) else os.path.join(settings.get("REPLAY_DIR", "/replays"), name)
             if os.path.isfile(path):
-                with open(path, encoding="utf-8") as handle:
-                    frames = load_frames(handle)
+                frames = load_file(path)
                 self.log.info("replay file loaded", extra={"path": path, "frames": len(frames)})
                 return path, frames
             self.log.warning("replay file not found, using the generated scenario", extra={"path": path})

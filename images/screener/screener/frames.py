@@ -16,6 +16,13 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 MAX_FRAME_BYTES = 2 * 1024 * 1024  # the full market (~2,000 symbols) is ~300 KB
+# What the columns hold (market_snapshots; signals take the same types). A value outside would fail its
+# insert (numeric overflow, CHECK price > 0, a date past year 9999) - the same way on every retry.
+MAX_PRICE = Decimal(10) ** 18  # NUMERIC(30, 12)
+MIN_PRICE = Decimal("1e-12")  # anything smaller rounds to 0 in NUMERIC(30, 12)
+MAX_VOLUME = Decimal(10) ** 26  # NUMERIC(38, 12)
+MAX_CHANGE_PCT = Decimal(10) ** 10  # NUMERIC(18, 8)
+MAX_EVENT_TIME = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last millisecond a datetime holds
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,30}$")  # the market_snapshots.symbol constraint
 QUOTE = "USDT"
 _NUMERIC_KEYS = ("c", "o", "h", "l", "v", "q")
@@ -63,7 +70,7 @@ def parse_item(item: Any) -> MiniTicker | None:
     symbol, event_time = item.get("s"), item.get("E")
     if not isinstance(symbol, str) or not SYMBOL_RE.match(symbol):
         return None
-    if isinstance(event_time, bool) or not isinstance(event_time, int) or event_time <= 0:
+    if isinstance(event_time, bool) or not isinstance(event_time, int) or not 0 < event_time <= MAX_EVENT_TIME:
         return None
     parsed = [_decimal(item.get(key)) for key in _NUMERIC_KEYS]
     numbers = [n for n in parsed if n is not None]
@@ -72,7 +79,14 @@ def parse_item(item: Any) -> MiniTicker | None:
     close, open_, high, low, base_volume, quote_volume = numbers
     if close <= 0 or open_ <= 0 or high <= 0 or low <= 0 or base_volume < 0 or quote_volume < 0:
         return None  # prices must be positive (the columns say so); o = 0 would divide by zero
-    return MiniTicker(symbol, event_time, close, open_, high, low, base_volume, quote_volume)
+    if not all(MIN_PRICE <= p < MAX_PRICE for p in (close, open_, high, low)):
+        return None
+    if base_volume >= MAX_VOLUME or quote_volume >= MAX_VOLUME:
+        return None
+    ticker = MiniTicker(symbol, event_time, close, open_, high, low, base_volume, quote_volume)
+    if abs(ticker.change_pct) >= MAX_CHANGE_PCT:
+        return None
+    return ticker
 
 
 def parse_frame(raw: str | bytes, min_volume: Decimal, max_bytes: int = MAX_FRAME_BYTES) -> FrameResult:

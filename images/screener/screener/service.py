@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import time
@@ -169,6 +170,10 @@ class ScreenerService(BaseService):
             finally:
                 self.feed_connected = False
                 FEED_CONNECTED.set(0)
+            # A dropped connection leaves reference cycles (exception, traceback, protocol) that hold its
+            # read buffers - up to max_size. Collect them now: left to the GC's own pace, a feed that keeps
+            # dropping the connection grows the heap by megabytes per reconnect up to the memory limit.
+            gc.collect()
             if self.stop.is_set():
                 return
             FEED_RECONNECTS.inc()

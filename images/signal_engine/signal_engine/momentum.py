@@ -27,6 +27,7 @@ BUY = "BUY"
 SELL = "SELL"
 CONFIDENCE_STEP = Decimal("0.00001")
 CHANGE_STEP = Decimal("0.00000001")
+MAX_CHANGE_PCT = Decimal(10) ** 10  # what signals.change_pct NUMERIC(18, 8) holds
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,8 @@ class MomentumEngine:
 
         reference = history[0][1]
         change = change_pct(price, reference)
+        if abs(change) >= MAX_CHANGE_PCT:
+            return None  # a move of 10^10 % is a broken feed, not a market (and no column would hold it)
         threshold = self.config.threshold_pct
         if change >= threshold and quote_volume >= self.config.min_volume:
             side = BUY
