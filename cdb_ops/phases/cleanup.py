@@ -8,6 +8,7 @@ Foreign containers are never touched; they are reported as conflicts by the pref
 from __future__ import annotations
 
 from cdb_ops.desired import LABEL_DATA, LABEL_SYSTEM
+from cdb_ops.engine import ContainerFacts
 from cdb_ops.errors import CdbError, StepFailed
 from cdb_ops.phases import PhaseContext
 from cdb_ops.planner import REPLACED_MARK
@@ -43,7 +44,7 @@ def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
         else:
             continue
         with ctx.timed() as took:
-            ctx.engine.remove_container(c.name)
+            _stop_then_remove(ctx, c)
         removed_any = True
         ctx.record(phase.name, "container", c.name, "remove", why, took(), c.labels.get("cdb.service"))
     if ctx.options.clean:
@@ -87,8 +88,16 @@ def wipe_data(ctx: PhaseContext, phase: PhaseSpec) -> None:
     except CdbError as exc:
         raise StepFailed(f"backup before --wipe-data failed, so nothing was wiped: {exc.message}", exc.remedy) from None
     for c in sorted(ours, key=lambda c: c.name):
-        ctx.engine.remove_container(c.name)
+        _stop_then_remove(ctx, c)
         ctx.record(phase.name, "container", c.name, "remove", "--wipe-data", service=c.labels.get("cdb.service"))
     for vol in volumes:
         ctx.engine.remove_volume(vol.name)
         ctx.record(phase.name, "volume", vol.name, "remove", "--wipe-data (backed up first)")
+
+
+def _stop_then_remove(ctx: PhaseContext, c: ContainerFacts) -> None:
+    """A clean stop first (SIGTERM, then Docker's kill after 10 s): a SIGKILLed Postgres needs crash
+    recovery on its next start, and the services lose the chance to flush."""
+    if c.running:
+        ctx.engine.stop(c.name, timeout=10)
+    ctx.engine.remove_container(c.name)

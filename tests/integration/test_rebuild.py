@@ -3,6 +3,7 @@ recreating exactly what changed, falling back to local builds, and never touchin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -235,6 +236,8 @@ def test_port_held_by_another_process_is_named_and_nothing_changes(project, clie
 
 
 def test_clean_never_touches_unlabelled_containers_and_keeps_data(project, client):
+    with contextlib.suppress(docker.errors.NotFound):  # left by an earlier run that died half-way
+        client.containers.get("cdbt_bystander").remove(force=True)
     bystander = client.containers.run("debian:bookworm-slim", ["sleep", "infinity"], name="cdbt_bystander", detach=True)
     with _pg(project) as conn:
         conn.execute(
