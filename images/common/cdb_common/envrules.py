@@ -19,7 +19,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 @dataclass(frozen=True)
 class EnvRule:
     key: str
-    kind: str  # "text" | "secret" | "decimal" | "choice"
+    kind: str  # "text" | "secret" | "decimal" | "integer" | "choice"
     default: str | None = None  # what the services use when the variable is unset (None: no default)
     low: Decimal | None = None
     low_open: bool = False  # low itself is not allowed
@@ -117,6 +117,16 @@ _RULES = (
         read_by=("risk", "execution"),
         hint="e.g. 1",
     ),
+    EnvRule(
+        "ORDER_TTL_SECONDS",
+        "integer",
+        "300",
+        Decimal(1),
+        unit="seconds",
+        required=False,
+        read_by=("risk",),
+        hint="an order still unfilled after this long expires, e.g. 300",
+    ),
     EnvRule("LOG_LEVEL", "choice", "INFO", choices=LOG_LEVELS, required=False, read_by=("services",), hint="INFO"),
 )
 RULES: dict[str, EnvRule] = {r.key: r for r in _RULES}
@@ -143,6 +153,8 @@ def problem(rule: EnvRule, value: str) -> str | None:
         return f"{value!r} is not a number"
     if not number.is_finite():
         return f"{value!r} is not a finite number"
+    if rule.kind == "integer" and number != number.to_integral_value():
+        return f"{value!r} is not a whole number"
     if rule.low is not None and (number < rule.low or (rule.low_open and number == rule.low)):
         return f"{value} is too small (must be {'above' if rule.low_open else 'at least'} {rule.low})"
     if rule.high is not None and number > rule.high:

@@ -1,12 +1,15 @@
-"""Execution service: paper-fills cdb:orders, marks positions to market from cdb:ticks, publishes cdb:fills.
+"""Execution service: paper-fills cdb:orders, marks positions to market, publishes cdb:fills.
 
-Two consumer groups named "execution": one on cdb:orders (fills, one transaction each) and one on
-cdb:ticks (keeps the last price per symbol in memory). A mark loop writes a portfolio snapshot at
-most every SNAPSHOT_INTERVAL_SECONDS when a held symbol's price moved or a new UTC day began.
+One consumer group "execution" on cdb:orders (fills, one transaction each). Prices come from the
+screener's `cdb:marks` hash (the last price per symbol, written with the ticks): an order is filled at
+its symbol's last price read at that moment, and a mark loop reads the held symbols' prices every
+second, writing a portfolio snapshot at most every SNAPSHOT_INTERVAL_SECONDS when one moved or a new
+UTC day began. Marks coalesce to the last price per symbol, so no tick ever queues ahead of an order.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from decimal import Decimal
@@ -14,10 +17,10 @@ from typing import Any
 
 from cdb_common.config import Settings, env_int
 from cdb_common.db import Unavailable, sleep_or_stop
-from cdb_common.events import STREAM_FILLS, STREAM_ORDERS, STREAM_TICKS, EventError, Order, Tick, plain
+from cdb_common.events import STREAM_FILLS, STREAM_ORDERS, STREAM_TICKS, EventError, Order, plain
 from cdb_common.health import HealthReport
 from cdb_common.runtime import BaseService
-from cdb_common.streams import Outputs, StreamConsumer, observe_latency
+from cdb_common.streams import MARKS_KEY, REDIS_ERRORS, Outputs, StreamConsumer, observe_latency
 from cdb_common.timeutil import utcnow
 from prometheus_client import Counter, Gauge
 
@@ -48,24 +51,44 @@ class ExecutionService(BaseService):
         self.dirty = False
         self.last_snapshot: Snapshot | None = None
         self.last_snapshot_day = None
+        self.last_mark_change: float | None = None
         self.fills = 0
         self.orders = StreamConsumer(self.redis_bus, self.db, STREAM_ORDERS, "execution", self.handle_order, log=log)
-        self.ticks = StreamConsumer(self.redis_bus, self.db, STREAM_TICKS, "execution", self.handle_tick, log=log)
 
     def loops(self) -> list[Any]:
-        return [self.orders.run(self.stop), self.ticks.run(self.stop), self.mark_loop()]
+        return [self.orders.run(self.stop), self.mark_loop()]
 
-    async def handle_tick(self, _entry_id: str, fields: dict[str, Any]) -> Outputs:
-        tick = Tick.from_fields(fields)
-        if self.marks.get(tick.symbol) != tick.price:
-            self.marks[tick.symbol] = tick.price
-            if tick.symbol in self.held:
-                self.dirty = True
-        return []
+    async def open(self) -> None:
+        # Earlier versions consumed cdb:ticks in a group of this name: without a reader its lag only grows.
+        with contextlib.suppress(Exception):
+            await self.redis_bus.redis.xgroup_destroy(STREAM_TICKS, "execution")
+
+    async def read_marks(self, symbols: list[str]) -> dict[str, Decimal]:
+        """The screener's last price of each of `symbols` that has one (raises a Redis error when down)."""
+        if not symbols:
+            return {}
+        values = await self.redis_bus.redis.hmget(MARKS_KEY, symbols)
+        found = {}
+        for symbol, value in zip(symbols, values, strict=True):
+            if value is not None:
+                with contextlib.suppress(ArithmeticError, ValueError):
+                    price = Decimal(value)
+                    if price.is_finite() and price > 0:
+                        found[symbol] = price
+        return found
+
+    def _take_marks(self, found: dict[str, Decimal]) -> None:
+        for symbol, price in found.items():
+            if self.marks.get(symbol) != price:
+                self.marks[symbol] = price
+                self.last_mark_change = time.monotonic()
+                if symbol in self.held:
+                    self.dirty = True
 
     async def handle_order(self, _entry_id: str, fields: dict[str, Any]) -> Outputs:
         order = Order.from_fields(fields)
         observe_latency(STREAM_ORDERS, order.received_at)
+        self._take_marks(await self.read_marks([order.symbol]))  # the freshest price, read now
         today = utcnow().date()
         assert self.db is not None
         async with self.db.transaction() as conn:
@@ -113,17 +136,23 @@ class ExecutionService(BaseService):
         DAILY_DRAWDOWN.labels(portfolio).set(float(snap.daily_drawdown_pct))
 
     async def mark_loop(self) -> None:
-        """Mark 'main' to market: a snapshot when a held price moved or a new UTC day began."""
+        """Mark 'main' to market: poll the held symbols' prices every second; a snapshot when one moved
+        (at most every SNAPSHOT_INTERVAL_SECONDS) or a new UTC day began."""
         loaded = False
+        next_snapshot = 0.0
         while not self.stop.is_set():
+            with contextlib.suppress(*REDIS_ERRORS):  # the Redis monitor reports an outage
+                self._take_marks(await self.read_marks(sorted(self.held)))
             today = utcnow().date()
-            if not loaded or self.dirty or today != self.last_snapshot_day:
+            due = time.monotonic() >= next_snapshot
+            if not loaded or today != self.last_snapshot_day or (self.dirty and due):
                 try:
                     await self._mark(today)
                     loaded = True
+                    next_snapshot = time.monotonic() + self.snapshot_interval
                 except Unavailable:
                     self.dirty = True  # the db monitor reports the outage; try again next round
-            await sleep_or_stop(self.stop, self.snapshot_interval)
+            await sleep_or_stop(self.stop, min(1.0, self.snapshot_interval))
 
     async def _mark(self, today: Any) -> None:
         assert self.db is not None
@@ -145,7 +174,7 @@ class ExecutionService(BaseService):
     def add_checks(self, report: HealthReport) -> None:
         last = self.orders.last_event_at
         report.checks["last_order_age_seconds"] = None if last is None else round(time.monotonic() - last, 1)
-        tick = self.ticks.last_event_at
+        tick = self.last_mark_change  # when a price from cdb:marks last moved
         report.checks["last_tick_age_seconds"] = None if tick is None else round(time.monotonic() - tick, 1)
         report.checks["orders_filled"] = self.fills
         report.checks["positions_open"] = len(self.held)
