@@ -110,10 +110,10 @@ def test_down_keeps_volumes_and_rebuild_brings_back_the_same_data(project):
     out = cdb_json("down", project=project)
     assert out["result"] == "ok"
     stopped = [s["name"] for s in out["steps"] if s["action"] == "remove" and s["resource"] == "container"]
-    # reverse dependency order: the services before Redis before Postgres
-    assert stopped.index(f"{PREFIX}postgres") == len(stopped) - 1
-    assert stopped.index(f"{PREFIX}redis") < stopped.index(f"{PREFIX}postgres")
-    assert stopped.index(f"{PREFIX}execution") < stopped.index(f"{PREFIX}redis")
+    # reverse dependency order: every service before the Redis and Postgres it depends on
+    for service in ("screener_ws", "signal", "risk", "execution"):
+        for store in ("redis", "postgres"):
+            assert stopped.index(f"{PREFIX}{service}") < stopped.index(f"{PREFIX}{store}"), (service, store)
     assert _ours("containers") == [] and _ours("networks") == []
     assert _ours("volumes") == volumes
     assert cdb_json("down", project=project)["changed"] == 0  # idempotent
@@ -212,8 +212,17 @@ def test_probe_rows_age_out_after_the_retention(project):
     assert cdb_json("rebuild", project=project)["result"] == "ok"
     with _pg(project) as conn:
         # age every probe row of earlier runs by two days
-        for table, column in (("signals", "created_at"), ("risk_events", "created_at"), ("orders", "created_at")):
-            conn.execute(f"UPDATE {table} SET {column} = {column} - interval '2 days' WHERE is_probe")
+        for table, column, probe in (
+            ("signals", "created_at", "is_probe"),
+            ("risk_events", "created_at", "is_probe"),
+            ("orders", "created_at", "is_probe"),
+            ("trades", "executed_at", "is_probe"),
+            ("market_snapshots", "inserted_at", "is_probe"),
+            ("positions", "updated_at", "portfolio = 'probe'"),
+            ("portfolio_snapshots", "taken_at", "portfolio = 'probe'"),
+            ("daily_pnl", "updated_at", "portfolio = 'probe'"),
+        ):
+            conn.execute(f"UPDATE {table} SET {column} = {column} - interval '2 days' WHERE {probe}")
         old = conn.execute("SELECT count(*) FROM signals WHERE is_probe").fetchone()[0]
     assert old >= 1
     out = cdb_json("validate", project=project)
