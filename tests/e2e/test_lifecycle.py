@@ -226,7 +226,9 @@ def test_probe_rows_age_out_after_the_retention(project):
         old = conn.execute("SELECT count(*) FROM signals WHERE is_probe").fetchone()[0]
     assert old >= 1
     out = cdb_json("validate", project=project)
-    assert out["result"] == "ok"
+    assert out["result"] == "pass"
+    probe = next(c for c in out["checks"] if c["name"] == "pipeline probe")
+    assert probe["facts"]["pruned"]["signals"] >= 1 and probe["facts"]["retention_hours"] == 24
     with _pg(project) as conn:
         left = conn.execute("SELECT count(*) FROM signals WHERE is_probe").fetchone()[0]
         fresh = conn.execute(
