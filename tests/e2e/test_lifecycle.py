@@ -48,6 +48,12 @@ def _pg(project: Path, password: str | None = None) -> psycopg.Connection:
     )
 
 
+def _ensure_env(project: Path) -> None:
+    """Each test can run alone: the first one writes .env as a newcomer would; the others make sure."""
+    if not (project / ".env").exists():
+        assert cdb("init", "--if-missing", project=project).returncode == 0
+
+
 def _ids(project: Path) -> dict[str, set[str]]:
     with _pg(project) as conn:
         return {
@@ -91,6 +97,7 @@ def test_first_run_without_an_exchange_chooses_replay_once_and_converges(project
 
 
 def test_live_feed_without_an_exchange_stops_in_preflight_within_seconds(project):
+    _ensure_env(project)
     before = {c: docker.from_env().containers.get(c).attrs["Id"] for c in _ours("containers")}
     started = time.monotonic()
     r = cdb("rebuild", "--feed", "live", "--json", project=project)
@@ -105,6 +112,7 @@ def test_live_feed_without_an_exchange_stops_in_preflight_within_seconds(project
 
 
 def test_down_keeps_volumes_and_rebuild_brings_back_the_same_data(project):
+    _ensure_env(project)
     before = _ids(project)
     volumes = _ours("volumes")
     out = cdb_json("down", project=project)
@@ -124,6 +132,7 @@ def test_down_keeps_volumes_and_rebuild_brings_back_the_same_data(project):
 
 
 def test_down_volumes_needs_confirmation_then_backs_up_first(project):
+    _ensure_env(project)
     cdb_json("rebuild", project=project)
     volumes = _ours("volumes")
     r = cdb("down", "--volumes", "--json", project=project)
@@ -141,6 +150,7 @@ def test_down_volumes_needs_confirmation_then_backs_up_first(project):
 
 
 def test_a_changed_password_is_applied_in_place_without_losing_a_row(project):
+    _ensure_env(project)
     cdb_json("rebuild", project=project)
     old = env_values(project)
     before = _ids(project)
@@ -174,6 +184,7 @@ def test_a_changed_password_is_applied_in_place_without_losing_a_row(project):
 
 
 def test_a_renamed_role_is_named_as_the_cause(project):
+    _ensure_env(project)
     cdb_json("rebuild", project=project)
     original = (project / ".env").read_text()
     _set_env(project, POSTGRES_USER="somebody_else")
@@ -189,6 +200,7 @@ def test_a_renamed_role_is_named_as_the_cause(project):
 
 
 def test_wipe_and_restore_three_times_while_the_replay_trades(project):
+    _ensure_env(project)
     _set_env(project, REPLAY_LOOP="1", REPLAY_SPEED="20")
     assert cdb_json("rebuild", project=project)["result"] == "ok"
     for round_ in range(3):
@@ -209,6 +221,7 @@ def test_wipe_and_restore_three_times_while_the_replay_trades(project):
 
 
 def test_probe_rows_age_out_after_the_retention(project):
+    _ensure_env(project)
     assert cdb_json("rebuild", project=project)["result"] == "ok"
     with _pg(project) as conn:
         # age every probe row of earlier runs by two days
@@ -226,7 +239,9 @@ def test_probe_rows_age_out_after_the_retention(project):
         old = conn.execute("SELECT count(*) FROM signals WHERE is_probe").fetchone()[0]
     assert old >= 1
     out = cdb_json("validate", project=project)
-    assert out["result"] == "ok"
+    assert out["result"] == "pass"
+    probe = next(c for c in out["checks"] if c["name"] == "pipeline probe")
+    assert probe["facts"]["pruned"]["signals"] >= 1 and probe["facts"]["retention_hours"] == 24
     with _pg(project) as conn:
         left = conn.execute("SELECT count(*) FROM signals WHERE is_probe").fetchone()[0]
         fresh = conn.execute(
