@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated
@@ -15,7 +16,7 @@ from cdb_ops.cli.options import FeedOpt, JsonOpt, ProfileOpt, ProjectDir
 from cdb_ops.cli.session import open_session
 from cdb_ops.db.opsruns import record
 from cdb_ops.engine.docker import DockerEngine
-from cdb_ops.errors import CdbError, ExitCode
+from cdb_ops.errors import CdbError, ExitCode, UsageError
 from cdb_ops.model.results import CheckResult
 
 
@@ -25,13 +26,19 @@ def validate(
     profile: ProfileOpt = None,
     feed: FeedOpt = None,
     no_probe: Annotated[bool, typer.Option("--no-probe", help="Skip the end-to-end pipeline probe.")] = False,
-    probe_timeout: Annotated[float, typer.Option("--probe-timeout", min=1, help="Seconds the probe may take.")] = 30.0,
-    memory_budget: Annotated[float, typer.Option("--memory-budget", min=1, help="Core memory budget in MiB.")] = 1536.0,
+    probe_timeout: Annotated[
+        float, typer.Option("--probe-timeout", min=1, max=3600, help="Seconds the probe may take.")
+    ] = 30.0,
+    memory_budget: Annotated[
+        float, typer.Option("--memory-budget", min=1, max=1 << 30, help="Core memory budget in MiB.")
+    ] = 1536.0,
     json_output: JsonOpt = False,
 ) -> None:
     """Check the memo's success criteria: engine, network, volumes, containers, /health, Postgres
     (9 tables, migrations), Redis, logs, memory, and an end-to-end probe. Exit 0 only when nothing failed."""
     s = open_session(ctx, "validate", json_output, project_dir, "rebuild", profile, feed)
+    if not (math.isfinite(probe_timeout) and math.isfinite(memory_budget)):  # click's range lets nan through
+        raise UsageError("--probe-timeout and --memory-budget take a finite number", "write e.g. --probe-timeout 30")
     started = datetime.now(UTC)
     try:
         engine = DockerEngine()

@@ -9,12 +9,15 @@ from typing import Annotated
 import typer
 
 from cdb_ops.cli.options import JsonOpt, ProjectDir
-from cdb_ops.cli.session import begin
-from cdb_ops.errors import CdbError, Conflict
-from cdb_ops.fsutil import atomic_write
+from cdb_ops.cli.session import begin, stack_secrets
+from cdb_ops.errors import Conflict
+from cdb_ops.fsutil import atomic_write, read_bytes, read_text
+from cdb_ops.load.playbook import load_stack
 from cdb_ops.load.project import find_project
-from cdb_ops.load.settings import load_settings, render_env_from_example
+from cdb_ops.load.settings import check_settings, load_settings, parse_env_text, render_env_from_example
 from cdb_ops.redact import Redactor
+
+EXAMPLE_FIX = "restore it from git (`git checkout .env.example`): init fills its secrets with fresh values"
 
 
 def init(
@@ -30,10 +33,11 @@ def init(
     inv = begin(ctx, "init", json_output)
     project = find_project(project_dir)
     target = project.env_file
-    backup = None
-    if target.exists():
+    secrets = stack_secrets(load_stack(project.stack_file))
+    old: bytes | None = None
+    if os.path.lexists(target):
         if if_missing and not force:
-            inv.redact = Redactor(load_settings(target).secret_values())  # an existing file must still be valid
+            inv.redact = Redactor(load_settings(target, secrets).secret_values())  # it must still be valid
             inv.renderer().message("init", f"{target} exists; kept it", path=str(target), backup=None)
             return
         if not force:
@@ -41,13 +45,18 @@ def init(
                 f"{target} already exists; not overwriting it",
                 "keep it, or run `cdb-ops init --force` (the old file is backed up first)",
             )
+        old = read_bytes(target, ".env file")  # a folder, FIFO or loop is refused here, before any write
+    # everything is checked before anything is written: a refusal leaves .env (and its backup) untouched
+    example = read_text(project.env_example, ".env.example file", missing_fix=EXAMPLE_FIX)
+    text = render_env_from_example(example, secrets)
+    # every secret is freshly generated, so what can still be wrong is a value to fix in .env.example
+    settings = check_settings(parse_env_text(text, project.env_example), project.env_example, secrets)
+    inv.redact = Redactor(settings.secret_values())
+    backup = None
+    if old is not None:
         backup = target.with_name(f".env.bak-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
-        backup.write_bytes(target.read_bytes())
-        os.chmod(backup, 0o600)
-    if not project.env_example.is_file():
-        raise CdbError(f"{project.env_example} is missing", "restore it from git (`git checkout .env.example`)")
-    atomic_write(target, render_env_from_example(project.env_example.read_text()), mode=0o600)
-    inv.redact = Redactor(load_settings(target).secret_values())  # what we wrote must pass our own validation
+        atomic_write(backup, old, mode=0o600)
+    atomic_write(target, text, mode=0o600)
     inv.renderer().message(
         "init",
         f"wrote {target} (mode 0600) with generated secrets"
