@@ -7,6 +7,7 @@ import fnmatch
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from cdb_ops.errors import ConfigError
@@ -59,7 +60,7 @@ def _copy_sources(dockerfile: Path) -> list[str] | None:
     return sources
 
 
-def build_context_hash(project: Project, build: BuildSpec) -> str:
+def build_context_hash(project: Project, build: BuildSpec, line: Callable[[], int | None] = lambda: None) -> str:
     """Content hash of a build: the Dockerfile, the args, and every context file its COPY/ADD lines
     read (all of the context when that cannot be told), minus .dockerignore.
 
@@ -70,6 +71,7 @@ def build_context_hash(project: Project, build: BuildSpec) -> str:
             f"build context {build.context!r} is not a folder ({regular_file_problem(context) or 'a file'})",
             "fix `context:` in playbooks/stack.yaml (a folder relative to the project)",
             file=str(project.stack_file),
+            line=line(),  # asked only now: finding it reads the playbook again
         )
     dockerfile = Path(os.path.normpath(context / dockerfile_of(build)))
     ignore = _read_dockerignore(context)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -110,6 +111,10 @@ def _interpolate(value: str, settings: Settings, where: tuple[str, ...], project
     return _VAR_RE.sub(sub, value)
 
 
+def _line(project: Project, loc: tuple[str, ...]) -> Callable[[], int | None]:
+    return lambda: load_yaml(project.stack_file).line_of(loc)
+
+
 def _env_value(v: str | int | float | bool) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -211,7 +216,11 @@ def resolve(
             ref=svc.image,
             build=svc.build,
             fallback=svc.fallback_build,
-            build_hash=build_context_hash(project, build) if build else None,
+            build_hash=build_context_hash(
+                project, build, _line(project, ("services", name, "build" if svc.build else "fallback_build"))
+            )
+            if build
+            else None,
         )
         container = ContainerSpec(
             name=svc.container,

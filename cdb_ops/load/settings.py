@@ -186,7 +186,7 @@ def check_settings(
         for relation in RELATIONS:
             wrong = relation_problem(relation, values)
             if wrong:
-                errors.append(ConfigError(wrong, relation.fix, file=f, line=entries[relation.high].line))
+                errors.append(ConfigError(wrong, relation.fix, file=f, line=_line_of(entries, relation.low)))
     if errors:
         raise ConfigErrors(errors) if len(errors) > 1 else errors[0]
     return Settings(
@@ -196,6 +196,11 @@ def check_settings(
         SECRET_KEYS + custom,
         warnings,
     )
+
+
+def _line_of(entries: dict[str, EnvLine], key: str) -> int | None:
+    entry = entries.get(key)
+    return entry.line if entry else None
 
 
 def _fix_for(key: str, rule: EnvRule) -> str:

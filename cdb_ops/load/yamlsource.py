@@ -101,6 +101,33 @@ def _check_nodes(node: yaml.Node, path: Path, line_at: Lines, seen_nodes: set[in
         )
 
 
+def _runaway_quote(text: str, mark: yaml.Mark | None) -> yaml.ScalarToken | None:
+    """The quoted scalar right before an error that spans several lines (a quote never closed on
+    its line), or None. Block values never span lines in a playbook written by hand."""
+    if mark is None:
+        return None
+    last: yaml.Token | None = None
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if token.start_mark.index >= mark.index:
+                break
+            last = token if isinstance(token, yaml.ScalarToken) else (last if _is_punct(token) else None)
+    except yaml.YAMLError:
+        pass
+    if (
+        isinstance(last, yaml.ScalarToken)
+        and last.style in ('"', "'")
+        and "\n" in text[last.start_mark.index : last.end_mark.index]
+    ):
+        return last
+    return None
+
+
+def _is_punct(token: yaml.Token) -> bool:
+    # tokens between the runaway scalar and the error that do not change the story
+    return isinstance(token, yaml.KeyToken | yaml.ValueToken | yaml.BlockEndToken)
+
+
 def load_yaml(path: Path) -> YamlDocument:
     """Read `path`; a syntax error becomes a ConfigError with the file and line."""
     text = read_text(path, "playbook file", missing_fix="check the path, or run from the project directory")
@@ -120,6 +147,14 @@ def load_yaml(path: Path) -> YamlDocument:
         if started and "end of stream" in problem:
             # an unclosed quote or bracket: the line to fix is where it opened, not the end of the file
             line, context = started, f" ({exc.context}, never closed)"
+        elif started and line and started != line and "flow" in (exc.context or ""):
+            # `[a, b` without its `]`: the bracket opened on `started`; the parser noticed later
+            line, context = started, f" ({exc.context} on this line, not closed before line {line})"
+        quoted = _runaway_quote(text, mark)
+        if quoted is not None:
+            # a quote left open swallows the lines up to the next quote character: name its line
+            opened, closed = line_at(quoted.start_mark), line_at(quoted.end_mark)
+            line, context = opened, f" (the quote opened on this line only closes on line {closed})"
         raise ConfigError(
             f"YAML syntax error: {problem}{context}",
             "check indentation (spaces, not tabs), colons after keys and closing quotes/brackets",
