@@ -31,7 +31,7 @@ from tests.unit.conftest import ENV
 
 REPO = Path(__file__).resolve().parents[2]
 STACK_TEXT = (REPO / "playbooks" / "stack.yaml").read_text()
-ERROR_SCHEMA = json.loads((REPO / "schemas" / "error.schema.json").read_text())
+ERROR_SCHEMA = jsonschema.Draft202012Validator(json.loads((REPO / "schemas" / "error.schema.json").read_text()))
 # the .env `cdb-ops init` writes holds GRAFANA_PASSWORD too (logs selects every profile, monitoring's too)
 FULL_ENV = ENV + "GRAFANA_PASSWORD=unit-test-grafana-password-0123456789\n"
 PASSWORDS = [ln.split("=", 1)[1] for ln in FULL_ENV.splitlines() if "PASSWORD=" in ln]
@@ -664,7 +664,7 @@ def test_bad_input_is_refused_cleanly(case, tmp_path, monkeypatch, capsys, dead_
             assert secret not in out + err, f"a secret value is shown by {args}"
         if "--json" in args:
             doc = json.loads(out)  # exactly one document: json.loads refuses anything after it
-            jsonschema.validate(doc, ERROR_SCHEMA)
+            ERROR_SCHEMA.validate(doc)
             message, remedy = doc["error"]["message"], doc["error"]["remedy"]
             assert remedy, doc
         else:
