@@ -30,6 +30,13 @@ def rename(text: str, prefix: str) -> str:
 NO_EXCHANGE = "wss://cdb-exchange.invalid:9443/ws/!miniTicker@arr"
 
 
+def no_exchange(stack_file: Path) -> None:
+    """Point a copied playbook's live feed at NO_EXCHANGE (same lines, same line numbers): `init`'s feed
+    check then fails at DNS instead of reaching out to the real exchange from a test."""
+    text = stack_file.read_text()
+    stack_file.write_text(re.sub(r"FEED_URL: wss://\S+", f"FEED_URL: {NO_EXCHANGE}", text))
+
+
 def make_project(
     root: Path, system: str = "cdb_test", prefix: str = "cdbt_", offset: int = PORT_OFFSET, *, init: bool = True
 ) -> Path:

@@ -195,8 +195,7 @@ def run_checks(
     on_result: Callable[[CheckResult], None] | None = None,
     observed: ObservedStack | None = None,
 ) -> list[CheckResult]:
-    """Every check, in order. `observed`: the run's observation when a rebuild validates its own work
-    (taken after its last change); else one is taken here."""
+    """Every check, in order, on one observation (taken here unless the caller has a current one)."""
     observed = observed or observe(engine, desired, host_ports=False)
     containers = {c.name: c for c in engine.containers(label=desired.system_label)}
     ctx = CheckContext(engine, desired, settings, options, redact, observed, containers)

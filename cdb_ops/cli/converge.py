@@ -41,7 +41,7 @@ def run_playbook(
     verbose: bool,
     wipe_flag: str = "--wipe-data",
 ) -> None:
-    s = open_session(ctx, command, json_output, project_dir, playbook, profile, feed)
+    s = open_session(ctx, command, json_output, project_dir, playbook, profile, feed, phase)
     engine = DockerEngine()
     if options.wipe_data:
         # the planner names what --wipe-data would delete; the run plans again under its lock

@@ -10,13 +10,23 @@ import typer
 
 from cdb_ops.checks.feed import FeedReach, check_feed
 from cdb_ops.cli.options import JsonOpt, ProjectDir
-from cdb_ops.cli.session import begin
-from cdb_ops.errors import CdbError, Conflict, EngineUnavailable, UsageError
-from cdb_ops.fsutil import atomic_write
-from cdb_ops.load.playbook import load_runbook
+from cdb_ops.cli.session import begin, stack_secrets
+from cdb_ops.errors import Conflict, EngineUnavailable, UsageError
+from cdb_ops.fsutil import atomic_write, read_bytes, read_text
+from cdb_ops.load.playbook import load_stack
 from cdb_ops.load.project import Project, find_project
-from cdb_ops.load.settings import load_settings, parse_env_file, render_env_from_example, set_env_value
+from cdb_ops.load.settings import (
+    check_settings,
+    load_settings,
+    parse_env_file,
+    parse_env_text,
+    render_env_from_example,
+    set_env_value,
+)
+from cdb_ops.load.specs import StackSpec
 from cdb_ops.redact import Redactor
+
+EXAMPLE_FIX = "restore it from git (`git checkout .env.example`): init fills its secrets with fresh values"
 
 InitFeedOpt = Annotated[
     str | None,
@@ -29,7 +39,7 @@ InitFeedOpt = Annotated[
 ]
 
 
-def choose_feed(project: Project, text: str, feed: str | None) -> tuple[str, str, FeedReach | None]:
+def choose_feed(project: Project, stack: StackSpec, text: str, feed: str | None) -> tuple[str, str, FeedReach | None]:
     """(.env text with CDB_FEED set, the feed, the check behind it). Decided here once, visibly: the
     comment above the line says why; `rebuild` never switches feeds on its own."""
     stamp = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
@@ -37,7 +47,6 @@ def choose_feed(project: Project, text: str, feed: str | None) -> tuple[str, str
         if feed not in ("live", "replay"):
             raise UsageError(f"--feed {feed!r} is not a feed", "use --feed live or --feed replay")
         return set_env_value(text, "CDB_FEED", feed, f"chosen with `cdb-ops init --feed {feed}` on {stamp}"), feed, None
-    _, stack = load_runbook(project.playbook("rebuild"))
     try:
         from cdb_ops.engine.docker import DockerEngine
 
@@ -69,15 +78,17 @@ def init(
     inv = begin(ctx, "init", json_output)
     project = find_project(project_dir)
     target = project.env_file
-    backup = None
-    if target.exists():
+    stack = load_stack(project.stack_file)
+    secrets = stack_secrets(stack)
+    old: bytes | None = None
+    if os.path.lexists(target):
         if if_missing and not force:
-            inv.redact = Redactor(load_settings(target).secret_values())  # an existing file must still be valid
+            inv.redact = Redactor(load_settings(target, secrets).secret_values())  # it must still be valid
             if "CDB_FEED" in parse_env_file(target) and feed is None:
                 inv.renderer().message("init", f"{target} exists; kept it", path=str(target), backup=None)
                 return
             # an older .env without CDB_FEED: the feed is decided now, once, and added to the file
-            text, chosen, reach = choose_feed(project, target.read_text(encoding="utf-8-sig"), feed)
+            text, chosen, reach = choose_feed(project, stack, read_text(target, ".env file"), feed)
             atomic_write(target, text, mode=0o600)
             inv.renderer().message(
                 "init",
@@ -93,14 +104,19 @@ def init(
                 f"{target} already exists; not overwriting it",
                 "keep it, or run `cdb-ops init --force` (the old file is backed up first)",
             )
+        old = read_bytes(target, ".env file")  # a folder, FIFO or loop is refused here, before any write
+    # everything is checked before anything is written: a refusal leaves .env (and its backup) untouched
+    example = read_text(project.env_example, ".env.example file", missing_fix=EXAMPLE_FIX)
+    text = render_env_from_example(example, secrets)
+    # every secret is freshly generated, so what can still be wrong is a value to fix in .env.example
+    settings = check_settings(parse_env_text(text, project.env_example), project.env_example, secrets)
+    inv.redact = Redactor(settings.secret_values())
+    text, chosen, reach = choose_feed(project, stack, text, feed)  # last: lines above keep their numbers
+    backup = None
+    if old is not None:
         backup = target.with_name(f".env.bak-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
-        backup.write_bytes(target.read_bytes())
-        os.chmod(backup, 0o600)
-    if not project.env_example.is_file():
-        raise CdbError(f"{project.env_example} is missing", "restore it from git (`git checkout .env.example`)")
-    text, chosen, reach = choose_feed(project, render_env_from_example(project.env_example.read_text()), feed)
+        atomic_write(backup, old, mode=0o600)
     atomic_write(target, text, mode=0o600)
-    inv.redact = Redactor(load_settings(target).secret_values())  # what we wrote must pass our own validation
     inv.renderer().message(
         "init",
         f"wrote {target} (mode 0600) with generated secrets and CDB_FEED={chosen}"

@@ -21,6 +21,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 import cdb_ops
+from tests.helpers import no_exchange
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS_DIR = REPO / "schemas"
@@ -218,6 +219,7 @@ def cdb(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def _project(root: Path, with_env: bool = True) -> Path:
     shutil.copytree(REPO / "playbooks", root / "playbooks")
+    no_exchange(root / "playbooks" / "stack.yaml")
     for folder in ("images", "replays"):
         if (REPO / folder).exists():
             (root / folder).symlink_to(REPO / folder)

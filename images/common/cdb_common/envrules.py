@@ -38,6 +38,10 @@ class EnvRule:
 
 
 _PCT = Decimal(100)
+# the largest amount the money columns hold: NUMERIC(30, 12) (cash, equity, notional in schema/002, 003)
+MONEY_MAX = Decimal("999999999999999999.999999999999")
+# quote volumes are NUMERIC(38, 12) (schema/001_market_snapshots.sql)
+VOLUME_MAX = Decimal("99999999999999999999999999.999999999999")
 _RULES = (
     EnvRule("POSTGRES_DB", "text", hint="e.g. database_claire_de_binare", read_by=("postgres", "services", "cdb-ops")),
     EnvRule("POSTGRES_USER", "text", hint="e.g. claire", read_by=("postgres", "services", "cdb-ops")),
@@ -84,9 +88,10 @@ _RULES = (
         "1000",
         Decimal(0),
         True,
+        MONEY_MAX,
         unit="USDT",
         read_by=("risk", "execution"),
-        hint="e.g. 1000",
+        hint="e.g. 1000; the NUMERIC(30, 12) columns hold less than 10^18",
     ),
     EnvRule(
         "SIGNAL_THRESHOLD",
@@ -104,6 +109,7 @@ _RULES = (
         "decimal",
         "100000",
         Decimal(0),
+        high=VOLUME_MAX,
         unit="24h quote volume in USDT",
         read_by=("screener", "signal"),
         hint="e.g. 100000",
@@ -113,6 +119,7 @@ _RULES = (
         "decimal",
         "1",
         Decimal(0),
+        high=MONEY_MAX,
         unit="USDT",
         required=False,
         read_by=("risk", "execution"),
@@ -148,6 +155,37 @@ _RULES = (
 )
 RULES: dict[str, EnvRule] = {r.key: r for r in _RULES}
 SECRET_KEYS = tuple(r.key for r in _RULES if r.kind == "secret")
+
+
+@dataclass(frozen=True)
+class Relation:
+    """`low` must not exceed `high` (both decimal rules): a limit that contradicts another."""
+
+    low: str
+    high: str
+    why: str
+
+    @property
+    def fix(self) -> str:
+        return f"lower {self.low} or raise {self.high} so that {self.low} <= {self.high}"
+
+
+RELATIONS = (
+    Relation("MAX_POSITION_SIZE", "MAX_TOTAL_EXPOSURE", "one position cannot be larger than the whole exposure"),
+)
+
+
+def _value(values: dict[str, str], key: str) -> Decimal:
+    raw = values.get(key) or RULES[key].default or "0"
+    return Decimal(raw)
+
+
+def relation_problem(rel: Relation, values: dict[str, str]) -> str | None:
+    """What contradicts, for values each valid on its own (unset ones take their default)."""
+    low, high = _value(values, rel.low), _value(values, rel.high)
+    if low > high:
+        return f"{rel.low} ({low}) is above {rel.high} ({high}): {rel.why}"
+    return None
 
 
 def problem(rule: EnvRule, value: str) -> str | None:
