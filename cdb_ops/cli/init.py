@@ -9,12 +9,22 @@ from typing import Annotated
 import typer
 
 from cdb_ops.cli.options import JsonOpt, ProjectDir
-from cdb_ops.cli.session import begin
-from cdb_ops.errors import CdbError, Conflict
+from cdb_ops.cli.session import Invocation, begin
+from cdb_ops.errors import CdbError, Conflict, UsageError
 from cdb_ops.fsutil import atomic_write
-from cdb_ops.load.project import find_project
+from cdb_ops.load.envrotate import NOT_ROTATED, rotate_secrets
+from cdb_ops.load.project import Project, find_project
 from cdb_ops.load.settings import load_settings, render_env_from_example
 from cdb_ops.redact import Redactor
+
+RotateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--rotate",
+        help="Fresh values for the secrets of the existing .env (backed up first), every other line kept; "
+        "the next `rebuild` applies them (the Postgres role's password is changed in place, no data lost).",
+    ),
+]
 
 
 def init(
@@ -24,11 +34,20 @@ def init(
         bool, typer.Option("--force", help="Overwrite an existing .env (the old one is backed up).")
     ] = False,
     if_missing: Annotated[bool, typer.Option("--if-missing", help="Do nothing (exit 0) when .env exists.")] = False,
+    rotate: RotateOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Write .env from .env.example with freshly generated secrets (mode 0600)."""
     inv = begin(ctx, "init", json_output)
     project = find_project(project_dir)
+    if rotate:
+        if force or if_missing:
+            raise UsageError(
+                "--rotate works on the existing .env; it goes with neither --force nor --if-missing",
+                "run `cdb-ops init --rotate` alone",
+            )
+        rotate_env(inv, project)
+        return
     target = project.env_file
     backup = None
     if target.exists():
@@ -54,4 +73,29 @@ def init(
         + (f"; previous file backed up to {backup.name}" if backup else ""),
         path=str(target),
         backup=str(backup) if backup else None,
+    )
+
+
+def rotate_env(inv: Invocation, project: Project) -> None:
+    """`init --rotate`: the existing .env (it must be valid) with new secret values, the old file backed up."""
+    target = project.env_file
+    old = load_settings(target)  # refuses a missing or broken .env, naming file, line and fix
+    text, rotated = rotate_secrets(target.read_text(encoding="utf-8-sig"))
+    when = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    backup, n = target.with_name(f".env.bak-{when}"), 1
+    while backup.exists():  # two rotations within a second keep both previous files
+        backup, n = target.with_name(f".env.bak-{when}-{n}"), n + 1
+    backup.write_bytes(target.read_bytes())
+    os.chmod(backup, 0o600)
+    atomic_write(target, text, mode=0o600)
+    inv.redact = Redactor(old.secret_values() + load_settings(target).secret_values())
+    kept = [f"{k} kept: {why}" for k, why in NOT_ROTATED.items() if k in old.values]
+    inv.renderer().message(
+        "init",
+        f"rotated {', '.join(rotated) or 'nothing'} in {target} (previous file backed up to {backup.name}); "
+        "run `cdb-ops rebuild` to apply them: the Postgres role's password is changed in place, Redis and the "
+        "services restart with the new secrets" + "".join(f"\n{k}" for k in kept),
+        path=str(target),
+        backup=str(backup),
+        rotated=rotated,
     )
