@@ -61,7 +61,8 @@ def archive_volume(
     live = [c.name for c in engine.containers(detail=False) if c.running and volume in c.volumes]
     if live:
         raise StepFailed(
-            f"refusing to archive volume {volume} while {', '.join(live)} use it (a copy of live files is torn)",
+            f"refusing to archive volume {volume} while it is in use by {', '.join(live)} "
+            "(a copy of live files is torn)",
             f"stop {', '.join(live)} first",
         )
     code, out, cid = engine.run_once(
