@@ -33,8 +33,9 @@ class RunOptions:
     yes: bool = False
     validate: ValidateOptions = field(default_factory=ValidateOptions)
 
-    def plan_options(self, check_ports: bool = True) -> PlanOptions:
+    def plan_options(self, check_ports: bool = True, pending_rotations: frozenset[str] = frozenset()) -> PlanOptions:
         return PlanOptions(
+            pending_rotations=pending_rotations,
             remove_orphans=self.remove_orphans,
             no_cache=self.no_cache,
             clean=self.clean,

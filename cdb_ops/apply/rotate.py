@@ -9,12 +9,15 @@ session turns statement logging off before the statement that carries the passwo
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
 
 from cdb_ops.engine.api import Engine
 from cdb_ops.errors import ConfigError, StepFailed
+from cdb_ops.fsutil import atomic_write
+from cdb_ops.load.project import Project
 from cdb_ops.load.settings import Settings
 from cdb_ops.redact import Redactor
 
@@ -41,6 +44,32 @@ CDB_SQL
 """
 
 _NO_ROLE = re.compile(r'role "([^"]+)" does not exist')
+PENDING_FILE = "rotation-pending.json"
+
+
+def pending_rotations(project: Project) -> frozenset[str]:
+    """Services whose container was (re)created for a rotation that has not been carried out yet (a run
+    interrupted in between): the container then looks converged, so only this record says the volume
+    still holds the old password. The planner plans those rotations again."""
+    path = project.state_dir / PENDING_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return frozenset()
+    return frozenset(str(s) for s in data) if isinstance(data, list) else frozenset()
+
+
+def mark_pending(project: Project, service: str, done: bool = False) -> frozenset[str]:
+    """Record (before the container changes) or clear (once the password is set) a pending rotation."""
+    now = pending_rotations(project)
+    now = now - {service} if done else now | {service}
+    project.ensure_state_dir()
+    path = project.state_dir / PENDING_FILE
+    if now:
+        atomic_write(path, json.dumps(sorted(now)), mode=0o600)
+    else:
+        path.unlink(missing_ok=True)
+    return now
 
 
 def wait_for_socket(

@@ -36,6 +36,7 @@ class PlanOptions:
     check_ports: bool = True
     obtained: frozenset[str] = frozenset()  # image refs pulled or built in this run (--no-cache is done for them)
     fresh_volumes: frozenset[str] = frozenset()  # volumes this run created (empty: nothing kept from before)
+    pending_rotations: frozenset[str] = frozenset()  # services whose rotation an interrupted run left undone
 
 
 def choose_image(svc: DesiredService, observed: ObservedStack, options: PlanOptions) -> ImageChoice:
@@ -127,14 +128,18 @@ def _rotation(
     volume keeps that one, whatever .env says. So when the Postgres container is (re)created onto a
     volume that already holds data, and its secret (or the role it names, in env) changed or is not
     known, the password is set in place. Decided from facts alone: the volume exists and was not made
-    by this run, and the container's recorded config parts differ from the wanted ones (or are absent)."""
+    by this run, and the container's recorded config parts differ from the wanted ones (or are absent),
+    or the project's state records the rotation as pending (an interrupted run)."""
     try:
         name = postgres_service(desired)
     except ConfigError:
         return None
     svc = desired.services.get(name)
     change = containers.get(name)
-    if svc is None or change is None or change.action not in ("create", "recreate") or options.wipe_data:
+    pending = name in options.pending_rotations
+    if svc is None or change is None or options.wipe_data:
+        return None
+    if change.action not in ("create", "recreate") and not (pending and change.action in ("ok", "start")):
         return None
     if PG_SECRET not in svc.spec.secrets:
         return None
@@ -147,15 +152,17 @@ def _rotation(
     except json.JSONDecodeError:
         have = {}
     want = config_parts(svc.container, svc.secret_files, svc.file_digests)
+    changed = [k for k in ("secrets", "env") if have.get(k) != want[k]]
     if actual is None:
         cause = "no container: the password the volume holds is not known"
     elif not have:
         cause = "the container records no config parts: the password the volume holds is not known"
-    else:
-        changed = [k for k in ("secrets", "env") if have.get(k) != want[k]]
-        if not changed:
-            return None
+    elif changed:
         cause = f"{PG_SECRET} changed" if changed == ["secrets"] else f"changed: {', '.join(changed)}"
+    elif pending:
+        cause = "an earlier run recreated the container but stopped before it set the password"
+    else:
+        return None
     role = svc.container.env.get("POSTGRES_USER", "postgres")
     return Change(
         "secret",

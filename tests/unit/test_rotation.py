@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cdb_ops.apply.archive import stop_order
-from cdb_ops.apply.rotate import set_role_password
+from cdb_ops.apply.rotate import pending_rotations, set_role_password
 from cdb_ops.errors import ConfigError, ExitCode
 from cdb_ops.load.envrotate import rotate_secrets
 from cdb_ops.load.settings import load_settings
@@ -205,7 +205,9 @@ def test_the_phase_carries_out_the_planned_rotation_and_records_it(project_dir):
     ctx = _phase_context(project_dir, engine)
     svc = ctx.desired.services["db"]
     assert services.converge_one(ctx, svc, "db") == "recreate"
+    assert pending_rotations(ctx.project) == {"db"}  # recorded before the container changed
     services._rotate(ctx, svc, "db", ctx.plan.rotations["db"])
+    assert pending_rotations(ctx.project) == frozenset()
     step = ctx.steps[-1]
     assert (step.resource, step.name, step.action, step.changed) == ("secret", "POSTGRES_PASSWORD", "rotate", True)
     assert "initialised with" in step.detail and "a-brand-new-password" not in step.detail
@@ -225,4 +227,19 @@ def test_a_rotation_that_cannot_be_applied_puts_the_old_container_back(project_d
     with pytest.raises(ConfigError):
         services._rotate(ctx, svc, "db", ctx.plan.rotations["db"])
     assert engine.containers_["t_db"].id == old_id and engine.containers_["t_db"].running
+    assert pending_rotations(ctx.project) == frozenset()  # the old container agrees with the volume
     assert [n for n in engine.containers_ if n.startswith("t_db")] == ["t_db"]  # nothing left aside
+
+
+def test_a_rotation_an_interrupted_run_left_undone_is_planned_again(project_dir, engine):
+    from cdb_ops.apply.rotate import mark_pending
+    from cdb_ops.load.project import Project
+
+    _converged(project_dir, engine)
+    project = Project(project_dir)
+    assert _rotations(project_dir, engine)[1] == []
+    assert mark_pending(project, "db") == {"db"} == pending_rotations(project)
+    rotations = _rotations(project_dir, engine, PlanOptions(pending_rotations=pending_rotations(project)))[1]
+    assert len(rotations) == 1 and "stopped before it set the password" in rotations[0].reason
+    assert mark_pending(project, "db", done=True) == frozenset() == pending_rotations(project)
+    assert not (project.state_dir / "rotation-pending.json").exists()
