@@ -14,7 +14,9 @@ def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
         if r.status != "pass":
             ctx.progress.step(phase.name, "check", r.name, r.status, r.detail)
 
-    results = run_checks(ctx.engine, ctx.desired, ctx.settings, ctx.options.validate, ctx.redact, on_result=report)
+    results = run_checks(
+        ctx.engine, ctx.desired, ctx.settings, ctx.options.validate, ctx.redact, on_result=report, observed=ctx.observed
+    )
     ctx.checks = results
     failed = [r for r in results if r.status == "fail"]
     passed = sum(r.status == "pass" for r in results)
