@@ -66,6 +66,26 @@ def preflight(plan: Plan, desired: DesiredStack, phases: list[PhaseSpec]) -> Non
         )
 
 
+def feed_preflight(engine: Engine, desired: DesiredStack, phases: list[PhaseSpec]) -> None:
+    """On the live feed, refuse the run within seconds when the exchange's stream does not answer —
+    instead of after the screener's health wait. Never switches to replay on its own: that is the user's
+    choice (CDB_FEED in .env, or --feed)."""
+    if desired.feed != "live" or not any(p.kind in ("services", "validate") for p in phases):
+        return
+    from cdb_ops.checks.feed import check_feed
+
+    reach = check_feed(desired.stack, desired.project, engine)
+    if reach is None or reach.ok:
+        return
+    raise Conflict(
+        f"the live feed cannot work here, nothing was changed: {reach.url} — {reach.stage}: {reach.detail} "
+        f"(checked from the {reach.where} in {reach.seconds:.1f} s)",
+        f"{reach.remedy}. Use the recorded market instead: `cdb-ops rebuild --feed replay` for this run, "
+        "or set CDB_FEED=replay in .env (`cdb-ops init --if-missing --feed replay` on a new .env)",
+        details={"feed_check": reach.to_dict()},
+    )
+
+
 def execute(
     *,
     command: str,
@@ -116,6 +136,7 @@ def execute(
                 steps=result.steps,
             )
             preflight(plan, desired, phases)
+            feed_preflight(engine, desired, phases)
             for phase in phases:
                 progress.phase(phase.name, phase.kind)
                 before = len(ctx.steps)

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from cdb_ops import __version__
-from cdb_ops.cli import backups, checks, converge, export, init, logs, planning, schema, status
+from cdb_ops.cli import backups, checks, converge, down, export, init, logs, planning, schema, status
 from cdb_ops.cli.session import Invocation
 from cdb_ops.errors import EXIT_CODE_MEANINGS, CdbError, ExitCode
 
@@ -45,6 +45,7 @@ def build_app() -> typer.Typer:
         planning.plan,
         converge.rebuild,
         converge.run,
+        down.down,
         status.status,
         checks.validate,
         backups.backup,

@@ -8,14 +8,27 @@ from typing import Annotated
 
 import typer
 
+from cdb_ops.checks.feed import FeedReach, check_feed
 from cdb_ops.cli.options import JsonOpt, ProjectDir
 from cdb_ops.cli.session import Invocation, begin
-from cdb_ops.errors import CdbError, Conflict, UsageError
+from cdb_ops.errors import CdbError, Conflict, EngineUnavailable, UsageError
 from cdb_ops.fsutil import atomic_write
 from cdb_ops.load.envrotate import NOT_ROTATED, rotate_secrets
+from cdb_ops.load.playbook import load_runbook
 from cdb_ops.load.project import Project, find_project
-from cdb_ops.load.settings import load_settings, render_env_from_example
+from cdb_ops.load.settings import load_settings, parse_env_file, render_env_from_example, set_env_value
 from cdb_ops.redact import Redactor
+
+InitFeedOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--feed",
+        help="Write CDB_FEED=live or replay without checking the exchange (default: check whether its "
+        "stream answers, from the engine's network, and choose).",
+        show_default=False,
+    ),
+]
+
 
 RotateOpt = Annotated[
     bool,
@@ -27,6 +40,31 @@ RotateOpt = Annotated[
 ]
 
 
+def choose_feed(project: Project, text: str, feed: str | None) -> tuple[str, str, FeedReach | None]:
+    """(.env text with CDB_FEED set, the feed, the check behind it). Decided here once, visibly: the
+    comment above the line says why; `rebuild` never switches feeds on its own."""
+    stamp = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    if feed is not None:
+        if feed not in ("live", "replay"):
+            raise UsageError(f"--feed {feed!r} is not a feed", "use --feed live or --feed replay")
+        return set_env_value(text, "CDB_FEED", feed, f"chosen with `cdb-ops init --feed {feed}` on {stamp}"), feed, None
+    _, stack = load_runbook(project.playbook("rebuild"))
+    try:
+        from cdb_ops.engine.docker import DockerEngine
+
+        engine: DockerEngine | None = DockerEngine(timeout=15)
+    except EngineUnavailable:
+        engine = None  # checked from the host instead; the result says so
+    reach = check_feed(stack, project, engine)
+    if reach is None:  # a playbook without a live feed
+        chosen = stack.default_feed or "replay"
+        why = f"the playbook declares no live feed; chose {chosen} on {stamp}"
+    else:
+        chosen = "live" if reach.ok else "replay"
+        why = f"{reach.summary} — chose {chosen} on {stamp}; `cdb-ops init --feed live|replay` changes it"
+    return set_env_value(text, "CDB_FEED", chosen, why), chosen, reach
+
+
 def init(
     ctx: typer.Context,
     project_dir: ProjectDir = None,
@@ -34,16 +72,18 @@ def init(
         bool, typer.Option("--force", help="Overwrite an existing .env (the old one is backed up).")
     ] = False,
     if_missing: Annotated[bool, typer.Option("--if-missing", help="Do nothing (exit 0) when .env exists.")] = False,
+    feed: InitFeedOpt = None,
     rotate: RotateOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
-    """Write .env from .env.example with freshly generated secrets (mode 0600)."""
+    """Write .env from .env.example with freshly generated secrets (mode 0600), and CDB_FEED: live when
+    the exchange's stream answers from the engine's network, else replay (offline, recorded frames)."""
     inv = begin(ctx, "init", json_output)
     project = find_project(project_dir)
     if rotate:
-        if force or if_missing:
+        if force or if_missing or feed:
             raise UsageError(
-                "--rotate works on the existing .env; it goes with neither --force nor --if-missing",
+                "--rotate works on the existing .env; it goes with none of --force, --if-missing, --feed",
                 "run `cdb-ops init --rotate` alone",
             )
         rotate_env(inv, project)
@@ -53,7 +93,20 @@ def init(
     if target.exists():
         if if_missing and not force:
             inv.redact = Redactor(load_settings(target).secret_values())  # an existing file must still be valid
-            inv.renderer().message("init", f"{target} exists; kept it", path=str(target), backup=None)
+            if "CDB_FEED" in parse_env_file(target) and feed is None:
+                inv.renderer().message("init", f"{target} exists; kept it", path=str(target), backup=None)
+                return
+            # an older .env without CDB_FEED: the feed is decided now, once, and added to the file
+            text, chosen, reach = choose_feed(project, target.read_text(encoding="utf-8-sig"), feed)
+            atomic_write(target, text, mode=0o600)
+            inv.renderer().message(
+                "init",
+                f"{target} exists; kept it and set CDB_FEED={chosen}" + (f" ({reach.summary})" if reach else ""),
+                path=str(target),
+                backup=None,
+                feed=chosen,
+                feed_check=reach.to_dict() if reach else None,
+            )
             return
         if not force:
             raise Conflict(
@@ -65,14 +118,18 @@ def init(
         os.chmod(backup, 0o600)
     if not project.env_example.is_file():
         raise CdbError(f"{project.env_example} is missing", "restore it from git (`git checkout .env.example`)")
-    atomic_write(target, render_env_from_example(project.env_example.read_text()), mode=0o600)
+    text, chosen, reach = choose_feed(project, render_env_from_example(project.env_example.read_text()), feed)
+    atomic_write(target, text, mode=0o600)
     inv.redact = Redactor(load_settings(target).secret_values())  # what we wrote must pass our own validation
     inv.renderer().message(
         "init",
-        f"wrote {target} (mode 0600) with generated secrets"
+        f"wrote {target} (mode 0600) with generated secrets and CDB_FEED={chosen}"
+        + (f" ({reach.summary})" if reach else "")
         + (f"; previous file backed up to {backup.name}" if backup else ""),
         path=str(target),
         backup=str(backup) if backup else None,
+        feed=chosen,
+        feed_check=reach.to_dict() if reach else None,
     )
 
 

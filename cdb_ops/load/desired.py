@@ -143,7 +143,8 @@ def resolve(
     profiles: list[str] | None = None,
     feed: str | None = None,
 ) -> DesiredStack:
-    feed = feed or stack.default_feed
+    # --feed wins; else the CDB_FEED that `init` chose and wrote into .env; else the playbook's default
+    feed = feed or (settings.get("CDB_FEED") or "").lower() or stack.default_feed
     if feed is not None and feed not in stack.feeds:
         raise UsageError(f"unknown feed {feed!r}", f"use one of: {', '.join(sorted(stack.feeds))}")
     if feed and stack.feeds[feed].depends_on:  # e.g. the screener waits for the replay server it reads

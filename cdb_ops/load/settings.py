@@ -135,3 +135,18 @@ def render_env_from_example(example: str) -> str:
             raw = f"{key.strip()}={generate_secret()}"
         out.append(raw)
     return "\n".join(out) + "\n"
+
+
+def set_env_value(text: str, key: str, value: str, comment: str) -> str:
+    """`text` (a .env) with `key=value`, a `# comment` line right above it: the first line for `key`
+    (set or empty) is replaced, or both lines are appended."""
+    lines = text.splitlines()
+    note = f"# {key}: {comment}"
+    for i, raw in enumerate(lines):
+        if raw.strip().removeprefix("export ").split("=", 1)[0].strip() == key and "=" in raw:
+            if i > 0 and lines[i - 1].startswith(f"# {key}: "):
+                lines[i - 1 : i + 1] = [note, f"{key}={value}"]
+            else:
+                lines[i : i + 1] = [note, f"{key}={value}"]
+            return "\n".join(lines) + "\n"
+    return "\n".join([*lines, note, f"{key}={value}"]) + "\n"

@@ -48,6 +48,12 @@ def _pg(project: Path, password: str | None = None) -> psycopg.Connection:
     )
 
 
+def _ensure_env(project: Path) -> None:
+    """Each test can run alone: the first one writes .env as a newcomer would; the others make sure."""
+    if not (project / ".env").exists():
+        assert cdb("init", "--if-missing", project=project).returncode == 0
+
+
 def _ids(project: Path) -> dict[str, set[str]]:
     with _pg(project) as conn:
         return {
@@ -91,6 +97,7 @@ def test_first_run_without_an_exchange_chooses_replay_once_and_converges(project
 
 
 def test_live_feed_without_an_exchange_stops_in_preflight_within_seconds(project):
+    _ensure_env(project)
     before = {c: docker.from_env().containers.get(c).attrs["Id"] for c in _ours("containers")}
     started = time.monotonic()
     r = cdb("rebuild", "--feed", "live", "--json", project=project)
@@ -105,15 +112,16 @@ def test_live_feed_without_an_exchange_stops_in_preflight_within_seconds(project
 
 
 def test_down_keeps_volumes_and_rebuild_brings_back_the_same_data(project):
+    _ensure_env(project)
     before = _ids(project)
     volumes = _ours("volumes")
     out = cdb_json("down", project=project)
     assert out["result"] == "ok"
     stopped = [s["name"] for s in out["steps"] if s["action"] == "remove" and s["resource"] == "container"]
-    # reverse dependency order: the services before Redis before Postgres
-    assert stopped.index(f"{PREFIX}postgres") == len(stopped) - 1
-    assert stopped.index(f"{PREFIX}redis") < stopped.index(f"{PREFIX}postgres")
-    assert stopped.index(f"{PREFIX}execution") < stopped.index(f"{PREFIX}redis")
+    # reverse dependency order: every service before the Redis and Postgres it depends on
+    for service in ("screener_ws", "signal", "risk", "execution"):
+        for store in ("redis", "postgres"):
+            assert stopped.index(f"{PREFIX}{service}") < stopped.index(f"{PREFIX}{store}"), (service, store)
     assert _ours("containers") == [] and _ours("networks") == []
     assert _ours("volumes") == volumes
     assert cdb_json("down", project=project)["changed"] == 0  # idempotent
@@ -124,6 +132,7 @@ def test_down_keeps_volumes_and_rebuild_brings_back_the_same_data(project):
 
 
 def test_down_volumes_needs_confirmation_then_backs_up_first(project):
+    _ensure_env(project)
     cdb_json("rebuild", project=project)
     volumes = _ours("volumes")
     r = cdb("down", "--volumes", "--json", project=project)
@@ -141,6 +150,7 @@ def test_down_volumes_needs_confirmation_then_backs_up_first(project):
 
 
 def test_a_changed_password_is_applied_in_place_without_losing_a_row(project):
+    _ensure_env(project)
     cdb_json("rebuild", project=project)
     old = env_values(project)
     before = _ids(project)
@@ -174,6 +184,7 @@ def test_a_changed_password_is_applied_in_place_without_losing_a_row(project):
 
 
 def test_a_renamed_role_is_named_as_the_cause(project):
+    _ensure_env(project)
     cdb_json("rebuild", project=project)
     original = (project / ".env").read_text()
     _set_env(project, POSTGRES_USER="somebody_else")
@@ -189,6 +200,7 @@ def test_a_renamed_role_is_named_as_the_cause(project):
 
 
 def test_wipe_and_restore_three_times_while_the_replay_trades(project):
+    _ensure_env(project)
     _set_env(project, REPLAY_LOOP="1", REPLAY_SPEED="20")
     assert cdb_json("rebuild", project=project)["result"] == "ok"
     for round_ in range(3):
@@ -209,15 +221,27 @@ def test_wipe_and_restore_three_times_while_the_replay_trades(project):
 
 
 def test_probe_rows_age_out_after_the_retention(project):
+    _ensure_env(project)
     assert cdb_json("rebuild", project=project)["result"] == "ok"
     with _pg(project) as conn:
         # age every probe row of earlier runs by two days
-        for table, column in (("signals", "created_at"), ("risk_events", "created_at"), ("orders", "created_at")):
-            conn.execute(f"UPDATE {table} SET {column} = {column} - interval '2 days' WHERE is_probe")
+        for table, column, probe in (
+            ("signals", "created_at", "is_probe"),
+            ("risk_events", "created_at", "is_probe"),
+            ("orders", "created_at", "is_probe"),
+            ("trades", "executed_at", "is_probe"),
+            ("market_snapshots", "inserted_at", "is_probe"),
+            ("positions", "updated_at", "portfolio = 'probe'"),
+            ("portfolio_snapshots", "taken_at", "portfolio = 'probe'"),
+            ("daily_pnl", "updated_at", "portfolio = 'probe'"),
+        ):
+            conn.execute(f"UPDATE {table} SET {column} = {column} - interval '2 days' WHERE {probe}")
         old = conn.execute("SELECT count(*) FROM signals WHERE is_probe").fetchone()[0]
     assert old >= 1
     out = cdb_json("validate", project=project)
-    assert out["result"] == "ok"
+    assert out["result"] == "pass"
+    probe = next(c for c in out["checks"] if c["name"] == "pipeline probe")
+    assert probe["facts"]["pruned"]["signals"] >= 1 and probe["facts"]["retention_hours"] == 24
     with _pg(project) as conn:
         left = conn.execute("SELECT count(*) FROM signals WHERE is_probe").fetchone()[0]
         fresh = conn.execute(

@@ -29,7 +29,7 @@ DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 COMMAND_SCHEMAS: dict[str, set[str]] = {
     "init": {"init"},
     "plan": {"plan"},
-    "rebuild": {"rebuild", "run"},
+    "rebuild": {"rebuild", "run", "down"},
     "status": {"status"},
     "validate": {"validate"},
     "doctor": {"doctor"},
@@ -38,7 +38,7 @@ COMMAND_SCHEMAS: dict[str, set[str]] = {
     "restore": {"restore"},
     "schema": {"schema status", "schema migrate"},
     "error": {
-        "init", "plan", "rebuild", "run", "status", "validate", "doctor", "logs", "backup", "restore",
+        "init", "plan", "rebuild", "run", "down", "status", "validate", "doctor", "logs", "backup", "restore",
         "schema status", "schema migrate",
     },
 }  # fmt: skip

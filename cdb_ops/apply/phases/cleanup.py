@@ -9,6 +9,10 @@ reports them as conflicts."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from graphlib import TopologicalSorter
+
 from cdb_ops.apply.context import PhaseContext
 from cdb_ops.errors import CdbError, StepFailed
 from cdb_ops.load.specs import PhaseSpec
@@ -22,15 +26,12 @@ def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
     volumes = [c for c in removals if c.resource == "volume" and c.action == "remove"]
     if volumes:
         _back_up(ctx, phase, volumes)
-    removed_any = False
     for change in containers:
         if change.action == "orphan":
             ctx.record(phase.name, "container", change.name, "orphan", f"{change.reason}; kept (use --remove-orphans)")
-            continue
-        with ctx.timed() as took:
-            _stop_then_remove(ctx, change.name)
-        removed_any = True
-        ctx.record(phase.name, "container", change.name, "remove", change.reason, took(), change.service)
+    doomed = [c for c in containers if c.action == "remove"]
+    _remove_in_dependency_order(ctx, phase, doomed)
+    removed_any = bool(doomed)
     for change in volumes:
         ctx.engine.remove_volume(change.name)
         ctx.record(phase.name, "volume", change.name, "remove", change.reason)
@@ -59,6 +60,40 @@ def _back_up(ctx: PhaseContext, phase: PhaseSpec, volumes: list[Change]) -> None
         raise StepFailed(f"backup before --wipe-data failed, so nothing was wiped: {exc.message}", exc.remedy) from None
     for b in made:
         ctx.record(phase.name, "backup", b.path.name, "backup", b.describe(), b.seconds)
+
+
+def _remove_in_dependency_order(ctx: PhaseContext, phase: PhaseSpec, changes: list[Change]) -> None:
+    """Stop and remove in reverse dependency order — a container goes only once every container that
+    depends on it is gone (the services before Redis and Postgres, so they finish in-flight work against
+    a live database) — and everything whose dependents are gone at once, in parallel."""
+    by_service = {c.service: c for c in changes if c.service in ctx.desired.stack.services}
+    graph: dict[str, set[str]] = {c.name: set() for c in changes}
+    for change in changes:
+        if change.service not in by_service:
+            continue  # a leftover or a container of no declared service: nothing waits for it
+        for other in by_service.values():
+            if change.service in ctx.desired.stack.services[str(other.service)].depends_on:
+                graph[change.name].add(other.name)  # `other` depends on it: `other` goes first
+    sorter = TopologicalSorter(graph)
+    sorter.prepare()
+    named = {c.name: c for c in changes}
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="cdb-stop") as pool:
+        running: dict[Future[float], Change] = {}
+        while sorter.is_active():
+            for name in sorted(sorter.get_ready()):
+                running[pool.submit(_timed_stop_then_remove, ctx, name)] = named[name]
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in finished:
+                change = running.pop(future)
+                seconds = future.result()  # an engine error ends the phase here, like a sequential stop
+                ctx.record(phase.name, "container", change.name, "remove", change.reason, seconds, change.service)
+                sorter.done(change.name)
+
+
+def _timed_stop_then_remove(ctx: PhaseContext, name: str) -> float:
+    started = time.monotonic()
+    _stop_then_remove(ctx, name)
+    return time.monotonic() - started
 
 
 def _stop_then_remove(ctx: PhaseContext, name: str) -> None:

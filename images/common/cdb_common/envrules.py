@@ -14,6 +14,7 @@ SECRET_MIN_LENGTH = 16
 # Passwords published in the user's memo: treat them as burnt, never use or accept them.
 LEAKED_PASSWORDS = frozenset({"cdb_secure_password_2025", "Jannek2025!"})
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+FEEDS = ("live", "replay")
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class EnvRule:
 
 _PCT = Decimal(100)
 _RULES = (
-    EnvRule("POSTGRES_DB", "text", hint="e.g. claire_de_binare", read_by=("postgres", "services", "cdb-ops")),
+    EnvRule("POSTGRES_DB", "text", hint="e.g. database_claire_de_binare", read_by=("postgres", "services", "cdb-ops")),
     EnvRule("POSTGRES_USER", "text", hint="e.g. claire", read_by=("postgres", "services", "cdb-ops")),
     EnvRule("POSTGRES_PASSWORD", "secret", read_by=("postgres", "services", "cdb-ops")),
     EnvRule("REDIS_PASSWORD", "secret", read_by=("redis", "services", "cdb-ops")),
@@ -118,6 +119,22 @@ _RULES = (
         hint="e.g. 1",
     ),
     EnvRule("LOG_LEVEL", "choice", "INFO", choices=LOG_LEVELS, required=False, read_by=("services",), hint="INFO"),
+    # Written by `init` after it checked whether the exchange answers; `rebuild` uses it unless --feed
+    # says otherwise and never switches on its own. Unset (an older .env): the playbook's default_feed.
+    EnvRule("CDB_FEED", "choice", None, choices=FEEDS, required=False, read_by=("cdb-ops",), hint="live or replay"),
+    # What validate's end-to-end probe wrote is deleted once it is older than this.
+    EnvRule(
+        "CDB_PROBE_RETENTION_HOURS",
+        "decimal",
+        "24",
+        Decimal(0),
+        True,
+        Decimal(24 * 366),
+        unit="hours",
+        required=False,
+        read_by=("cdb-ops",),
+        hint="e.g. 24",
+    ),
 )
 RULES: dict[str, EnvRule] = {r.key: r for r in _RULES}
 SECRET_KEYS = tuple(r.key for r in _RULES if r.kind == "secret")
@@ -134,7 +151,8 @@ def problem(rule: EnvRule, value: str) -> str | None:
             return "contains quotes, spaces, backslashes, $ or backticks"
         return None
     if rule.kind == "choice":
-        return None if value.upper() in rule.choices else f"{value!r} is not one of {', '.join(rule.choices)}"
+        known = {c.upper() for c in rule.choices}
+        return None if value.upper() in known else f"{value!r} is not one of {', '.join(rule.choices)}"
     if rule.kind == "text":
         return None if re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", value) else f"{value!r} is not a plain name"
     try:
