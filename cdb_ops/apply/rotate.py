@@ -45,6 +45,7 @@ CDB_SQL
 
 _NO_ROLE = re.compile(r'role "([^"]+)" does not exist')
 PENDING_FILE = "rotation-pending.json"
+VOLUME_MISMATCH = "volume_mismatch"  # details.cause of the error: .env names a role/database the volume lacks
 
 
 def pending_rotations(project: Project) -> frozenset[str]:
@@ -122,6 +123,7 @@ def set_role_password(
             "`cdb-ops restore backups/<the dump> --yes`",
             file=str(settings.path),
             line=settings.lines.get("POSTGRES_USER"),
+            details={"cause": VOLUME_MISMATCH, "role": missing.group(1), "volume": volume},
         )
     if "cdb-rotate: no database" in text:
         db = settings.get("POSTGRES_DB") or role
@@ -132,6 +134,7 @@ def set_role_password(
             "has it) and run `cdb-ops rebuild`",
             file=str(settings.path),
             line=settings.lines.get("POSTGRES_DB"),
+            details={"cause": VOLUME_MISMATCH, "database": db, "volume": volume},
         )
     if code != 0 or "cdb-rotate: ok" not in text:
         raise StepFailed(

@@ -142,6 +142,7 @@ def test_a_role_the_volume_does_not_hold_is_named_as_the_cause(project_dir):
     assert 'role "somebody_else" does not exist in the data volume t_data' in err.value.message
     assert ".env:2" in err.value.message  # the file and line of POSTGRES_USER
     assert "POSTGRES_USER" in err.value.remedy and "--wipe-data" in err.value.remedy
+    assert err.value.details["cause"] == "volume_mismatch"  # so the run is not recorded with that role
 
 
 def test_init_rotate_changes_only_the_secret_values():
