@@ -23,11 +23,14 @@ def backup(
     keep: Annotated[int, typer.Option("--keep", min=1, help="How many backups of the database to keep.")] = 7,
     json_output: JsonOpt = False,
 ) -> None:
-    """pg_dump of the stack's database (custom format) into backups/, with a .sha256 file and retention."""
+    """pg_dump of the stack's database (custom format) into backups/, verified (pg_restore --list reads it,
+    checksums match), with a .sha256 file and retention."""
     s = open_session(ctx, "backup", json_output, project_dir)
     b = backup_database(DockerEngine(), s.desired, s.settings, s.project, s.redact, keep)
     s.out.message(
-        "backup", f"wrote {b.path} ({b.size} bytes, sha256 {b.sha256[:12]}…) in {b.seconds:.1f}s", **b.to_dict()
+        "backup",
+        f"wrote {b.path} ({b.size} bytes, sha256 {b.sha256[:12]}…) in {b.seconds:.1f}s; {b.verified}",
+        **b.to_dict(),
     )
 
 

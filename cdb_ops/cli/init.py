@@ -10,9 +10,10 @@ import typer
 
 from cdb_ops.checks.feed import FeedReach, check_feed
 from cdb_ops.cli.options import JsonOpt, ProjectDir
-from cdb_ops.cli.session import begin, stack_secrets
+from cdb_ops.cli.session import Invocation, begin, stack_secrets
 from cdb_ops.errors import Conflict, EngineUnavailable, UsageError
 from cdb_ops.fsutil import atomic_write, read_bytes, read_text
+from cdb_ops.load.envrotate import NOT_ROTATED, rotate_secrets
 from cdb_ops.load.playbook import load_stack
 from cdb_ops.load.project import Project, find_project
 from cdb_ops.load.settings import (
@@ -35,6 +36,16 @@ InitFeedOpt = Annotated[
         help="Write CDB_FEED=live or replay without checking the exchange (default: check whether its "
         "stream answers, from the engine's network, and choose).",
         show_default=False,
+    ),
+]
+
+
+RotateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--rotate",
+        help="Fresh values for the secrets of the existing .env (backed up first), every other line kept; "
+        "the next `rebuild` applies them (the Postgres role's password is changed in place, no data lost).",
     ),
 ]
 
@@ -71,12 +82,21 @@ def init(
     ] = False,
     if_missing: Annotated[bool, typer.Option("--if-missing", help="Do nothing (exit 0) when .env exists.")] = False,
     feed: InitFeedOpt = None,
+    rotate: RotateOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Write .env from .env.example with freshly generated secrets (mode 0600), and CDB_FEED: live when
     the exchange's stream answers from the engine's network, else replay (offline, recorded frames)."""
     inv = begin(ctx, "init", json_output)
     project = find_project(project_dir)
+    if rotate:
+        if force or if_missing or feed:
+            raise UsageError(
+                "--rotate works on the existing .env; it goes with none of --force, --if-missing, --feed",
+                "run `cdb-ops init --rotate` alone",
+            )
+        rotate_env(inv, project)
+        return
     target = project.env_file
     stack = load_stack(project.stack_file)
     secrets = stack_secrets(stack)
@@ -126,4 +146,29 @@ def init(
         backup=str(backup) if backup else None,
         feed=chosen,
         feed_check=reach.to_dict() if reach else None,
+    )
+
+
+def rotate_env(inv: Invocation, project: Project) -> None:
+    """`init --rotate`: the existing .env (it must be valid) with new secret values, the old file backed up."""
+    target = project.env_file
+    old = load_settings(target)  # refuses a missing or broken .env, naming file, line and fix
+    text, rotated = rotate_secrets(target.read_text(encoding="utf-8-sig"))
+    when = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    backup, n = target.with_name(f".env.bak-{when}"), 1
+    while backup.exists():  # two rotations within a second keep both previous files
+        backup, n = target.with_name(f".env.bak-{when}-{n}"), n + 1
+    backup.write_bytes(target.read_bytes())
+    os.chmod(backup, 0o600)
+    atomic_write(target, text, mode=0o600)
+    inv.redact = Redactor(old.secret_values() + load_settings(target).secret_values())
+    kept = [f"{k} kept: {why}" for k, why in NOT_ROTATED.items() if k in old.values]
+    inv.renderer().message(
+        "init",
+        f"rotated {', '.join(rotated) or 'nothing'} in {target} (previous file backed up to {backup.name}); "
+        "run `cdb-ops rebuild` to apply them: the Postgres role's password is changed in place, Redis and the "
+        "services restart with the new secrets" + "".join(f"\n{k}" for k in kept),
+        path=str(target),
+        backup=str(backup),
+        rotated=rotated,
     )

@@ -161,8 +161,8 @@ def test_a_changed_password_is_applied_in_place_without_losing_a_row(project):
     )
     new = env_values(project)
     plan = cdb_json("plan", project=project)
-    rotation = [s for s in plan["steps"] if s["action"] == "rotate"]
-    assert rotation and "password" in rotation[0]["detail"]
+    rotation = [c for c in plan["changes"] if c["action"] == "rotate"]
+    assert rotation and "password" in rotation[0]["reason"] and "initialised" in rotation[0]["reason"]
     r = cdb("rebuild", "--json", project=project)
     assert r.returncode == 0, r.stdout[-3000:]
     for secret in (old["POSTGRES_PASSWORD"], new["POSTGRES_PASSWORD"], old["REDIS_PASSWORD"], new["REDIS_PASSWORD"]):

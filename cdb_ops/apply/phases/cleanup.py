@@ -3,7 +3,8 @@
 The planner decides what goes: always containers left over from an interrupted recreate; with --clean
 every container of the stack and its network (data volumes stay); with --remove-orphans stack containers
 the playbook no longer selects; with --wipe-data (confirmed by the CLI first) containers and data
-volumes, after backups this phase makes first. Foreign containers are never touched; the preflight
+volumes, after the verified backups this phase makes first (apply/archive.py: the databases are
+stopped before their volumes are archived). Foreign containers are never touched; the preflight
 reports them as conflicts."""
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from graphlib import TopologicalSorter
 
 from cdb_ops.apply.context import PhaseContext
 from cdb_ops.errors import CdbError, StepFailed
-from cdb_ops.load.endpoints import postgres_service
 from cdb_ops.load.specs import PhaseSpec
 from cdb_ops.model.plan import Change
 
@@ -48,36 +48,18 @@ def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
 
 
 def _back_up(ctx: PhaseContext, phase: PhaseSpec, volumes: list[Change]) -> None:
-    """--wipe-data: back up first (pg_dump of the running database, then — its users stopped — a raw
-    archive of every data volume); when any backup fails nothing is removed."""
-    from cdb_ops.apply.backup import backup_database, backup_volume
+    """--wipe-data: verified backups first (a pg_dump of the running database, then the stack stopped
+    and every data volume archived from its stopped state); when any backup fails nothing is removed."""
+    from cdb_ops.apply.archive import backup_before_delete
 
-    d = ctx.desired
-    observed = ctx.observed.containers
-    pg = d.services.get(postgres_service(d))
-    pg_c = observed.get(pg.container.name) if pg else None
     try:
-        if pg_c is not None and pg_c.running:
-            with ctx.timed() as took:
-                b = backup_database(ctx.engine, d, ctx.settings, ctx.project, ctx.redact)
-            ctx.record(phase.name, "backup", b.path.name, "backup", f"pg_dump of {b.source}, {b.size} bytes", took())
-        ours = [observed[c.name] for c in ctx.plan.removals if c.resource == "container" and c.name in observed]
-        # a raw archive of a volume in use is torn (Postgres writes WAL while tar reads): stop its users first
-        for c in ours:
-            if c.running and any(v.name in c.volumes for v in volumes):
-                ctx.engine.stop(c.name, timeout=10)
-        for vol in volumes:
-            users = [c for c in ours if vol.name in c.volumes]
-            image: str | None = users[0].image_id if users else None
-            if image is None:
-                image = next((s.image.fallback.tag for s in d.services.values() if s.image.fallback), None)
-            if image is None:
-                raise StepFailed(f"no image to archive volume {vol.name} with", "run `cdb-ops rebuild` once first")
-            with ctx.timed() as took:
-                b = backup_volume(ctx.engine, d, ctx.project, vol.name, image)
-            ctx.record(phase.name, "backup", b.path.name, "backup", f"archive of volume {vol.name}", took())
+        made = backup_before_delete(
+            ctx.engine, ctx.desired, ctx.settings, ctx.project, ctx.redact, [v.name for v in volumes]
+        )
     except CdbError as exc:
         raise StepFailed(f"backup before --wipe-data failed, so nothing was wiped: {exc.message}", exc.remedy) from None
+    for b in made:
+        ctx.record(phase.name, "backup", b.path.name, "backup", b.describe(), b.seconds)
 
 
 def _remove_in_dependency_order(ctx: PhaseContext, phase: PhaseSpec, changes: list[Change]) -> None:
