@@ -96,7 +96,8 @@ class Event:
 
 @dataclass(frozen=True)
 class Tick(Event):
-    """One symbol's miniTicker update, filtered by the screener (USDT pair, enough volume)."""
+    """One symbol's miniTicker update: a USDT pair with enough volume, or a held symbol (`entry_allowed` false:
+    it flows for marks and exits only, whatever its volume or quote asset)."""
 
     _decimals: ClassVar[frozenset[str]] = frozenset({"price", "open", "high", "low", "base_volume", "quote_volume"})
     event_id: str
@@ -112,6 +113,7 @@ class Tick(Event):
     produced_at: int
     is_probe: bool = False
     source: str = "binance"
+    entry_allowed: bool = True
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,7 @@ class StreamConsumer:
         claim_idle_ms: int = 60_000,
         claim_every_s: float = 30.0,
         name: str | None = None,
+        on_start: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.bus = bus
         self.db = db
@@ -155,6 +156,9 @@ class StreamConsumer:
         self.claim_idle_ms = claim_idle_ms
         self.claim_every_s = claim_every_s
         self.name = name or consumer_name()
+        # Runs once, after the group exists and before the first entry is handled (state restore);
+        # retried with backoff while Redis or Postgres is down.
+        self.on_start = on_start
         self.last_event_at: float | None = None  # monotonic time of the last handled entry
         self.handled = 0
 
@@ -167,6 +171,9 @@ class StreamConsumer:
                 if needs_setup:
                     await self.bus.ensure_group(self.stream, self.group)
                     self.bus.mark_up()
+                    if self.on_start is not None:
+                        await self.on_start()
+                        self.on_start = None
                     await self._drain_own_pending(stop)
                     needs_setup = False
                 if time.monotonic() >= next_claim:
@@ -190,6 +197,12 @@ class StreamConsumer:
                 delay = backoff.next_delay()
                 self.bus.mark_down(exc, delay)
                 needs_setup = True  # re-read own pending entries after the reconnect
+                await sleep_or_stop(stop, delay)
+            except Unavailable as exc:  # Postgres, during on_start
+                delay = backoff.next_delay()
+                if self.db is not None:
+                    self.db.report_failure(exc, delay)
+                needs_setup = True
                 await sleep_or_stop(stop, delay)
 
     async def _drain_own_pending(self, stop: asyncio.Event) -> None:

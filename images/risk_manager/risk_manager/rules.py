@@ -8,11 +8,14 @@ Order of the checks (the first that fails decides):
    SELL without a position → `no_position`; SELL while a SELL is pending → `order_pending`.
 3. size: qty = (equity · MAX_POSITION_SIZE / 100) / price, rounded down to 1e-8 coin; below
    MIN_ORDER_NOTIONAL → `below_min_notional`. A SELL closes the whole long (qty = held qty).
-4. total exposure ≤ MAX_TOTAL_EXPOSURE % of equity (held positions at market + pending BUYs):
-   shrink the BUY to the remaining room (`approved_shrunk`) or reject when the room is below
-   MIN_ORDER_NOTIONAL (`exposure_limit`).
-5. cash: a BUY (with slippage and fee) never spends more than the free cash (`insufficient_cash`
-   or shrink); it only binds when MAX_TOTAL_EXPOSURE is near 100 %.
+4. total exposure ≤ MAX_TOTAL_EXPOSURE % of equity AFTER the costs (held positions at market + pending
+   BUYs, against the equity left once the pending BUYs and this one paid slippage and fee):
+   with c = cap/100, k = (1 + bps/10000)·(1 + fee/100) − 1, P = pending BUY notional, X = exposure,
+   E = equity, the order's notional n must satisfy X + n ≤ c·(E − k·P − k·n), i.e.
+   n ≤ room = (c·(E − k·P) − X) / (1 + c·k). Shrink the BUY to the room (`approved_shrunk`) or reject
+   when the room is below MIN_ORDER_NOTIONAL (`exposure_limit`).
+5. cash: a BUY (with slippage and fee) never spends more than the free cash, which is the cash minus
+   the full cost (notional + slippage + fee) of every pending BUY (`insufficient_cash` or shrink).
 """
 
 from __future__ import annotations
@@ -76,6 +79,11 @@ class RiskLimits:
             fee_pct=env_decimal(settings.env, "FEE_PCT", "0.1", minimum=Decimal(0)),
             slippage_bps=env_decimal(settings.env, "SLIPPAGE_BPS", "5", minimum=Decimal(0)),
         )
+
+    @property
+    def cost_factor(self) -> Decimal:
+        """What one USDT of BUY notional at the reference price costs with slippage and fee."""
+        return (1 + self.slippage_bps / 10000) * (1 + self.fee_pct / HUNDRED)
 
     def as_json(self) -> dict[str, str]:
         return {
@@ -225,16 +233,19 @@ def evaluate(signal: SignalIn, view: PortfolioView, limits: RiskLimits, now: dat
     requested = floor_qty(target_notional / signal.price)
     if requested * signal.price < limits.min_order_notional or requested <= 0:
         return decide(REJECTED, "below_min_notional", requested, ZERO)
-    # 4. total exposure
-    room = equity * limits.max_total_exposure_pct / HUNDRED - exposure
+    # 4. total exposure, after the costs of the pending BUYs and of this one
+    cap = limits.max_total_exposure_pct / HUNDRED
+    factor = limits.cost_factor
+    pending_notional = sum((o.qty * o.reference_price for o in view.pending if o.side == "BUY"), ZERO)
+    room = (cap * (equity - (factor - 1) * pending_notional) - exposure) / (1 + cap * (factor - 1))
     qty, reason = requested, "approved"
     if requested * signal.price > room:
         if room < limits.min_order_notional:
             return decide(REJECTED, "exposure_limit", requested, ZERO, exposure_room=plain(money(max(room, ZERO))))
         qty, reason = floor_qty(room / signal.price), "approved_shrunk"
-    # 5. cash (slippage and fee included), with pending BUYs already spoken for
-    free_cash = view.cash - sum((o.qty * o.reference_price for o in view.pending if o.side == "BUY"), ZERO)
-    unit_cost = signal.price * (1 + limits.slippage_bps / 10000) * (1 + limits.fee_pct / HUNDRED)
+    # 5. cash, with the full cost (notional, slippage, fee) of every pending BUY already spoken for
+    free_cash = view.cash - pending_notional * factor
+    unit_cost = signal.price * factor
     if qty * unit_cost > free_cash:
         affordable = floor_qty(free_cash / unit_cost)
         if affordable * signal.price < limits.min_order_notional or affordable <= 0:

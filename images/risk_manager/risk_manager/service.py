@@ -1,16 +1,19 @@
 """Risk manager service: one decision per signal (cdb:signals) → risk_events + audit line (+ order).
 
 Ids are derived from the signal id, so a redelivered signal finds its stored decision and re-emits
-the same order instead of deciding again (and writes no second audit line).
+the same order instead of deciding again (and writes no second audit line). A second loop expires
+orders still unfilled after ORDER_TTL_SECONDS (status EXPIRED with the reason, one audit line each).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
 
-from cdb_common.config import Settings
+from cdb_common.config import Settings, env_int
+from cdb_common.db import Unavailable, sleep_or_stop
 from cdb_common.events import STREAM_ORDERS, STREAM_SIGNALS, Order, Signal, derived_id, now_ms
 from cdb_common.health import HealthReport
 from cdb_common.runtime import BaseService
@@ -31,6 +34,7 @@ EXPOSURE = Gauge(
 DAILY_DRAWDOWN = Gauge(
     "cdb_daily_drawdown_pct", "Drawdown from start-of-UTC-day equity at the last decision", ["portfolio"]
 )
+EXPIRED = Counter("cdb_orders_expired_total", "Orders expired unfilled after ORDER_TTL_SECONDS", ["side"])
 BREAKER = Gauge("cdb_circuit_breaker_tripped", "1 while the daily-drawdown breaker halts BUYs", ["portfolio"])
 
 
@@ -62,9 +66,43 @@ class RiskService(BaseService):
         self.consumer = StreamConsumer(self.redis_bus, self.db, STREAM_SIGNALS, "risk_manager", self.handle, log=log)
         self.decisions = {"APPROVED": 0, "REJECTED": 0}
         self.breaker_tripped = False
+        self.order_ttl = env_int(settings.env, "ORDER_TTL_SECONDS", 300, minimum=1)
+        self.orders_expired = 0
 
     def loops(self) -> list[Any]:
-        return [self.consumer.run(self.stop)]
+        return [self.consumer.run(self.stop), self.expiry_loop()]
+
+    async def expiry_loop(self) -> None:
+        """Sweep for unfilled orders older than ORDER_TTL_SECONDS, several times per TTL."""
+        every = min(5.0, self.order_ttl / 4)
+        while not self.stop.is_set():
+            await sleep_or_stop(self.stop, every)
+            # While Postgres is down the database monitor reports it; the next sweep catches up.
+            with contextlib.suppress(Unavailable):
+                await self.expire_once()
+
+    async def expire_once(self) -> int:
+        assert self.db is not None
+        async with self.db.transaction() as conn:
+            rows = await store.expire_orders(conn, self.order_ttl)
+        for row in rows:
+            record = store.expiry_record(row, self.order_ttl, utcnow().isoformat(timespec="milliseconds"))
+            EXPIRED.labels(record["side"]).inc()
+            self.orders_expired += 1
+            self._audit(record)
+            self.log.warning(
+                "order expired", extra={k: record[k] for k in ("order_id", "symbol", "side", "detail", "portfolio")}
+            )
+        return len(rows)
+
+    def _audit(self, record: dict[str, Any]) -> None:
+        try:
+            self.audit.append(record)
+            self.audit.last_error = None
+        except OSError as exc:
+            AUDIT_ERRORS.inc()
+            self.audit.last_error = str(exc)
+            self.log.error("audit line not written", extra={"path": self.audit.path, "error": str(exc)})
 
     async def handle(self, _entry_id: str, fields: dict[str, Any]) -> Outputs:
         signal = Signal.from_fields(fields)
@@ -144,13 +182,7 @@ class RiskService(BaseService):
             "portfolio": portfolio,
             "is_probe": signal.is_probe,
         }
-        try:
-            self.audit.append(record)
-            self.audit.last_error = None
-        except OSError as exc:
-            AUDIT_ERRORS.inc()
-            self.audit.last_error = str(exc)
-            self.log.error("audit line not written", extra={"path": self.audit.path, "error": str(exc)})
+        self._audit(record)
         self.log.info(
             "risk decision",
             extra={
@@ -167,6 +199,8 @@ class RiskService(BaseService):
         report.checks["circuit_breaker_tripped"] = self.breaker_tripped
         report.checks["audit_path"] = self.audit.path
         report.checks["audit_lines_written"] = self.audit.lines_written
+        report.checks["order_ttl_seconds"] = self.order_ttl
+        report.checks["orders_expired"] = self.orders_expired
         if self.audit.last_error:
             report.checks["audit_error"] = self.audit.last_error
             report.worsen("degraded")

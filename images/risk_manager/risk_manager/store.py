@@ -54,6 +54,52 @@ SET breaker_tripped = daily_pnl.breaker_tripped OR EXCLUDED.breaker_tripped,
 """
 
 
+# Orders that never filled (their stream entry lost, execution never saw them) stop counting as pending
+# exposure and stop blocking their symbol. The row lock taken by a concurrent fill makes this UPDATE
+# wait and then re-check `status = 'NEW'`, so a filled order is never expired.
+EXPIRE_ORDERS = """
+UPDATE orders SET status = 'EXPIRED', reject_reason = %(reason)s, updated_at = now()
+WHERE status = 'NEW' AND created_at < now() - make_interval(secs => %(ttl)s)
+RETURNING order_id, risk_event_id, signal_id, symbol, side, qty, reference_price, portfolio, is_probe,
+          EXTRACT(EPOCH FROM now() - created_at)
+"""
+
+
+def expiry_reason(ttl_seconds: int) -> str:
+    return f"expired: not filled within {ttl_seconds} s (ORDER_TTL_SECONDS)"
+
+
+def expiry_record(row: tuple[Any, ...], ttl_seconds: int, ts: str) -> dict[str, Any]:
+    """The audit line of one expired order (same file as the decisions, `event` tells them apart)."""
+    order_id, risk_event_id, signal_id, symbol, side, qty, reference_price, portfolio, is_probe, age = row
+    return {
+        "ts": ts,
+        "event": "order_expired",
+        "order_id": str(order_id),
+        "risk_event_id": str(risk_event_id),
+        "signal_id": str(signal_id),
+        "symbol": symbol,
+        "side": side,
+        "decision": "EXPIRED",
+        "reason": "expired",
+        "detail": expiry_reason(ttl_seconds),
+        "qty": qty,
+        "reference_price": reference_price,
+        "released_notional": qty * reference_price,
+        "age_seconds": round(float(age), 3),
+        "order_ttl_seconds": ttl_seconds,
+        "portfolio": portfolio,
+        "is_probe": is_probe,
+    }
+
+
+async def expire_orders(conn: Any, ttl_seconds: int) -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = await (
+        await conn.execute(EXPIRE_ORDERS, {"reason": expiry_reason(ttl_seconds), "ttl": ttl_seconds})
+    ).fetchall()
+    return rows
+
+
 async def load_view(conn: Any, portfolio: str, today: date, capital: Decimal, only_symbol: str | None) -> PortfolioView:
     """The portfolio as risk sees it. `only_symbol` (the probe) gives a fresh INITIAL_CAPITAL view."""
     holdings: dict[str, Holding] = {}

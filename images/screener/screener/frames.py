@@ -2,7 +2,9 @@
 
 A frame is a JSON array of objects {e: "24hrMiniTicker", E: event ms, s: symbol, c: close, o: open
 24h ago, h, l, v: base volume, q: quote volume}, numbers as strings, only for symbols that changed.
-24h change % = (c/o − 1)·100. Kept: symbols ending in USDT with q ≥ MIN_VOLUME. A frame that is not
+24h change % = (c/o − 1)·100. Kept for entries: symbols ending in USDT with q ≥ MIN_VOLUME; a held symbol
+(open position or unfilled order) is kept whatever its quote asset or volume, marked `exit_only`
+(for marks and exits, never for an entry). A frame that is not
 JSON, too large or of the wrong shape is rejected whole (counted by reason, never a crash); a bad item
 inside a good frame is skipped and counted. {"e": "serverShutdown"} announces maintenance.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Container
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -51,6 +54,7 @@ class FrameResult:
     shutdown: bool = False  # serverShutdown: reconnect to another server
     bad_items: int = 0
     filtered: dict[str, int] = field(default_factory=dict)  # reason -> count (not_usdt, low_volume)
+    exit_only: set[str] = field(default_factory=set)  # kept only because held: failed an entry filter
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -89,8 +93,22 @@ def parse_item(item: Any) -> MiniTicker | None:
     return ticker
 
 
-def parse_frame(raw: str | bytes, min_volume: Decimal, max_bytes: int = MAX_FRAME_BYTES) -> FrameResult:
-    """Parse and filter one websocket message."""
+def entry_filter(ticker: MiniTicker, min_volume: Decimal) -> str | None:
+    """Why `ticker` may not be entered (not_usdt, low_volume), or None when it passes."""
+    if not ticker.symbol.endswith(QUOTE) or len(ticker.symbol) <= len(QUOTE):
+        return "not_usdt"
+    if ticker.quote_volume < min_volume:
+        return "low_volume"
+    return None
+
+
+def parse_frame(
+    raw: str | bytes,
+    min_volume: Decimal,
+    max_bytes: int = MAX_FRAME_BYTES,
+    held: Container[str] = frozenset(),
+) -> FrameResult:
+    """Parse and filter one websocket message; symbols in `held` pass the filters as `exit_only`."""
     result = FrameResult()
     if len(raw) > max_bytes:
         result.rejected = "oversized"
@@ -115,12 +133,14 @@ def parse_frame(raw: str | bytes, min_volume: Decimal, max_bytes: int = MAX_FRAM
         if ticker is None:
             result.bad_items += 1
             continue
-        if not ticker.symbol.endswith(QUOTE) or len(ticker.symbol) <= len(QUOTE):
-            result.filtered["not_usdt"] = result.filtered.get("not_usdt", 0) + 1
-        elif ticker.quote_volume < min_volume:
-            result.filtered["low_volume"] = result.filtered.get("low_volume", 0) + 1
-        else:
+        reason = entry_filter(ticker, min_volume)
+        if reason is None:
             result.tickers.append(ticker)
+        elif ticker.symbol in held:
+            result.tickers.append(ticker)
+            result.exit_only.add(ticker.symbol)
+        else:
+            result.filtered[reason] = result.filtered.get(reason, 0) + 1
     if data and result.bad_items == len(data):
         result.rejected = "wrong_shape"  # nothing in it was a miniTicker
     return result

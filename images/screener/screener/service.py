@@ -4,7 +4,8 @@ Three loops: the feed (websocket client with backoff + jitter, rotates before th
 reconnects on `serverShutdown`), the publisher (XADD from a bounded in-memory queue, so a Redis
 restart loses nothing that fits in the queue), and the snapshot flusher (one upsert per symbol and
 minute every few seconds, kept and retried while Postgres is down). POST /probe injects the
-end-to-end probe's synthetic frames through the same path as real frames.
+end-to-end probe's synthetic frames through the same path as real frames. A fourth loop reads what the
+account holds (cdb_common.holdings): held symbols pass the entry filters, flagged `entry_allowed=false`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from cdb_common.config import Settings, env_int
 from cdb_common.db import Unavailable, sleep_or_stop
 from cdb_common.events import STREAM_TICKS, Tick, now_ms
 from cdb_common.health import HealthReport
+from cdb_common.holdings import HoldingsWatcher
 from cdb_common.runtime import BaseService
 from cdb_common.streams import REDIS_ERRORS
 from cdb_common.timeutil import minute_of, ms_to_datetime
@@ -43,6 +45,9 @@ FRAMES_RECEIVED = Counter("cdb_frames_received_total", "Websocket messages recei
 FRAMES_REJECTED = Counter("cdb_frames_rejected_total", "Frames or frame items dropped", ["reason"])
 TICKS_RECEIVED = Counter("cdb_ticks_received_total", "Valid miniTicker items received (before filtering)")
 TICKS_FILTERED = Counter("cdb_ticks_filtered_total", "Items filtered out", ["reason"])
+TICKS_HELD = Counter(
+    "cdb_ticks_held_total", "Ticks that failed an entry filter but flow because the symbol is held (marks, exits)"
+)
 TICKS_PUBLISHED = Counter("cdb_ticks_published_total", "Ticks added to cdb:ticks")
 TICKS_DROPPED = Counter("cdb_ticks_dropped_total", "Ticks dropped because the publish queue overflowed")
 SNAPSHOT_ROWS = Counter("cdb_snapshot_rows_written_total", "market_snapshots rows upserted")
@@ -84,15 +89,22 @@ class ScreenerService(BaseService):
         self.published = 0
         self.dropped = 0
         self.http.add_route("POST", "/probe", self.probe)
+        assert self.db is not None
+        self.holdings = HoldingsWatcher(self.db, env_int(settings.env, "HELD_REFRESH_SECONDS", 1, minimum=1))
 
     def loops(self) -> list[Any]:
-        return [self.feed_loop(), self.publish_loop(), self.flush_loop()]
+        return [self.feed_loop(), self.publish_loop(), self.flush_loop(), self.holdings.run(self.stop)]
+
+    async def open(self) -> None:
+        # Know what is held before the first frame, so a restart never drops a held symbol's ticks.
+        with contextlib.suppress(Unavailable, TimeoutError):
+            await asyncio.wait_for(self.holdings.refresh(), timeout=10)
 
     # -- frames -----------------------------------------------------------------------------------
     def handle_frame(self, raw: str | bytes, *, is_probe: bool = False) -> FrameResult:
         """The one path every frame takes, real or probe: parse, filter, queue ticks and snapshots."""
         FRAMES_RECEIVED.inc()
-        result = parse_frame(raw, self.min_volume)
+        result = parse_frame(raw, self.min_volume, held=self.holdings.current.symbols)
         if result.rejected:
             FRAMES_REJECTED.labels(result.rejected).inc()
             self.log.debug("frame rejected", extra={"reason": result.rejected})
@@ -106,6 +118,8 @@ class ScreenerService(BaseService):
         for reason, count in result.filtered.items():
             TICKS_FILTERED.labels(reason).inc(count)
         TICKS_RECEIVED.inc(len(result.tickers) + sum(result.filtered.values()))
+        if result.exit_only:
+            TICKS_HELD.inc(sum(1 for t in result.tickers if t.symbol in result.exit_only))
         received = now_ms()
         for ticker in result.tickers:
             self._enqueue(
@@ -123,6 +137,7 @@ class ScreenerService(BaseService):
                     produced_at=received,
                     is_probe=is_probe,
                     source="probe" if is_probe else self.source,
+                    entry_allowed=ticker.symbol not in result.exit_only,
                 )
             )
             key = (ticker.symbol, ticker.event_time // 60_000)
@@ -312,6 +327,7 @@ class ScreenerService(BaseService):
         report.checks["ticks_published"] = self.published
         report.checks["pending_ticks"] = len(self.queue)
         report.checks["pending_snapshots"] = len(self.snapshots)
+        report.checks["held_symbols"] = len(self.holdings.current.symbols)
         stale = (age if age is not None else since_start) > self.stale_seconds
         if stale:
             report.checks["frame_stale"] = f"no frame for more than {self.stale_seconds} s"

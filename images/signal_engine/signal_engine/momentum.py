@@ -6,11 +6,16 @@ Definitions (exact, tested):
 - reference price = the price in effect at the window start (the last tick at or before
   `tick_time - window`), or the oldest tick seen when the history is shorter than the window;
   change % = (price / reference − 1) · 100.
-- BUY when change ≥ threshold and 24h quote volume ≥ MIN_VOLUME; SELL when change ≤ −threshold
-  (an exit: no volume condition, just as risk never blocks exits). Spot only: a SELL can only close
-  a long, which risk and execution enforce.
-- cooldown per (symbol, side), in event time: after a BUY no further BUY for that symbol for
-  `cooldown_seconds`, but a SELL (an exit) is not delayed by the BUY's cooldown. Probe ticks ignore it.
+- BUY when change ≥ threshold and 24h quote volume ≥ MIN_VOLUME and the tick passed the screener's
+  entry filters (`entry_allowed`: a held symbol flows below MIN_VOLUME for marks and exits only);
+  SELL when change ≤ −threshold (an exit: no volume condition, just as risk never blocks exits).
+  Spot only: a SELL can only close a long, which risk and execution enforce.
+- cooldown, in event time, holds back repeated ENTRIES: after a BUY no further BUY for that symbol for
+  `cooldown_seconds`. An exit is never held back by a cooldown: a SELL for a symbol with an open
+  position fires whatever SELL came before (e.g. one rejected `no_position` before the entry filled);
+  only while an exit order for it is already under way (`exit_pending`) is no second one sent.
+  A SELL for a symbol without a position closes nothing, so its repeats follow the cooldown (one
+  per cooldown, not one per tick). Probe ticks ignore the cooldown.
 - confidence = min(1, |change| / (2 · threshold)), rounded down to 5 decimals: 0.5 exactly on the
   threshold, 1 at twice the threshold or more.
 """
@@ -91,14 +96,22 @@ class MomentumEngine:
         history = self._history.get(symbol)
         return history[0][1] if history else None
 
-    def on_tick(
-        self, symbol: str, price: Decimal, quote_volume: Decimal, tick_time: int, *, is_probe: bool = False
-    ) -> MomentumSignal | None:
+    def restore_point(self, symbol: str, price: Decimal, tick_time: int) -> bool:
+        """Put one past tick into the window without deciding anything (restart: the window comes back)."""
+        return self._record(symbol, price, tick_time)
+
+    def restore_cooldown(self, symbol: str, side: str, tick_time: int) -> None:
+        """The event time of the last signal of `side` for `symbol` (restart: the cooldown comes back)."""
+        key = (symbol, side)
+        self._last_signal[key] = max(tick_time, self._last_signal.get(key, tick_time))
+
+    def _record(self, symbol: str, price: Decimal, tick_time: int) -> bool:
+        """Add the tick to the symbol's window; False when it is older than what was seen (ignored)."""
         history = self._history.setdefault(symbol, deque())
         last_seen = self._last_seen.get(symbol)
         if last_seen is not None and tick_time < last_seen:
             self.out_of_order += 1  # an older frame after a newer one: it says nothing about "now"
-            return None
+            return False
         self._last_seen[symbol] = tick_time
         if history and history[-1][1] == price:
             pass  # same price still in effect: keep the earlier point, it carries the older timestamp
@@ -111,13 +124,29 @@ class MomentumEngine:
         # the price in effect at the window start, so the oldest one is no longer needed.
         while len(history) > 1 and history[1][0] <= window_start:
             history.popleft()
+        return True
 
-        reference = history[0][1]
+    def on_tick(
+        self,
+        symbol: str,
+        price: Decimal,
+        quote_volume: Decimal,
+        tick_time: int,
+        *,
+        is_probe: bool = False,
+        entry_allowed: bool = True,
+        has_position: bool = False,
+        exit_pending: bool = False,
+    ) -> MomentumSignal | None:
+        """Decide one tick. `has_position`/`exit_pending`: what the account holds (cdb_common.holdings)."""
+        if not self._record(symbol, price, tick_time):
+            return None
+        reference = self._history[symbol][0][1]
         change = change_pct(price, reference)
         if abs(change) >= MAX_CHANGE_PCT:
             return None  # a move of 10^10 % is a broken feed, not a market (and no column would hold it)
         threshold = self.config.threshold_pct
-        if change >= threshold and quote_volume >= self.config.min_volume:
+        if change >= threshold and quote_volume >= self.config.min_volume and entry_allowed:
             side = BUY
         elif change <= -threshold:
             side = SELL
@@ -125,9 +154,13 @@ class MomentumEngine:
             return None
 
         key = (symbol, side)
-        last = self._last_signal.get(key)
-        if not is_probe and last is not None and tick_time - last < self._cooldown_ms:
-            return None
+        if side == SELL and has_position and not is_probe:
+            if exit_pending:
+                return None  # one exit at a time: the order for it is on its way
+        else:
+            last = self._last_signal.get(key)
+            if not is_probe and last is not None and tick_time - last < self._cooldown_ms:
+                return None
         self._last_signal[key] = tick_time
         return MomentumSignal(
             symbol=symbol,

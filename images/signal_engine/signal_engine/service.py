@@ -1,7 +1,9 @@
 """Signal engine service: consumes cdb:ticks, applies the momentum rule, persists and publishes signals.
 
 The signal id is derived from the tick id, so a redelivered tick yields the same signal row (ON
-CONFLICT DO NOTHING) and the same event; downstream services are idempotent on that id.
+CONFLICT DO NOTHING) and the same event; downstream services are idempotent on that id. Before the
+first tick the windows and cooldowns are restored (restore.py); what the account holds (open positions,
+exits under way) is read from Postgres every HELD_REFRESH_SECONDS (cdb_common.holdings).
 """
 
 from __future__ import annotations
@@ -11,15 +13,17 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from cdb_common.config import Settings
+from cdb_common.config import Settings, env_int
 from cdb_common.events import STREAM_SIGNALS, STREAM_TICKS, Signal, Tick, derived_id, now_ms
 from cdb_common.health import HealthReport
+from cdb_common.holdings import HoldingsWatcher
 from cdb_common.runtime import BaseService
 from cdb_common.streams import Outputs, StreamConsumer, observe_latency
 from cdb_common.timeutil import ms_to_datetime
 from prometheus_client import Counter, Gauge
 
-from .momentum import MomentumConfig, MomentumEngine, MomentumSignal
+from .momentum import SELL, MomentumConfig, MomentumEngine, MomentumSignal
+from .restore import restore
 
 TICKS_CONSUMED = Counter("cdb_ticks_consumed_total", "Ticks evaluated by the momentum rule")
 SIGNALS = Counter("cdb_signals_total", "Signals emitted", ["side"])
@@ -65,12 +69,38 @@ class SignalService(BaseService):
         super().__init__(settings, log)
         self.engine = MomentumEngine(MomentumConfig.from_settings(settings))
         self._signals_by_tick: OrderedDict[str, Signal] = OrderedDict()
-        self.consumer = StreamConsumer(self.redis_bus, self.db, STREAM_TICKS, "signal_engine", self.handle, log=log)
+        self.consumer = StreamConsumer(
+            self.redis_bus, self.db, STREAM_TICKS, "signal_engine", self.handle, log=log, on_start=self.restore
+        )
+        assert self.db is not None
+        self.holdings = HoldingsWatcher(self.db, env_int(settings.env, "HELD_REFRESH_SECONDS", 1, minimum=1))
+        # symbol -> monotonic time an exit (SELL for a held symbol) was sent: until the holdings view is
+        # newer than that, the exit counts as under way (its order may not be visible yet).
+        self._exits_sent: dict[str, float] = {}
         self.last_signal_at: float | None = None
         self.signals_emitted = 0
+        self.restored: dict[str, int] | None = None
 
     def loops(self) -> list[Any]:
-        return [self.consumer.run(self.stop)]
+        return [self.consumer.run(self.stop), self.holdings.run(self.stop)]
+
+    async def restore(self) -> None:
+        """Windows and cooldowns as they were before the restart, and the holdings, before the first tick."""
+        assert self.db is not None
+        await self.holdings.refresh()
+        self.restored = await restore(
+            self.engine, self.redis_bus.redis, self.db.transaction, STREAM_TICKS, "signal_engine",
+            self.consumer.name, self.log,
+        )  # fmt: skip
+        SYMBOLS_TRACKED.set(self.engine.symbols())
+
+    def _exit_state(self, symbol: str) -> tuple[bool, bool]:
+        """(has_position, exit_pending) of `symbol` for the momentum rule."""
+        view = self.holdings.current
+        if not view.has_position(symbol):
+            return False, False
+        sent = self._exits_sent.get(symbol)
+        return True, view.exit_pending(symbol) or (sent is not None and sent >= view.loaded_at)
 
     async def handle(self, _entry_id: str, fields: dict[str, Any]) -> Outputs:
         tick = Tick.from_fields(fields)
@@ -78,13 +108,17 @@ class SignalService(BaseService):
         if signal is None:
             TICKS_CONSUMED.inc()
             observe_latency(STREAM_TICKS, tick.received_at)
+            has_position, exit_pending = self._exit_state(tick.symbol)
             found = self.engine.on_tick(
-                tick.symbol, tick.price, tick.quote_volume, tick.tick_time, is_probe=tick.is_probe
-            )
+                tick.symbol, tick.price, tick.quote_volume, tick.tick_time, is_probe=tick.is_probe,
+                entry_allowed=tick.entry_allowed, has_position=has_position, exit_pending=exit_pending,
+            )  # fmt: skip
             SYMBOLS_TRACKED.set(self.engine.symbols())
             if found is None:
                 return []
             signal = to_event(tick, found)
+            if found.side == SELL and has_position:
+                self._exits_sent[tick.symbol] = time.monotonic()
             self._signals_by_tick[tick.event_id] = signal
             if len(self._signals_by_tick) > REMEMBERED_SIGNALS:
                 self._signals_by_tick.popitem(last=False)
@@ -130,3 +164,5 @@ class SignalService(BaseService):
         report.checks["symbols_tracked"] = self.engine.symbols()
         report.checks["threshold_pct"] = format(self.engine.config.threshold_pct, "f")
         report.checks["window_seconds"] = self.engine.config.window_seconds
+        report.checks["held_symbols"] = len(self.holdings.current.positions)
+        report.checks["restored"] = self.restored

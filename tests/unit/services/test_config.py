@@ -98,7 +98,9 @@ def test_max_position_size_changes_the_quantity() -> None:
 
 def test_max_total_exposure_changes_the_shrink() -> None:
     view = PortfolioView(cash=D("550"), holdings={"ETHUSDT": Holding(D("0.18"), D("2500"))})  # 450 held
-    assert evaluate(BUY_BTC, view, limits(), NOON).approved_qty == D("0.001")
+    # room after costs = (0.5 · 1000 − 450) / (1 + 0.5 · 0.0015005) = 49.9625156… → 0.00099925 BTC
+    assert evaluate(BUY_BTC, view, limits(), NOON).approved_qty == D("0.00099925")
+    # at 60 %: (600 − 450) / 1.0009003 = 149.86… ≥ the 100 USDT order → unshrunk 0.002
     assert evaluate(BUY_BTC, view, limits(MAX_TOTAL_EXPOSURE="60"), NOON).approved_qty == D("0.002")
 
 

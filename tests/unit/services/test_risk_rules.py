@@ -47,36 +47,49 @@ def test_quantity_is_rounded_down_to_whole_satoshis() -> None:
     assert decision.approved_qty == D("0.00333333")  # 100 / 30000 = 0.0033333…, rounded down
 
 
-def test_exposure_exactly_at_the_limit_is_approved_unshrunk() -> None:
-    # ETH 0.16 · 2500 = 400 held; equity 1000; room 500 − 400 = 100 = the 100 USDT order.
-    decision = evaluate(BUY_BTC, eth_view("0.16", "600"), LIMITS, NOON)
+# The cap holds after costs: k = 1.0005 · 1.001 − 1 = 0.0015005 (slippage 5 bps, fee 0.1 %), c = 0.5,
+# room = (c · (equity − k · pending) − exposure) / (1 + c · k) = (…) / 1.00075025.
+
+
+def test_exposure_exactly_at_the_limit_after_costs_is_approved_unshrunk() -> None:
+    # ETH 0.15996999 · 2500 = 399.924975 held, cash 600.075025, equity 1000;
+    # room = (500 − 399.924975) / 1.00075025 = 100.075025 / 1.00075025 = 100 = the 100 USDT order.
+    decision = evaluate(BUY_BTC, eth_view("0.15996999", "600.075025"), LIMITS, NOON)
     assert (decision.decision, decision.reason, decision.approved_qty) == (APPROVED, "approved", D("0.002"))
-    assert decision.exposure == D("400")
+    assert decision.exposure == D("399.924975")
+    assert decision.limits["exposure_room"] == "100.000000000000"
 
 
-def test_exposure_past_the_limit_shrinks_to_the_room() -> None:
-    # 450 held → room 50 → 50 / 50000 = 0.001 instead of 0.002.
+def test_exposure_past_the_limit_shrinks_to_the_room_after_costs() -> None:
+    # 450 held → room (500 − 450) / 1.00075025 = 49.962515622654… → 49.9625… / 50000 = 0.00099925 BTC
+    # (before issue 13 it was 50 / 50000 = 0.001, which breaks the cap once the fee is paid).
     decision = evaluate(BUY_BTC, eth_view("0.18", "550"), LIMITS, NOON)
     assert (decision.decision, decision.reason) == (APPROVED, "approved_shrunk")
     assert decision.requested_qty == D("0.002")
-    assert decision.approved_qty == D("0.001")
+    assert decision.approved_qty == D("0.00099925")
+    assert decision.limits["exposure_room"] == "49.962515622654"
 
 
-def test_exposure_room_of_exactly_min_notional_still_trades() -> None:
-    decision = evaluate(BUY_BTC, eth_view("0.1996", "501"), LIMITS, NOON)  # 499 held → room 1
+def test_exposure_room_of_exactly_min_notional_after_costs_still_trades() -> None:
+    # 0.1995996999 · 2500 = 498.99924975 held → room (500 − 498.99924975) / 1.00075025 = 1 → 1 / 50000
+    decision = evaluate(BUY_BTC, eth_view("0.1995996999", "501.00075025"), LIMITS, NOON)
     assert (decision.decision, decision.approved_qty) == (APPROVED, D("0.00002"))
 
 
 def test_exposure_room_below_min_notional_rejects() -> None:
-    decision = evaluate(BUY_BTC, eth_view("0.1998", "500.5"), LIMITS, NOON)  # 499.5 held → room 0.5
+    # 499.5 held → room 0.5 / 1.00075025 = 0.499625156227 < 1
+    decision = evaluate(BUY_BTC, eth_view("0.1998", "500.5"), LIMITS, NOON)
     assert (decision.decision, decision.reason, decision.approved_qty) == (REJECTED, "exposure_limit", D(0))
-    assert decision.limits["exposure_room"] == "0.500000000000"
+    assert decision.limits["exposure_room"] == "0.499625156227"
 
 
-def test_pending_buys_count_as_exposure() -> None:
+def test_pending_buys_count_as_exposure_and_their_costs_lower_the_equity() -> None:
     pending = (PendingOrder("SOLUSDT", "BUY", D("4.5"), D("100")),)  # 450 on its way
     decision = evaluate(BUY_BTC, PortfolioView(cash=D("1000"), pending=pending), LIMITS, NOON)
-    assert (decision.reason, decision.approved_qty) == ("approved_shrunk", D("0.001"))
+    # room = (0.5 · (1000 − 0.0015005 · 450) − 450) / 1.00075025 = (499.6623875 − 450) / 1.00075025
+    #      = 49.625156226541… → 49.625156… / 50000 = 0.00099250 BTC
+    assert (decision.reason, decision.approved_qty) == ("approved_shrunk", D("0.00099250"))
+    assert decision.limits["exposure_room"] == "49.625156226541"
 
 
 def test_one_position_per_symbol() -> None:
