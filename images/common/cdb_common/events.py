@@ -15,6 +15,8 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
 
+from .config import FEEDS, PROBE_BOOK
+
 STREAM_TICKS = "cdb:ticks"
 STREAM_SIGNALS = "cdb:signals"
 STREAM_ORDERS = "cdb:orders"
@@ -44,6 +46,15 @@ def now_ms() -> int:
 
 class EventError(ValueError):
     """A stream entry that is not a valid event (a bug in a producer, never a transient fault)."""
+
+
+def book_of(portfolio: str, is_probe: bool) -> str:
+    """The book an event's rows go to: 'probe' for validate's probe, else the feed's book."""
+    if is_probe:
+        return PROBE_BOOK
+    if portfolio not in FEEDS:
+        raise EventError(f"portfolio={portfolio!r} is not a feed's book (live or replay)")
+    return portfolio
 
 
 T = TypeVar("T", bound="Event")
@@ -114,6 +125,7 @@ class Tick(Event):
     is_probe: bool = False
     source: str = "binance"
     entry_allowed: bool = True
+    portfolio: str = "live"  # the book of the feed that produced the tick (CDB_FEED of the screener)
 
 
 @dataclass(frozen=True)
@@ -135,6 +147,7 @@ class Signal(Event):
     received_at: int
     produced_at: int
     is_probe: bool = False
+    portfolio: str = "live"  # the tick's book, carried so a feed switch never moves a signal between books
 
 
 @dataclass(frozen=True)

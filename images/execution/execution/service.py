@@ -1,8 +1,11 @@
 """Execution service: paper-fills cdb:orders, marks positions to market from cdb:ticks, publishes cdb:fills.
 
 Two consumer groups named "execution": one on cdb:orders (fills, one transaction each) and one on
-cdb:ticks (keeps the last price per symbol in memory). A mark loop writes a portfolio snapshot at
-most every SNAPSHOT_INTERVAL_SECONDS when a held symbol's price moved or a new UTC day began.
+cdb:ticks (keeps the last price per book and symbol in memory). A mark loop writes a portfolio snapshot
+at most every SNAPSHOT_INTERVAL_SECONDS when a held symbol's price moved or a new UTC day began.
+
+Books: every order names its portfolio (the feed's book, or 'probe'), and a tick marks only the book of
+the feed that produced it, so replay prices never mark the live paper account and vice versa.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 from cdb_common.config import Settings, env_int
 from cdb_common.db import Unavailable, sleep_or_stop
-from cdb_common.events import STREAM_FILLS, STREAM_ORDERS, STREAM_TICKS, EventError, Order, Tick, plain
+from cdb_common.events import STREAM_FILLS, STREAM_ORDERS, STREAM_TICKS, EventError, Order, Tick, book_of, plain
 from cdb_common.health import HealthReport
 from cdb_common.runtime import BaseService
 from cdb_common.streams import Outputs, StreamConsumer, observe_latency
@@ -43,11 +46,12 @@ class ExecutionService(BaseService):
         super().__init__(settings, log)
         self.config = ExecutionConfig.from_settings(settings)
         self.snapshot_interval = env_int(settings.env, "SNAPSHOT_INTERVAL_SECONDS", 10, minimum=1)
-        self.marks: dict[str, Decimal] = {}
-        self.held: set[str] = set()  # symbols of portfolio 'main' with qty > 0 (refreshed on every write)
-        self.dirty = False
+        self.book = settings.feed  # the book this stack trades in (CDB_FEED); health reports it
+        self.marks: dict[str, dict[str, Decimal]] = {}  # book -> symbol -> last price of that book's feed
+        self.held: dict[str, set[str]] = {}  # book -> symbols with qty > 0 (refreshed on every write)
+        self.dirty: set[str] = set()  # books whose held prices moved since their last snapshot
         self.last_snapshot: Snapshot | None = None
-        self.last_snapshot_day = None
+        self.last_snapshot_day: dict[str, Any] = {}
         self.fills = 0
         self.orders = StreamConsumer(self.redis_bus, self.db, STREAM_ORDERS, "execution", self.handle_order, log=log)
         self.ticks = StreamConsumer(self.redis_bus, self.db, STREAM_TICKS, "execution", self.handle_tick, log=log)
@@ -57,27 +61,31 @@ class ExecutionService(BaseService):
 
     async def handle_tick(self, _entry_id: str, fields: dict[str, Any]) -> Outputs:
         tick = Tick.from_fields(fields)
-        if self.marks.get(tick.symbol) != tick.price:
-            self.marks[tick.symbol] = tick.price
-            if tick.symbol in self.held:
-                self.dirty = True
+        book = book_of(tick.portfolio, tick.is_probe)
+        marks = self.marks.setdefault(book, {})
+        if marks.get(tick.symbol) != tick.price:
+            marks[tick.symbol] = tick.price
+            if tick.symbol in self.held.get(book, ()):
+                self.dirty.add(book)
         return []
 
     async def handle_order(self, _entry_id: str, fields: dict[str, Any]) -> Outputs:
         order = Order.from_fields(fields)
+        book_of(order.portfolio, order.is_probe)  # an order of no known book is a producer bug (dead letter)
         observe_latency(STREAM_ORDERS, order.received_at)
+        marks = self.marks.setdefault(order.portfolio, {})
         today = utcnow().date()
         assert self.db is not None
         async with self.db.transaction() as conn:
-            pg = store.PgExecutionStore(conn, self.marks)
+            pg = store.PgExecutionStore(conn, marks)
             try:
-                outcome = await execute(pg, order, self.marks.get(order.symbol), self.config, today)
+                outcome = await execute(pg, order, marks.get(order.symbol), self.config, today)
             except LookupError as exc:
                 # An order event without its row is a producer bug; nothing can be filled.
                 raise EventError(str(exc)) from None
-            if outcome.fresh and order.portfolio == "main":
-                book = await pg.load_book("main", today, self.config.initial_capital, None)
-                self.held = {s for s, p in book.positions.items() if p.qty > 0}
+            if outcome.fresh and order.portfolio != "probe":
+                book = await pg.load_book(order.portfolio, today, self.config.initial_capital, None)
+                self.held[order.portfolio] = {s for s, p in book.positions.items() if p.qty > 0}
         if outcome.rejected:
             ORDERS_REJECTED.labels(outcome.rejected).inc()
             self.log.warning("order not filled", extra={"order_id": order.event_id, "reason": outcome.rejected})
@@ -104,7 +112,7 @@ class ExecutionService(BaseService):
         return [(STREAM_FILLS, fill)]
 
     def _publish_gauges(self, portfolio: str, snap: Snapshot) -> None:
-        if portfolio == "main":
+        if portfolio == self.book:
             self.last_snapshot = snap
         # Gauges are floats by nature (Prometheus); the money itself stays Decimal in Postgres.
         EQUITY.labels(portfolio).set(float(snap.equity))
@@ -113,42 +121,48 @@ class ExecutionService(BaseService):
         DAILY_DRAWDOWN.labels(portfolio).set(float(snap.daily_drawdown_pct))
 
     async def mark_loop(self) -> None:
-        """Mark 'main' to market: a snapshot when a held price moved or a new UTC day began."""
+        """Mark each book to market from its own feed's ticks: a snapshot when a held price moved or a new
+        UTC day began. The active book (CDB_FEED) is always kept; another book only while its ticks flow."""
         loaded = False
         while not self.stop.is_set():
             today = utcnow().date()
-            if not loaded or self.dirty or today != self.last_snapshot_day:
+            books = set(self.dirty)
+            if not loaded or today != self.last_snapshot_day.get(self.book):
+                books.add(self.book)
+            for book in sorted(books):
                 try:
-                    await self._mark(today)
-                    loaded = True
+                    await self._mark(book, today)
+                    loaded = loaded or book == self.book
                 except Unavailable:
-                    self.dirty = True  # the db monitor reports the outage; try again next round
+                    self.dirty.add(book)  # the db monitor reports the outage; try again next round
             await sleep_or_stop(self.stop, self.snapshot_interval)
 
-    async def _mark(self, today: Any) -> None:
+    async def _mark(self, portfolio: str, today: Any) -> None:
         assert self.db is not None
+        marks = self.marks.get(portfolio, {})
         async with self.db.transaction() as conn:
-            self.dirty = False  # a tick arriving from here on marks it again
-            pg = store.PgExecutionStore(conn, self.marks)
-            book = await pg.load_book("main", today, self.config.initial_capital, None)
-            self.held = {s for s, p in book.positions.items() if p.qty > 0}
-            changed = [s for s in self.held if s in self.marks]
+            self.dirty.discard(portfolio)  # a tick arriving from here on marks it again
+            pg = store.PgExecutionStore(conn, marks)
+            book = await pg.load_book(portfolio, today, self.config.initial_capital, None)
+            held = self.held[portfolio] = {s for s, p in book.positions.items() if p.qty > 0}
+            changed = [s for s in held if s in marks]
             day_changed = book.roll_day(today)
             snap = snapshot(book)
             if changed or day_changed:
                 await store.write_marks(conn, book, changed)
                 await store.write_snapshot(conn, book, snap, today)
                 SNAPSHOTS.labels("mark").inc()
-        self.last_snapshot_day = today
-        self._publish_gauges("main", snap)
+        self.last_snapshot_day[portfolio] = today
+        self._publish_gauges(portfolio, snap)
 
     def add_checks(self, report: HealthReport) -> None:
         last = self.orders.last_event_at
         report.checks["last_order_age_seconds"] = None if last is None else round(time.monotonic() - last, 1)
         tick = self.ticks.last_event_at
         report.checks["last_tick_age_seconds"] = None if tick is None else round(time.monotonic() - tick, 1)
+        report.checks["book"] = self.book
         report.checks["orders_filled"] = self.fills
-        report.checks["positions_open"] = len(self.held)
+        report.checks["positions_open"] = len(self.held.get(self.book, ()))
         if self.last_snapshot is not None:
             report.checks["equity_usdt"] = plain(self.last_snapshot.equity)
             report.checks["exposure_usdt"] = plain(self.last_snapshot.exposure)

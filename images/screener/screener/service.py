@@ -90,7 +90,9 @@ class ScreenerService(BaseService):
         self.dropped = 0
         self.http.add_route("POST", "/probe", self.probe)
         assert self.db is not None
-        self.holdings = HoldingsWatcher(self.db, env_int(settings.env, "HELD_REFRESH_SECONDS", 1, minimum=1))
+        self.holdings = HoldingsWatcher(
+            self.db, env_int(settings.env, "HELD_REFRESH_SECONDS", 1, minimum=1), settings.feed
+        )
 
     def loops(self) -> list[Any]:
         return [self.feed_loop(), self.publish_loop(), self.flush_loop(), self.holdings.run(self.stop)]
@@ -138,6 +140,7 @@ class ScreenerService(BaseService):
                     is_probe=is_probe,
                     source="probe" if is_probe else self.source,
                     entry_allowed=ticker.symbol not in result.exit_only,
+                    portfolio=self.settings.feed,
                 )
             )
             key = (ticker.symbol, ticker.event_time // 60_000)

@@ -33,7 +33,7 @@ MARGIN_MS = 60_000
 
 SELECT_COOLDOWNS = """
 SELECT symbol, side, max(tick_time) FROM signals
-WHERE NOT is_probe AND NOT (signal_id = ANY(%s::uuid[]))
+WHERE NOT is_probe AND portfolio = %s AND NOT (signal_id = ANY(%s::uuid[]))
 GROUP BY symbol, side
 """
 SELECT_LAST_PRICES = """
@@ -166,7 +166,14 @@ def _id_key(entry_id: str) -> tuple[int, int]:
 
 
 async def restore(
-    engine: MomentumEngine, redis: Any, conn_factory: Any, stream: str, group: str, consumer: str, log: logging.Logger
+    engine: MomentumEngine,
+    redis: Any,
+    conn_factory: Any,
+    stream: str,
+    group: str,
+    consumer: str,
+    log: logging.Logger,
+    book: str = "live",
 ) -> dict[str, int]:
     """Everything above, against Redis and Postgres; returns what was restored (for the log)."""
     window_ms = engine.config.window_seconds * 1000
@@ -176,7 +183,7 @@ async def restore(
     async with conn_factory() as conn:
         cooldowns = [
             (symbol, side, datetime_ms(tick_time))
-            for symbol, side, tick_time in await (await conn.execute(SELECT_COOLDOWNS, (excluded,))).fetchall()
+            for symbol, side, tick_time in await (await conn.execute(SELECT_COOLDOWNS, (book, excluded))).fetchall()
         ]
         last_prices: list[tuple[str, Decimal, int]] = []
         if before is not None or not past.ticks:

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from typing import Any
 
 from cdb_common.config import Settings, env_int
-from cdb_common.events import STREAM_SIGNALS, STREAM_TICKS, Signal, Tick, derived_id, now_ms
+from cdb_common.events import STREAM_SIGNALS, STREAM_TICKS, Signal, Tick, book_of, derived_id, now_ms
 from cdb_common.health import HealthReport
 from cdb_common.holdings import HoldingsWatcher
 from cdb_common.runtime import BaseService
@@ -31,9 +31,9 @@ SYMBOLS_TRACKED = Gauge("cdb_symbols_tracked", "Symbols with a price window in m
 
 INSERT_SIGNAL = """
 INSERT INTO signals (signal_id, symbol, side, price, change_pct, window_seconds, quote_volume,
-                     threshold_pct, confidence, tick_time, is_probe)
+                     threshold_pct, confidence, tick_time, is_probe, portfolio)
 VALUES (%(signal_id)s, %(symbol)s, %(side)s, %(price)s, %(change_pct)s, %(window_seconds)s,
-        %(quote_volume)s, %(threshold_pct)s, %(confidence)s, %(tick_time)s, %(is_probe)s)
+        %(quote_volume)s, %(threshold_pct)s, %(confidence)s, %(tick_time)s, %(is_probe)s, %(portfolio)s)
 ON CONFLICT (signal_id) DO NOTHING
 """
 
@@ -58,6 +58,7 @@ def to_event(tick: Tick, found: MomentumSignal) -> Signal:
         received_at=tick.received_at,
         produced_at=now_ms(),
         is_probe=tick.is_probe,
+        portfolio=book_of(tick.portfolio, tick.is_probe),
     )
 
 
@@ -73,7 +74,9 @@ class SignalService(BaseService):
             self.redis_bus, self.db, STREAM_TICKS, "signal_engine", self.handle, log=log, on_start=self.restore
         )
         assert self.db is not None
-        self.holdings = HoldingsWatcher(self.db, env_int(settings.env, "HELD_REFRESH_SECONDS", 1, minimum=1))
+        self.holdings = HoldingsWatcher(
+            self.db, env_int(settings.env, "HELD_REFRESH_SECONDS", 1, minimum=1), settings.feed
+        )
         # symbol -> monotonic time an exit (SELL for a held symbol) was sent: until the holdings view is
         # newer than that, the exit counts as under way (its order may not be visible yet).
         self._exits_sent: dict[str, float] = {}
@@ -90,7 +93,7 @@ class SignalService(BaseService):
         await self.holdings.refresh()
         self.restored = await restore(
             self.engine, self.redis_bus.redis, self.db.transaction, STREAM_TICKS, "signal_engine",
-            self.consumer.name, self.log,
+            self.consumer.name, self.log, self.settings.feed,
         )  # fmt: skip
         SYMBOLS_TRACKED.set(self.engine.symbols())
 
@@ -152,6 +155,7 @@ class SignalService(BaseService):
                     "confidence": signal.confidence,
                     "tick_time": ms_to_datetime(signal.tick_time),
                     "is_probe": signal.is_probe,
+                    "portfolio": signal.portfolio,
                 },
             )
         return [(STREAM_SIGNALS, signal)]
