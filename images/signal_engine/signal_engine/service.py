@@ -107,6 +107,10 @@ class SignalService(BaseService):
 
     async def handle(self, _entry_id: str, fields: dict[str, Any]) -> Outputs:
         tick = Tick.from_fields(fields)
+        if book_of(tick.portfolio, tick.is_probe) not in (self.settings.feed, "probe"):
+            # a tick of the feed before a switch (still in the stream): its book is not traded any more,
+            # and it must not enter this book's windows
+            return []
         signal = self._signals_by_tick.get(tick.event_id)
         if signal is None:
             TICKS_CONSUMED.inc()

@@ -117,3 +117,19 @@ def test_each_book_has_its_own_day_start_so_one_books_loss_never_trips_the_other
     assert (replay.day_start_equity, live.day_start_equity) == (D("1000"), D("1000"))
     replay.mark("ETHUSDT", D("1000"))  # a crash of the replay's ETH: 899.84995 + 0.04 · 1000 = 939.84995
     assert replay.equity == D("939.84995") and live.equity == D("899.84995") + D("0.04") * D("2500")
+
+
+def test_a_restart_restores_windows_only_from_its_own_books_ticks() -> None:
+    import json
+
+    from signal_engine.restore import parse_past
+
+    def entry(portfolio: str | None) -> dict[str, str]:
+        data = {"event_id": "e", "symbol": "ETHUSDT", "price": "2016", "tick_time": 5}
+        if portfolio is not None:
+            data["portfolio"] = portfolio
+        return {"data": json.dumps(data)}
+
+    assert parse_past("1-0", entry("replay"), "replay")[0] is not None
+    assert parse_past("1-0", entry("replay"), "live")[0] is None  # the old feed's prices are not this window's
+    assert parse_past("1-0", entry(None), "live")[0] is not None  # ticks from before books: the live feed's
