@@ -15,18 +15,11 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from cdb_ops.errors import CdbError, ExitCode, UsageError
+from cdb_ops.errors import DatabaseUnavailable, UsageError
 
 FEEDS = ("live", "replay")
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
-
-
-class DatabaseUnavailable(CdbError):
-    """The stack's Postgres cannot be read (stack down, schema too old)."""
-
-    exit_code = ExitCode.CHECKS_FAILED
-    kind = "database"
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,12 @@ COMMAND_SCHEMAS: dict[str, set[str]] = {
     "backup": {"backup"},
     "restore": {"restore"},
     "schema": {"schema status", "schema migrate"},
+    "portfolio": {"portfolio"},
+    "trades": {"trades"},
+    "report": {"report"},
     "error": {
         "init", "plan", "rebuild", "run", "status", "validate", "doctor", "logs", "backup", "restore",
-        "schema status", "schema migrate",
+        "schema status", "schema migrate", "portfolio", "trades", "report",
     },
 }  # fmt: skip
 
