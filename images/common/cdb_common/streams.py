@@ -37,6 +37,16 @@ from .metrics import (
 # Bounded streams: ~MAXLEN entries are kept (approximate trimming is O(1) per XADD).
 DEFAULT_MAXLEN = {"cdb:ticks": 200_000, "cdb:signals": 100_000, "cdb:orders": 100_000, "cdb:fills": 100_000}
 DEAD_LETTER_STREAM = "cdb:deadletter"
+# The last price of every symbol the screener published (a hash: symbol -> price), written with the ticks.
+# Execution marks and fills from it instead of consuming every tick on the path its orders take.
+MARKS_KEY = "cdb:marks"
+
+
+def marks_key(book: str) -> str:
+    """The marks hash of one feed's book (`cdb:marks:live`, `cdb:marks:replay`): replay prices never mark
+    the live account. Probe symbols (unique per probe) go into the hash of the screener's feed."""
+    return f"{MARKS_KEY}:{book}"
+
 
 REDIS_ERRORS: tuple[type[BaseException], ...] = (
     redis_errors.ConnectionError,  # includes BusyLoadingError while Redis replays its AOF
@@ -106,11 +116,29 @@ class Bus:
         if not items:
             return
         pipe = self.redis.pipeline(transaction=False)
+        counts: dict[str, int] = {}
         for stream, event in items:
             pipe.xadd(stream, event.to_fields(), maxlen=DEFAULT_MAXLEN.get(stream, 100_000), approximate=True)
+            counts[stream] = counts.get(stream, 0) + 1
         await pipe.execute()
-        for stream, _event in items:
-            EVENTS_PUBLISHED.labels(stream).inc()
+        for stream, count in counts.items():
+            EVENTS_PUBLISHED.labels(stream).inc(count)
+
+    async def publish_json(
+        self, stream: str, payloads: Sequence[str], marks: dict[str, str] | None = None, book: str = "live"
+    ) -> None:
+        """XADD events already in their JSON form (the screener serialises each tick once, as it queues it);
+        `marks` (symbol -> last price) go to `book`'s marks hash in the same round trip, before the events."""
+        if not payloads:
+            return
+        maxlen = DEFAULT_MAXLEN.get(stream, 100_000)
+        pipe = self.redis.pipeline(transaction=False)
+        if marks:
+            pipe.hset(marks_key(book), mapping=marks)
+        for data in payloads:
+            pipe.xadd(stream, {"data": data}, maxlen=maxlen, approximate=True)
+        await pipe.execute()
+        EVENTS_PUBLISHED.labels(stream).inc(len(payloads))
 
     async def ensure_group(self, stream: str, group: str) -> None:
         try:
@@ -161,6 +189,7 @@ class StreamConsumer:
         self.on_start = on_start
         self.last_event_at: float | None = None  # monotonic time of the last handled entry
         self.handled = 0
+        self._consumed = EVENTS_CONSUMED.labels(stream)  # label lookups cost more than the increment
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = Backoff(base=0.5, cap=5.0)
@@ -248,13 +277,13 @@ class StreamConsumer:
                 acked.append(entry_id)
                 self.handled += 1
                 self.last_event_at = time.monotonic()
-                EVENTS_CONSUMED.labels(self.stream).inc()
+                self._consumed.inc()
         finally:
             if acked:
                 await self.bus.redis.xack(self.stream, self.group, *acked)
 
     async def _handle_one(self, entry_id: str, fields: dict[str, Any], stop: asyncio.Event) -> Outputs | None:
-        backoff = Backoff(base=0.5, cap=5.0)
+        backoff: Backoff | None = None  # built on the first outage only: it costs more than handling a tick
         while True:
             try:
                 return await self.handler(entry_id, fields)
@@ -274,6 +303,7 @@ class StreamConsumer:
             except Conflict:
                 await asyncio.sleep(0.05)  # lost a race with another writer: the retry will see its commit
             except Unavailable as exc:
+                backoff = backoff or Backoff(base=0.5, cap=5.0)
                 delay = backoff.next_delay()
                 if self.db is not None:
                     self.db.report_failure(exc, delay)
@@ -282,6 +312,12 @@ class StreamConsumer:
                     return None
 
 
+_LATENCY_CHILDREN: dict[str, Any] = {}
+
+
 def observe_latency(stream: str, received_at: int) -> None:
     """Record the time since the screener received the originating frame."""
-    EVENT_LATENCY.labels(stream).observe(max(0.0, (now_ms() - received_at) / 1000.0))
+    child = _LATENCY_CHILDREN.get(stream)
+    if child is None:
+        child = _LATENCY_CHILDREN[stream] = EVENT_LATENCY.labels(stream)
+    child.observe(max(0.0, (now_ms() - received_at) / 1000.0))

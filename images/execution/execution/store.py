@@ -23,8 +23,11 @@ FROM trades WHERE order_id = %s
 """
 SELECT_ORDER_STATUS = "SELECT status FROM orders WHERE order_id = %s FOR UPDATE"
 SELECT_POSITIONS = """
-SELECT symbol, qty, avg_entry_price, last_price, realized_pnl FROM positions WHERE portfolio = %s FOR UPDATE
+SELECT symbol, qty, avg_entry_price, last_price, realized_pnl FROM positions WHERE portfolio = %s
 """
+# The probe locks and reads its own symbol only: the probe portfolio keeps a row per probe ever run.
+SELECT_POSITIONS_ALL = SELECT_POSITIONS + " FOR UPDATE"
+SELECT_POSITIONS_ONE = SELECT_POSITIONS + " AND symbol = %s FOR UPDATE"
 SELECT_LAST_SNAPSHOT = """
 SELECT cash, peak_equity FROM portfolio_snapshots WHERE portfolio = %s ORDER BY id DESC LIMIT 1
 """
@@ -98,12 +101,14 @@ class PgExecutionStore:
 
     async def load_book(self, portfolio: str, today: date, capital: Decimal, only_symbol: str | None) -> Book:
         positions = {}
-        for symbol, qty, avg, last, realized in await (
-            await self.conn.execute(SELECT_POSITIONS, (portfolio,))
-        ).fetchall():
-            if only_symbol is None or symbol == only_symbol:
-                mark = self.marks.get(symbol, last) if qty > 0 else last
-                positions[symbol] = Position(symbol, qty, avg, mark, realized)
+        sql, params = (
+            (SELECT_POSITIONS_ALL, (portfolio,))
+            if only_symbol is None
+            else (SELECT_POSITIONS_ONE, (portfolio, only_symbol))
+        )
+        for symbol, qty, avg, last, realized in await (await self.conn.execute(sql, params)).fetchall():
+            mark = self.marks.get(symbol, last) if qty > 0 else last
+            positions[symbol] = Position(symbol, qty, avg, mark, realized)
         if only_symbol is not None:
             # The probe trades in a fresh INITIAL_CAPITAL portfolio of its own symbol only.
             book = Book.fresh(portfolio, capital)

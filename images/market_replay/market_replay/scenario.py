@@ -32,6 +32,12 @@ class SymbolPath:
     start_price: Decimal
     quote_volume_24h: Decimal
     moves: tuple[tuple[int, int, Decimal], ...] = ()  # (from s, to s, % change over that span)
+    volume_from: tuple[int, Decimal] | None = None  # (from s, 24h quote volume from then on)
+
+    def quote_volume_at(self, t: int) -> Decimal:
+        if self.volume_from is not None and t >= self.volume_from[0]:
+            return self.volume_from[1]
+        return self.quote_volume_24h
 
     def price_at(self, t: int) -> Decimal:
         price = self.start_price
@@ -62,19 +68,52 @@ MOMENTUM_PATHS = (
 
 def momentum_frames(seed: int = 7, start_ms: int = START_MS, duration_s: int = 1100, step_s: int = 4) -> Iterator[str]:
     """The `momentum` scenario, one JSON line (one exchange frame) at a time."""
+    return path_frames(MOMENTUM_PATHS, seed, start_ms, duration_s, step_s)
+
+
+# `corners` (replays/corners.jsonl, for tests/e2e/test_trading_corners.py): under the default limits
+# - HELDUSDT +6 % over t=20..80 s → BUY (filled); from t=150 s its 24h quote volume is 50,000
+#   (< MIN_VOLUME) and at t=200..260 s it falls 10 % → it keeps flowing because it is held: marked,
+#   and the SELL (the exit) fires at ~t=252 s and closes the position;
+# - LOWUSDT +10 % with quote volume 50,000, never held → filtered, never stored;
+# - REPUSDT +4 % over t=300..360 s → one BUY at ~t=345 s; +4 % more over 420..480 s, inside its
+#   600 s cooldown → no second BUY (also not across a restart of the signal engine);
+# - WINUSDT +3.5 % over t=300..600 s → BUY at ~t=557 s, when the change over the full 300 s window
+#   reaches 3 % (a window that restarted empty after t≈342 s would never see 3 %).
+CORNERS_PATHS = (
+    SymbolPath("BTCUSDT", Decimal("42000"), Decimal("1500000000")),
+    SymbolPath(
+        "HELDUSDT",
+        Decimal("10"),
+        Decimal("5000000"),
+        ((20, 80, Decimal(6)), (200, 260, Decimal(-10))),
+        volume_from=(150, Decimal("50000")),
+    ),
+    SymbolPath("LOWUSDT", Decimal("1"), Decimal("50000"), ((20, 80, Decimal(10)),)),
+    SymbolPath("REPUSDT", Decimal("20"), Decimal("5000000"), ((300, 360, Decimal(4)), (420, 480, Decimal(4)))),
+    SymbolPath("WINUSDT", Decimal("50"), Decimal("5000000"), ((300, 600, Decimal("3.5")),)),
+)
+
+
+def corners_frames(seed: int = 7, start_ms: int = START_MS, duration_s: int = 660, step_s: int = 4) -> Iterator[str]:
+    """The `corners` scenario (see CORNERS_PATHS)."""
+    return path_frames(CORNERS_PATHS, seed, start_ms, duration_s, step_s)
+
+
+def path_frames(paths: tuple[SymbolPath, ...], seed: int, start_ms: int, duration_s: int, step_s: int) -> Iterator[str]:
     rng = random.Random(seed)
     state: dict[str, tuple[Decimal, Decimal]] = {}  # symbol -> (high, low) of the "24 h"
     for t in range(0, duration_s + 1, step_s):
         event_time = start_ms + t * 1000
         items = []
-        for path in MOMENTUM_PATHS:
+        for path in paths:
             noise = Decimal(rng.randint(-2, 2)) / 10000
             close = (path.price_at(t) * (1 + noise)).quantize(PRICE_STEP)
             high, low = state.get(path.symbol, (close, close))
             high, low = max(high, close), min(low, close)
             state[path.symbol] = (high, low)
             # The 24h quote volume drifts up a little, as it does on a live market.
-            quote_volume = (path.quote_volume_24h * (1 + Decimal(t) / 86400)).quantize(PRICE_STEP)
+            quote_volume = (path.quote_volume_at(t) * (1 + Decimal(t) / 86400)).quantize(PRICE_STEP)
             items.append(
                 {
                     "e": "24hrMiniTicker",
@@ -91,7 +130,7 @@ def momentum_frames(seed: int = 7, start_ms: int = START_MS, duration_s: int = 1
         yield json.dumps(items, separators=(",", ":"))
 
 
-SCENARIOS = {"momentum": momentum_frames}
+SCENARIOS = {"momentum": momentum_frames, "corners": corners_frames}
 
 
 def generate(name: str, seed: int = 7) -> list[str]:

@@ -103,14 +103,14 @@ async def expire_orders(conn: Any, ttl_seconds: int) -> list[tuple[Any, ...]]:
 async def load_view(conn: Any, portfolio: str, today: date, capital: Decimal, only_symbol: str | None) -> PortfolioView:
     """The portfolio as risk sees it. `only_symbol` (the probe) gives a fresh INITIAL_CAPITAL view."""
     holdings: dict[str, Holding] = {}
-    rows = await (await conn.execute(SELECT_HOLDINGS, (portfolio,))).fetchall()
+    # The probe reads its own symbol only: the probe portfolio keeps a row per probe ever run.
+    narrow, params = ("", (portfolio,)) if only_symbol is None else (" AND symbol = %s", (portfolio, only_symbol))
+    rows = await (await conn.execute(SELECT_HOLDINGS + narrow, params)).fetchall()
     for symbol, qty, last_price in rows:
-        if only_symbol is None or symbol == only_symbol:
-            holdings[symbol] = Holding(qty=qty, mark_price=last_price)
+        holdings[symbol] = Holding(qty=qty, mark_price=last_price)
     pending = tuple(
         PendingOrder(symbol, side, qty, ref)
-        for symbol, side, qty, ref in await (await conn.execute(SELECT_PENDING, (portfolio,))).fetchall()
-        if only_symbol is None or symbol == only_symbol
+        for symbol, side, qty, ref in await (await conn.execute(SELECT_PENDING + narrow, params)).fetchall()
     )
     if only_symbol is not None:
         # The probe never sees (or moves) the real portfolio: all cash but for its own symbol.

@@ -27,7 +27,7 @@ from aiohttp import web
 from cdb_common.backoff import Backoff
 from cdb_common.config import Settings, env_int
 from cdb_common.db import Unavailable, sleep_or_stop
-from cdb_common.events import STREAM_TICKS, Tick, now_ms
+from cdb_common.events import STREAM_TICKS, now_ms, tick_json
 from cdb_common.health import HealthReport
 from cdb_common.holdings import HoldingsWatcher
 from cdb_common.runtime import BaseService
@@ -81,7 +81,8 @@ class ScreenerService(BaseService):
         self.stale_seconds = env_int(settings.env, "FRAME_STALE_SECONDS", 30, minimum=1)
         self.flush_seconds = env_int(settings.env, "SNAPSHOT_FLUSH_SECONDS", 5, minimum=1)
         self.max_queue = env_int(settings.env, "MAX_PENDING_TICKS", 100_000, minimum=1000)
-        self.queue: deque[Tick] = deque()
+        # (symbol, price, tick event JSON): serialised once, with what cdb:marks needs beside it
+        self.queue: deque[tuple[str, str, str]] = deque()
         self.queue_ready = asyncio.Event()
         self.snapshots: dict[tuple[str, int], tuple[MiniTicker, bool]] = {}
         self.last_frame_at: float | None = None
@@ -124,32 +125,19 @@ class ScreenerService(BaseService):
             TICKS_HELD.inc(sum(1 for t in result.tickers if t.symbol in result.exit_only))
         received = now_ms()
         for ticker in result.tickers:
-            self._enqueue(
-                Tick(
-                    event_id=str(uuid.uuid4()),
-                    symbol=ticker.symbol,
-                    price=ticker.close,
-                    open=ticker.open,
-                    high=ticker.high,
-                    low=ticker.low,
-                    base_volume=ticker.base_volume,
-                    quote_volume=ticker.quote_volume,
-                    tick_time=ticker.event_time,
-                    received_at=received,
-                    produced_at=received,
-                    is_probe=is_probe,
-                    source="probe" if is_probe else self.source,
-                    entry_allowed=ticker.symbol not in result.exit_only,
-                    portfolio=self.settings.feed,
-                )
-            )
+            data = tick_json(
+                str(uuid.uuid4()), ticker.symbol, ticker.close, ticker.open, ticker.high, ticker.low,
+                ticker.base_volume, ticker.quote_volume, ticker.event_time, received, received, is_probe,
+                "probe" if is_probe else self.source, ticker.symbol not in result.exit_only, self.settings.feed,
+            )  # fmt: skip
+            self._enqueue((ticker.symbol, format(ticker.close, "f"), data))
             key = (ticker.symbol, ticker.event_time // 60_000)
             previous = self.snapshots.get(key)
             if previous is None or previous[0].event_time <= ticker.event_time:
                 self.snapshots[key] = (ticker, is_probe)
         return result
 
-    def _enqueue(self, tick: Tick) -> None:
+    def _enqueue(self, tick: tuple[str, str, str]) -> None:
         if len(self.queue) >= self.max_queue:
             self.queue.popleft()
             TICKS_DROPPED.inc()
@@ -240,7 +228,9 @@ class ScreenerService(BaseService):
                 continue
             batch = list(islice(self.queue, 500))
             try:
-                await bus.publish([(STREAM_TICKS, tick) for tick in batch])
+                # the last price per symbol of the batch: later ticks of a symbol overwrite earlier ones
+                marks = {symbol: price for symbol, price, _data in batch}
+                await bus.publish_json(STREAM_TICKS, [data for _s, _p, data in batch], marks, self.settings.feed)
             except REDIS_ERRORS as exc:
                 if self.stop.is_set():
                     return  # stopping while Redis is down: nothing more can be delivered

@@ -14,7 +14,16 @@ from collections import OrderedDict
 from typing import Any
 
 from cdb_common.config import Settings, env_int
-from cdb_common.events import STREAM_SIGNALS, STREAM_TICKS, Signal, Tick, book_of, derived_id, now_ms
+from cdb_common.events import (
+    STREAM_SIGNALS,
+    STREAM_TICKS,
+    Signal,
+    TickCore,
+    book_of,
+    derived_id,
+    now_ms,
+    tick_core,
+)  # fmt: skip
 from cdb_common.health import HealthReport
 from cdb_common.holdings import HoldingsWatcher
 from cdb_common.runtime import BaseService
@@ -42,7 +51,7 @@ ON CONFLICT (signal_id) DO NOTHING
 REMEMBERED_SIGNALS = 10_000
 
 
-def to_event(tick: Tick, found: MomentumSignal) -> Signal:
+def to_event(tick: TickCore, found: MomentumSignal) -> Signal:
     return Signal(
         event_id=derived_id(tick.event_id, "signal"),
         symbol=found.symbol,
@@ -83,6 +92,7 @@ class SignalService(BaseService):
         self.last_signal_at: float | None = None
         self.signals_emitted = 0
         self.restored: dict[str, int] | None = None
+        self._ticks_seen = 0
 
     def loops(self) -> list[Any]:
         return [self.consumer.run(self.stop), self.holdings.run(self.stop)]
@@ -106,7 +116,7 @@ class SignalService(BaseService):
         return True, view.exit_pending(symbol) or (sent is not None and sent >= view.loaded_at)
 
     async def handle(self, _entry_id: str, fields: dict[str, Any]) -> Outputs:
-        tick = Tick.from_fields(fields)
+        tick = tick_core(fields)
         if book_of(tick.portfolio, tick.is_probe) not in (self.settings.feed, "probe"):
             # a tick of the feed before a switch (still in the stream): its book is not traded any more,
             # and it must not enter this book's windows
@@ -114,15 +124,18 @@ class SignalService(BaseService):
         signal = self._signals_by_tick.get(tick.event_id)
         if signal is None:
             TICKS_CONSUMED.inc()
+            self._ticks_seen += 1
+            if self._ticks_seen % 1000 == 0:  # a gauge, not worth a call per tick
+                SYMBOLS_TRACKED.set(self.engine.symbols())
             observe_latency(STREAM_TICKS, tick.received_at)
             has_position, exit_pending = self._exit_state(tick.symbol)
             found = self.engine.on_tick(
                 tick.symbol, tick.price, tick.quote_volume, tick.tick_time, is_probe=tick.is_probe,
                 entry_allowed=tick.entry_allowed, has_position=has_position, exit_pending=exit_pending,
             )  # fmt: skip
-            SYMBOLS_TRACKED.set(self.engine.symbols())
             if found is None:
                 return []
+            SYMBOLS_TRACKED.set(self.engine.symbols())
             signal = to_event(tick, found)
             if found.side == SELL and has_position:
                 self._exits_sent[tick.symbol] = time.monotonic()

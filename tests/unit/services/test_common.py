@@ -109,3 +109,34 @@ def test_health_report_only_gets_worse() -> None:
 def test_time_helpers_are_exact() -> None:
     assert ms_to_datetime(1736553600123).isoformat() == "2025-01-11T00:00:00.123000+00:00"
     assert minute_of(1736553659999).isoformat() == "2025-01-11T00:00:00+00:00"
+
+
+def test_tick_core_reads_what_every_tick_consumer_needs_exactly_and_refuses_what_tick_refuses() -> None:
+    from cdb_common.events import TickCore, tick_core
+
+    tick = Tick(
+        event_id="e-1", symbol="ETHUSDT", price=D("2500.123456789012"), open=D("1"), high=D("1"), low=D("1"),
+        base_volume=D("1"), quote_volume=D("100000.5"), tick_time=1, received_at=2, produced_at=3,
+    )  # fmt: skip
+    assert tick_core(tick.to_fields()) == TickCore("e-1", "ETHUSDT", D("2500.123456789012"), D("100000.5"), 1, 2,
+                                                   False, True)  # fmt: skip
+    held = Tick.from_json(tick.to_json().replace('"entry_allowed":true', '"entry_allowed":false'))
+    assert tick_core(held.to_fields()).entry_allowed is False
+    for broken in ({}, {"data": "{"}, {"data": '{"symbol": "X"}'},
+                   {"data": tick.to_json().replace('"2500.123456789012"', '"NaN"')},
+                   {"data": tick.to_json().replace('"tick_time":1', '"tick_time":"1"')}):  # fmt: skip
+        with pytest.raises(EventError):
+            tick_core(broken)
+
+
+def test_tick_json_is_exactly_the_tick_event_json() -> None:
+    from cdb_common.events import tick_json
+
+    values = dict(
+        event_id="e-2", symbol="HELDUSDT", price=D("1E-8"), open=D("0.5"), high=D("2"), low=D("0.00000001"),
+        base_volume=D("10"), quote_volume=D("50000.00000001"), tick_time=5, received_at=6, produced_at=6,
+    )  # fmt: skip
+    assert tick_json(**values) == Tick(**values).to_json()  # type: ignore[arg-type]
+    flagged = {**values, "is_probe": True, "source": "probe", "entry_allowed": False}
+    assert tick_json(**flagged) == Tick(**flagged).to_json()  # type: ignore[arg-type]
+    assert '"price":"0.00000001"' in tick_json(**values)  # positional, never 1E-8

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from decimal import Decimal as D
+from pathlib import Path
 
 import pytest
 from cdb_common.holdings import Holdings
@@ -21,6 +22,7 @@ from signal_engine.restore import PastTick, apply, covered, datetime_ms, parse_p
 NOON = datetime(2025, 1, 11, 12, 0, tzinfo=UTC)
 LIMITS = RiskLimits(D("5.0"), D("10.0"), D("50.0"), D("1000"), D("1"), D("0.1"), D("5"))
 T0 = 1_736_553_600_000
+REPLAYS = Path(__file__).resolve().parents[3] / "replays"
 
 
 def _item(symbol: str, close: str, quote_volume: str, e: int = T0) -> dict[str, object]:
@@ -235,3 +237,43 @@ def test_expired_order_is_audited_with_its_reason_and_the_exposure_it_releases()
     assert evaluate(signal, PortfolioView(cash=D("1000"), pending=pending), LIMITS, NOON).reason == "position_exists"
     released = evaluate(signal, PortfolioView(cash=D("1000")), LIMITS, NOON)
     assert (released.reason, released.approved_qty, released.exposure) == ("approved", D("1"), D("0"))  # 100 / 100
+
+
+# -- the corners replay (replays/corners.jsonl) in memory, as the e2e test drives it on the stack ---
+
+
+def test_corners_scenario_holds_marks_exits_and_fires_each_entry_once() -> None:
+    from market_replay.scenario import START_MS, generate
+    from risk_manager.rules import Holding
+
+    lines = generate("corners")
+    assert (REPLAYS / "corners.jsonl").read_text(encoding="utf-8").splitlines() == lines  # make_scenario.py
+    engine = _engine()
+    book = Book.fresh("main", D("1000"))
+    signals, low_volume_held = [], 0
+    for line in lines:
+        held = {s for s, p in book.positions.items() if p.qty > 0}
+        result = parse_frame(line, D("100000"), held=held)
+        for t in result.tickers:
+            low_volume_held += t.symbol in result.exit_only
+            book.mark(t.symbol, t.close)
+            entry_ok = t.symbol not in result.exit_only
+            found = engine.on_tick(
+                t.symbol, t.close, t.quote_volume, t.event_time, entry_allowed=entry_ok, has_position=t.symbol in held
+            )
+            if found is None:
+                continue
+            holdings = {s: Holding(p.qty, p.last_price) for s, p in book.positions.items() if p.qty > 0}
+            view = PortfolioView(cash=book.cash, holdings=holdings)
+            decision = evaluate(SignalIn(found.symbol, found.side, found.price), view, LIMITS, NOON)
+            signals.append((found.symbol, found.side, (found.tick_time - START_MS) // 1000, decision.reason))
+            if decision.approved:
+                apply_fill(book, found.side, found.symbol, decision.approved_qty, found.price, D("5"), D("0.1"))
+    assert signals == [
+        ("HELDUSDT", BUY, 52, "approved"),  # +3 % of 10 reached on the 4 s grid
+        ("HELDUSDT", SELL, 252, "approved"),  # the exit, at 50,000 quote volume (held: it flows)
+        ("REPUSDT", BUY, 348, "approved"),  # once: the +4 % more at 420..480 s is inside the cooldown
+        ("WINUSDT", BUY, 564, "approved"),  # 3 % over the full window: 300 + 3/3.5 · 300 = 557 s, noise → 564
+    ]
+    assert low_volume_held > 0 and book.positions["HELDUSDT"].qty == 0
+    assert "LOWUSDT" not in book.positions
