@@ -29,11 +29,12 @@ WHERE portfolio = %s AND day = (now() AT TIME ZONE 'UTC')::date
 """
 # The freshest price of a held symbol: execution's own mark write, or the screener's last snapshot of
 # that symbol from this book's feed (a flat market re-sends prices that change nothing in positions).
+# A replay played faster than real time carries exchange times ahead of the clock: capped at now.
 SELECT_POSITIONS = """
 SELECT p.symbol, p.qty, p.avg_entry_price, p.last_price, p.opened_at,
-       GREATEST(p.updated_at, (SELECT max(m.event_time) FROM market_snapshots m
-                               WHERE m.symbol = p.symbol AND NOT m.is_probe
-                                 AND (m.source = 'replay') = (%(book)s = 'replay')))
+       GREATEST(p.updated_at, LEAST(now(), (SELECT max(m.event_time) FROM market_snapshots m
+                                            WHERE m.symbol = p.symbol AND NOT m.is_probe
+                                              AND (m.source = 'replay') = (%(book)s = 'replay'))))
 FROM positions p WHERE p.portfolio = %(book)s AND p.qty > 0 ORDER BY p.symbol
 """
 
