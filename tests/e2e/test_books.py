@@ -50,7 +50,7 @@ from tests.helpers import cdb, cdb_json, env_values, make_project, remove_system
 
 pytestmark = pytest.mark.e2e
 
-SYSTEM, PREFIX, OFFSET = "cdb_books", "cdbk_", 27500
+SYSTEM, PREFIX, OFFSET = "cdb_books", "cdbw_", 27500
 PG_PORT = 5432 + OFFSET
 TABLES = ("signals", "risk_events", "orders", "trades", "positions", "portfolio_snapshots", "daily_pnl")
 FINAL_EQUITY = D("999.060561706787")
@@ -104,6 +104,16 @@ def rows_per_book(project: Path) -> dict[str, dict[str, int]]:
             t: dict(conn.execute(f"SELECT portfolio, count(*) FROM {t} GROUP BY 1").fetchall())  # noqa: S608
             for t in TABLES
         }
+
+
+def decisions(project: Path, book: str) -> list[tuple]:
+    """What the risk manager decided in `book`, in exchange-time order (for failure messages)."""
+    with _pg(project) as conn:
+        return conn.execute(
+            """SELECT s.symbol, s.side, s.change_pct, r.decision, r.reason, s.tick_time FROM signals s
+               JOIN risk_events r ON r.signal_id = s.signal_id WHERE s.portfolio = %s ORDER BY s.tick_time""",
+            (book,),
+        ).fetchall()
 
 
 def wait_until_traded(project: Path, book: str, timeout: float = 240) -> None:
@@ -162,7 +172,7 @@ def test_replay_trades_land_in_the_replay_book_only_and_probe_rows_in_neither(pr
     # kept at qty 0); one day row. Snapshots: one per fill plus marks (how many depends on timing).
     assert {t: replay[t] for t in TABLES if t != "portfolio_snapshots"} == {
         "signals": 6, "risk_events": 6, "orders": 5, "trades": 5, "positions": 3, "daily_pnl": 1,
-    }  # fmt: skip
+    }, decisions(project, "replay")  # fmt: skip
     assert replay["portfolio_snapshots"] >= 5
     assert counts["signals"].get("probe", 0) >= 1  # rebuild's validate probe ran, in book 'probe'
     with _pg(project) as conn:
@@ -189,6 +199,7 @@ def test_portfolio_shows_the_hand_computed_account(project):
         "unrealized_pnl": "0.80208752517", "stale": False,
     }  # fmt: skip
     table = cdb("portfolio", "--feed", "replay", project=project)
+    (project.parent / "portfolio.txt").write_text(table.stdout)  # kept for the docs' samples
     assert table.returncode == 0, table.stderr
     expected = ["book: replay", "898.14", "999.06", "10.10% of equity (cap 50.00%)", "-1.74", "+0.80", "0.09%"]
     expected += ["armed", "99.91", "position size", "BTCUSDT", "0.00238023", "42,063.021", "42,400"]
@@ -221,6 +232,7 @@ def test_trades_lists_the_fills_with_signal_and_decision_and_the_rejection(proje
     only_sol = cdb_json("trades", "--feed", "replay", "--symbol", "solusdt", "--since", "2h", project=project)
     assert [f["side"] for f in only_sol["fills"]] == ["BUY", "SELL"] and only_sol["rejected"] is None
     table = cdb("trades", "--feed", "replay", "--rejected", project=project)
+    (project.parent / "trades.txt").write_text(table.stdout)  # kept for the docs' samples
     assert table.returncode == 0, table.stderr
     for text in ("book: replay", "2,101.05", "2,014.992", "-4.29", "+2.55", "+5.00% conf 0.83333", "no_position",
                  "5 fill(s), fees 0.4988 USDT"):  # fmt: skip
@@ -244,6 +256,7 @@ def test_report_per_day_and_pair_drawdown_chart_and_html(project, tmp_path):
     assert (doc["equity"]["start"], doc["equity"]["end"]) == ("1000", "999.060561706787")
     assert doc["html_file"] == str(html)
     table = cdb("report", "--feed", "replay", "--days", "1", project=project)
+    (project.parent / "report.txt").write_text(table.stdout)  # kept for the docs' samples
     assert table.returncode == 0, table.stderr
     for text in ("book: replay", "SOLUSDT", "100.00%", "50.00%", "max drawdown 0.46% = 4.59 USDT",
                  "equity (USDT, marked to market)", "999.06"):  # fmt: skip
@@ -278,11 +291,12 @@ def test_switching_feeds_keeps_the_replay_book_and_starts_the_live_book_from_ini
     assert {f"{PREFIX}signal", f"{PREFIX}risk", f"{PREFIX}execution"} <= recreated, recreated
     wait_until_traded(project, "live")  # the stand-in exchange plays the same moves for the live book
     after = rows_per_book(project)
+    live_decisions = decisions(project, "live")
     for table in TABLES:  # not one replay row changed, none was wiped
         assert after[table].get("replay") == before[table].get("replay"), (table, before[table], after[table])
     assert {t: after[t].get("live", 0) for t in TABLES if t != "portfolio_snapshots"} == {
         "signals": 6, "risk_events": 6, "orders": 5, "trades": 5, "positions": 3, "daily_pnl": 1,
-    }  # fmt: skip
+    }, live_decisions  # fmt: skip
     live = cdb_json("portfolio", project=project)  # the default book is now the last rebuild's feed
     assert (live["book"], live["chosen_by"]) == ("live", "last rebuild")
     assert (live["cash"], live["equity"], live["realized_pnl"]) == (
