@@ -21,3 +21,10 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o600, tmp_suffix: s
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def publish(tmp: Path, final: Path, mode: int = 0o600) -> None:
+    """Put a file written elsewhere (streamed to `tmp`, e.g. a backup copied out of a container) in
+    place under its final name, with `mode`: the rename is the moment it exists, complete."""
+    os.chmod(tmp, mode)
+    tmp.replace(final)

@@ -14,7 +14,7 @@ from typing import Any
 
 from cdb_ops.engine.api import Engine
 from cdb_ops.errors import ConfigError, StepFailed
-from cdb_ops.fsutil import atomic_write
+from cdb_ops.fsutil import atomic_write, publish
 from cdb_ops.load.desired import DesiredStack
 from cdb_ops.load.endpoints import postgres_conninfo, postgres_service
 from cdb_ops.load.project import Project
@@ -47,9 +47,8 @@ def _sha256(path: Path) -> str:
 def _seal(tmp: Path, final: Path) -> tuple[int, str]:
     """Checksum, sidecar, then the atomic rename: a backup file that exists is complete."""
     digest = _sha256(tmp)
-    os.chmod(tmp, 0o600)
     atomic_write(final.with_name(final.name + ".sha256"), f"{digest}  {final.name}\n", mode=0o600)
-    tmp.replace(final)
+    publish(tmp, final, mode=0o600)
     return final.stat().st_size, digest
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from cdb_ops.checks.probes import ProbeResult, readiness_probe
+from cdb_ops.checks.probes import Probe, ProbeResult, readiness_probe
 from cdb_ops.engine.api import EngineFacts
 from cdb_ops.errors import HealthTimeout, StepFailed
 from cdb_ops.load.desired import DesiredService
@@ -48,41 +48,14 @@ class HealthWait:
 
     def wait(self, svc: DesiredService, timeout: float | None = None) -> ProbeResult:
         ready = svc.spec.ready
-        probe = readiness_probe(svc, self.settings)
-        has_probe = probe is not None
         limit = timeout if timeout is not None else (ready.timeout if ready else 120.0)
-        deadline = self.clock() + limit
-        last = ProbeResult(False, "not probed yet")
-        unhealthy_since: float | None = None
-        while True:
-            facts = self.engine.container(svc.container.name)
-            if facts is not None and facts.state in ("exited", "dead"):
-                raise self._failure(
-                    StepFailed,
-                    svc,
-                    facts,
-                    last,
-                    f"{svc.container.name} exited (code {facts.exit_code}) while starting",
-                )
-            if facts is not None and facts.state == "running":
-                last = probe() if probe is not None else last
-                if is_ready(facts, last, has_probe):
-                    return last if has_probe else ProbeResult(True, f"docker: {facts.health or 'running'}")
-                # Docker's verdict is authoritative only when we have no probe of our own;
-                # otherwise give our probe a short grace period after Docker gave up.
-                if facts.health == "unhealthy":
-                    unhealthy_since = unhealthy_since or self.clock()
-                    if not has_probe or self.clock() - unhealthy_since > 10:
-                        raise self._failure(HealthTimeout, svc, facts, last, f"{svc.container.name} is unhealthy")
-            if self.clock() >= deadline:
-                raise self._failure(
-                    HealthTimeout,
-                    svc,
-                    facts,
-                    last,
-                    f"{svc.container.name} was not ready after {limit:.0f} s",
-                )
-            self.sleep(POLL_SECONDS)
+        check = ContainerReady(self, svc, readiness_probe(svc, self.settings))
+        result = check.wait(self.clock() + limit, self.clock, self.sleep)
+        if not result.ok:
+            raise self._failure(
+                HealthTimeout, svc, check.facts, check.last, f"{svc.container.name} was not ready after {limit:.0f} s"
+            )
+        return result
 
     def _failure(
         self,
@@ -115,3 +88,43 @@ class HealthWait:
                 "log_tail": [self.redact(ln) for ln in lines],
             },
         )
+
+
+class ContainerReady(Probe):
+    """One service's readiness as a probe (polled by the probe base): its container runs, and its own
+    probe answers — or, without one, Docker's health check says healthy. An exit, or Docker's lasting
+    `unhealthy`, fails at once instead of waiting out the timeout."""
+
+    interval = POLL_SECONDS
+
+    def __init__(self, owner: HealthWait, svc: DesiredService, active: Probe | None):
+        self.owner, self.svc, self.active = owner, svc, active
+        self.facts: ContainerFacts | None = None
+        self.last = ProbeResult(False, "not probed yet")
+        self.unhealthy_since: float | None = None
+
+    def once(self) -> ProbeResult:
+        svc, owner = self.svc, self.owner
+        facts = self.facts = owner.engine.container(svc.container.name)
+        if facts is not None and facts.state in ("exited", "dead"):
+            raise owner._failure(
+                StepFailed,
+                svc,
+                facts,
+                self.last,
+                f"{svc.container.name} exited (code {facts.exit_code}) while starting",
+            )
+        if facts is None or facts.state != "running":
+            return ProbeResult(False, f"container {facts.state if facts else 'absent'}")
+        has_probe = self.active is not None
+        if self.active is not None:
+            self.last = self.active()
+        if is_ready(facts, self.last, has_probe):
+            return self.last if has_probe else ProbeResult(True, f"docker: {facts.health or 'running'}")
+        # Docker's verdict is authoritative only when we have no probe of our own;
+        # otherwise give our probe a short grace period after Docker gave up.
+        if facts.health == "unhealthy":
+            self.unhealthy_since = self.unhealthy_since or owner.clock()
+            if not has_probe or owner.clock() - self.unhealthy_since > 10:
+                raise owner._failure(HealthTimeout, svc, facts, self.last, f"{svc.container.name} is unhealthy")
+        return ProbeResult(False, self.last.detail)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from cdb_ops.engine.api import EngineFacts
 from cdb_ops.load.desired import DesiredService, DesiredStack
 from cdb_ops.load.settings import Settings
-from cdb_ops.model.facts import ContainerFacts
+from cdb_ops.model.facts import ContainerFacts, ObservedStack
 from cdb_ops.redact import Redactor
 
 
@@ -26,7 +26,8 @@ class CheckContext:
     settings: Settings
     options: ValidateOptions
     redact: Redactor
-    containers: dict[str, ContainerFacts] = field(default_factory=dict)
+    observed: ObservedStack  # network, volumes and who is attached: the run's one observation
+    containers: dict[str, ContainerFacts] = field(default_factory=dict)  # the stack's, inspected
 
 
 def service_containers(ctx: CheckContext) -> list[tuple[DesiredService, ContainerFacts | None]]:

@@ -14,8 +14,10 @@ from cdb_ops.engine.api import EngineFacts
 from cdb_ops.errors import CdbError
 from cdb_ops.load.desired import DesiredStack
 from cdb_ops.load.settings import Settings
+from cdb_ops.model.facts import ObservedStack
 from cdb_ops.model.labels import owned
 from cdb_ops.model.results import CheckResult
+from cdb_ops.plan.observe import observe
 from cdb_ops.redact import Redactor
 
 # -- the checks, in the order a person would look -----------------------------------------------
@@ -34,7 +36,7 @@ def check_engine(ctx: CheckContext) -> list[CheckResult]:
 
 
 def check_network(ctx: CheckContext) -> list[CheckResult]:
-    net = ctx.engine.network(ctx.desired.network)
+    net = ctx.observed.networks.get(ctx.desired.network)
     name = f"network {ctx.desired.network}"
     if net is None:
         return [CheckResult(name, "fail", "does not exist", "run `cdb-ops rebuild`")]
@@ -66,7 +68,7 @@ def check_network(ctx: CheckContext) -> list[CheckResult]:
 def check_volumes(ctx: CheckContext) -> list[CheckResult]:
     missing, foreign = [], []
     for vname in ctx.desired.volumes:
-        vol = ctx.engine.volume(vname)
+        vol = ctx.observed.volumes.get(vname)
         if vol is None:
             missing.append(vname)
         elif not owned(vol.labels, ctx.desired.system):
@@ -191,9 +193,12 @@ def run_checks(
     options: ValidateOptions,
     redact: Redactor,
     on_result: Callable[[CheckResult], None] | None = None,
+    observed: ObservedStack | None = None,
 ) -> list[CheckResult]:
+    """Every check, in order, on one observation (taken here unless the caller has a current one)."""
+    observed = observed or observe(engine, desired, host_ports=False)
     containers = {c.name: c for c in engine.containers(label=desired.system_label)}
-    ctx = CheckContext(engine, desired, settings, options, redact, containers)
+    ctx = CheckContext(engine, desired, settings, options, redact, observed, containers)
     results: list[CheckResult] = []
     for check in CHECKS:
         started = time.monotonic()

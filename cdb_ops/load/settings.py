@@ -1,21 +1,18 @@
 """`.env`: read with line numbers, validate as typed settings, and keep secrets out of every output.
 
-The names are the memo's names, which are also the names the services read."""
+The names, types and bounds are the one table the services read too (`cdb_common.envrules`)."""
 
 from __future__ import annotations
 
 import re
 import secrets as _secrets
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
-from cdb_ops.errors import ConfigError, ConfigErrors
+from cdb_common.envrules import RULES, SECRET_KEYS, EnvRule, bounds, problem
 
-# Passwords published in the user's memo: treat them as burnt, never use or accept them.
-LEAKED_PASSWORDS = frozenset({"cdb_secure_password_2025", "Jannek2025!"})
-SECRET_KEYS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "GRAFANA_PASSWORD")
-MIN_SECRET_LENGTH = 16
+from cdb_ops.errors import ConfigError, ConfigErrors
 
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -76,34 +73,6 @@ def parse_env_file(path: Path) -> dict[str, EnvLine]:
 
 
 @dataclass(frozen=True)
-class _Rule:
-    kind: str  # "text" | "decimal" | "int" | "secret" | "choice"
-    low: Decimal | None = None
-    high: Decimal | None = None
-    low_open: bool = False  # low is exclusive
-    choices: tuple[str, ...] = ()
-    required: bool = True
-    hint: str = ""
-
-
-# Ranges keep a typo from becoming a trading decision (an exposure of 500 % or a negative drawdown).
-RULES: dict[str, _Rule] = {
-    "POSTGRES_DB": _Rule("text", hint="e.g. claire_de_binare"),
-    "POSTGRES_USER": _Rule("text", hint="e.g. claire"),
-    "POSTGRES_PASSWORD": _Rule("secret"),
-    "REDIS_PASSWORD": _Rule("secret"),
-    "GRAFANA_PASSWORD": _Rule("secret", required=False),
-    "MAX_DAILY_DRAWDOWN": _Rule("decimal", Decimal(0), Decimal(100), low_open=True, hint="percent, e.g. 5.0"),
-    "MAX_POSITION_SIZE": _Rule("decimal", Decimal(0), Decimal(100), low_open=True, hint="percent of equity, e.g. 10.0"),
-    "MAX_TOTAL_EXPOSURE": _Rule("decimal", Decimal(0), Decimal(100), low_open=True, hint="percent of equity, e.g. 50"),
-    "INITIAL_CAPITAL": _Rule("decimal", Decimal(0), None, low_open=True, hint="USDT, e.g. 1000"),
-    "SIGNAL_THRESHOLD": _Rule("decimal", Decimal(0), Decimal(100), low_open=True, hint="percent, e.g. 3.0"),
-    "MIN_VOLUME": _Rule("decimal", Decimal(0), None, hint="24h quote volume in USDT, e.g. 100000"),
-    "LOG_LEVEL": _Rule("choice", choices=("DEBUG", "INFO", "WARNING", "ERROR"), required=False, hint="INFO"),
-}
-
-
-@dataclass(frozen=True)
 class Settings:
     """The validated `.env`. `values` holds every key (including ones only the playbook uses)."""
 
@@ -129,59 +98,28 @@ def load_settings(path: Path) -> Settings:
         entry = entries.get(key)
         if entry is None or entry.value == "":
             if rule.required:
-                fix = f"add a line {key}=..." + (f" ({rule.hint})" if rule.hint else "")
+                fix = f"add a line {key}=..." + (f" ({rule.help})" if rule.help else "")
                 if rule.kind == "secret":
                     fix = f"add {key}=<a long random string>, or run `cdb-ops init --force` to regenerate .env"
                 errors.append(ConfigError(f"{key} is missing", fix, file=f))
             continue
-        problem = _check(rule, entry.value)
-        if problem:
+        wrong = problem(rule, entry.value)
+        if wrong:
             # never echo a secret's value back, even a wrong one
-            errors.append(ConfigError(f"{key}: {problem}", _fix_for(key, rule), file=f, line=entry.line))
+            errors.append(ConfigError(f"{key}: {wrong}", _fix_for(key, rule), file=f, line=entry.line))
     if errors:
         raise ConfigErrors(errors) if len(errors) > 1 else errors[0]
     return Settings(path, {k: e.value for k, e in entries.items()}, {k: e.line for k, e in entries.items()})
 
 
-def _check(rule: _Rule, value: str) -> str | None:
-    if rule.kind == "secret":
-        if value in LEAKED_PASSWORDS:
-            return "this password was published in the rebuild memo and must not be used"
-        if len(value) < MIN_SECRET_LENGTH:
-            return f"too short (at least {MIN_SECRET_LENGTH} characters)"
-        if any(c in value for c in "\n\r\"'$`\\ "):
-            return "contains quotes, spaces, backslashes, $ or backticks"
-        return None
-    if rule.kind == "choice":
-        return None if value.upper() in rule.choices else f"{value!r} is not one of {', '.join(rule.choices)}"
-    if rule.kind == "text":
-        return None if re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", value) else f"{value!r} is not a plain name"
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        return f"{value!r} is not a number"
-    if not number.is_finite():
-        return f"{value!r} is not a finite number"
-    if rule.low is not None and (number < rule.low or (rule.low_open and number == rule.low)):
-        return f"{value} is too small (must be {'above' if rule.low_open else 'at least'} {rule.low})"
-    if rule.high is not None and number > rule.high:
-        return f"{value} is too large (at most {rule.high})"
-    return None
-
-
-def _fix_for(key: str, rule: _Rule) -> str:
+def _fix_for(key: str, rule: EnvRule) -> str:
     if rule.kind == "secret":
         return f"set {key} to a new random value, e.g. `cdb-ops init --force` writes fresh secrets"
     if rule.kind == "choice":
         return f"use one of {', '.join(rule.choices)}"
     if rule.kind == "text":
         return "letters, digits and _, starting with a letter"
-    bounds = []
-    if rule.low is not None:
-        bounds.append(f"{'>' if rule.low_open else '>='} {rule.low}")
-    if rule.high is not None:
-        bounds.append(f"<= {rule.high}")
-    return f"write a number {' and '.join(bounds)}" + (f" ({rule.hint})" if rule.hint else "")
+    return f"write a number {bounds(rule)}" + (f" ({rule.help})" if rule.help else "")
 
 
 def generate_secret() -> str:

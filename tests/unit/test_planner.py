@@ -280,3 +280,22 @@ def test_a_missing_mounted_file_is_a_config_error(project_dir):
     (project_dir / "conf" / "extra.yml").unlink()
     with pytest.raises(ConfigError, match="mounts ./conf/extra.yml, which does not exist"):
         _desired(project_dir, ["core", "monitoring"])
+
+
+def _did(result) -> list[tuple[str, str, str]]:
+    return sorted((s.resource, s.name, s.action) for s in result.changed)
+
+
+def test_what_plan_prints_is_what_rebuild_does(project_dir):
+    """`plan` and `rebuild` share one planner: every change the plan lists is a step of the rebuild,
+    and the rebuild makes no change the plan did not list."""
+    engine = FakeEngine(pullable={"postgres:15-alpine"})
+    *_, desired = _desired(project_dir)
+    planned = sorted((c.resource, c.name, c.action) for c in _plan(engine, desired).pending)
+    assert _did(_rebuild(project_dir, engine)) == planned
+
+    (project_dir / ".env").write_text((project_dir / ".env").read_text().replace("MIN_VOLUME=100000", "MIN_VOLUME=7"))
+    *_, desired = _desired(project_dir)
+    planned = sorted((c.resource, c.name, c.action) for c in _plan(engine, desired).pending)
+    assert planned == [("container", "t_app", "recreate")]
+    assert _did(_rebuild(project_dir, engine)) == planned

@@ -47,8 +47,8 @@ def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
 
 
 def _back_up(ctx: PhaseContext, phase: PhaseSpec, volumes: list[Change]) -> None:
-    """--wipe-data: back up first (pg_dump of a running database, a raw archive of every data volume);
-    when any backup fails nothing is removed."""
+    """--wipe-data: back up first (pg_dump of the running database, then — its users stopped — a raw
+    archive of every data volume); when any backup fails nothing is removed."""
     from cdb_ops.apply.backup import backup_database, backup_volume
 
     d = ctx.desired
@@ -61,6 +61,10 @@ def _back_up(ctx: PhaseContext, phase: PhaseSpec, volumes: list[Change]) -> None
                 b = backup_database(ctx.engine, d, ctx.settings, ctx.project, ctx.redact)
             ctx.record(phase.name, "backup", b.path.name, "backup", f"pg_dump of {b.source}, {b.size} bytes", took())
         ours = [observed[c.name] for c in ctx.plan.removals if c.resource == "container" and c.name in observed]
+        # a raw archive of a volume in use is torn (Postgres writes WAL while tar reads): stop its users first
+        for c in ours:
+            if c.running and any(v.name in c.volumes for v in volumes):
+                ctx.engine.stop(c.name, timeout=10)
         for vol in volumes:
             users = [c for c in ours if vol.name in c.volumes]
             image: str | None = users[0].image_id if users else None

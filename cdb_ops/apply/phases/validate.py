@@ -14,6 +14,7 @@ def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
         if r.status != "pass":
             ctx.progress.step(phase.name, "check", r.name, r.status, r.detail)
 
+    # observed afresh: a container Docker restarted since the last plan is attached again by now
     results = run_checks(ctx.engine, ctx.desired, ctx.settings, ctx.options.validate, ctx.redact, on_result=report)
     ctx.checks = results
     failed = [r for r in results if r.status == "fail"]
