@@ -134,7 +134,7 @@ def test_replay_with_a_signal_engine_recreated_mid_run_decides_as_without_the_re
     assert low_volume_marks > 0
     # never held, low volume: filtered as before
     assert _query(project, "SELECT count(*) FROM market_snapshots WHERE symbol = 'LOWUSDT'")[0][0] == 0
-    position = _query(project, "SELECT qty FROM positions WHERE symbol = 'HELDUSDT' AND portfolio = 'main'")
+    position = _query(project, "SELECT qty FROM positions WHERE symbol = 'HELDUSDT' AND portfolio = 'replay'")
     assert position == [(0,)] or position[0][0] == 0, position
     assert _container("signal").attrs["RestartCount"] == 0
 

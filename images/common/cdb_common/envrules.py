@@ -117,6 +117,16 @@ _RULES = (
         read_by=("risk", "execution"),
         hint="e.g. 1",
     ),
+    EnvRule(
+        "ORDER_TTL_SECONDS",
+        "decimal",
+        "300",
+        Decimal(1),
+        unit="seconds an order may stay unfilled",
+        required=False,
+        read_by=("risk",),
+        hint="e.g. 300",
+    ),
     EnvRule("LOG_LEVEL", "choice", "INFO", choices=LOG_LEVELS, required=False, read_by=("services",), hint="INFO"),
 )
 RULES: dict[str, EnvRule] = {r.key: r for r in _RULES}
