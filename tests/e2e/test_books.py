@@ -37,6 +37,7 @@ Today     (1000 − 999.060561706787) / 1000 = 0.0939438293213 % → 0.093944; e
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from decimal import Decimal as D
@@ -104,6 +105,13 @@ def rows_per_book(project: Path) -> dict[str, dict[str, int]]:
             t: dict(conn.execute(f"SELECT portfolio, count(*) FROM {t} GROUP BY 1").fetchall())  # noqa: S608
             for t in TABLES
         }
+
+
+def keep_sample(name: str, text: str) -> None:
+    """With CDB_SAMPLES_DIR set, keep a view's table output (the samples in README.md come from here)."""
+    folder = os.environ.get("CDB_SAMPLES_DIR")
+    if folder:
+        Path(folder, f"{name}.txt").write_text(text)
 
 
 def decisions(project: Path, book: str) -> list[tuple]:
@@ -199,7 +207,7 @@ def test_portfolio_shows_the_hand_computed_account(project):
         "unrealized_pnl": "0.80208752517", "stale": False,
     }  # fmt: skip
     table = cdb("portfolio", "--feed", "replay", project=project)
-    (project.parent / "portfolio.txt").write_text(table.stdout)  # kept for the docs' samples
+    keep_sample("portfolio", table.stdout)
     assert table.returncode == 0, table.stderr
     expected = ["book: replay", "898.14", "999.06", "10.10% of equity (cap 50.00%)", "-1.74", "+0.80", "0.09%"]
     expected += ["armed", "99.91", "position size", "BTCUSDT", "0.00238023", "42,063.021", "42,400"]
@@ -232,7 +240,7 @@ def test_trades_lists_the_fills_with_signal_and_decision_and_the_rejection(proje
     only_sol = cdb_json("trades", "--feed", "replay", "--symbol", "solusdt", "--since", "2h", project=project)
     assert [f["side"] for f in only_sol["fills"]] == ["BUY", "SELL"] and only_sol["rejected"] is None
     table = cdb("trades", "--feed", "replay", "--rejected", project=project)
-    (project.parent / "trades.txt").write_text(table.stdout)  # kept for the docs' samples
+    keep_sample("trades", table.stdout)
     assert table.returncode == 0, table.stderr
     for text in ("book: replay", "2,101.05", "2,014.992", "-4.29", "+2.55", "+5.00% conf 0.83333", "no_position",
                  "5 fill(s), fees 0.4988 USDT"):  # fmt: skip
@@ -256,7 +264,7 @@ def test_report_per_day_and_pair_drawdown_chart_and_html(project, tmp_path):
     assert (doc["equity"]["start"], doc["equity"]["end"]) == ("1000", "999.060561706787")
     assert doc["html_file"] == str(html)
     table = cdb("report", "--feed", "replay", "--days", "1", project=project)
-    (project.parent / "report.txt").write_text(table.stdout)  # kept for the docs' samples
+    keep_sample("report", table.stdout)
     assert table.returncode == 0, table.stderr
     for text in ("book: replay", "SOLUSDT", "100.00%", "50.00%", "max drawdown 0.46% = 4.59 USDT",
                  "equity (USDT, marked to market)", "999.06"):  # fmt: skip

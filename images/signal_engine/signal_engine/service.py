@@ -49,6 +49,7 @@ ON CONFLICT (signal_id) DO NOTHING
 # Ticks that produced a signal, remembered so a redelivery re-emits the same signal even though
 # the engine's window/cooldown already moved on.
 REMEMBERED_SIGNALS = 10_000
+EXIT_GRACE_SECONDS = 5.0
 
 
 def to_event(tick: TickCore, found: MomentumSignal) -> Signal:
@@ -113,7 +114,11 @@ class SignalService(BaseService):
         if not view.has_position(symbol):
             return False, False
         sent = self._exits_sent.get(symbol)
-        return True, view.exit_pending(symbol) or (sent is not None and sent >= view.loaded_at)
+        # A view read after the exit was sent may still predate the risk manager's order (its commit takes
+        # a moment): the exit stays under way for EXIT_GRACE_SECONDS unless a view shows it done, or the
+        # next tick fires the same exit again (seen in the books e2e test as a second, rejected SELL).
+        recent = sent is not None and (sent >= view.loaded_at or time.monotonic() - sent < EXIT_GRACE_SECONDS)
+        return True, view.exit_pending(symbol) or recent
 
     async def handle(self, _entry_id: str, fields: dict[str, Any]) -> Outputs:
         tick = tick_core(fields)
