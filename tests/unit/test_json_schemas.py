@@ -268,6 +268,12 @@ ERROR_CASES: list[tuple[str, Callable[[Path], None], list[str], int, str]] = [
     ("engine down", _nothing, ["run", "rebuild"], 4, "engine_unavailable"),
     ("engine down", _nothing, ["status"], 4, "engine_unavailable"),
     ("engine down", _nothing, ["backup"], 4, "engine_unavailable"),
+    ("stack down", _nothing, ["portfolio"], 1, "database"),
+    ("stack down", _nothing, ["trades", "--rejected"], 1, "database"),
+    ("stack down", _nothing, ["report", "--days", "3"], 1, "database"),
+    ("unknown feed", _nothing, ["portfolio", "--feed", "paper"], 2, "usage"),
+    ("bad duration", _nothing, ["trades", "--since", "yesterday"], 2, "usage"),
+    ("days out of range", _nothing, ["report", "--days", "0"], 2, "usage"),
 ]
 
 
