@@ -143,5 +143,12 @@ class BuildFailed(StepFailed):
     kind = "build_failed"
 
 
+class DatabaseUnavailable(CdbError):
+    """The stack's Postgres cannot be read (stack down, schema too old): the trader's views."""
+
+    exit_code = ExitCode.CHECKS_FAILED
+    kind = "database"
+
+
 class PullFailed(StepFailed):
     kind = "pull_failed"

@@ -92,11 +92,13 @@ def check_probe(ctx: CheckContext) -> list[CheckResult]:
         ]
     if reached == 3:
         facts["portfolio"] = row[6] if row else None
+        facts["active_book"] = ctx.desired.feed  # the feed's book the stack trades in; the probe is in neither
         return [
             CheckResult(
                 "pipeline probe",
                 "pass",
-                f"screener → signal → risk → execution in {took * 1000:.0f} ms ({symbol})",
+                f"screener → signal → risk → execution in {took * 1000:.0f} ms ({symbol}, book 'probe'; "
+                f"the stack trades in the {ctx.desired.feed} book)",
                 facts=facts,
             )
         ]

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from cdb_ops import __version__
-from cdb_ops.cli import backups, checks, converge, down, export, init, logs, planning, schema, status
+from cdb_ops.cli import backups, checks, converge, down, export, init, logs, planning, schema, status, trading
 from cdb_ops.cli.session import Invocation
 from cdb_ops.errors import EXIT_CODE_MEANINGS, CdbError, ExitCode
 
@@ -52,6 +52,9 @@ def build_app() -> typer.Typer:
         backups.restore,
         checks.doctor,
         logs.logs,
+        trading.portfolio,
+        trading.trades,
+        trading.report,
     ):
         app.command()(command)
     schema.register(app)

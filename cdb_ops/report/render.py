@@ -137,7 +137,8 @@ class Renderer:
                 }
                 if last_run.get("error"):
                     last["error"] = last_run["error"].get("message")
-            self.document("status", {"services": [r.to_dict() for r in rows], "last_run": last})
+            book = (last_run or {}).get("feed") if (last_run or {}).get("command") in ("rebuild", "run") else None
+            self.document("status", {"services": [r.to_dict() for r in rows], "last_run": last, "book": book})
             return
         self.console.print(self.status_view(rows, last_run))
 
@@ -174,6 +175,12 @@ class Renderer:
                     + (f" — {escape(error.get('message', '').splitlines()[0])}" if error.get("message") else "")
                 )
             )
+            if last_run.get("command") in ("rebuild", "run") and last_run.get("feed"):
+                feed = last_run["feed"]
+                footer.append(
+                    Text(f"trading book: {feed} ({'live paper' if feed == 'live' else 'replay'}; the feed of the "
+                         "last rebuild) — `cdb-ops portfolio`")
+                )  # fmt: skip
         else:
             footer.append(Text("no rebuild recorded yet", style="dim"))
         return Group(table, *footer)

@@ -84,13 +84,13 @@ def test_scenario_buys_fills_holds_and_rejects(project):
         SELECT t.symbol, t.qty, t.price, t.fee, o.order_id, r.decision, s.side
           FROM trades t JOIN orders o USING (order_id) JOIN risk_events r USING (risk_event_id)
           JOIN signals s ON s.signal_id = r.signal_id
-         WHERE t.portfolio = 'main' AND t.side = 'BUY' AND NOT t.is_probe""",
+         WHERE t.portfolio = 'replay' AND t.side = 'BUY' AND NOT t.is_probe""",
         project,
     )
     assert trade, "no BUY was filled from the replay scenario"
     symbol, qty, price, fee, _, decision, side = trade[0]
     assert decision == "APPROVED" and side == "BUY" and qty > 0 and price > 0 and fee > 0
-    positions = _wait_for("SELECT symbol, qty FROM positions WHERE portfolio = 'main' AND qty > 0", project)
+    positions = _wait_for("SELECT symbol, qty FROM positions WHERE portfolio = 'replay' AND qty > 0", project)
     assert positions, "no open position after the scenario's BUYs"
     rejected = _wait_for(
         """SELECT symbol, side, reason, limits FROM risk_events
@@ -110,10 +110,10 @@ def test_scenario_buys_fills_holds_and_rejects(project):
     assert all(r[3] for r in rejected)  # the limits used are recorded with every decision
     with _pg(project) as conn:
         dup = conn.execute("SELECT order_id FROM trades GROUP BY order_id HAVING count(*) > 1").fetchall()
-        probe_in_main = conn.execute(
-            "SELECT count(*) FROM trades WHERE portfolio = 'main' AND symbol LIKE 'CDBPROBE%'"
+        probe_in_book = conn.execute(
+            "SELECT count(*) FROM trades WHERE portfolio = 'replay' AND symbol LIKE 'CDBPROBE%'"
         ).fetchone()[0]
-    assert dup == [] and probe_in_main == 0
+    assert dup == [] and probe_in_book == 0
 
 
 def test_risk_audit_file_has_every_decision(project):

@@ -331,7 +331,8 @@ def _mount(kind: str) -> Callable[[Proj], None]:
 
 def _feed_cycle(p: Proj) -> None:
     text = p.edit_stack(REPLAY_BUILD, REPLAY_BUILD + "\n    depends_on: {screener: started}")
-    p.where = f"playbooks/stack.yaml:{line_of(text, '  replay:') + 5}"  # feeds.replay.depends_on
+    feeds = line_of(text, "  replay:")
+    p.where = f"playbooks/stack.yaml:{line_of(text[text.index('  replay:') :], '    depends_on:') + feeds - 1}"
 
 
 def _folder_arg(p: Proj) -> None:
@@ -404,7 +405,7 @@ CASES = [
     stack_case("nul-in-command", "      - sh\n      - -c\n", '      - "s\\0h"\n      - -c\n', "s\\0h", "NUL"),
     stack_case("env-key-with-equals", SIG_ENV, SIG_ENV + '      "A=B": x\n', '"A=B"', "'='"),
     stack_case("env-key-with-space", SIG_ENV, SIG_ENV + '      "MY VAR": x\n', '"MY VAR"', "spaces"),
-    stack_case("feed-env-key-with-equals", "        FEED_URL: ws://", '        "FEED=URL": ws://', "FEED=URL", "'='"),
+    stack_case("feed-env-key-with-equals", '{FEED_URL: "ws://', '{"FEED=URL": "ws://', "FEED=URL", "'='"),
     stack_case("bind-not-an-address", "bind: 127.0.0.1 ", "bind: 127.0.0.256 ", "127.0.0.256", "not an IP"),
     stack_case("bind-empty", "bind: 127.0.0.1 ", 'bind: "" ', 'bind: ""', "not an IP"),
     stack_case("bind-hostname", "bind: 127.0.0.1 ", "bind: localhost ", "bind: localhost", "not an IP"),

@@ -38,9 +38,12 @@ COMMAND_SCHEMAS: dict[str, set[str]] = {
     "backup": {"backup"},
     "restore": {"restore"},
     "schema": {"schema status", "schema migrate"},
+    "portfolio": {"portfolio"},
+    "trades": {"trades"},
+    "report": {"report"},
     "error": {
         "init", "plan", "rebuild", "run", "down", "status", "validate", "doctor", "logs", "backup", "restore",
-        "schema status", "schema migrate",
+        "schema status", "schema migrate", "portfolio", "trades", "report",
     },
 }  # fmt: skip
 
@@ -267,6 +270,12 @@ ERROR_CASES: list[tuple[str, Callable[[Path], None], list[str], int, str]] = [
     ("engine down", _nothing, ["run", "rebuild"], 4, "engine_unavailable"),
     ("engine down", _nothing, ["status"], 4, "engine_unavailable"),
     ("engine down", _nothing, ["backup"], 4, "engine_unavailable"),
+    ("stack down", _nothing, ["portfolio"], 1, "database"),
+    ("stack down", _nothing, ["trades", "--rejected"], 1, "database"),
+    ("stack down", _nothing, ["report", "--days", "3"], 1, "database"),
+    ("unknown feed", _nothing, ["portfolio", "--feed", "paper"], 2, "usage"),
+    ("bad duration", _nothing, ["trades", "--since", "yesterday"], 2, "usage"),
+    ("days out of range", _nothing, ["report", "--days", "0"], 2, "usage"),
 ]
 
 

@@ -27,6 +27,13 @@ def _rerunnable(stmt: str, before: list[str]) -> bool:
         return True
     if re.match(r"ALTER TABLE \S+ DROP CONSTRAINT IF EXISTS \S+$", stmt, re.IGNORECASE):
         return True
+    if re.match(r"ALTER TABLE \S+ ADD COLUMN IF NOT EXISTS ", stmt, re.IGNORECASE):
+        return True
+    if re.match(r"ALTER TABLE \S+ ALTER COLUMN \S+ (SET NOT NULL|DROP DEFAULT)$", stmt, re.IGNORECASE):
+        return True
+    # a relabel touches only rows not yet labelled, so the second run finds none
+    if re.match(r"(WITH .* )?UPDATE (\S+) SET .* WHERE \2\.portfolio (IS NULL|= 'main')$", stmt, re.IGNORECASE):
+        return True
     # ADD CONSTRAINT runs twice only right after a DROP CONSTRAINT IF EXISTS of the same name
     added = re.match(r"ALTER TABLE (\S+) ADD CONSTRAINT (\S+) ", stmt, re.IGNORECASE)
     return bool(added) and any(

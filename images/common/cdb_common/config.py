@@ -14,6 +14,12 @@ from typing import Any
 
 from cdb_common.envrules import LOG_LEVELS, RULES
 
+# The feed decides the book (portfolio) a trading row belongs to: replay trades never enter the live
+# paper account. 'probe' is the book of validate's end-to-end probe, never a feed.
+FEEDS = ("live", "replay")
+PROBE_BOOK = "probe"
+BOOKS = (*FEEDS, PROBE_BOOK)
+
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable and the fix."""
@@ -146,6 +152,7 @@ class Settings:
     redis: RedisSettings
     limits: TradingLimits
     env: Mapping[str, str] = field(repr=False, compare=False)
+    feed: str = "live"  # CDB_FEED: the book this stack trades in
 
     def get(self, name: str, default: str = "") -> str:
         """Service-specific raw setting (typed by the service that reads it)."""
@@ -162,6 +169,14 @@ def load_trading_limits(env: Mapping[str, str]) -> TradingLimits:
         min_volume=env_decimal(env, "MIN_VOLUME", "100000", minimum=Decimal(0)),
         min_order_notional=env_decimal(env, "MIN_ORDER_NOTIONAL", "1", minimum=Decimal(0)),
     )
+
+
+def load_feed(env: Mapping[str, str]) -> str:
+    """CDB_FEED (live|replay): which feed drives the stack, and so which book its trades land in."""
+    feed = env_str(env, "CDB_FEED", "live").lower()
+    if feed not in FEEDS:
+        raise ConfigError(f"CDB_FEED={feed!r} must be one of {', '.join(FEEDS)} (the feed decides the book)")
+    return feed
 
 
 def load_settings(service: str, default_port: int, env: Mapping[str, str] | None = None) -> Settings:
@@ -188,4 +203,5 @@ def load_settings(service: str, default_port: int, env: Mapping[str, str] | None
         ),
         limits=load_trading_limits(env),
         env=env,
+        feed=load_feed(env),
     )

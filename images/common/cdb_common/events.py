@@ -15,6 +15,8 @@ from dataclasses import MISSING, dataclass, fields
 from decimal import Decimal
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
+from .config import FEEDS, PROBE_BOOK
+
 STREAM_TICKS = "cdb:ticks"
 STREAM_SIGNALS = "cdb:signals"
 STREAM_ORDERS = "cdb:orders"
@@ -44,6 +46,15 @@ def now_ms() -> int:
 
 class EventError(ValueError):
     """A stream entry that is not a valid event (a bug in a producer, never a transient fault)."""
+
+
+def book_of(portfolio: str, is_probe: bool) -> str:
+    """The book an event's rows go to: 'probe' for validate's probe, else the feed's book."""
+    if is_probe:
+        return PROBE_BOOK
+    if portfolio not in FEEDS:
+        raise EventError(f"portfolio={portfolio!r} is not a feed's book (live or replay)")
+    return portfolio
 
 
 T = TypeVar("T", bound="Event")
@@ -131,6 +142,7 @@ class Tick(Event):
     is_probe: bool = False
     source: str = "binance"
     entry_allowed: bool = True
+    portfolio: str = "live"  # the book of the feed that produced the tick (CDB_FEED of the screener)
 
 
 def tick_json(
@@ -148,6 +160,7 @@ def tick_json(
     is_probe: bool = False,
     source: str = "binance",
     entry_allowed: bool = True,
+    portfolio: str = "live",
 ) -> str:
     """Exactly `Tick(...).to_json()` (a unit test holds them equal), without building the frozen dataclass:
     the screener serialises every tick of the market with it."""
@@ -157,6 +170,7 @@ def tick_json(
             "high": format(high, "f"), "low": format(low, "f"), "base_volume": format(base_volume, "f"),
             "quote_volume": format(quote_volume, "f"), "tick_time": tick_time, "received_at": received_at,
             "produced_at": produced_at, "is_probe": is_probe, "source": source, "entry_allowed": entry_allowed,
+            "portfolio": portfolio,
         },
         separators=(",", ":"),
     )  # fmt: skip
@@ -174,6 +188,7 @@ class TickCore(NamedTuple):
     received_at: int
     is_probe: bool
     entry_allowed: bool
+    portfolio: str = "live"  # the feed's book (absent in ticks from before books: the live feed's)
 
 
 def tick_core(entry: dict[str, Any]) -> TickCore:
@@ -187,6 +202,7 @@ def tick_core(entry: dict[str, Any]) -> TickCore:
         core = TickCore(
             str(data["event_id"]), data["symbol"], price, volume, data["tick_time"], data["received_at"],
             bool(data.get("is_probe", False)), bool(data.get("entry_allowed", True)),
+            str(data.get("portfolio", "live")),
         )  # fmt: skip
     except KeyError as exc:
         raise EventError(f"Tick lacks field {exc.args[0]!r}") from None
@@ -218,6 +234,7 @@ class Signal(Event):
     received_at: int
     produced_at: int
     is_probe: bool = False
+    portfolio: str = "live"  # the tick's book, carried so a feed switch never moves a signal between books
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ Filters (USDT quote, MIN_VOLUME) decide what may be *entered*; a symbol with an 
 unfilled order keeps flowing for marks and exits. Both facts live in Postgres (execution's positions,
 risk's orders in status NEW), so every service reads them from there: at start (a restart forgets
 nothing) and then every HELD_REFRESH_SECONDS. While Postgres is down the last known view is kept.
-Probe rows (portfolio 'probe') never count: their symbols are synthetic and come with their own volume.
+Only the service's own book (CDB_FEED) counts: probe rows (portfolio 'probe') are synthetic and come with
+their own volume, and the other feed's book is not traded by this stack.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the view itself is pure (unit tests run without the services' I/O libraries)
     from .db import Database
 
-SELECT_POSITIONS = "SELECT DISTINCT symbol FROM positions WHERE qty > 0 AND portfolio <> 'probe'"
-SELECT_PENDING = "SELECT DISTINCT symbol, side FROM orders WHERE status = 'NEW' AND portfolio <> 'probe'"
+SELECT_POSITIONS = "SELECT DISTINCT symbol FROM positions WHERE qty > 0 AND portfolio = %s"
+SELECT_PENDING = "SELECT DISTINCT symbol, side FROM orders WHERE status = 'NEW' AND portfolio = %s"
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,9 @@ class Holdings:
 class HoldingsWatcher:
     """Keeps `current` fresh from Postgres; `refresh()` once at start, `run()` as a loop."""
 
-    def __init__(self, db: Database, interval: float) -> None:
+    def __init__(self, db: Database, interval: float, book: str) -> None:
         self.db = db
+        self.book = book
         self.interval = interval
         self.current = Holdings()
 
@@ -54,9 +56,9 @@ class HoldingsWatcher:
         """Read the view now (raises Unavailable while Postgres is down; the old view stays)."""
         started = time.monotonic()
         async with self.db.transaction("REPEATABLE READ") as conn:
-            positions = frozenset(r[0] for r in await (await conn.execute(SELECT_POSITIONS)).fetchall())
+            positions = frozenset(r[0] for r in await (await conn.execute(SELECT_POSITIONS, (self.book,))).fetchall())
             pending: dict[str, set[str]] = {}
-            for symbol, side in await (await conn.execute(SELECT_PENDING)).fetchall():
+            for symbol, side in await (await conn.execute(SELECT_PENDING, (self.book,))).fetchall():
                 pending.setdefault(symbol, set()).add(side)
         view = Holdings(positions, {s: frozenset(v) for s, v in pending.items()}, loaded_at=started)
         self.current = view

@@ -89,7 +89,7 @@ class BaseService:
         if self.db is not None:
             tasks.append(asyncio.create_task(self.db.monitor(self.stop)))
         stopper = asyncio.create_task(self.stop.wait())
-        self.log.info("started", extra={"port": self.settings.http_port})
+        self.log.info("started", extra={"port": self.settings.http_port, "book": self.settings.feed})
         done, _pending = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
         exit_code = 0
         for task in done:

@@ -41,6 +41,13 @@ DEAD_LETTER_STREAM = "cdb:deadletter"
 # Execution marks and fills from it instead of consuming every tick on the path its orders take.
 MARKS_KEY = "cdb:marks"
 
+
+def marks_key(book: str) -> str:
+    """The marks hash of one feed's book (`cdb:marks:live`, `cdb:marks:replay`): replay prices never mark
+    the live account. Probe symbols (unique per probe) go into the hash of the screener's feed."""
+    return f"{MARKS_KEY}:{book}"
+
+
 REDIS_ERRORS: tuple[type[BaseException], ...] = (
     redis_errors.ConnectionError,  # includes BusyLoadingError while Redis replays its AOF
     redis_errors.TimeoutError,
@@ -117,15 +124,17 @@ class Bus:
         for stream, count in counts.items():
             EVENTS_PUBLISHED.labels(stream).inc(count)
 
-    async def publish_json(self, stream: str, payloads: Sequence[str], marks: dict[str, str] | None = None) -> None:
+    async def publish_json(
+        self, stream: str, payloads: Sequence[str], marks: dict[str, str] | None = None, book: str = "live"
+    ) -> None:
         """XADD events already in their JSON form (the screener serialises each tick once, as it queues it);
-        `marks` (symbol -> last price) go to the MARKS hash in the same round trip, before the events."""
+        `marks` (symbol -> last price) go to `book`'s marks hash in the same round trip, before the events."""
         if not payloads:
             return
         maxlen = DEFAULT_MAXLEN.get(stream, 100_000)
         pipe = self.redis.pipeline(transaction=False)
         if marks:
-            pipe.hset(MARKS_KEY, mapping=marks)
+            pipe.hset(marks_key(book), mapping=marks)
         for data in payloads:
             pipe.xadd(stream, {"data": data}, maxlen=maxlen, approximate=True)
         await pipe.execute()

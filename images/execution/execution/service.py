@@ -5,6 +5,10 @@ screener's `cdb:marks` hash (the last price per symbol, written with the ticks):
 its symbol's last price read at that moment, and a mark loop reads the held symbols' prices every
 second, writing a portfolio snapshot at most every SNAPSHOT_INTERVAL_SECONDS when one moved or a new
 UTC day began. Marks coalesce to the last price per symbol, so no tick ever queues ahead of an order.
+
+Books: every order names its portfolio (the feed's book, or 'probe') and is filled at a price of that
+book's feed (`cdb:marks:<book>`); the mark loop marks the book of this stack's feed (CDB_FEED) only —
+the other feed is not running, so its book's marks cannot move.
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ from typing import Any
 
 from cdb_common.config import Settings, env_int
 from cdb_common.db import Unavailable, sleep_or_stop
-from cdb_common.events import STREAM_FILLS, STREAM_ORDERS, STREAM_TICKS, EventError, Order, plain
+from cdb_common.events import STREAM_FILLS, STREAM_ORDERS, STREAM_TICKS, EventError, Order, book_of, plain
 from cdb_common.health import HealthReport
 from cdb_common.runtime import BaseService
-from cdb_common.streams import MARKS_KEY, REDIS_ERRORS, Outputs, StreamConsumer, observe_latency
+from cdb_common.streams import REDIS_ERRORS, Outputs, StreamConsumer, marks_key, observe_latency
 from cdb_common.timeutil import utcnow
 from prometheus_client import Counter, Gauge
 
@@ -46,8 +50,9 @@ class ExecutionService(BaseService):
         super().__init__(settings, log)
         self.config = ExecutionConfig.from_settings(settings)
         self.snapshot_interval = env_int(settings.env, "SNAPSHOT_INTERVAL_SECONDS", 10, minimum=1)
-        self.marks: dict[str, Decimal] = {}
-        self.held: set[str] = set()  # symbols of portfolio 'main' with qty > 0 (refreshed on every write)
+        self.book = settings.feed  # the book of this stack's feed (CDB_FEED): marked, reported in /health
+        self.marks: dict[str, Decimal] = {}  # last prices of that book's feed
+        self.held: set[str] = set()  # symbols of self.book with qty > 0 (refreshed on every write)
         self.dirty = False
         self.last_snapshot: Snapshot | None = None
         self.last_snapshot_day = None
@@ -63,11 +68,12 @@ class ExecutionService(BaseService):
         with contextlib.suppress(Exception):
             await self.redis_bus.redis.xgroup_destroy(STREAM_TICKS, "execution")
 
-    async def read_marks(self, symbols: list[str]) -> dict[str, Decimal]:
-        """The screener's last price of each of `symbols` that has one (raises a Redis error when down)."""
+    async def read_marks(self, symbols: list[str], book: str | None = None) -> dict[str, Decimal]:
+        """The screener's last price of each of `symbols` that has one in `book`'s marks (default: this
+        stack's book; raises a Redis error when down)."""
         if not symbols:
             return {}
-        values = await self.redis_bus.redis.hmget(MARKS_KEY, symbols)
+        values = await self.redis_bus.redis.hmget(marks_key(book or self.book), symbols)
         found = {}
         for symbol, value in zip(symbols, values, strict=True):
             if value is not None:
@@ -87,19 +93,26 @@ class ExecutionService(BaseService):
 
     async def handle_order(self, _entry_id: str, fields: dict[str, Any]) -> Outputs:
         order = Order.from_fields(fields)
+        book_of(order.portfolio, order.is_probe)  # an order of no known book is a producer bug (dead letter)
         observe_latency(STREAM_ORDERS, order.received_at)
-        self._take_marks(await self.read_marks([order.symbol]))  # the freshest price, read now
+        # the probe's prices come from the screener's feed; an order of the other book (in flight across a
+        # feed switch) is filled at its own feed's last prices, never this one's
+        own = order.portfolio in (self.book, "probe")
+        found = await self.read_marks([order.symbol], None if own else order.portfolio)
+        if own:
+            self._take_marks(found)  # the freshest price, read now
+        marks = self.marks if own else found
         today = utcnow().date()
         assert self.db is not None
         async with self.db.transaction() as conn:
-            pg = store.PgExecutionStore(conn, self.marks)
+            pg = store.PgExecutionStore(conn, marks)
             try:
-                outcome = await execute(pg, order, self.marks.get(order.symbol), self.config, today)
+                outcome = await execute(pg, order, marks.get(order.symbol), self.config, today)
             except LookupError as exc:
                 # An order event without its row is a producer bug; nothing can be filled.
                 raise EventError(str(exc)) from None
-            if outcome.fresh and order.portfolio == "main":
-                book = await pg.load_book("main", today, self.config.initial_capital, None)
+            if outcome.fresh and order.portfolio == self.book:
+                book = await pg.load_book(self.book, today, self.config.initial_capital, None)
                 self.held = {s for s, p in book.positions.items() if p.qty > 0}
         if outcome.rejected:
             ORDERS_REJECTED.labels(outcome.rejected).inc()
@@ -127,7 +140,7 @@ class ExecutionService(BaseService):
         return [(STREAM_FILLS, fill)]
 
     def _publish_gauges(self, portfolio: str, snap: Snapshot) -> None:
-        if portfolio == "main":
+        if portfolio == self.book:
             self.last_snapshot = snap
         # Gauges are floats by nature (Prometheus); the money itself stays Decimal in Postgres.
         EQUITY.labels(portfolio).set(float(snap.equity))
@@ -136,7 +149,7 @@ class ExecutionService(BaseService):
         DAILY_DRAWDOWN.labels(portfolio).set(float(snap.daily_drawdown_pct))
 
     async def mark_loop(self) -> None:
-        """Mark 'main' to market: poll the held symbols' prices every second; a snapshot when one moved
+        """Mark this stack's book to market: poll the held symbols' prices every second; a snapshot when one moved
         (at most every SNAPSHOT_INTERVAL_SECONDS) or a new UTC day began."""
         loaded = False
         next_snapshot = 0.0
@@ -159,7 +172,7 @@ class ExecutionService(BaseService):
         async with self.db.transaction() as conn:
             self.dirty = False  # a tick arriving from here on marks it again
             pg = store.PgExecutionStore(conn, self.marks)
-            book = await pg.load_book("main", today, self.config.initial_capital, None)
+            book = await pg.load_book(self.book, today, self.config.initial_capital, None)
             self.held = {s for s, p in book.positions.items() if p.qty > 0}
             changed = [s for s in self.held if s in self.marks]
             day_changed = book.roll_day(today)
@@ -169,13 +182,14 @@ class ExecutionService(BaseService):
                 await store.write_snapshot(conn, book, snap, today)
                 SNAPSHOTS.labels("mark").inc()
         self.last_snapshot_day = today
-        self._publish_gauges("main", snap)
+        self._publish_gauges(self.book, snap)
 
     def add_checks(self, report: HealthReport) -> None:
         last = self.orders.last_event_at
         report.checks["last_order_age_seconds"] = None if last is None else round(time.monotonic() - last, 1)
         tick = self.last_mark_change  # when a price from cdb:marks last moved
         report.checks["last_tick_age_seconds"] = None if tick is None else round(time.monotonic() - tick, 1)
+        report.checks["book"] = self.book
         report.checks["orders_filled"] = self.fills
         report.checks["positions_open"] = len(self.held)
         if self.last_snapshot is not None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from cdb_common.config import Settings, env_int
 from cdb_common.db import Unavailable, sleep_or_stop
-from cdb_common.events import STREAM_ORDERS, STREAM_SIGNALS, Order, Signal, derived_id, now_ms
+from cdb_common.events import STREAM_ORDERS, STREAM_SIGNALS, Order, Signal, book_of, derived_id, now_ms
 from cdb_common.health import HealthReport
 from cdb_common.runtime import BaseService
 from cdb_common.streams import Outputs, StreamConsumer, observe_latency
@@ -107,7 +107,8 @@ class RiskService(BaseService):
     async def handle(self, _entry_id: str, fields: dict[str, Any]) -> Outputs:
         signal = Signal.from_fields(fields)
         observe_latency(STREAM_SIGNALS, signal.received_at)
-        portfolio = "probe" if signal.is_probe else "main"
+        # The signal says which feed's book it belongs to (a feed switch never moves it to another book).
+        portfolio = book_of(signal.portfolio, signal.is_probe)
         risk_event_id = derived_id(signal.event_id, "risk")
         now = utcnow()
         assert self.db is not None
@@ -161,7 +162,7 @@ class RiskService(BaseService):
         EQUITY.labels(portfolio).set(float(decision.equity))  # metrics are floats by nature; money stays Decimal
         EXPOSURE.labels(portfolio).set(float(decision.exposure))
         DAILY_DRAWDOWN.labels(portfolio).set(float(decision.daily_drawdown_pct))
-        if portfolio == "main":
+        if portfolio == self.settings.feed:
             self.breaker_tripped = decision.breaker_tripped
             BREAKER.labels(portfolio).set(1 if decision.breaker_tripped else 0)
         record = {
@@ -196,6 +197,7 @@ class RiskService(BaseService):
         report.checks["last_signal_age_seconds"] = None if last is None else round(time.monotonic() - last, 1)
         report.checks["decisions_approved"] = self.decisions["APPROVED"]
         report.checks["decisions_rejected"] = self.decisions["REJECTED"]
+        report.checks["book"] = self.settings.feed
         report.checks["circuit_breaker_tripped"] = self.breaker_tripped
         report.checks["audit_path"] = self.audit.path
         report.checks["audit_lines_written"] = self.audit.lines_written

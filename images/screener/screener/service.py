@@ -91,7 +91,9 @@ class ScreenerService(BaseService):
         self.dropped = 0
         self.http.add_route("POST", "/probe", self.probe)
         assert self.db is not None
-        self.holdings = HoldingsWatcher(self.db, env_int(settings.env, "HELD_REFRESH_SECONDS", 1, minimum=1))
+        self.holdings = HoldingsWatcher(
+            self.db, env_int(settings.env, "HELD_REFRESH_SECONDS", 1, minimum=1), settings.feed
+        )
 
     def loops(self) -> list[Any]:
         return [self.feed_loop(), self.publish_loop(), self.flush_loop(), self.holdings.run(self.stop)]
@@ -126,7 +128,7 @@ class ScreenerService(BaseService):
             data = tick_json(
                 str(uuid.uuid4()), ticker.symbol, ticker.close, ticker.open, ticker.high, ticker.low,
                 ticker.base_volume, ticker.quote_volume, ticker.event_time, received, received, is_probe,
-                "probe" if is_probe else self.source, ticker.symbol not in result.exit_only,
+                "probe" if is_probe else self.source, ticker.symbol not in result.exit_only, self.settings.feed,
             )  # fmt: skip
             self._enqueue((ticker.symbol, format(ticker.close, "f"), data))
             key = (ticker.symbol, ticker.event_time // 60_000)
@@ -228,7 +230,7 @@ class ScreenerService(BaseService):
             try:
                 # the last price per symbol of the batch: later ticks of a symbol overwrite earlier ones
                 marks = {symbol: price for symbol, price, _data in batch}
-                await bus.publish_json(STREAM_TICKS, [data for _s, _p, data in batch], marks)
+                await bus.publish_json(STREAM_TICKS, [data for _s, _p, data in batch], marks, self.settings.feed)
             except REDIS_ERRORS as exc:
                 if self.stop.is_set():
                     return  # stopping while Redis is down: nothing more can be delivered

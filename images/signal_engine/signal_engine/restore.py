@@ -33,12 +33,13 @@ MARGIN_MS = 60_000
 
 SELECT_COOLDOWNS = """
 SELECT symbol, side, max(tick_time) FROM signals
-WHERE NOT is_probe AND NOT (signal_id = ANY(%s::uuid[]))
+WHERE NOT is_probe AND portfolio = %s AND NOT (signal_id = ANY(%s::uuid[]))
 GROUP BY symbol, side
 """
 SELECT_LAST_PRICES = """
 SELECT DISTINCT ON (symbol) symbol, price, event_time FROM market_snapshots
 WHERE NOT is_probe AND minute >= %(since)s AND event_time < %(before)s
+  AND (source = 'replay') = (%(book)s = 'replay')
 ORDER BY symbol, event_time DESC
 """
 
@@ -64,12 +65,13 @@ def datetime_ms(value: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
-def parse_past(entry_id: str, fields: dict[str, Any]) -> tuple[PastTick | None, str | None]:
-    """(tick, event_id) of a stream entry; tick None for probes and entries that are no valid tick."""
+def parse_past(entry_id: str, fields: dict[str, Any], book: str = "live") -> tuple[PastTick | None, str | None]:
+    """(tick, event_id) of a stream entry; tick None for probes, another feed's ticks (its book's windows
+    are not this engine's) and entries that are no valid tick."""
     try:
         data = json.loads(fields["data"])
         event_id = str(data["event_id"])
-        if data.get("is_probe"):
+        if data.get("is_probe") or data.get("portfolio", "live") != book:
             return None, event_id
         tick_time = data["tick_time"]
         if isinstance(tick_time, bool) or not isinstance(tick_time, int):
@@ -107,7 +109,9 @@ def apply(
     return restored
 
 
-async def read_back(redis: Any, stream: str, group: str, consumer: str, window_ms: int) -> RestoreResult:
+async def read_back(
+    redis: Any, stream: str, group: str, consumer: str, window_ms: int, book: str = "live"
+) -> RestoreResult:
     """Claim every pending entry for `consumer` and read the handled ticks back (see the module doc)."""
     result = RestoreResult()
     groups = await redis.xinfo_groups(stream)
@@ -136,7 +140,7 @@ async def read_back(redis: Any, stream: str, group: str, consumer: str, window_m
             break
         read += len(entries)
         for entry_id, fields in entries:
-            tick, _event_id = parse_past(entry_id, fields or {})
+            tick, _event_id = parse_past(entry_id, fields or {}, book)
             if tick is not None:
                 newest_first.append(tick)
         end = "(" + str(entries[-1][0])
@@ -166,17 +170,24 @@ def _id_key(entry_id: str) -> tuple[int, int]:
 
 
 async def restore(
-    engine: MomentumEngine, redis: Any, conn_factory: Any, stream: str, group: str, consumer: str, log: logging.Logger
+    engine: MomentumEngine,
+    redis: Any,
+    conn_factory: Any,
+    stream: str,
+    group: str,
+    consumer: str,
+    log: logging.Logger,
+    book: str = "live",
 ) -> dict[str, int]:
     """Everything above, against Redis and Postgres; returns what was restored (for the log)."""
     window_ms = engine.config.window_seconds * 1000
-    past = await read_back(redis, stream, group, consumer, window_ms)
+    past = await read_back(redis, stream, group, consumer, window_ms, book)
     excluded = [derived_id(tick_id, "signal") for tick_id in past.pending_tick_ids]
     before = past.ticks[0].tick_time if past.ticks else None
     async with conn_factory() as conn:
         cooldowns = [
             (symbol, side, datetime_ms(tick_time))
-            for symbol, side, tick_time in await (await conn.execute(SELECT_COOLDOWNS, (excluded,))).fetchall()
+            for symbol, side, tick_time in await (await conn.execute(SELECT_COOLDOWNS, (book, excluded))).fetchall()
         ]
         last_prices: list[tuple[str, Decimal, int]] = []
         if before is not None or not past.ticks:
@@ -188,7 +199,7 @@ async def restore(
                 since = bound - max(timedelta(hours=1), timedelta(milliseconds=window_ms + MARGIN_MS))
                 rows = await (
                     await conn.execute(SELECT_LAST_PRICES, {"since": since.replace(second=0, microsecond=0),
-                                                            "before": bound})
+                                                            "before": bound, "book": book})
                 ).fetchall()  # fmt: skip
                 last_prices = [(s, p, datetime_ms(t)) for s, p, t in rows]
     restored = apply(engine, past.ticks, cooldowns, last_prices)

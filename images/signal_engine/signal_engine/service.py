@@ -14,7 +14,16 @@ from collections import OrderedDict
 from typing import Any
 
 from cdb_common.config import Settings, env_int
-from cdb_common.events import STREAM_SIGNALS, STREAM_TICKS, Signal, TickCore, derived_id, now_ms, tick_core
+from cdb_common.events import (
+    STREAM_SIGNALS,
+    STREAM_TICKS,
+    Signal,
+    TickCore,
+    book_of,
+    derived_id,
+    now_ms,
+    tick_core,
+)  # fmt: skip
 from cdb_common.health import HealthReport
 from cdb_common.holdings import HoldingsWatcher
 from cdb_common.runtime import BaseService
@@ -31,15 +40,16 @@ SYMBOLS_TRACKED = Gauge("cdb_symbols_tracked", "Symbols with a price window in m
 
 INSERT_SIGNAL = """
 INSERT INTO signals (signal_id, symbol, side, price, change_pct, window_seconds, quote_volume,
-                     threshold_pct, confidence, tick_time, is_probe)
+                     threshold_pct, confidence, tick_time, is_probe, portfolio)
 VALUES (%(signal_id)s, %(symbol)s, %(side)s, %(price)s, %(change_pct)s, %(window_seconds)s,
-        %(quote_volume)s, %(threshold_pct)s, %(confidence)s, %(tick_time)s, %(is_probe)s)
+        %(quote_volume)s, %(threshold_pct)s, %(confidence)s, %(tick_time)s, %(is_probe)s, %(portfolio)s)
 ON CONFLICT (signal_id) DO NOTHING
 """
 
 # Ticks that produced a signal, remembered so a redelivery re-emits the same signal even though
 # the engine's window/cooldown already moved on.
 REMEMBERED_SIGNALS = 10_000
+EXIT_GRACE_SECONDS = 5.0
 
 
 def to_event(tick: TickCore, found: MomentumSignal) -> Signal:
@@ -58,6 +68,7 @@ def to_event(tick: TickCore, found: MomentumSignal) -> Signal:
         received_at=tick.received_at,
         produced_at=now_ms(),
         is_probe=tick.is_probe,
+        portfolio=book_of(tick.portfolio, tick.is_probe),
     )
 
 
@@ -73,7 +84,9 @@ class SignalService(BaseService):
             self.redis_bus, self.db, STREAM_TICKS, "signal_engine", self.handle, log=log, on_start=self.restore
         )
         assert self.db is not None
-        self.holdings = HoldingsWatcher(self.db, env_int(settings.env, "HELD_REFRESH_SECONDS", 1, minimum=1))
+        self.holdings = HoldingsWatcher(
+            self.db, env_int(settings.env, "HELD_REFRESH_SECONDS", 1, minimum=1), settings.feed
+        )
         # symbol -> monotonic time an exit (SELL for a held symbol) was sent: until the holdings view is
         # newer than that, the exit counts as under way (its order may not be visible yet).
         self._exits_sent: dict[str, float] = {}
@@ -91,7 +104,7 @@ class SignalService(BaseService):
         await self.holdings.refresh()
         self.restored = await restore(
             self.engine, self.redis_bus.redis, self.db.transaction, STREAM_TICKS, "signal_engine",
-            self.consumer.name, self.log,
+            self.consumer.name, self.log, self.settings.feed,
         )  # fmt: skip
         SYMBOLS_TRACKED.set(self.engine.symbols())
 
@@ -101,10 +114,18 @@ class SignalService(BaseService):
         if not view.has_position(symbol):
             return False, False
         sent = self._exits_sent.get(symbol)
-        return True, view.exit_pending(symbol) or (sent is not None and sent >= view.loaded_at)
+        # A view read after the exit was sent may still predate the risk manager's order (its commit takes
+        # a moment): the exit stays under way for EXIT_GRACE_SECONDS unless a view shows it done, or the
+        # next tick fires the same exit again (seen in the books e2e test as a second, rejected SELL).
+        recent = sent is not None and (sent >= view.loaded_at or time.monotonic() - sent < EXIT_GRACE_SECONDS)
+        return True, view.exit_pending(symbol) or recent
 
     async def handle(self, _entry_id: str, fields: dict[str, Any]) -> Outputs:
         tick = tick_core(fields)
+        if book_of(tick.portfolio, tick.is_probe) not in (self.settings.feed, "probe"):
+            # a tick of the feed before a switch (still in the stream): its book is not traded any more,
+            # and it must not enter this book's windows
+            return []
         signal = self._signals_by_tick.get(tick.event_id)
         if signal is None:
             TICKS_CONSUMED.inc()
@@ -156,6 +177,7 @@ class SignalService(BaseService):
                     "confidence": signal.confidence,
                     "tick_time": ms_to_datetime(signal.tick_time),
                     "is_probe": signal.is_probe,
+                    "portfolio": signal.portfolio,
                 },
             )
         return [(STREAM_SIGNALS, signal)]
