@@ -74,15 +74,17 @@ class ConfigError(CdbError):
         *,
         file: str | None = None,
         line: int | None = None,
+        column: int | None = None,
         details: dict[str, object] | None = None,
     ):
         where = file or ""
         if file and line:
-            where = f"{file}:{line}"
+            where = f"{file}:{line}" + (f":{column}" if column else "")
         super().__init__(f"{where}: {message}" if where else message, remedy, details=details)
         self.file = file
         self.line = line
-        self.details.update({k: v for k, v in (("file", file), ("line", line)) if v is not None})
+        self.column = column
+        self.details.update({k: v for k, v in (("file", file), ("line", line), ("column", column)) if v is not None})
 
 
 class ConfigErrors(ConfigError):

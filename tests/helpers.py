@@ -25,7 +25,21 @@ def rename(text: str, prefix: str) -> str:
     return re.sub(r"((?<![\w/])|(?<=//))cdb_(?!ops/|common)", prefix, text)
 
 
-def make_project(root: Path, system: str = "cdb_test", prefix: str = "cdbt_", offset: int = PORT_OFFSET) -> Path:
+# A name that cannot resolve anywhere (RFC 6761): a test project's live feed never reaches a real exchange,
+# so `init`'s feed check fails at DNS and chooses replay, wherever the tests run.
+NO_EXCHANGE = "wss://cdb-exchange.invalid:9443/ws/!miniTicker@arr"
+
+
+def no_exchange(stack_file: Path) -> None:
+    """Point a copied playbook's live feed at NO_EXCHANGE (same lines, same line numbers): `init`'s feed
+    check then fails at DNS instead of reaching out to the real exchange from a test."""
+    text = stack_file.read_text()
+    stack_file.write_text(re.sub(r"FEED_URL: wss://\S+", f"FEED_URL: {NO_EXCHANGE}", text))
+
+
+def make_project(
+    root: Path, system: str = "cdb_test", prefix: str = "cdbt_", offset: int = PORT_OFFSET, *, init: bool = True
+) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "playbooks").mkdir(exist_ok=True)
     stack = yaml.safe_load(rename((REPO / "playbooks" / "stack.yaml").read_text(), prefix))
@@ -33,6 +47,8 @@ def make_project(root: Path, system: str = "cdb_test", prefix: str = "cdbt_", of
     stack["default_feed"] = "replay"  # tests never reach out to the exchange: the replay server feeds them
     for svc in stack["services"].values():
         svc["ports"] = [_shift(p, offset) for p in svc.get("ports", [])]
+        if str(svc.get("env", {}).get("FEED_URL", "")).startswith("wss://"):
+            svc["env"]["FEED_URL"] = NO_EXCHANGE
     (root / "playbooks" / "stack.yaml").write_text(yaml.safe_dump(stack, sort_keys=False))
     for book in (REPO / "playbooks").glob("*.yaml"):
         if book.name != "stack.yaml":
@@ -43,7 +59,7 @@ def make_project(root: Path, system: str = "cdb_test", prefix: str = "cdbt_", of
     if not (root / "schema").exists():
         shutil.copytree(REPO / "schema", root / "schema")
     shutil.copy(REPO / ".env.example", root / ".env.example")
-    if not (root / ".env").exists():
+    if init and not (root / ".env").exists():
         r = cdb("init", project=root)
         assert r.returncode == 0, r.stderr
     return root

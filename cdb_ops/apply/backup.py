@@ -1,6 +1,7 @@
 """Backups before anything is deleted: `pg_dump` in custom format (logical, restorable with
-`restore`), raw archives of data volumes (for a database that no longer starts), each with a
-SHA-256 sidecar and a retention count."""
+`restore`), each verified before it counts (`pg_restore --list` reads it whole, its checksum where it
+was made equals the copy's, the sealed file equals its SHA-256 sidecar), with a retention count.
+Raw archives of data volumes are in `archive`."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from cdb_ops.load.desired import DesiredStack
 from cdb_ops.load.endpoints import postgres_conninfo, postgres_service
 from cdb_ops.load.project import Project
 from cdb_ops.load.settings import Settings
-from cdb_ops.model.resources import MountBinding
 from cdb_ops.model.results import Backup
 from cdb_ops.model.tables import EXPECTED_TABLES
 from cdb_ops.redact import Redactor
@@ -44,15 +44,46 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _seal(tmp: Path, final: Path) -> tuple[int, str]:
-    """Checksum, sidecar, then the atomic rename: a backup file that exists is complete."""
+def seal(tmp: Path, final: Path, expected: str) -> tuple[int, str]:
+    """Checksum against the one computed where the file was made (a copy that differs is refused),
+    sidecar, the atomic rename (a backup file that exists is complete), then the file read back
+    against its sidecar."""
     digest = _sha256(tmp)
+    if digest != expected:
+        raise StepFailed(
+            f"the copy of {final.name} differs from the original (sha256 {digest[:12]}… != {expected[:12]}…)",
+            "check free disk space on this machine, then run the command again",
+        )
     atomic_write(final.with_name(final.name + ".sha256"), f"{digest}  {final.name}\n", mode=0o600)
     publish(tmp, final, mode=0o600)
+    check_sidecar(final)
     return final.stat().st_size, digest
 
 
-def _stamp() -> str:
+def sha256_inside(engine: Engine, container: str, path: str) -> str:
+    """sha256sum of a file inside a container (both database images have it)."""
+    code, out = engine.exec(container, ["sha256sum", path])
+    digest = out.split()[0] if out.split() else ""
+    if code != 0 or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise StepFailed(f"cannot checksum {path} in {container}: {out.strip()[:200]}", "run the command again")
+    return digest
+
+
+def list_dump(engine: Engine, container: str, path: str, redact: Redactor) -> str:
+    """`pg_restore --list` reads the whole archive's table of contents: a truncated or damaged dump
+    fails here. Returns how it went, for the step's detail."""
+    code, out = engine.exec(container, ["pg_restore", "--list", path])
+    entries = [ln for ln in out.splitlines() if ln.strip() and not ln.startswith(";")]
+    if code != 0 or not entries:
+        raise StepFailed(
+            f"pg_restore --list cannot read the dump (exit {code}): {redact(out.strip())[:300]}",
+            "the dump is damaged; run `cdb-ops backup` again",
+        )
+    tables = [t for t in EXPECTED_TABLES if any(f" TABLE public {t} " in f"{ln} " for ln in entries)]
+    return f"pg_restore --list reads {len(entries)} entries ({len(tables)} of {len(EXPECTED_TABLES)} tables)"
+
+
+def stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
@@ -78,56 +109,30 @@ def backup_database(
             "`rebuild --wipe-data` archives the raw volume instead",
         )
     db, user = settings.get("POSTGRES_DB") or "", settings.get("POSTGRES_USER") or ""
-    stamp = _stamp()
-    inside = f"/tmp/cdb-backup-{stamp}.dump"
+    when = stamp()
+    inside = f"/tmp/cdb-backup-{when}.dump"
     code, out = engine.exec(container, ["pg_dump", "-U", user, "-d", db, "-Fc", "-f", inside])
     if code != 0:
         raise StepFailed(
             f"pg_dump failed (exit {code}): {redact(out.strip())[:500]}",
             "see `cdb-ops logs postgres`; `cdb-ops doctor` checks the usual causes",
         )
-    final = backups_dir(project) / f"{desired.system}_{db}_{stamp}.dump"
+    final = backups_dir(project) / f"{desired.system}_{db}_{when}.dump"
     tmp = final.with_name(final.name + ".partial")
     try:
+        listed = list_dump(engine, container, inside, redact)
+        expected = sha256_inside(engine, container, inside)
         engine.copy_out(container, inside, tmp)
         with open(tmp, "rb") as f:
             if f.read(len(DUMP_MAGIC)) != DUMP_MAGIC:
                 raise StepFailed("pg_dump produced no custom-format archive", "run `cdb-ops backup` again")
-        size, digest = _seal(tmp, final)
+        size, digest = seal(tmp, final, expected)
     finally:
         tmp.unlink(missing_ok=True)
         engine.exec(container, ["rm", "-f", inside])
     prune(project, desired.system, db, keep)
-    return Backup(final, "pg_dump", db, size, digest, time.monotonic() - started)
-
-
-def backup_volume(
-    engine: Engine, desired: DesiredStack, project: Project, volume: str, image: str, keep: int = DEFAULT_KEEP
-) -> Backup:
-    """A raw tar.gz of a volume's files, made by a throwaway container that mounts it read-only."""
-    started = time.monotonic()
-    stamp = _stamp()
-    code, out, cid = engine.run_once(
-        image,
-        ["tar", "czf", "/volume-backup.tar.gz", "-C", "/data", "."],
-        [MountBinding("volume", volume, "/data", True)],
-        keep=True,
-    )
-    final = backups_dir(project) / f"{desired.system}_{volume}_{stamp}.tar.gz"
-    tmp = final.with_name(final.name + ".partial")
-    try:
-        if code != 0:
-            raise StepFailed(
-                f"archiving volume {volume} failed (exit {code}): {out.strip()[:300]}",
-                "check free disk space and that the volume exists (`docker volume ls`)",
-            )
-        engine.copy_out(cid, "/volume-backup.tar.gz", tmp)
-        size, digest = _seal(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-        engine.remove_container(cid)
-    prune(project, desired.system, volume, keep)
-    return Backup(final, "volume", volume, size, digest, time.monotonic() - started)
+    verified = f"verified: sha256 matches the original, {listed}"
+    return Backup(final, "pg_dump", db, size, digest, time.monotonic() - started, verified)
 
 
 def prune(project: Project, system: str, what: str, keep: int) -> list[Path]:
@@ -147,7 +152,7 @@ def prune(project: Project, system: str, what: str, keep: int) -> list[Path]:
     return removed
 
 
-def verify(path: Path) -> str:
+def check_sidecar(path: Path) -> str:
     """The file's checksum equals its sidecar's; returns it."""
     if not path.is_file():
         raise ConfigError(f"{path} does not exist", "pass a file from backups/ (see `ls backups/`)")
@@ -158,7 +163,8 @@ def verify(path: Path) -> str:
             "restore only backups made by `cdb-ops backup` (they carry a .sha256 file)",
             file=str(path),
         )
-    expected = sidecar.read_text().split()[0] if sidecar.read_text().split() else ""
+    words = sidecar.read_text().split()
+    expected = words[0] if words else ""
     actual = _sha256(path)
     if actual != expected:
         raise ConfigError(
@@ -166,6 +172,12 @@ def verify(path: Path) -> str:
             "the backup is damaged or was changed; pick another one",
             file=str(path),
         )
+    return actual
+
+
+def verify(path: Path) -> str:
+    """A dump to restore: its checksum equals its sidecar's and it is a pg_dump archive; returns the checksum."""
+    actual = check_sidecar(path)
     with open(path, "rb") as f:
         if f.read(len(DUMP_MAGIC)) != DUMP_MAGIC:
             raise ConfigError(
@@ -194,10 +206,11 @@ def restore(engine: Engine, desired: DesiredStack, settings: Settings, redact: R
     c = engine.container(container)
     if c is None or not c.running:
         raise StepFailed(f"cannot restore: {container} is not running", "run `cdb-ops rebuild` first")
-    inside_name = f"cdb-restore-{_stamp()}.dump"
+    inside_name = f"cdb-restore-{stamp()}.dump"
     engine.copy_in(container, path, "/tmp", inside_name)
     db, user = settings.get("POSTGRES_DB") or "", settings.get("POSTGRES_USER") or ""
     try:
+        list_dump(engine, container, f"/tmp/{inside_name}", redact)  # readable whole before anything is dropped
         code, out = engine.exec(
             container,
             [

@@ -33,8 +33,9 @@ class RunOptions:
     yes: bool = False
     validate: ValidateOptions = field(default_factory=ValidateOptions)
 
-    def plan_options(self, check_ports: bool = True) -> PlanOptions:
+    def plan_options(self, check_ports: bool = True, pending_rotations: frozenset[str] = frozenset()) -> PlanOptions:
         return PlanOptions(
+            pending_rotations=pending_rotations,
             remove_orphans=self.remove_orphans,
             no_cache=self.no_cache,
             clean=self.clean,
@@ -67,8 +68,14 @@ class PhaseContext:
     def replan(self) -> None:
         """Observe again and plan again: after removals, and once images exist (their ids are known only
         then). Cleanup's share is done by then, and ports were checked by the preflight."""
+        fresh = frozenset(s.name for s in self.steps if s.resource == "volume" and s.action == "create")
         self.plan_options = replace(
-            self.plan_options, clean=False, wipe_data=False, check_ports=False, obtained=frozenset(self.obtained)
+            self.plan_options,
+            clean=False,
+            wipe_data=False,
+            check_ports=False,
+            obtained=frozenset(self.obtained),
+            fresh_volumes=fresh,
         )
         self.observed = observe(self.engine, self.desired, host_ports=False)
         self.plan = plan_stack(self.desired, self.observed, self.plan_options)

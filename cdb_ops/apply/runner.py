@@ -13,6 +13,7 @@ from cdb_ops.apply.context import PhaseContext, RunOptions
 from cdb_ops.apply.lock import run_lock
 from cdb_ops.apply.phases import registry
 from cdb_ops.apply.readiness import HealthWait
+from cdb_ops.apply.rotate import VOLUME_MISMATCH, pending_rotations
 from cdb_ops.engine.api import Engine
 from cdb_ops.errors import CdbError, Conflict, ExitCode, UsageError
 from cdb_ops.load.desired import DesiredStack
@@ -65,6 +66,26 @@ def preflight(plan: Plan, desired: DesiredStack, phases: list[PhaseSpec]) -> Non
         )
 
 
+def feed_preflight(engine: Engine, desired: DesiredStack, phases: list[PhaseSpec]) -> None:
+    """On the live feed, refuse the run within seconds when the exchange's stream does not answer —
+    instead of after the screener's health wait. Never switches to replay on its own: that is the user's
+    choice (CDB_FEED in .env, or --feed)."""
+    if desired.feed != "live" or not any(p.kind in ("services", "validate") for p in phases):
+        return
+    from cdb_ops.checks.feed import check_feed
+
+    reach = check_feed(desired.stack, desired.project, engine)
+    if reach is None or reach.ok:
+        return
+    raise Conflict(
+        f"the live feed cannot work here, nothing was changed: {reach.url} — {reach.stage}: {reach.detail} "
+        f"(checked from the {reach.where} in {reach.seconds:.1f} s)",
+        f"{reach.remedy}. Use the recorded market instead: `cdb-ops rebuild --feed replay` for this run, "
+        "or set CDB_FEED=replay in .env (`cdb-ops init --if-missing --feed replay` on a new .env)",
+        details={"feed_check": reach.to_dict()},
+    )
+
+
 def execute(
     *,
     command: str,
@@ -95,7 +116,9 @@ def execute(
     ctx: PhaseContext | None = None
     with run_lock(project.state_dir, f"{command} {book.name} since {result.started_at:%H:%M:%S}"):
         try:
-            plan_options = options.plan_options(check_ports=any(p.kind == "services" for p in phases))
+            plan_options = options.plan_options(
+                check_ports=any(p.kind == "services" for p in phases), pending_rotations=pending_rotations(project)
+            )
             observed = observe(engine, desired, host_ports=plan_options.check_ports)
             plan = plan_stack(desired, observed, plan_options)
             ctx = PhaseContext(
@@ -113,6 +136,7 @@ def execute(
                 steps=result.steps,
             )
             preflight(plan, desired, phases)
+            feed_preflight(engine, desired, phases)
             for phase in phases:
                 progress.phase(phase.name, phase.kind)
                 before = len(ctx.steps)
@@ -146,7 +170,10 @@ def execute(
         finally:
             result.finished_at = datetime.now(UTC)
             result.checks = ctx.checks if ctx is not None else []
-            if any(p.kind in ("schema", "services", "validate") for p in phases):
+            mismatch = (result.error or {}).get("details", {}).get("cause") == VOLUME_MISMATCH
+            if mismatch:  # logging in as .env says would only be one more failed login in the database's log
+                result.recorded, result.not_recorded_because = False, "the data volume does not hold .env's role"
+            elif any(p.kind in ("schema", "services", "validate") for p in phases):
                 why_not = record_run(desired, settings, result, redact)
                 result.recorded, result.not_recorded_because = why_not is None, why_not
             save_last_run(project, result.to_dict())

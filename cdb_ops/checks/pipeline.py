@@ -7,6 +7,7 @@ import uuid
 from decimal import Decimal
 
 from cdb_ops.checks.context import CheckContext
+from cdb_ops.db.probes import DEFAULT_RETENTION_HOURS, prune_probe_rows
 from cdb_ops.load.endpoints import host_address, postgres_conninfo
 from cdb_ops.model.results import CheckResult
 
@@ -66,13 +67,17 @@ def check_probe(ctx: CheckContext) -> list[CheckResult]:
                 if row[1] == "REJECTED" or reached == 3:
                     break
             time.sleep(0.1)
-    took = time.monotonic() - started
+        took = time.monotonic() - started
+        retention = Decimal(ctx.settings.get("CDB_PROBE_RETENTION_HOURS") or DEFAULT_RETENTION_HOURS)
+        pruned = prune_probe_rows(conn, retention)
     facts = {
         "probe_id": str(probe_id),
         "symbol": symbol,
         "move_pct": float(move),
         "seconds": round(took, 3),
         "reached": stages[reached] if reached >= 0 else None,
+        "retention_hours": float(retention),
+        "pruned": pruned,  # probe rows older than the retention, deleted now
     }
     if row is not None and row[1] == "REJECTED":
         facts["reason"] = row[2]

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from cdb_ops import __version__
-from cdb_ops.cli import backups, checks, converge, export, init, logs, planning, schema, status, trading
+from cdb_ops.cli import backups, checks, converge, down, export, init, logs, planning, schema, status, trading
 from cdb_ops.cli.session import Invocation
 from cdb_ops.errors import EXIT_CODE_MEANINGS, CdbError, ExitCode
 
@@ -45,6 +45,7 @@ def build_app() -> typer.Typer:
         planning.plan,
         converge.rebuild,
         converge.run,
+        down.down,
         status.status,
         checks.validate,
         backups.backup,
@@ -61,25 +62,31 @@ def build_app() -> typer.Typer:
     return app
 
 
-def main() -> None:
+def run(args: list[str] | None = None) -> int:
+    """One invocation: the exit code, with every error shown the way the command shows its output.
+    In-process callers (tests) get exactly what `cdb-ops ARGS` prints and returns."""
     inv = Invocation()
     try:
-        rc = build_app()(standalone_mode=False, obj=inv)
+        rc = build_app()(args=args, prog_name="cdb-ops", standalone_mode=False, obj=inv)
     except CdbError as err:
         inv.renderer().error(err, inv.command)
-        sys.exit(int(err.exit_code))
+        return int(err.exit_code)
     except typer.Exit as e:
-        sys.exit(int(e.exit_code))
+        return int(e.exit_code)
     except typer.Abort:
-        sys.exit(int(ExitCode.INTERRUPTED))
+        return int(ExitCode.INTERRUPTED)
     except _ClickException as e:  # usage errors: unknown option, bad value, missing argument
         e.show()  # type: ignore[attr-defined]
-        sys.exit(int(ExitCode.USAGE))
+        return int(ExitCode.USAGE)
     except KeyboardInterrupt:
         print("interrupted; run the same command again to finish", file=sys.stderr)
-        sys.exit(int(ExitCode.INTERRUPTED))
+        return int(ExitCode.INTERRUPTED)
     except Exception:  # noqa: BLE001 - a bug: show it, exit 70
         print(inv.redact(traceback.format_exc()), file=sys.stderr)
         print("cdb-ops hit an internal error (a bug); please report the traceback above", file=sys.stderr)
-        sys.exit(int(ExitCode.INTERNAL))
-    sys.exit(int(rc or 0))
+        return int(ExitCode.INTERNAL)
+    return int(rc or 0)
+
+
+def main() -> None:
+    sys.exit(run())

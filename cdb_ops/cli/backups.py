@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,8 @@ from cdb_ops.apply.backup import restore as restore_db
 from cdb_ops.cli.options import JsonOpt, ProjectDir, YesOpt
 from cdb_ops.cli.session import open_session
 from cdb_ops.engine.docker import DockerEngine
+from cdb_ops.errors import ConfigError
+from cdb_ops.fsutil import regular_file_problem
 
 
 def backup(
@@ -20,11 +23,14 @@ def backup(
     keep: Annotated[int, typer.Option("--keep", min=1, help="How many backups of the database to keep.")] = 7,
     json_output: JsonOpt = False,
 ) -> None:
-    """pg_dump of the stack's database (custom format) into backups/, with a .sha256 file and retention."""
+    """pg_dump of the stack's database (custom format) into backups/, verified (pg_restore --list reads it,
+    checksums match), with a .sha256 file and retention."""
     s = open_session(ctx, "backup", json_output, project_dir)
     b = backup_database(DockerEngine(), s.desired, s.settings, s.project, s.redact, keep)
     s.out.message(
-        "backup", f"wrote {b.path} ({b.size} bytes, sha256 {b.sha256[:12]}…) in {b.seconds:.1f}s", **b.to_dict()
+        "backup",
+        f"wrote {b.path} ({b.size} bytes, sha256 {b.sha256[:12]}…) in {b.seconds:.1f}s; {b.verified}",
+        **b.to_dict(),
     )
 
 
@@ -37,7 +43,13 @@ def restore(
 ) -> None:
     """Replace the database's contents with a backup: checksum verified, current state backed up first."""
     s = open_session(ctx, "restore", json_output, project_dir)
-    digest = verify(file.resolve())
+    file = Path(os.path.abspath(file))
+    why = regular_file_problem(file)
+    if why is not None:  # a folder or a FIFO is named as what it is (verify would say "does not exist")
+        raise ConfigError(
+            f"{file} {why}, not a backup file", "pass a .dump file from backups/ (see `ls backups/`)", file=str(file)
+        )
+    digest = verify(file)
     engine = DockerEngine()
     s.confirm(
         f"restore replaces every table of database {s.settings.get('POSTGRES_DB')} with {file.name} "
@@ -46,7 +58,7 @@ def restore(
         {"file": str(file), "sha256": digest, "database": s.settings.get("POSTGRES_DB")},
     )
     safety = backup_database(engine, s.desired, s.settings, s.project, s.redact)
-    result = restore_db(engine, s.desired, s.settings, s.redact, file.resolve())
+    result = restore_db(engine, s.desired, s.settings, s.redact, file)
     rows = result["rows"]
     s.out.message(
         "restore",

@@ -25,8 +25,12 @@ def validate(
     profile: ProfileOpt = None,
     feed: FeedOpt = None,
     no_probe: Annotated[bool, typer.Option("--no-probe", help="Skip the end-to-end pipeline probe.")] = False,
-    probe_timeout: Annotated[float, typer.Option("--probe-timeout", min=1, help="Seconds the probe may take.")] = 30.0,
-    memory_budget: Annotated[float, typer.Option("--memory-budget", min=1, help="Core memory budget in MiB.")] = 1536.0,
+    probe_timeout: Annotated[
+        float, typer.Option("--probe-timeout", min=1, max=3600, help="Seconds the probe may take.")
+    ] = 30.0,
+    memory_budget: Annotated[
+        float, typer.Option("--memory-budget", min=1, max=1 << 30, help="Core memory budget in MiB.")
+    ] = 1536.0,
     json_output: JsonOpt = False,
 ) -> None:
     """Check the memo's success criteria: engine, network, volumes, containers, /health, Postgres

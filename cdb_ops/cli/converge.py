@@ -27,7 +27,7 @@ from cdb_ops.plan.observe import observe
 from cdb_ops.plan.planner import plan_stack
 
 
-def _run_playbook(
+def run_playbook(
     ctx: typer.Context,
     command: str,
     playbook: str,
@@ -39,15 +39,16 @@ def _run_playbook(
     json_output: bool,
     progress: ProgressMode,
     verbose: bool,
+    wipe_flag: str = "--wipe-data",
 ) -> None:
-    s = open_session(ctx, command, json_output, project_dir, playbook, profile, feed)
+    s = open_session(ctx, command, json_output, project_dir, playbook, profile, feed, phase)
     engine = DockerEngine()
     if options.wipe_data:
         # the planner names what --wipe-data would delete; the run plans again under its lock
         planned = plan_stack(s.desired, observe(engine, s.desired, host_ports=False), options.plan_options(False))
         doomed = [c.name for c in planned.removals if c.resource == "volume" and c.action == "remove"]
         s.confirm(
-            f"--wipe-data deletes the data volumes {', '.join(doomed) or '(none exist)'} after backing them up into "
+            f"{wipe_flag} deletes the data volumes {', '.join(doomed) or '(none exist)'} after backing them up into "
             f"{s.project.root / 'backups'}. Continue?",
             options.yes,
             {"would_delete_volumes": doomed, "backup_dir": str(s.project.root / "backups")},
@@ -101,7 +102,7 @@ def rebuild(
 
     Idempotent: on a converged stack nothing is recreated or restarted. Re-run to finish an
     interrupted run."""
-    _run_playbook(
+    run_playbook(
         ctx,
         "rebuild",
         "rebuild",
@@ -132,7 +133,7 @@ def run(
     verbose: VerboseOpt = False,
 ) -> None:
     """Run any phase playbook (rebuild is one)."""
-    _run_playbook(
+    run_playbook(
         ctx,
         "run",
         playbook,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +12,8 @@ import typer
 from cdb_ops.apply.secretfiles import write_secret_files
 from cdb_ops.cli.options import FeedOpt, ProfileOpt, ProjectDir
 from cdb_ops.cli.session import open_session
-from cdb_ops.errors import Conflict
+from cdb_ops.errors import Conflict, UsageError
+from cdb_ops.fsutil import atomic_write
 from cdb_ops.views.export import render
 
 
@@ -33,17 +35,33 @@ def export_compose(
 ) -> None:
     """The stack as a Compose file (health checks, depends_on conditions, secrets as files)."""
     s = open_session(ctx, "export compose", False, project_dir, "rebuild", profile, feed)
-    base = output.resolve().parent if output else Path.cwd()
+    target = Path(os.path.abspath(output)) if output else None
+    if target is not None:
+        check_output(target, force)  # before anything is written: a refusal leaves no .cdb/secrets behind
+    base = target.parent if target else Path.cwd()
     # secrets reach the file only as file references, never as values; redacting keeps it so
     text = s.redact(render(s.desired, base, offline))
     write_secret_files(s.desired)  # the file refers to them: they must exist for compose to start
-    if output is None:
+    if target is None:
         sys.stdout.write(text)
         return
-    if output.exists() and not force:
-        raise Conflict(f"{output} exists; not overwriting it", "pass --force, or choose another --output")
-    output.write_text(text)
-    s.out.message("export compose", f"wrote {output} ({len(s.desired.services)} services)")
+    atomic_write(target, text, mode=0o644)  # no secret in it (see above): readable like any Compose file
+    s.out.message("export compose", f"wrote {target} ({len(s.desired.services)} services)")
+
+
+def check_output(target: Path, force: bool) -> None:
+    """--output names a file we may write: its folder exists, it is not a folder, --force to replace it."""
+    if not target.parent.is_dir():
+        raise UsageError(
+            f"--output {target}: the folder {target.parent} does not exist",
+            f"create it first (mkdir -p {target.parent}) or choose another --output",
+        )
+    if os.path.isdir(target):
+        raise UsageError(f"--output {target} is a folder", f"name a file, e.g. --output {target / 'compose.yaml'}")
+    if os.path.lexists(target) and not force:
+        raise Conflict(f"{target} exists; not overwriting it", "pass --force, or choose another --output")
+    if os.path.lexists(target) and not os.path.isfile(target):
+        raise UsageError(f"--output {target} is not a regular file", "choose another --output")
 
 
 def register(app: typer.Typer) -> None:

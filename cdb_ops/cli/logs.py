@@ -26,6 +26,10 @@ def parse_since(value: str | None) -> datetime | None:
         return None
     try:
         return datetime.now(UTC) - timedelta(seconds=parse_duration(value))
+    except OverflowError:
+        raise UsageError(
+            f"--since {value!r} reaches back before the year 1", "write e.g. --since 10m or --since 2h"
+        ) from None
     except ValueError:
         pass
     try:
@@ -63,6 +67,7 @@ def logs(
         ctx, "logs", json_output, project_dir, "rebuild", profile or ["core", *every_profile(project_dir)], None
     )
     out, redact = s.out, s.redact
+    since_t = parse_since(since)  # every argument is checked before the engine is asked
     chosen = logmod.select(s.desired, services or [])
     colour = {name: logmod.COLOURS[i % len(logmod.COLOURS)] for i, name in enumerate(s.desired.services)}
     width = max(len(name) for name in chosen)
@@ -76,7 +81,6 @@ def logs(
         c = colour[line.service]
         out.console.print(f"[{c}]{line.service:<{width}}[/{c}] | {escape(redact(line.text))}", soft_wrap=True)
 
-    since_t = parse_since(since)
     if follow_:
         try:
             for line in logmod.follow(engine, chosen, since_t, errors):

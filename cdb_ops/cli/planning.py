@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from cdb_ops.apply.rotate import pending_rotations
 from cdb_ops.cli.options import FeedOpt, JsonOpt, ProfileOpt, ProjectDir
 from cdb_ops.cli.session import open_session
 from cdb_ops.engine.docker import DockerEngine
@@ -26,7 +27,10 @@ def plan(
     """Show what `rebuild` would change, resource by resource. Changes nothing."""
     s = open_session(ctx, "plan", json_output, project_dir, "rebuild", profile, feed)
     observed = observe(DockerEngine(), s.desired)
-    result = plan_stack(s.desired, observed, PlanOptions(remove_orphans=remove_orphans, no_cache=no_cache))
+    options = PlanOptions(
+        remove_orphans=remove_orphans, no_cache=no_cache, pending_rotations=pending_rotations(s.project)
+    )
+    result = plan_stack(s.desired, observed, options)
     s.out.plan(result, list(s.desired.profiles), s.desired.feed)
     if result.conflicts:
         raise typer.Exit(int(ExitCode.CONFLICT))

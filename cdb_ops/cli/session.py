@@ -6,13 +6,16 @@ error escaping the command is still shown the way the command would (JSON or not
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import typer
 
+from cdb_ops.apply.runner import select_phases
 from cdb_ops.cli.options import ProgressMode
+from cdb_ops.db.migrations import discover
 from cdb_ops.errors import NeedsConfirmation
 from cdb_ops.load.desired import DesiredStack, resolve
 from cdb_ops.load.playbook import load_runbook
@@ -93,12 +96,25 @@ def open_session(
     playbook: str = "rebuild",
     profiles: list[str] | None = None,
     feed: str | None = None,
+    phases: list[str] | None = None,
 ) -> Session:
-    """Everything the user wrote, validated before the engine is even contacted."""
+    """Everything the user wrote — playbooks, .env, schema/ and the command's own arguments — validated
+    before the engine is even contacted."""
     inv = begin(ctx, command, json_output)
     project = find_project(project_dir)
     book, stack = load_runbook(project.playbook(playbook))
-    settings = load_settings(project.env_file)
+    select_phases(book, phases)  # `--phase nosuch` is a usage error, not something the engine finds out
+    settings = load_settings(project.env_file, stack_secrets(stack))
     inv.redact = Redactor(settings.secret_values())
+    out = inv.renderer()
+    for warning in settings.warnings:
+        out.warn(warning)
     desired = resolve(stack, settings, project, profiles, feed)
-    return Session(command, json_output, project, book, stack, settings, desired, inv.redact, inv.renderer())
+    if os.path.lexists(project.schema_dir):  # (a project without one is told so by the schema phase)
+        discover(project.schema_dir)  # a bad migration is refused now, not after four phases ran
+    return Session(command, json_output, project, book, stack, settings, desired, inv.redact, out)
+
+
+def stack_secrets(stack: StackSpec) -> list[str]:
+    """Every key a service lists under `secrets:` — each is treated as a secret (redacted, checked)."""
+    return [k for svc in stack.services.values() for k in svc.secrets]

@@ -5,6 +5,7 @@ The bookkeeping lives in schema `cdb_ops` (outside `public`, which belongs to th
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import time
 from collections.abc import Iterable
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cdb_ops.errors import ConfigError, ConfigErrors, StepFailed
+from cdb_ops.fsutil import decode_utf8, read_bytes, read_text
 from cdb_ops.model.results import MigrationState
 
 if TYPE_CHECKING:
@@ -43,7 +45,7 @@ class Migration:
 
     @property
     def sql(self) -> str:
-        return self.path.read_text(encoding="utf-8")
+        return read_text(self.path, "migration file")
 
     @property
     def creates(self) -> frozenset[str]:
@@ -64,20 +66,21 @@ class Repair:
 
 
 def discover(schema_dir: Path) -> list[Migration]:
-    if not schema_dir.is_dir():
-        raise ConfigError(f"{schema_dir} does not exist", "run from the project checkout (it ships schema/)")
+    """Every migration of schema/, checked before any engine call: names, numbers, content."""
+    if not os.path.isdir(schema_dir):
+        raise ConfigError(f"{schema_dir} is not a folder", "run from the project checkout (it ships schema/)")
     found: list[Migration] = []
     errors: list[ConfigError] = []
     seen: dict[int, str] = {}
     for path in sorted(schema_dir.iterdir()):
-        if path.suffix != ".sql":
-            continue
+        if path.suffix.lower() != ".sql" or path.name.startswith("."):
+            continue  # READMEs, editors' backups: not migrations
         m = FILE_RE.match(path.name)
         if not m:
             errors.append(
                 ConfigError(
                     "migration file name is not NNN_description.sql",
-                    "rename it like 005_add_column.sql (three digits, lower-case words joined by _)",
+                    "rename it like 005_add_column.sql (three digits, lower-case words joined by _, lower-case .sql)",
                     file=str(path),
                 )
             )
@@ -93,7 +96,22 @@ def discover(schema_dir: Path) -> list[Migration]:
             )
             continue
         seen[version] = path.name
-        found.append(Migration(version, m.group(2), path, hashlib.sha256(path.read_bytes()).hexdigest()))
+        try:
+            data = read_bytes(path, "migration file")
+            text = decode_utf8(data, path)
+        except ConfigError as exc:
+            errors.append(exc)
+            continue
+        if not re.sub(r"--[^\n]*", "", text).strip():
+            errors.append(
+                ConfigError(
+                    "the migration is empty (no SQL besides comments)",
+                    "write its SQL, or remove the file; an applied empty migration could never be filled in",
+                    file=str(path),
+                )
+            )
+            continue
+        found.append(Migration(version, m.group(2), path, hashlib.sha256(data).hexdigest()))
     if errors:
         raise ConfigErrors(errors) if len(errors) > 1 else errors[0]
     return found

@@ -55,7 +55,13 @@ class EngineActions(Protocol):
     def copy_out(self, name: str, path: str, dest: Path) -> int: ...
     def copy_in(self, name: str, src: Path, directory: str, filename: str) -> None: ...
     def run_once(
-        self, image: str, cmd: list[str], mounts: list[MountBinding], keep: bool = False
+        self,
+        image: str,
+        cmd: list[str],
+        mounts: list[MountBinding],
+        keep: bool = False,
+        network: str = "none",
+        timeout: float = 3600,
     ) -> tuple[int, str, str]: ...
 
     def create_network(self, name: str, driver: str, labels: dict[str, str]) -> None: ...

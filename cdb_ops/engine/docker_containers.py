@@ -10,6 +10,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import requests
 
 from cdb_ops.engine.cgroups import cgroup_sample
 from cdb_ops.engine.docker_base import DockerBase, translate
@@ -229,14 +230,21 @@ class ContainersMixin(DockerBase):
                 self._api.put_archive(name, directory, tmp.read())
 
     def run_once(
-        self, image: str, cmd: list[str], mounts: list[MountBinding], keep: bool = False
+        self,
+        image: str,
+        cmd: list[str],
+        mounts: list[MountBinding],
+        keep: bool = False,
+        network: str = "none",
+        timeout: float = 3600,
     ) -> tuple[int, str, str]:
         """Run a throwaway container to completion: (exit code, its output, its id). With `keep` the
-        caller removes it (to copy files out of it first)."""
+        caller removes it (to copy files out of it first). No network unless one is named; a container
+        still running after `timeout` seconds is killed (exit code -1)."""
         with translate():
             host_config = self._api.create_host_config(
                 mounts=[docker.types.Mount(m.target, m.source, type=m.kind, read_only=m.read_only) for m in mounts],
-                network_mode="none",
+                network_mode=network,
             )
             c = self._api.create_container(
                 image=image,
@@ -249,7 +257,11 @@ class ContainersMixin(DockerBase):
             cid = str(c["Id"])
             try:
                 self._api.start(cid)
-                code = int(self._api.wait(cid, timeout=3600).get("StatusCode", -1))
+                try:
+                    code = int(self._api.wait(cid, timeout=timeout).get("StatusCode", -1))
+                except requests.exceptions.ReadTimeout:  # docker-py's wait gave up
+                    self._api.kill(cid)
+                    code = -1
                 out = self._api.logs(cid, stdout=True, stderr=True).decode("utf-8", errors="replace")
             finally:
                 if not keep:

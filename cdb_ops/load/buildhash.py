@@ -7,9 +7,11 @@ import fnmatch
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from cdb_ops.errors import ConfigError
+from cdb_ops.fsutil import digest_entry, read_text, regular_file_problem, tree_digest
 from cdb_ops.load.project import Project
 from cdb_ops.load.specs import BuildSpec
 
@@ -23,9 +25,10 @@ def sha256(data: bytes | str) -> str:
 
 def _read_dockerignore(context: Path) -> list[str]:
     f = context / ".dockerignore"
-    if not f.is_file():
+    if not os.path.lexists(f):
         return []
-    return [ln.strip().rstrip("/") for ln in f.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    text = read_text(f, ".dockerignore file")
+    return [ln.strip().rstrip("/") for ln in text.split("\n") if ln.strip() and not ln.startswith("#")]
 
 
 def _copy_sources(dockerfile: Path) -> list[str] | None:
@@ -34,7 +37,7 @@ def _copy_sources(dockerfile: Path) -> list[str] | None:
     The image depends only on the Dockerfile and these files, so the build hash covers just them:
     editing the screener does not rebuild (and recreate) the signal engine, though both share images/."""
     sources: list[str] = []
-    text = dockerfile.read_text(encoding="utf-8").replace("\\\n", " ")
+    text = read_text(dockerfile, "Dockerfile").replace("\r\n", "\n").replace("\\\n", " ")
     for raw in text.splitlines():
         parts = raw.strip().split()
         if not parts or parts[0].upper() not in ("COPY", "ADD"):
@@ -51,50 +54,55 @@ def _copy_sources(dockerfile: Path) -> list[str] | None:
             src = src.strip("/").removeprefix("./")
             if src in ("", ".") or any(ch in src for ch in "*?[$"):
                 return None  # the whole context, a glob or a variable: hash everything
+            if os.path.normpath(src).startswith(".."):
+                continue  # outside the context: the build refuses it; never hash what lies outside
             sources.append(src)
     return sources
 
 
-def build_context_hash(project: Project, build: BuildSpec) -> str:
+def build_context_hash(project: Project, build: BuildSpec, line: Callable[[], int | None] = lambda: None) -> str:
     """Content hash of a build: the Dockerfile, the args, and every context file its COPY/ADD lines
     read (all of the context when that cannot be told), minus .dockerignore.
 
     An image whose label carries this hash is current, so a no-op rebuild sends no build at all."""
-    context = (project.root / build.context).resolve()
-    if not context.is_dir():
+    context = Path(os.path.normpath(project.root / build.context))  # lexical: a loop is reported, not raised
+    if not os.path.isdir(context):
         raise ConfigError(
-            f"build context {build.context!r} does not exist",
+            f"build context {build.context!r} is not a folder ({regular_file_problem(context) or 'a file'})",
             "fix `context:` in playbooks/stack.yaml (a folder relative to the project)",
             file=str(project.stack_file),
+            line=line(),  # asked only now: finding it reads the playbook again
         )
-    dockerfile = context / dockerfile_of(build)
-    if not dockerfile.is_file():
-        raise ConfigError(
-            f"Dockerfile {dockerfile} does not exist",
-            "fix `dockerfile:` in playbooks/stack.yaml (relative to the project)",
-            file=str(project.stack_file),
-        )
+    dockerfile = Path(os.path.normpath(context / dockerfile_of(build)))
     ignore = _read_dockerignore(context)
-    sources = _copy_sources(dockerfile)
+    sources = _copy_sources(dockerfile)  # reads it the safe way: a missing or odd Dockerfile is refused
     roots = [context] if sources is None else [context / src for src in sources]
-    files: set[Path] = {dockerfile}
+    # names as bytes: a build context may hold a file whose name is not UTF-8; a symlink is hashed as a
+    # link and a FIFO by its kind (fsutil.digest_entry), as the build's tar sends them
+    files: set[bytes] = {os.fsencode(dockerfile)}
     for root in roots:
-        if root.is_file():
-            files.add(root)
+        if not os.path.isdir(root) or os.path.islink(root):
+            files.add(os.fsencode(root))
             continue
-        for dirpath, dirnames, filenames in os.walk(root):
-            rel_dir = Path(dirpath).relative_to(context)
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            rel_dir = os.path.relpath(dirpath, context)
             dirnames[:] = [
-                d for d in dirnames if not any(fnmatch.fnmatch(str(rel_dir / d), p) or d == p for p in ignore)
+                d
+                for d in dirnames
+                if not any(fnmatch.fnmatch(os.path.normpath(os.path.join(rel_dir, d)), p) or d == p for p in ignore)
             ]
-            files.update(Path(dirpath) / name for name in filenames)
+            links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+            files.update(os.fsencode(os.path.join(dirpath, name)) for name in [*filenames, *links])
     h = hashlib.sha256()
-    for path in sorted(files):
-        rel = str(path.relative_to(context))
-        if path != dockerfile and any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(path.name, p) for p in ignore):
+    base = os.fsencode(context)
+    for full in sorted(files, key=lambda b: b.split(b"/")):  # the order of Path's parts, as before
+        rel = os.path.relpath(full, base)
+        rel_s, name = os.fsdecode(rel), os.fsdecode(os.path.basename(full))
+        if full != os.fsencode(dockerfile) and any(
+            fnmatch.fnmatch(rel_s, p) or fnmatch.fnmatch(name, p) for p in ignore
+        ):
             continue
-        h.update(rel.encode() + b"\0")
-        h.update(hashlib.sha256(path.read_bytes()).digest())
+        digest_entry(h, os.fsdecode(full), rel)
     h.update(
         json.dumps(
             {"dockerfile": dockerfile_of(build), "args": build.args, "labels": IMAGE_LABELS_VERSION}, sort_keys=True
@@ -117,9 +125,4 @@ def dockerfile_of(build: BuildSpec) -> str:
 
 def path_digest(path: Path) -> str:
     """Content hash of a file, or of every file under a folder (names and contents)."""
-    if path.is_file():
-        return sha256(path.read_bytes())
-    h = hashlib.sha256()
-    for p in sorted(x for x in path.rglob("*") if x.is_file()):
-        h.update(str(p.relative_to(path)).encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
-    return h.hexdigest()
+    return tree_digest(path)

@@ -5,13 +5,17 @@ This is the "operations" half of the plan (what should be); `facts` come from th
 from __future__ import annotations
 
 import json
+import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from cdb_ops.errors import ConfigError, UsageError
+from cdb_ops.fsutil import regular_file_problem
 from cdb_ops.load.buildhash import build_context_hash, path_digest, sha256
 from cdb_ops.load.project import Project
-from cdb_ops.load.settings import SECRET_KEYS, Settings
+from cdb_ops.load.settings import Settings
 from cdb_ops.load.specs import BuildSpec, ServiceSpec, StackSpec
 from cdb_ops.load.yamlsource import load_yaml
 from cdb_ops.model.labels import (
@@ -84,7 +88,7 @@ class DesiredStack:
 def _interpolate(value: str, settings: Settings, where: tuple[str, ...], project: Project) -> str:
     def sub(m: re.Match[str]) -> str:
         key, default = m.group(1), m.group(2)
-        if key in SECRET_KEYS:
+        if key in settings.secret_keys:
             raise ConfigError(
                 f"{'.'.join(where)} interpolates the secret {key}",
                 f"list {key} under the service's secrets: instead, so it reaches the container as a file "
@@ -105,6 +109,10 @@ def _interpolate(value: str, settings: Settings, where: tuple[str, ...], project
         return found
 
     return _VAR_RE.sub(sub, value)
+
+
+def _line(project: Project, loc: tuple[str, ...]) -> Callable[[], int | None]:
+    return lambda: load_yaml(project.stack_file).line_of(loc)
 
 
 def _env_value(v: str | int | float | bool) -> str:
@@ -143,7 +151,8 @@ def resolve(
     profiles: list[str] | None = None,
     feed: str | None = None,
 ) -> DesiredStack:
-    feed = feed or stack.default_feed
+    # --feed wins; else the CDB_FEED that `init` chose and wrote into .env; else the playbook's default
+    feed = feed or (settings.get("CDB_FEED") or "").lower() or stack.default_feed
     if feed is not None and feed not in stack.feeds:
         raise UsageError(f"unknown feed {feed!r}", f"use one of: {', '.join(sorted(stack.feeds))}")
     if feed and stack.feeds[feed].depends_on:  # e.g. the screener waits for the replay server it reads
@@ -183,10 +192,11 @@ def resolve(
         file_digests: dict[str, str] = {}
         for m in svc.volumes:
             if m.is_bind:
-                src = (project.root / m.source).resolve()
-                if not src.exists():
+                src = Path(os.path.normpath(project.root / m.source))  # lexical: a loop is reported, not raised
+                why = None if src.is_dir() else regular_file_problem(src)
+                if why is not None:
                     raise ConfigError(
-                        f"service {name!r} mounts {m.source}, which does not exist",
+                        f"service {name!r} mounts {m.source}, which {why}",
                         "create it, or fix the path (relative to the project directory)",
                         file=str(project.stack_file),
                         line=load_yaml(project.stack_file).line_of(("services", name, "volumes")),
@@ -207,7 +217,11 @@ def resolve(
             ref=svc.image,
             build=svc.build,
             fallback=svc.fallback_build,
-            build_hash=build_context_hash(project, build) if build else None,
+            build_hash=build_context_hash(
+                project, build, _line(project, ("services", name, "build" if svc.build else "fallback_build"))
+            )
+            if build
+            else None,
         )
         container = ContainerSpec(
             name=svc.container,

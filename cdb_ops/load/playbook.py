@@ -4,6 +4,7 @@ command touches the engine, and every error names the file, the line and the fix
 
 from __future__ import annotations
 
+import ipaddress
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ def _stack_problems(stack: StackSpec, doc: YamlDocument) -> list[ConfigError]:
         problems.append(ConfigError(msg, fix, file=f, line=doc.line_of(loc)))
 
     containers: dict[str, str] = {}
-    host_ports: dict[tuple[str, int, str], str] = {}
+    host_ports: list[tuple[str, int, str, str]] = []  # (bind, port, protocol, service)
     for name, svc in stack.services.items():
         base = ("services", name)
         if svc.container in containers:
@@ -71,15 +72,16 @@ def _stack_problems(stack: StackSpec, doc: YamlDocument) -> list[ConfigError]:
             elif dep == name:
                 err(base + ("depends_on", dep), f"service {name!r} depends on itself", "remove that entry")
         for i, port in enumerate(svc.ports):
-            key = (port.bind or stack.bind, port.host, port.protocol)
-            other = host_ports.get(key)
+            bind = port.bind or stack.bind
+            other = next((o for o in host_ports if o[1:3] == (port.host, port.protocol) and _overlap(o[0], bind)), None)
             if other is not None:
+                also = "" if other[0] == bind else f" (on {other[0]} and {bind}: 0.0.0.0 / :: include every address)"
                 err(
                     base + ("ports", i),
-                    f"host port {port.host} is published by both {other!r} and {name!r}",
+                    f"host port {port.host} is published by both {other[3]!r} and {name!r}{also}",
                     "give one of them another host port (the number before the ':')",
                 )
-            host_ports[key] = name
+            host_ports.append((bind, port.host, port.protocol, name))
         for i, mount in enumerate(svc.volumes):
             if not mount.is_bind and mount.source not in stack.volumes:
                 err(
@@ -136,16 +138,38 @@ def _stack_problems(stack: StackSpec, doc: YamlDocument) -> list[ConfigError]:
             f"use one of: {', '.join(sorted(stack.feeds)) or '(declare feeds first)'}",
         )
     if not any(p for p in problems if "unknown service" in p.message):
-        try:
-            TopologicalSorter({n: set(s.depends_on) - {n} for n, s in stack.services.items()}).prepare()
-        except CycleError as exc:
-            cycle = list(exc.args[1])
+        graph = {n: set(s.depends_on) - {n} for n, s in stack.services.items()}
+        cycle = _cycle(graph)
+        if cycle:
             err(
                 ("services", cycle[0], "depends_on"),
                 "dependency cycle: " + " -> ".join(cycle),
                 "remove one depends_on entry so the services can start in order",
             )
+        else:  # a feed adds dependencies: the stack as resolved with it must start in order too
+            for feed, spec in stack.feeds.items():
+                merged = {n: deps | (set(spec.depends_on.get(n, {})) - {n}) for n, deps in graph.items()}
+                cycle = _cycle(merged)
+                if cycle:
+                    err(
+                        ("feeds", feed, "depends_on"),
+                        f"dependency cycle with feed {feed!r}: " + " -> ".join(cycle),
+                        f"remove one entry of feeds.{feed}.depends_on (or of the services' depends_on)",
+                    )
     return problems
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Two bind addresses take the same host port: equal, or either is every address (0.0.0.0, ::)."""
+    return a == b or ipaddress.ip_address(a).is_unspecified or ipaddress.ip_address(b).is_unspecified
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    try:
+        TopologicalSorter(graph).prepare()
+    except CycleError as exc:
+        return list(exc.args[1])
+    return None
 
 
 def load_stack(path: Path) -> StackSpec:

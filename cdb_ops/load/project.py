@@ -62,20 +62,34 @@ class Project:
         return self.state_dir
 
 
+def _holds_stack(root: Path) -> bool:
+    # any entry counts (a folder, a dangling link): the playbook loader then says what is wrong with it,
+    # instead of "not a cdb-ops project"
+    return os.path.lexists(root / "playbooks" / "stack.yaml")
+
+
 def find_project(start: Path | None = None) -> Project:
     """The nearest directory (start, then its parents) holding playbooks/stack.yaml."""
-    explicit = start or (Path(os.environ["CDB_PROJECT_DIR"]) if os.environ.get("CDB_PROJECT_DIR") else None)
+    from_env = os.environ.get("CDB_PROJECT_DIR") or None
+    explicit = start or (Path(from_env) if from_env else None)
     if explicit is not None:
-        root = explicit.resolve()
-        if not (root / "playbooks" / "stack.yaml").is_file():
+        root = Path(os.path.realpath(explicit))  # realpath: a symlink loop is not followed forever
+        if not _holds_stack(root):
+            why = "does not exist" if not os.path.isdir(root) else "has no playbooks/stack.yaml"
+            if from_env and Path(os.path.realpath(from_env)) == root:
+                raise ConfigError(
+                    f"CDB_PROJECT_DIR={from_env} is not a cdb-ops project ({why})",
+                    "point CDB_PROJECT_DIR at the directory that holds playbooks/ (or `unset CDB_PROJECT_DIR` "
+                    "and run inside the checkout)",
+                )
             raise ConfigError(
-                f"{root} is not a cdb-ops project (no playbooks/stack.yaml)",
+                f"{root} is not a cdb-ops project ({why})",
                 "pass --project-dir pointing at the directory that holds playbooks/",
             )
         return Project(root)
-    here = Path.cwd().resolve()
+    here = Path(os.path.realpath(Path.cwd()))
     for candidate in (here, *here.parents):
-        if (candidate / "playbooks" / "stack.yaml").is_file():
+        if _holds_stack(candidate):
             return Project(candidate)
     raise ConfigError(
         f"no playbooks/stack.yaml in {here} or its parents",

@@ -4,17 +4,25 @@ The names, types and bounds are the one table the services read too (`cdb_common
 
 from __future__ import annotations
 
+import os
 import re
 import secrets as _secrets
+import stat
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from cdb_common.envrules import RULES, SECRET_KEYS, EnvRule, bounds, problem
+from cdb_common.envrules import RELATIONS, RULES, SECRET_KEYS, EnvRule, bounds, problem, relation_problem
 
 from cdb_ops.errors import ConfigError, ConfigErrors
+from cdb_ops.fsutil import decode_utf8, read_bytes
 
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAMEISH_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # safe to show: cannot hold a password's punctuation
+_LEADING_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*")
+# control characters other than tab: a form feed, NUL or escape in a value is a copy-paste accident
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u0085\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -24,52 +32,103 @@ class EnvLine:
     line: int
 
 
-def parse_env_file(path: Path) -> dict[str, EnvLine]:
-    """KEY=VALUE lines; `#` comments, blank lines, `export `, single/double quotes. Refuses the rest."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # -sig: Notepad saves a BOM
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"not UTF-8 text ({exc.reason} at byte {exc.start})",
-            "save the file as UTF-8 (plain ASCII values are safest)",
-            file=str(path),
-        ) from None
-    except IsADirectoryError:
-        raise ConfigError(
-            "is a folder, not a file", "remove the folder and run `cdb-ops init`", file=str(path)
-        ) from None
-    except FileNotFoundError:
-        raise ConfigError(
-            "file not found",
-            "run `cdb-ops init` to write one with generated secrets (or copy .env.example to .env)",
-            file=str(path),
-        ) from None
+def _leading_key(line: str) -> str:
+    """'POSTGRES_PASSWORD' of 'POSTGRES_PASSWORD: s3cret' — what a message may name of a broken line."""
+    m = _LEADING_KEY_RE.match(line)
+    return f" (it starts with {m.group(0)!r})" if m else ""
+
+
+def parse_env_text(text: str, path: Path) -> dict[str, EnvLine]:
+    """KEY=VALUE lines; `#` comments, blank lines, `export `, single/double quotes. Refuses the rest.
+
+    A message names the key and the line, never the value or the rest of a broken line: on a line
+    that is not KEY=VALUE, anything after the key may be a password. Lines end at '\n' only (a form
+    feed or U+2028 is a character in a value, refused below, not a new line that shifts every number)."""
     out: dict[str, EnvLine] = {}
     errors: list[ConfigError] = []
-    for n, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
+    f = str(path)
+    for n, raw in enumerate(text.split("\n"), start=1):
+        line = raw.removesuffix("\r").strip(" \t")
         if not line or line.startswith("#"):
             continue
-        line = line.removeprefix("export ").strip()
+        if line.startswith("export ") or line.startswith("export\t"):
+            line = line[len("export") :].strip(" \t")
         if "=" not in line:
-            errors.append(ConfigError(f"not a KEY=VALUE line: {raw[:40]!r}", "write KEY=value", file=str(path), line=n))
+            errors.append(
+                ConfigError(
+                    f"not a KEY=VALUE line{_leading_key(line)}",
+                    "write KEY=value (an '=' between the name and the value, one setting per line)",
+                    file=f,
+                    line=n,
+                )
+            )
             continue
-        key, value = (p.strip() for p in line.split("=", 1))
+        key, value = (p.strip(" \t") for p in line.split("=", 1))
         if not _KEY_RE.match(key):
-            errors.append(ConfigError(f"invalid key {key!r}", "keys are letters, digits and _", file=str(path), line=n))
+            shown = f" {key!r}" if _NAMEISH_RE.match(key) else _leading_key(key)
+            errors.append(
+                ConfigError(
+                    f"invalid key{shown}",
+                    "keys are letters, digits and _, not starting with a digit (KEY=value)",
+                    file=f,
+                    line=n,
+                )
+            )
             continue
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        if value[:1] in ("'", '"'):
+            quote = value[0]
+            if len(value) < 2 or not value.endswith(quote):
+                errors.append(
+                    ConfigError(
+                        f"{key}: the {quote} opened on this line is not closed on it",
+                        f"close the quote at the end of the line ({key}={quote}...{quote}); a value cannot span lines",
+                        file=f,
+                        line=n,
+                    )
+                )
+                continue
             value = value[1:-1]
         elif " #" in value:
             value = value.split(" #", 1)[0].rstrip()
+        if _CONTROL_RE.search(value):
+            errors.append(
+                ConfigError(
+                    f"{key}: the value holds a control character (a form feed, NUL, escape or line separator)",
+                    f"retype the value of {key} on line {n}; copy-pasting from a document brings these along",
+                    file=f,
+                    line=n,
+                )
+            )
+            continue
         if key in out:
             errors.append(
-                ConfigError(f"{key} is set twice (first on line {out[key].line})", "keep one", file=str(path), line=n)
+                ConfigError(f"{key} is set twice (first on line {out[key].line})", "keep one", file=f, line=n)
             )
         out[key] = EnvLine(key, value, n)
     if errors:
         raise ConfigErrors(errors) if len(errors) > 1 else errors[0]
     return out
+
+
+def parse_env_file(path: Path) -> dict[str, EnvLine]:
+    """`.env` read the safe way (a regular file, bounded, UTF-8; a symlink's target is never shown)."""
+    missing = "run `cdb-ops init` to write one with generated secrets (or copy .env.example to .env)"
+    data = read_bytes(path, ".env file", limit=1024 * 1024, missing_fix=missing)
+    return parse_env_text(decode_utf8(data, path, "save the file as UTF-8 (plain ASCII values are safest)"), path)
+
+
+def readable_by_others(path: Path) -> str | None:
+    """A warning when other users may read the file's secrets (a copied .env.example is 0644)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if mode & 0o077:
+        return (
+            f"{path} is readable by other users (mode {stat.S_IMODE(mode):04o}) and holds the stack's passwords; "
+            f"fix: chmod 600 {path}"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -79,9 +138,12 @@ class Settings:
     path: Path
     values: dict[str, str]
     lines: dict[str, int] = field(default_factory=dict)
+    # the table's secrets plus those the playbook's services list under `secrets:`
+    secret_keys: tuple[str, ...] = SECRET_KEYS
+    warnings: tuple[str, ...] = ()
 
     def secret_values(self) -> list[str]:
-        return [self.values[k] for k in SECRET_KEYS if self.values.get(k)]
+        return [self.values[k] for k in self.secret_keys if self.values.get(k)]
 
     def get(self, key: str, default: str | None = None) -> str | None:
         return self.values.get(key, default)
@@ -90,11 +152,23 @@ class Settings:
         return Decimal(self.values[key])
 
 
-def load_settings(path: Path) -> Settings:
+def load_settings(path: Path, custom_secrets: Iterable[str] = ()) -> Settings:
     entries = parse_env_file(path)
+    warning = readable_by_others(path)
+    return check_settings(entries, path, custom_secrets, (warning,) if warning else ())
+
+
+def check_settings(
+    entries: dict[str, EnvLine], path: Path, custom_secrets: Iterable[str] = (), warnings: tuple[str, ...] = ()
+) -> Settings:
+    """Every value against the table of rules (and the secrets a service declares against the secret
+    rule: long, not one of the published passwords); all problems in one refusal."""
     errors: list[ConfigError] = []
     f = str(path)
-    for key, rule in RULES.items():
+    custom = tuple(k for k in dict.fromkeys(custom_secrets) if k not in RULES)
+    rules = list(RULES.values()) + [EnvRule(k, "secret", required=False) for k in custom]
+    for rule in rules:
+        key = rule.key
         entry = entries.get(key)
         if entry is None or entry.value == "":
             if rule.required:
@@ -107,9 +181,26 @@ def load_settings(path: Path) -> Settings:
         if wrong:
             # never echo a secret's value back, even a wrong one
             errors.append(ConfigError(f"{key}: {wrong}", _fix_for(key, rule), file=f, line=entry.line))
+    if not errors:  # relations between values only once each value is valid on its own
+        values = {k: e.value for k, e in entries.items()}
+        for relation in RELATIONS:
+            wrong = relation_problem(relation, values)
+            if wrong:
+                errors.append(ConfigError(wrong, relation.fix, file=f, line=_line_of(entries, relation.low)))
     if errors:
         raise ConfigErrors(errors) if len(errors) > 1 else errors[0]
-    return Settings(path, {k: e.value for k, e in entries.items()}, {k: e.line for k, e in entries.items()})
+    return Settings(
+        path,
+        {k: e.value for k, e in entries.items()},
+        {k: e.line for k, e in entries.items()},
+        SECRET_KEYS + custom,
+        warnings,
+    )
+
+
+def _line_of(entries: dict[str, EnvLine], key: str) -> int | None:
+    entry = entries.get(key)
+    return entry.line if entry else None
 
 
 def _fix_for(key: str, rule: EnvRule) -> str:
@@ -126,12 +217,33 @@ def generate_secret() -> str:
     return _secrets.token_urlsafe(32)
 
 
-def render_env_from_example(example: str) -> str:
-    """.env.example with every empty secret filled by a fresh random value."""
+def render_env_from_example(example: str, custom_secrets: Iterable[str] = ()) -> str:
+    """.env.example with every secret filled by a fresh random value.
+
+    Whatever a template holds for a secret is public (it is committed), so it is never kept — not a
+    placeholder, not a published password: keeping one would make `init` write a .env it then refuses.
+    Lines stay where they were, so a problem in another value is reported at its .env.example line."""
+    keys = set(SECRET_KEYS) | set(custom_secrets)
     out = []
-    for raw in example.splitlines():
-        key, sep, value = raw.partition("=")
-        if sep and key.strip() in SECRET_KEYS and value.strip() in ("", "change-me"):
-            raw = f"{key.strip()}={generate_secret()}"
-        out.append(raw)
-    return "\n".join(out) + "\n"
+    for raw in example.split("\n"):
+        key, sep, _value = raw.partition("=")
+        name = key.strip().removeprefix("export ").strip()
+        if sep and name in keys:
+            raw = f"{name}={generate_secret()}"
+        out.append(raw.removesuffix("\r"))
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def set_env_value(text: str, key: str, value: str, comment: str) -> str:
+    """`text` (a .env) with `key=value`, a `# comment` line right above it: the first line for `key`
+    (set or empty) is replaced, or both lines are appended."""
+    lines = text.splitlines()
+    note = f"# {key}: {comment}"
+    for i, raw in enumerate(lines):
+        if raw.strip().removeprefix("export ").split("=", 1)[0].strip() == key and "=" in raw:
+            if i > 0 and lines[i - 1].startswith(f"# {key}: "):
+                lines[i - 1 : i + 1] = [note, f"{key}={value}"]
+            else:
+                lines[i : i + 1] = [note, f"{key}={value}"]
+            return "\n".join(lines) + "\n"
+    return "\n".join([*lines, note, f"{key}={value}"]) + "\n"

@@ -3,10 +3,13 @@ order to converge it), as frozen pydantic models — every key, type and range c
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from cdb_ops.load.validation import BindAddress, EnvName, ImageRef, ProjectPath, docker_duration, project_path
 
 PRIORITIES = ("critical", "high", "medium", "optional")
 NAME_RE = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
@@ -18,6 +21,8 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("a duration like 5s, 500ms or 2m")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("a duration must be a finite number of seconds, like 5s or 2m")
         if value < 0:
             raise ValueError("a duration must not be negative")
         return float(value)
@@ -30,6 +35,8 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+DockerDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(docker_duration)]
+Name = Annotated[str, Field(pattern=NAME_RE)]
 
 
 class SpecModel(BaseModel):
@@ -39,7 +46,7 @@ class SpecModel(BaseModel):
 class PortSpec(SpecModel):
     host: int = Field(ge=1, le=65535)
     container: int = Field(ge=1, le=65535)
-    bind: str | None = None  # None: the stack's default bind address
+    bind: BindAddress | None = None  # None: the stack's default bind address
     protocol: Literal["tcp", "udp"] = "tcp"
 
 
@@ -75,12 +82,25 @@ class MountSpec(SpecModel):
     """A named volume (`cdb_risk_logs:/var/log/cdb_risk`) or a project folder (`./replays:/replays:ro`)."""
 
     source: str
-    target: str
+    target: str = Field(pattern=r"^/")
     read_only: bool = False
 
     @property
     def is_bind(self) -> bool:
-        return self.source.startswith(("./", "../", "/"))
+        return is_bind_source(self.source)
+
+    @field_validator("source")
+    @classmethod
+    def _inside_project(cls, v: str) -> str:
+        if is_bind_source(v):
+            return project_path(v)
+        if not re.match(NAME_RE, v):
+            raise ValueError("a volume name (letters, digits, _ . -) or a project path starting with ./")
+        return v
+
+
+def is_bind_source(source: str) -> bool:
+    return source.startswith(("./", "../", "/"))
 
 
 def _parse_mount(value: Any) -> Any:
@@ -102,16 +122,18 @@ class HealthcheckSpec(SpecModel):
     """Docker's own health check (what `docker ps` shows)."""
 
     test: list[str] = Field(min_length=1)
-    interval: Duration = 5.0
-    timeout: Duration = 3.0
-    retries: int = Field(default=5, ge=1)
-    start_period: Duration = 0.0
+    interval: DockerDuration = 5.0
+    timeout: DockerDuration = 3.0
+    retries: int = Field(default=5, ge=1, le=2**31 - 1)
+    start_period: DockerDuration = 0.0
 
     @field_validator("test")
     @classmethod
     def _known_form(cls, v: list[str]) -> list[str]:
         if v[0] not in ("CMD", "CMD-SHELL", "NONE"):
             raise ValueError("the first item must be CMD or CMD-SHELL (as in Docker)")
+        if v[0] != "NONE" and len(v) < 2:
+            raise ValueError(f"{v[0]} needs the command after it, e.g. [{v[0]}, ...]")
         return v
 
 
@@ -120,15 +142,15 @@ class ReadySpec(SpecModel):
 
     probe: Literal["postgres", "redis", "http", "docker"]
     port: int | None = Field(default=None, ge=1, le=65535)  # container port; default: the first port
-    path: str = "/health"
-    timeout: Duration = 120.0
+    path: str = Field(default="/health", pattern=r"^/")
+    timeout: DockerDuration = 120.0
 
 
 class BuildSpec(SpecModel):
-    context: str
-    dockerfile: str | None = None  # relative to the project directory; default: <context>/Dockerfile
-    args: dict[str, str] = Field(default_factory=dict)
-    tag: str | None = None  # for fallback builds: the tag of the locally built image
+    context: ProjectPath
+    dockerfile: ProjectPath | None = None  # relative to the project directory; default: <context>/Dockerfile
+    args: dict[EnvName, str] = Field(default_factory=dict)
+    tag: ImageRef | None = None  # for fallback builds: the tag of the locally built image
 
 
 class ServiceSpec(SpecModel):
@@ -136,12 +158,12 @@ class ServiceSpec(SpecModel):
     role: str
     priority: Literal["critical", "high", "medium", "optional"]
     profiles: list[str] = Field(default_factory=lambda: ["core"], min_length=1)
-    image: str
+    image: ImageRef
     build: BuildSpec | None = None
     fallback_build: BuildSpec | None = None
     command: list[str] | None = None
-    env: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    secrets: list[str] = Field(default_factory=list)
+    env: dict[EnvName, str | int | float | bool] = Field(default_factory=dict)
+    secrets: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(default_factory=list)
     volumes: list[Mount] = Field(default_factory=list)
     ports: list[Port] = Field(default_factory=list)
     depends_on: dict[str, Literal["started", "healthy"]] = Field(default_factory=dict)
@@ -174,17 +196,17 @@ class FeedSpec(SpecModel):
     """`--feed live|replay`: which profiles to add and which env to give which service."""
 
     profiles: list[str] = Field(default_factory=list)
-    env: dict[str, dict[str, str]] = Field(default_factory=dict)
+    env: dict[str, dict[EnvName, str]] = Field(default_factory=dict)
     depends_on: dict[str, dict[str, Literal["started", "healthy"]]] = Field(default_factory=dict)
 
 
 class StackSpec(SpecModel):
     version: Literal[1]
     system: str = Field(pattern=r"^[a-z0-9_]+$")
-    bind: str = "127.0.0.1"
+    bind: BindAddress = "127.0.0.1"
     network: NetworkSpec
-    volumes: dict[str, VolumeSpec] = Field(default_factory=dict)
-    services: dict[str, ServiceSpec] = Field(min_length=1)
+    volumes: dict[Name, VolumeSpec] = Field(default_factory=dict)
+    services: dict[Name, ServiceSpec] = Field(min_length=1)
     feeds: dict[str, FeedSpec] = Field(default_factory=dict)
     default_feed: str | None = None
 

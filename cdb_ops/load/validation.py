@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
+import math
+import os
+import re
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 
 from cdb_ops.errors import ConfigError, ConfigErrors
 from cdb_ops.load.yamlsource import YamlDocument
@@ -95,3 +99,78 @@ def _remedy_for(etype: str) -> str:
     if etype == "literal_error":
         return "use one of the values listed"
     return "see the playbook reference in README.md"
+
+
+# ---------------------------------------------------------------------------------------------
+# The domain of each playbook value: what the engine would refuse (or misread) mid-run is refused at
+# load time instead, where the error can name the line. The playbook's models (specs.py) use these types.
+
+# The Docker reference grammar (distribution/reference, as `docker pull` parses a name): lower-case
+# path components, an optional registry host[:port], a tag, an optional digest.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*"
+_REFERENCE_RE = re.compile(
+    rf"^(?P<name>(?:(?:{_DOMAIN}|\[[0-9a-fA-F:]+\])(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
+    r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?$"
+)
+# Docker's health check durations are int64 nanoseconds, and a set value must be at least 1 ms
+DOCKER_MIN_DURATION = 0.001
+DOCKER_MAX_DURATION = (2**63 - 1) / 1e9
+
+
+def image_reference(value: str) -> str:
+    if not value or value != value.strip():
+        raise ValueError("an image name must not be empty or start/end with a space")
+    m = _REFERENCE_RE.match(value)
+    if m is None or len(m.group("name")) > 255:
+        hint = " (image names are lower-case)" if value.lower() != value and _REFERENCE_RE.match(value.lower()) else ""
+        raise ValueError(f"not a valid image reference{hint}; write e.g. postgres:15-alpine or ghcr.io/org/app:1.2")
+    return value
+
+
+def bind_address(value: str) -> str:
+    """An IP address of this host: `0.0.0.0` must be written out — an empty one would publish everywhere."""
+    try:
+        return str(ipaddress.ip_address(value.strip("[]")))
+    except ValueError:
+        raise ValueError(
+            "not an IP address; write e.g. 127.0.0.1 (this host only) or 0.0.0.0 (every interface)"
+        ) from None
+
+
+def env_name(value: str) -> str:
+    if not value or "=" in value or any(c.isspace() or ord(c) < 32 for c in value):
+        raise ValueError("an environment variable name must not be empty or contain '=', spaces or control characters")
+    return value
+
+
+def project_path(value: str) -> str:
+    """A path inside the project, written relative to it (`./replays`, `images/screener/Dockerfile`).
+
+    Checked as written (symlinks inside the project are the user's to place): `../../etc` or `/etc`
+    would be hashed on every plan and mounted into a container."""
+    if not value.strip():
+        raise ValueError("an empty path")
+    if os.path.isabs(value):
+        raise ValueError("write the path relative to the project directory (absolute paths leave the project)")
+    normal = os.path.normpath(value)
+    if normal == ".." or normal.startswith("../"):
+        raise ValueError("the path leaves the project directory; keep what a container uses inside the project")
+    return value
+
+
+def docker_duration(seconds: float) -> float:
+    """0 (Docker's default) or between 1 ms and Docker's int64-nanosecond limit."""
+    if not math.isfinite(seconds) or seconds > DOCKER_MAX_DURATION:
+        raise ValueError("too long for Docker (at most about 292 years); write e.g. 5s or 2m")
+    if 0 < seconds < DOCKER_MIN_DURATION:
+        raise ValueError("Docker needs at least 1ms (or 0 for its default)")
+    return seconds
+
+
+ImageRef = Annotated[str, AfterValidator(image_reference)]
+BindAddress = Annotated[str, AfterValidator(bind_address)]
+EnvName = Annotated[str, AfterValidator(env_name)]
+ProjectPath = Annotated[str, AfterValidator(project_path)]

@@ -7,15 +7,29 @@ Duplicate keys (silently last-one-wins in PyYAML) are refused here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import bisect
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from cdb_ops.errors import ConfigError
+from cdb_ops.fsutil import read_text
 
 Loc = tuple[str | int, ...]
+
+
+class Lines:
+    """1-based line of a mark, counting '\n' only: PyYAML also breaks lines at U+2028, U+2029 and
+    U+0085, which no editor shows as a new line, so its own `mark.line` drifts after one of them."""
+
+    def __init__(self, text: str):
+        self._breaks = [m.start() for m in re.finditer("\n", text)]
+
+    def __call__(self, mark: yaml.Mark | None) -> int | None:
+        return None if mark is None else bisect.bisect_left(self._breaks, mark.index) + 1
 
 
 @dataclass
@@ -23,18 +37,22 @@ class YamlDocument:
     path: Path
     data: Any
     root: yaml.Node | None
+    lines: Lines = field(default_factory=lambda: Lines(""))
+
+    def _line(self, node: yaml.Node) -> int:
+        return self.lines(node.start_mark) or 1
 
     def line_of(self, loc: Loc) -> int | None:
         """1-based line of the deepest node along `loc` (a key path as pydantic reports it)."""
         node = self.root
-        line = node.start_mark.line + 1 if node is not None else None
+        line = self._line(node) if node is not None else None
         for part in loc:
             if isinstance(node, yaml.MappingNode):
                 nxt = None
                 for key, value in node.value:
                     if key.value == str(part):
                         nxt = value
-                        line = key.start_mark.line + 1
+                        line = self._line(key)
                         break
                 if nxt is None:
                     return line
@@ -43,13 +61,14 @@ class YamlDocument:
                 if part >= len(node.value):
                     return line
                 node = node.value[part]
-                line = node.start_mark.line + 1
+                line = self._line(node)
             else:
                 return line
         return line
 
 
-def _check_duplicates(node: yaml.Node, path: Path, seen_nodes: set[int] | None = None) -> None:
+def _check_nodes(node: yaml.Node, path: Path, line_at: Lines, seen_nodes: set[int] | None = None) -> None:
+    """Duplicate keys, and NUL characters in a value (written as "\\0"; the engine refuses them mid-run)."""
     # an alias is the same node again: visit each node once (a billion-laughs file stays linear)
     seen_nodes = set() if seen_nodes is None else seen_nodes
     if id(node) in seen_nodes:
@@ -59,50 +78,88 @@ def _check_duplicates(node: yaml.Node, path: Path, seen_nodes: set[int] | None =
         seen: dict[str, int] = {}
         for key, value in node.value:
             k = str(key.value)
+            line = line_at(key.start_mark) or 1
             if k in seen:
                 raise ConfigError(
                     f"key {k!r} appears twice (first on line {seen[k]})",
                     "keep one of the two entries; YAML would silently use only the last",
                     file=str(path),
-                    line=key.start_mark.line + 1,
+                    line=line,
                 )
-            seen[k] = key.start_mark.line + 1
-            _check_duplicates(value, path, seen_nodes)
+            seen[k] = line
+            _check_nodes(key, path, line_at, seen_nodes)
+            _check_nodes(value, path, line_at, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            _check_duplicates(item, path, seen_nodes)
+            _check_nodes(item, path, line_at, seen_nodes)
+    elif isinstance(node, yaml.ScalarNode) and "\0" in str(node.value):
+        raise ConfigError(
+            "a value holds a NUL character (\\0)",
+            "remove the \\0 escape: no name, path, command or environment value may contain one",
+            file=str(path),
+            line=line_at(node.start_mark),
+        )
+
+
+def _runaway_quote(text: str, mark: yaml.Mark | None) -> yaml.ScalarToken | None:
+    """The quoted scalar right before an error that spans several lines (a quote never closed on
+    its line), or None. Block values never span lines in a playbook written by hand."""
+    if mark is None:
+        return None
+    last: yaml.Token | None = None
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if token.start_mark.index >= mark.index:
+                break
+            last = token if isinstance(token, yaml.ScalarToken) else (last if _is_punct(token) else None)
+    except yaml.YAMLError:
+        pass
+    if (
+        isinstance(last, yaml.ScalarToken)
+        and last.style in ('"', "'")
+        and "\n" in text[last.start_mark.index : last.end_mark.index]
+    ):
+        return last
+    return None
+
+
+def _is_punct(token: yaml.Token) -> bool:
+    # tokens between the runaway scalar and the error that do not change the story
+    return isinstance(token, yaml.KeyToken | yaml.ValueToken | yaml.BlockEndToken)
 
 
 def load_yaml(path: Path) -> YamlDocument:
     """Read `path`; a syntax error becomes a ConfigError with the file and line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            "file not found", "check the path, or run from the project directory", file=str(path)
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"not UTF-8 text ({exc.reason})", "save the file as UTF-8", file=str(path)) from None
-    except IsADirectoryError:
-        raise ConfigError(
-            "is a folder, not a file", "remove the folder and restore the file from git", file=str(path)
-        ) from None
+    text = read_text(path, "playbook file", missing_fix="check the path, or run from the project directory")
+    line_at = Lines(text)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or "invalid YAML"
+        line, started = line_at(mark), line_at(exc.context_mark)
         context = ""
         if exc.context:
             context = f" ({exc.context}"
-            if exc.context_mark and mark and exc.context_mark.line != mark.line:
-                context += f" started on line {exc.context_mark.line + 1}"
+            if started and line and started != line:
+                context += f" started on line {started}"
             context += ")"
+        if started and "end of stream" in problem:
+            # an unclosed quote or bracket: the line to fix is where it opened, not the end of the file
+            line, context = started, f" ({exc.context}, never closed)"
+        elif started and line and started != line and "flow" in (exc.context or ""):
+            # `[a, b` without its `]`: the bracket opened on `started`; the parser noticed later
+            line, context = started, f" ({exc.context} on this line, not closed before line {line})"
+        quoted = _runaway_quote(text, mark)
+        if quoted is not None:
+            # a quote left open swallows the lines up to the next quote character: name its line
+            opened, closed = line_at(quoted.start_mark), line_at(quoted.end_mark)
+            line, context = opened, f" (the quote opened on this line only closes on line {closed})"
         raise ConfigError(
             f"YAML syntax error: {problem}{context}",
             "check indentation (spaces, not tabs), colons after keys and closing quotes/brackets",
             file=str(path),
-            line=(mark.line + 1) if mark else None,
+            line=line,
         ) from None
     except yaml.YAMLError as exc:  # e.g. a control character (ReaderError carries no mark)
         pos = getattr(exc, "position", None)
@@ -116,8 +173,8 @@ def load_yaml(path: Path) -> YamlDocument:
     except RecursionError:
         raise ConfigError("nested too deeply to be a playbook", "flatten the structure", file=str(path)) from None
     if root is None:
-        return YamlDocument(path, None, None)
-    _check_duplicates(root, path)
+        return YamlDocument(path, None, None, line_at)
+    _check_nodes(root, path, line_at)
     loader = yaml.SafeLoader("")
     try:
         data = loader.construct_document(root)
@@ -129,8 +186,8 @@ def load_yaml(path: Path) -> YamlDocument:
             f"YAML error: {exc.problem}",
             "check the value's syntax",
             file=str(path),
-            line=(mark.line + 1) if mark else None,
+            line=line_at(mark),
         ) from None
     finally:
         loader.dispose()
-    return YamlDocument(path, data, root)
+    return YamlDocument(path, data, root, line_at)

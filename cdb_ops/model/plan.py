@@ -8,8 +8,8 @@ from typing import Literal
 from cdb_ops.model.facts import ImageFacts
 from cdb_ops.model.resources import ContainerSpec
 
-Action = Literal["create", "recreate", "start", "remove", "build", "pull", "ok", "conflict", "orphan"]
-Resource = Literal["network", "volume", "image", "container"]
+Action = Literal["create", "recreate", "start", "remove", "build", "pull", "ok", "conflict", "orphan", "rotate"]
+Resource = Literal["network", "volume", "image", "container", "secret"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ class Plan:
     containers: dict[str, Change] = field(default_factory=dict)  # service -> its container's change
     specs: dict[str, ContainerSpec] = field(default_factory=dict)  # service -> the exact container to create
     removals: list[Change] = field(default_factory=list)  # cleanup's share: remove (or keep, as orphan)
+    # service -> a secret its data volume keeps from its first start, to be set in place (ALTER ROLE)
+    rotations: dict[str, Change] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what a person should know, changing nothing
 
     @property

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from cdb_ops import JSON_SCHEMA_VERSION
 
 # what a step did to the engine or the database; everything else (ok, wait, orphan, check verdicts) is a report
-CHANGING_ACTIONS = frozenset({"create", "recreate", "start", "remove", "build", "pull", "migrate", "backup"})
+CHANGING_ACTIONS = frozenset({"create", "recreate", "start", "remove", "build", "pull", "migrate", "backup", "rotate"})
 
 Status = Literal["pass", "warn", "fail", "skip"]
 Verdict = Literal["ok", "problem", "skip"]
@@ -181,6 +181,12 @@ class Backup:
     size: int
     sha256: str
     seconds: float
+    verified: str = ""  # how it was checked before anything relied on it
+
+    def describe(self) -> str:
+        """One line for a run's step: what it is, and that (and how) it was verified."""
+        what = f"pg_dump of {self.source}" if self.kind == "pg_dump" else f"archive of volume {self.source}"
+        return f"{what}, {self.size} bytes, {self.verified}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -190,4 +196,5 @@ class Backup:
             "size": self.size,
             "sha256": self.sha256,
             "seconds": round(self.seconds, 3),
+            "verified": self.verified,
         }

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from cdb_ops.load.desired import DesiredService, DesiredStack, finalize
+from cdb_ops.errors import ConfigError
+from cdb_ops.load.desired import DesiredService, DesiredStack, config_parts, finalize
+from cdb_ops.load.endpoints import postgres_service
 from cdb_ops.model.facts import ContainerFacts, ObservedStack
 from cdb_ops.model.labels import (
     LABEL_BUILD_HASH,
@@ -33,6 +35,8 @@ class PlanOptions:
     wipe_data: bool = False  # ... and its data volumes (after backups)
     check_ports: bool = True
     obtained: frozenset[str] = frozenset()  # image refs pulled or built in this run (--no-cache is done for them)
+    fresh_volumes: frozenset[str] = frozenset()  # volumes this run created (empty: nothing kept from before)
+    pending_rotations: frozenset[str] = frozenset()  # services whose rotation an interrupted run left undone
 
 
 def choose_image(svc: DesiredService, observed: ObservedStack, options: PlanOptions) -> ImageChoice:
@@ -114,6 +118,62 @@ def _image_ref(choice: ImageChoice) -> str:
     return image.tags[0] if image.tags else image.id[:19]
 
 
+PG_SECRET = "POSTGRES_PASSWORD"
+
+
+def _rotation(
+    desired: DesiredStack, observed: ObservedStack, containers: dict[str, Change], options: PlanOptions
+) -> Change | None:
+    """Postgres reads its password only when it initialises an empty data directory; afterwards the
+    volume keeps that one, whatever .env says. So when the Postgres container is (re)created onto a
+    volume that already holds data, and its secret (or the role it names, in env) changed or is not
+    known, the password is set in place. Decided from facts alone: the volume exists and was not made
+    by this run, and the container's recorded config parts differ from the wanted ones (or are absent),
+    or the project's state records the rotation as pending (an interrupted run)."""
+    try:
+        name = postgres_service(desired)
+    except ConfigError:
+        return None
+    svc = desired.services.get(name)
+    change = containers.get(name)
+    pending = name in options.pending_rotations
+    if svc is None or change is None or options.wipe_data:
+        return None
+    if change.action not in ("create", "recreate") and not (pending and change.action in ("ok", "start")):
+        return None
+    if PG_SECRET not in svc.spec.secrets:
+        return None
+    volume = next((m.source for m in svc.container.mounts if m.kind == "volume"), None)
+    if volume is None or volume not in observed.volumes or volume in options.fresh_volumes:
+        return None
+    actual = observed.containers.get(svc.container.name)
+    try:
+        have = json.loads(actual.labels.get(LABEL_PARTS, "{}")) if actual else {}
+    except json.JSONDecodeError:
+        have = {}
+    want = config_parts(svc.container, svc.secret_files, svc.file_digests)
+    changed = [k for k in ("secrets", "env") if have.get(k) != want[k]]
+    if actual is None:
+        cause = "no container: the password the volume holds is not known"
+    elif not have:
+        cause = "the container records no config parts: the password the volume holds is not known"
+    elif changed:
+        cause = f"{PG_SECRET} changed" if changed == ["secrets"] else f"changed: {', '.join(changed)}"
+    elif pending:
+        cause = "an earlier run recreated the container but stopped before it set the password"
+    else:
+        return None
+    role = svc.container.env.get("POSTGRES_USER", "postgres")
+    return Change(
+        "secret",
+        PG_SECRET,
+        "rotate",
+        f"set the password of role {role} in place (ALTER ROLE) from {PG_SECRET}: the data volume {volume} "
+        f"keeps the password it was initialised with ({cause})",
+        name,
+    )
+
+
 def _removals(desired: DesiredStack, observed: ObservedStack, options: PlanOptions) -> list[Change]:
     """Which of our containers cleanup removes (or keeps, reported as orphans), and why."""
     out: list[Change] = []
@@ -186,6 +246,11 @@ def plan_stack(desired: DesiredStack, observed: ObservedStack, options: PlanOpti
                 found = port_conflict(port, system, containers, observed.listeners)
                 if found is not None:
                     plan.changes.append(Change("container", svc.container.name, "conflict", found[1], svc.name))
+
+    rotation = _rotation(desired, observed, plan.containers, options)
+    if rotation is not None and rotation.service:
+        plan.rotations[rotation.service] = rotation
+        plan.changes.append(rotation)
 
     plan.removals = _removals(desired, observed, options)
     plan.changes.extend(plan.removals)

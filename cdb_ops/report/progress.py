@@ -16,6 +16,7 @@ from cdb_ops.redact import Redactor
 ACTION_STYLE = {
     "create": "green",
     "recreate": "yellow",
+    "rotate": "yellow",
     "start": "green",
     "remove": "red",
     "build": "cyan",

@@ -282,6 +282,12 @@ class Renderer:
         if err.remedy:
             err_console.print(f"[bold]fix:[/bold] {escape(self.redact(err.remedy))}")
 
+    def warn(self, text: str) -> None:
+        """A warning on stderr (with --json too: stdout stays one document)."""
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"[bold yellow]warning:[/bold yellow] {escape(self.redact(text))}"
+        )
+
     def message(self, command: str, text: str, **fields: Any) -> None:
         if self.json:
             self.document(command, {"message": text} | fields)

@@ -65,6 +65,7 @@ def test_backup_writes_checksummed_dump_and_keeps_retention(project):
     assert last.read_bytes()[:5] == b"PGDMP"
     assert (last.parent / (last.name + ".sha256")).read_text().split()[0] == made[-1]["sha256"]
     assert oct(last.stat().st_mode & 0o777) == "0o600"
+    assert "pg_restore --list reads" in made[-1]["verified"]
     assert oct(last.parent.stat().st_mode & 0o777) == "0o700"
 
 
@@ -110,6 +111,7 @@ def test_wipe_then_restore_gives_back_the_same_rows(project):
     backups = [s for s in out["steps"] if s["action"] == "backup"]
     kinds = sorted(s["detail"].split(" of ")[0] for s in backups)
     assert kinds[0] == "archive" and "pg_dump" in kinds
+    assert all("verified" in s["detail"] for s in backups)
     removed = sorted(s["name"] for s in out["steps"] if s["resource"] == "volume" and s["action"] == "remove")
     assert removed == ["cdbb_postgres_data", "cdbb_redis_data", "cdbb_risk_logs"]
     assert _markers(project) == []  # a fresh database

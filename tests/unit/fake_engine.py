@@ -125,7 +125,13 @@ class FakeEngine:
         self.calls.append(("copy_in", f"{name}:{directory}/{filename}"))
 
     def run_once(
-        self, image: str, cmd: list[str], mounts: list[MountBinding], keep: bool = False
+        self,
+        image: str,
+        cmd: list[str],
+        mounts: list[MountBinding],
+        keep: bool = False,
+        network: str = "none",
+        timeout: float = 3600,
     ) -> tuple[int, str, str]:
         self.calls.append(("run_once", image))
         return 0, "", _id("task")

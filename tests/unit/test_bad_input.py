@@ -306,7 +306,7 @@ ENV_CASES = [
     ("MAX_TOTAL_EXPOSURE=50%", "MAX_TOTAL_EXPOSURE: '50%' is not a number"),
     ("MAX_DAILY_DRAWDOWN=5,0", "MAX_DAILY_DRAWDOWN: '5,0' is not a number"),
     ("LOG_LEVEL=trace", "LOG_LEVEL: 'trace' is not one of"),
-    ('LOG_LEVEL="INFO', "LOG_LEVEL: '\"INFO' is not one of"),
+    ('LOG_LEVEL="INFO', 'LOG_LEVEL: the " opened on this line is not closed on it'),
     ("REDIS_PASSWORD=has a space in it 0123456789", "REDIS_PASSWORD: contains quotes, spaces"),
     ("1ABC=x", "invalid key '1ABC'"),
 ]

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers import no_exchange
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -28,7 +30,9 @@ def cdb(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.
 
 def _project(tmp_path: Path) -> Path:
     shutil.copytree(REPO / "playbooks", tmp_path / "playbooks")
+    no_exchange(tmp_path / "playbooks" / "stack.yaml")
     (tmp_path / "images").symlink_to(REPO / "images")
+    (tmp_path / "replays").symlink_to(REPO / "replays")
     shutil.copy(REPO / ".env.example", tmp_path / ".env.example")
     return tmp_path
 

@@ -21,6 +21,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 import cdb_ops
+from tests.helpers import no_exchange
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS_DIR = REPO / "schemas"
@@ -29,7 +30,7 @@ DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 COMMAND_SCHEMAS: dict[str, set[str]] = {
     "init": {"init"},
     "plan": {"plan"},
-    "rebuild": {"rebuild", "run"},
+    "rebuild": {"rebuild", "run", "down"},
     "status": {"status"},
     "validate": {"validate"},
     "doctor": {"doctor"},
@@ -41,7 +42,7 @@ COMMAND_SCHEMAS: dict[str, set[str]] = {
     "trades": {"trades"},
     "report": {"report"},
     "error": {
-        "init", "plan", "rebuild", "run", "status", "validate", "doctor", "logs", "backup", "restore",
+        "init", "plan", "rebuild", "run", "down", "status", "validate", "doctor", "logs", "backup", "restore",
         "schema status", "schema migrate", "portfolio", "trades", "report",
     },
 }  # fmt: skip
@@ -221,6 +222,7 @@ def cdb(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def _project(root: Path, with_env: bool = True) -> Path:
     shutil.copytree(REPO / "playbooks", root / "playbooks")
+    no_exchange(root / "playbooks" / "stack.yaml")
     for folder in ("images", "replays"):
         if (REPO / folder).exists():
             (root / folder).symlink_to(REPO / folder)

@@ -89,7 +89,8 @@ def test_duplicate_key_is_refused(tmp_path):
 def test_yaml_syntax_error_has_line(tmp_path):
     err = _error(tmp_path, STACK.replace('ports: ["18001:8001"]', 'ports: ["18001:8001"'))
     assert "YAML syntax error" in err.message
-    assert "stack.yaml:27" in err.message and "flow sequence started on line 26" in err.message
+    # the line where the bracket opened (the parser notices on the next line, and says so)
+    assert "stack.yaml:26" in err.message and "flow sequence on this line, not closed before line 27" in err.message
 
 
 def test_undeclared_volume(tmp_path):

@@ -3,14 +3,18 @@
 The planner decides what goes: always containers left over from an interrupted recreate; with --clean
 every container of the stack and its network (data volumes stay); with --remove-orphans stack containers
 the playbook no longer selects; with --wipe-data (confirmed by the CLI first) containers and data
-volumes, after backups this phase makes first. Foreign containers are never touched; the preflight
+volumes, after the verified backups this phase makes first (apply/archive.py: the databases are
+stopped before their volumes are archived). Foreign containers are never touched; the preflight
 reports them as conflicts."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from graphlib import TopologicalSorter
+
 from cdb_ops.apply.context import PhaseContext
 from cdb_ops.errors import CdbError, StepFailed
-from cdb_ops.load.endpoints import postgres_service
 from cdb_ops.load.specs import PhaseSpec
 from cdb_ops.model.plan import Change
 
@@ -22,15 +26,12 @@ def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
     volumes = [c for c in removals if c.resource == "volume" and c.action == "remove"]
     if volumes:
         _back_up(ctx, phase, volumes)
-    removed_any = False
     for change in containers:
         if change.action == "orphan":
             ctx.record(phase.name, "container", change.name, "orphan", f"{change.reason}; kept (use --remove-orphans)")
-            continue
-        with ctx.timed() as took:
-            _stop_then_remove(ctx, change.name)
-        removed_any = True
-        ctx.record(phase.name, "container", change.name, "remove", change.reason, took(), change.service)
+    doomed = [c for c in containers if c.action == "remove"]
+    _remove_in_dependency_order(ctx, phase, doomed)
+    removed_any = bool(doomed)
     for change in volumes:
         ctx.engine.remove_volume(change.name)
         ctx.record(phase.name, "volume", change.name, "remove", change.reason)
@@ -47,36 +48,52 @@ def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
 
 
 def _back_up(ctx: PhaseContext, phase: PhaseSpec, volumes: list[Change]) -> None:
-    """--wipe-data: back up first (pg_dump of the running database, then — its users stopped — a raw
-    archive of every data volume); when any backup fails nothing is removed."""
-    from cdb_ops.apply.backup import backup_database, backup_volume
+    """--wipe-data: verified backups first (a pg_dump of the running database, then the stack stopped
+    and every data volume archived from its stopped state); when any backup fails nothing is removed."""
+    from cdb_ops.apply.archive import backup_before_delete
 
-    d = ctx.desired
-    observed = ctx.observed.containers
-    pg = d.services.get(postgres_service(d))
-    pg_c = observed.get(pg.container.name) if pg else None
     try:
-        if pg_c is not None and pg_c.running:
-            with ctx.timed() as took:
-                b = backup_database(ctx.engine, d, ctx.settings, ctx.project, ctx.redact)
-            ctx.record(phase.name, "backup", b.path.name, "backup", f"pg_dump of {b.source}, {b.size} bytes", took())
-        ours = [observed[c.name] for c in ctx.plan.removals if c.resource == "container" and c.name in observed]
-        # a raw archive of a volume in use is torn (Postgres writes WAL while tar reads): stop its users first
-        for c in ours:
-            if c.running and any(v.name in c.volumes for v in volumes):
-                ctx.engine.stop(c.name, timeout=10)
-        for vol in volumes:
-            users = [c for c in ours if vol.name in c.volumes]
-            image: str | None = users[0].image_id if users else None
-            if image is None:
-                image = next((s.image.fallback.tag for s in d.services.values() if s.image.fallback), None)
-            if image is None:
-                raise StepFailed(f"no image to archive volume {vol.name} with", "run `cdb-ops rebuild` once first")
-            with ctx.timed() as took:
-                b = backup_volume(ctx.engine, d, ctx.project, vol.name, image)
-            ctx.record(phase.name, "backup", b.path.name, "backup", f"archive of volume {vol.name}", took())
+        made = backup_before_delete(
+            ctx.engine, ctx.desired, ctx.settings, ctx.project, ctx.redact, [v.name for v in volumes]
+        )
     except CdbError as exc:
         raise StepFailed(f"backup before --wipe-data failed, so nothing was wiped: {exc.message}", exc.remedy) from None
+    for b in made:
+        ctx.record(phase.name, "backup", b.path.name, "backup", b.describe(), b.seconds)
+
+
+def _remove_in_dependency_order(ctx: PhaseContext, phase: PhaseSpec, changes: list[Change]) -> None:
+    """Stop and remove in reverse dependency order — a container goes only once every container that
+    depends on it is gone (the services before Redis and Postgres, so they finish in-flight work against
+    a live database) — and everything whose dependents are gone at once, in parallel."""
+    by_service = {c.service: c for c in changes if c.service in ctx.desired.stack.services}
+    graph: dict[str, set[str]] = {c.name: set() for c in changes}
+    for change in changes:
+        if change.service not in by_service:
+            continue  # a leftover or a container of no declared service: nothing waits for it
+        for other in by_service.values():
+            if change.service in ctx.desired.stack.services[str(other.service)].depends_on:
+                graph[change.name].add(other.name)  # `other` depends on it: `other` goes first
+    sorter = TopologicalSorter(graph)
+    sorter.prepare()
+    named = {c.name: c for c in changes}
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="cdb-stop") as pool:
+        running: dict[Future[float], Change] = {}
+        while sorter.is_active():
+            for name in sorted(sorter.get_ready()):
+                running[pool.submit(_timed_stop_then_remove, ctx, name)] = named[name]
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in finished:
+                change = running.pop(future)
+                seconds = future.result()  # an engine error ends the phase here, like a sequential stop
+                ctx.record(phase.name, "container", change.name, "remove", change.reason, seconds, change.service)
+                sorter.done(change.name)
+
+
+def _timed_stop_then_remove(ctx: PhaseContext, name: str) -> float:
+    started = time.monotonic()
+    _stop_then_remove(ctx, name)
+    return time.monotonic() - started
 
 
 def _stop_then_remove(ctx: PhaseContext, name: str) -> None:

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import TypeVar
 
 from cdb_ops.apply.context import PhaseContext
 from cdb_ops.apply.phases.images import obtain
+from cdb_ops.apply.rotate import mark_pending, set_role_password
 from cdb_ops.apply.secretfiles import write_secret_files
 from cdb_ops.errors import CdbError, ForeignResource, StepFailed
 from cdb_ops.load.desired import DesiredService
 from cdb_ops.load.playbook import start_order
 from cdb_ops.load.specs import PhaseSpec
 from cdb_ops.model.labels import REPLACED_MARK
+from cdb_ops.model.plan import Change
 from cdb_ops.model.resources import ContainerSpec
 
 T = TypeVar("T")
@@ -53,6 +56,8 @@ def converge_one(ctx: PhaseContext, svc: DesiredService, phase: str) -> str:
                 "after checking what it is; cdb-ops never touches containers it did not create",
             )
         if change.action in ("create", "recreate"):
+            if svc.name in ctx.plan.rotations:  # so a run interrupted before the rotation is done plans it again
+                mark_pending(ctx.project, svc.name)
             spec = ctx.plan.specs.get(svc.name)
             if spec is None:
                 raise StepFailed(f"the image of {svc.name} is not there after the images were seen to", "run again")
@@ -67,7 +72,57 @@ def converge_one(ctx: PhaseContext, svc: DesiredService, phase: str) -> str:
     return change.action
 
 
+def _put_back(ctx: PhaseContext, svc: DesiredService) -> bool:
+    """Undo a recreate whose new container cannot serve (its role is not in the volume): the new one is
+    stopped cleanly (it runs on the same data directory) and the old one started again under its name."""
+    aside = ctx.set_aside.pop(svc.name, None)
+    if aside is None:
+        return False
+    name = svc.container.name
+    ctx.engine.stop(name, timeout=10)
+    ctx.engine.remove_container(name)
+    ctx.engine.rename(aside, name)
+    ctx.engine.start(name)
+    return True
+
+
+def _rotate(ctx: PhaseContext, svc: DesiredService, phase: str, change: Change) -> None:
+    """Carry out the plan's rotation: the container is started, its volume keeps an old password."""
+    volume = next((m.source for m in svc.container.mounts if m.kind == "volume"), "")
+    with ctx.timed() as took:
+        # Containers still holding the old password, which the plan recreates later in this run with the new
+        # one, are stopped (gracefully) first: once it changes they could not log in again, and every try
+        # would be a failed login in the database's log.
+        holders = [
+            ctx.desired.services[n].container.name
+            for n, c in ctx.plan.containers.items()
+            if n != svc.name
+            and c.action == "recreate"
+            and change.name in ctx.desired.services[n].spec.secrets
+            and (f := ctx.observed.containers.get(ctx.desired.services[n].container.name)) is not None
+            and f.running
+        ]
+        for name in holders:
+            ctx.engine.stop(name, timeout=10)
+        try:
+            done = set_role_password(ctx.engine, svc.container.name, ctx.settings, volume, ctx.redact)
+        except CdbError:
+            if _put_back(ctx, svc):  # the old container and the volume agree again: nothing is pending
+                mark_pending(ctx.project, svc.name, done=True)
+            for name in holders:
+                ctx.engine.start(name)
+            raise
+    left = mark_pending(ctx.project, svc.name, done=True)
+    ctx.plan_options = replace(ctx.plan_options, pending_rotations=left)
+    why = f"the data volume {volume} keeps the password it was initialised with"
+    stopped = f"; stopped first, recreated later in this run with the new one: {', '.join(holders)}" if holders else ""
+    ctx.record(phase, "secret", change.name, "rotate", f"{done}: {why}{stopped}", took(), svc.name)
+
+
 def _ready(ctx: PhaseContext, svc: DesiredService, phase: str, action: str) -> None:
+    rotation = ctx.plan.rotations.get(svc.name)
+    if rotation is not None:
+        _rotate(ctx, svc, phase, rotation)
     with ctx.timed() as took:
         facts = ctx.observed.containers.get(svc.container.name) if action == "ok" else None
         if facts is not None and facts.running and facts.health == "healthy":

@@ -44,15 +44,21 @@ def env_str(env: Mapping[str, str], name: str, default: str) -> str:
 
 
 def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int | None = None) -> int:
+    """An integer setting; one listed in cdb_common.envrules takes its default and bounds from there."""
+    rule = RULES.get(name)
     raw = env.get(name, "").strip()
     if not raw:
-        return default
+        return int(rule.default) if rule is not None and rule.default is not None else default
     try:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not an integer") from None
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name}={value} must be >= {minimum}")
+    if rule is not None and rule.low is not None and value < rule.low:
+        raise ConfigError(f"{name}={value} must be >= {rule.low}")
+    if rule is not None and rule.high is not None and value > rule.high:
+        raise ConfigError(f"{name}={value} must be <= {rule.high}")
     return value
 
 

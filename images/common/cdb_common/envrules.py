@@ -14,12 +14,13 @@ SECRET_MIN_LENGTH = 16
 # Passwords published in the user's memo: treat them as burnt, never use or accept them.
 LEAKED_PASSWORDS = frozenset({"cdb_secure_password_2025", "Jannek2025!"})
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+FEEDS = ("live", "replay")
 
 
 @dataclass(frozen=True)
 class EnvRule:
     key: str
-    kind: str  # "text" | "secret" | "decimal" | "choice"
+    kind: str  # "text" | "secret" | "decimal" | "integer" | "choice"
     default: str | None = None  # what the services use when the variable is unset (None: no default)
     low: Decimal | None = None
     low_open: bool = False  # low itself is not allowed
@@ -37,8 +38,12 @@ class EnvRule:
 
 
 _PCT = Decimal(100)
+# the largest amount the money columns hold: NUMERIC(30, 12) (cash, equity, notional in schema/002, 003)
+MONEY_MAX = Decimal("999999999999999999.999999999999")
+# quote volumes are NUMERIC(38, 12) (schema/001_market_snapshots.sql)
+VOLUME_MAX = Decimal("99999999999999999999999999.999999999999")
 _RULES = (
-    EnvRule("POSTGRES_DB", "text", hint="e.g. claire_de_binare", read_by=("postgres", "services", "cdb-ops")),
+    EnvRule("POSTGRES_DB", "text", hint="e.g. database_claire_de_binare", read_by=("postgres", "services", "cdb-ops")),
     EnvRule("POSTGRES_USER", "text", hint="e.g. claire", read_by=("postgres", "services", "cdb-ops")),
     EnvRule("POSTGRES_PASSWORD", "secret", read_by=("postgres", "services", "cdb-ops")),
     EnvRule("REDIS_PASSWORD", "secret", read_by=("redis", "services", "cdb-ops")),
@@ -83,9 +88,10 @@ _RULES = (
         "1000",
         Decimal(0),
         True,
+        MONEY_MAX,
         unit="USDT",
         read_by=("risk", "execution"),
-        hint="e.g. 1000",
+        hint="e.g. 1000; the NUMERIC(30, 12) columns hold less than 10^18",
     ),
     EnvRule(
         "SIGNAL_THRESHOLD",
@@ -103,6 +109,7 @@ _RULES = (
         "decimal",
         "100000",
         Decimal(0),
+        high=VOLUME_MAX,
         unit="24h quote volume in USDT",
         read_by=("screener", "signal"),
         hint="e.g. 100000",
@@ -112,6 +119,7 @@ _RULES = (
         "decimal",
         "1",
         Decimal(0),
+        high=MONEY_MAX,
         unit="USDT",
         required=False,
         read_by=("risk", "execution"),
@@ -119,18 +127,65 @@ _RULES = (
     ),
     EnvRule(
         "ORDER_TTL_SECONDS",
-        "decimal",
+        "integer",
         "300",
         Decimal(1),
-        unit="seconds an order may stay unfilled",
+        unit="seconds",
         required=False,
         read_by=("risk",),
-        hint="e.g. 300",
+        hint="an order still unfilled after this long expires, e.g. 300",
     ),
     EnvRule("LOG_LEVEL", "choice", "INFO", choices=LOG_LEVELS, required=False, read_by=("services",), hint="INFO"),
+    # Written by `init` after it checked whether the exchange answers; `rebuild` uses it unless --feed
+    # says otherwise and never switches on its own. Unset (an older .env): the playbook's default_feed.
+    EnvRule("CDB_FEED", "choice", None, choices=FEEDS, required=False, read_by=("cdb-ops",), hint="live or replay"),
+    # What validate's end-to-end probe wrote is deleted once it is older than this.
+    EnvRule(
+        "CDB_PROBE_RETENTION_HOURS",
+        "decimal",
+        "24",
+        Decimal(0),
+        True,
+        Decimal(24 * 366),
+        unit="hours",
+        required=False,
+        read_by=("cdb-ops",),
+        hint="e.g. 24",
+    ),
 )
 RULES: dict[str, EnvRule] = {r.key: r for r in _RULES}
 SECRET_KEYS = tuple(r.key for r in _RULES if r.kind == "secret")
+
+
+@dataclass(frozen=True)
+class Relation:
+    """`low` must not exceed `high` (both decimal rules): a limit that contradicts another."""
+
+    low: str
+    high: str
+    why: str
+
+    @property
+    def fix(self) -> str:
+        return f"lower {self.low} or raise {self.high} so that {self.low} <= {self.high}"
+
+
+RELATIONS = (
+    Relation("MAX_POSITION_SIZE", "MAX_TOTAL_EXPOSURE", "one position cannot be larger than the whole exposure"),
+)
+
+
+def _value(values: dict[str, str], key: str) -> Decimal:
+    raw = values.get(key) or RULES[key].default or "0"
+    return Decimal(raw)
+
+
+def relation_problem(rel: Relation, values: dict[str, str]) -> str | None:
+    """What contradicts, for values each valid on its own (unset ones take their default)."""
+    low, high = _value(values, rel.low), _value(values, rel.high)
+    if low > high:
+        return f"{rel.low} ({low}) is above {rel.high} ({high}): {rel.why}"
+    return None
 
 
 def problem(rule: EnvRule, value: str) -> str | None:
@@ -144,7 +199,8 @@ def problem(rule: EnvRule, value: str) -> str | None:
             return "contains quotes, spaces, backslashes, $ or backticks"
         return None
     if rule.kind == "choice":
-        return None if value.upper() in rule.choices else f"{value!r} is not one of {', '.join(rule.choices)}"
+        known = {c.upper() for c in rule.choices}
+        return None if value.upper() in known else f"{value!r} is not one of {', '.join(rule.choices)}"
     if rule.kind == "text":
         return None if re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", value) else f"{value!r} is not a plain name"
     try:
@@ -153,6 +209,8 @@ def problem(rule: EnvRule, value: str) -> str | None:
         return f"{value!r} is not a number"
     if not number.is_finite():
         return f"{value!r} is not a finite number"
+    if rule.kind == "integer" and number != number.to_integral_value():
+        return f"{value!r} is not a whole number"
     if rule.low is not None and (number < rule.low or (rule.low_open and number == rule.low)):
         return f"{value} is too small (must be {'above' if rule.low_open else 'at least'} {rule.low})"
     if rule.high is not None and number > rule.high:

@@ -1,0 +1,250 @@
+"""The stack's life as its user lives it, on the real engine: the first run on a machine that cannot
+reach the exchange, `down` and back, a changed password applied in place, wiping and restoring data
+while the replay trades, and probe rows that age out."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import docker
+import psycopg
+import pytest
+
+from tests.helpers import cdb, cdb_json, env_values, make_project, remove_system
+
+pytestmark = pytest.mark.e2e
+
+SYSTEM = "cdb_life"
+PREFIX = "cdbl_"
+OFFSET = 14000
+PG_PORT = 5432 + OFFSET
+
+
+def _set_env(project: Path, **values: str) -> None:
+    path = project / ".env"
+    text = path.read_text()
+    for key, value in values.items():
+        if re.search(rf"^{key}=.*$", text, flags=re.M):
+            text = re.sub(rf"^{key}=.*$", f"{key}={value}", text, flags=re.M)
+        else:
+            text += f"\n{key}={value}\n"
+    path.write_text(text)
+
+
+def _pg(project: Path, password: str | None = None) -> psycopg.Connection:
+    env = env_values(project)
+    return psycopg.connect(
+        host="127.0.0.1",
+        port=PG_PORT,
+        user=env["POSTGRES_USER"],
+        password=password if password is not None else env["POSTGRES_PASSWORD"],
+        dbname=env["POSTGRES_DB"],
+        connect_timeout=5,
+        autocommit=True,
+    )
+
+
+def _ensure_env(project: Path) -> None:
+    """Each test can run alone: the first one writes .env as a newcomer would; the others make sure."""
+    if not (project / ".env").exists():
+        assert cdb("init", "--if-missing", project=project).returncode == 0
+
+
+def _ids(project: Path) -> dict[str, set[str]]:
+    with _pg(project) as conn:
+        return {
+            "signals": {str(r[0]) for r in conn.execute("SELECT signal_id FROM signals")},
+            "orders": {str(r[0]) for r in conn.execute("SELECT order_id FROM orders")},
+            "trades": {str(r[0]) for r in conn.execute("SELECT trade_id FROM trades")},
+            "ops_runs": {str(r[0]) for r in conn.execute("SELECT run_id FROM ops_runs")},
+        }
+
+
+def _ours(kind: str) -> list[str]:
+    client = docker.from_env()
+    listing = {"containers": client.containers.list, "networks": client.networks.list, "volumes": client.volumes.list}
+    kwargs = {"all": True} if kind == "containers" else {}
+    return sorted(x.name for x in listing[kind](filters={"label": f"cdb.system={SYSTEM}"}, **kwargs))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory):
+    remove_system(SYSTEM)
+    # no .env yet: the first test runs the README's first command (`init --if-missing`) itself; the test
+    # project's live feed points at a name that cannot resolve (helpers.NO_EXCHANGE)
+    root = make_project(tmp_path_factory.mktemp("life"), SYSTEM, prefix=PREFIX, offset=OFFSET, init=False)
+    yield root
+    remove_system(SYSTEM)
+
+
+def test_first_run_without_an_exchange_chooses_replay_once_and_converges(project):
+    started = time.monotonic()
+    r = cdb("init", "--if-missing", project=project)
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - started < 20  # bounded: the check gives up within seconds
+    env_text = (project / ".env").read_text()
+    assert re.search(r"^CDB_FEED=replay$", env_text, flags=re.M)
+    comment = env_text.split("CDB_FEED=replay")[0].rsplit("\n", 3)
+    assert "dns" in "\n".join(comment).lower()  # the comment says why: the name did not resolve
+    assert "CDB_FEED=replay" in r.stderr + r.stdout or "replay" in r.stderr
+    out = cdb_json("rebuild", project=project)  # no --feed: the setting decides
+    assert out["result"] == "ok" and out["feed"] == "replay"
+    assert re.search(r"^CDB_FEED=replay$", (project / ".env").read_text(), flags=re.M)  # never switched
+
+
+def test_live_feed_without_an_exchange_stops_in_preflight_within_seconds(project):
+    _ensure_env(project)
+    before = {c: docker.from_env().containers.get(c).attrs["Id"] for c in _ours("containers")}
+    started = time.monotonic()
+    r = cdb("rebuild", "--feed", "live", "--json", project=project)
+    took = time.monotonic() - started
+    assert r.returncode == 6, r.stdout[-2000:]
+    err = json.loads(r.stdout)["error"]
+    assert took < 10
+    assert "dns" in err["message"].lower() and "cdb-exchange.invalid" in err["message"]
+    assert "replay" in err["remedy"]
+    after = {c: docker.from_env().containers.get(c).attrs["Id"] for c in _ours("containers")}
+    assert after == before  # preflight changed nothing
+
+
+def test_down_keeps_volumes_and_rebuild_brings_back_the_same_data(project):
+    _ensure_env(project)
+    before = _ids(project)
+    volumes = _ours("volumes")
+    out = cdb_json("down", project=project)
+    assert out["result"] == "ok"
+    stopped = [s["name"] for s in out["steps"] if s["action"] == "remove" and s["resource"] == "container"]
+    # reverse dependency order: every service before the Redis and Postgres it depends on
+    for service in ("screener_ws", "signal", "risk", "execution"):
+        for store in ("redis", "postgres"):
+            assert stopped.index(f"{PREFIX}{service}") < stopped.index(f"{PREFIX}{store}"), (service, store)
+    assert _ours("containers") == [] and _ours("networks") == []
+    assert _ours("volumes") == volumes
+    assert cdb_json("down", project=project)["changed"] == 0  # idempotent
+    assert cdb_json("rebuild", project=project)["result"] == "ok"
+    after = _ids(project)
+    for table, ids in before.items():
+        assert ids <= after[table], table
+
+
+def test_down_volumes_needs_confirmation_then_backs_up_first(project):
+    _ensure_env(project)
+    cdb_json("rebuild", project=project)
+    volumes = _ours("volumes")
+    r = cdb("down", "--volumes", "--json", project=project)
+    assert r.returncode == 7
+    err = json.loads(r.stdout)["error"]
+    assert sorted(err["details"]["would_delete_volumes"]) == volumes
+    assert _ours("volumes") == volumes and len(_ours("containers")) >= 6  # nothing happened
+    out = cdb_json("down", "--volumes", "--yes", project=project)
+    backups = [s for s in out["steps"] if s["action"] == "backup"]
+    assert backups and all("verified" in s["detail"] for s in backups)
+    assert _ours("volumes") == [] and _ours("containers") == []
+    for s in backups:
+        assert (project / "backups" / s["name"]).stat().st_size > 0
+    assert cdb_json("rebuild", project=project)["result"] == "ok"
+
+
+def test_a_changed_password_is_applied_in_place_without_losing_a_row(project):
+    _ensure_env(project)
+    cdb_json("rebuild", project=project)
+    old = env_values(project)
+    before = _ids(project)
+    _set_env(
+        project,
+        POSTGRES_PASSWORD="Rotated-" + old["POSTGRES_PASSWORD"][::-1][:20],
+        REDIS_PASSWORD="r0t" + old["REDIS_PASSWORD"][:20],
+    )
+    new = env_values(project)
+    plan = cdb_json("plan", project=project)
+    rotation = [c for c in plan["changes"] if c["action"] == "rotate"]
+    assert rotation and "password" in rotation[0]["reason"] and "initialised" in rotation[0]["reason"]
+    r = cdb("rebuild", "--json", project=project)
+    assert r.returncode == 0, r.stdout[-3000:]
+    for secret in (old["POSTGRES_PASSWORD"], new["POSTGRES_PASSWORD"], old["REDIS_PASSWORD"], new["REDIS_PASSWORD"]):
+        assert secret not in r.stdout and secret not in r.stderr
+    after = _ids(project)
+    for table, ids in before.items():
+        assert ids <= after[table], table
+    with pytest.raises(psycopg.OperationalError):
+        _pg(project, password=old["POSTGRES_PASSWORD"]).close()
+    inspect = subprocess.run(
+        ["docker", "inspect", f"{PREFIX}postgres", f"{PREFIX}redis"], capture_output=True, text=True
+    )
+    assert new["POSTGRES_PASSWORD"] not in inspect.stdout and new["REDIS_PASSWORD"] not in inspect.stdout
+    # init --rotate: fresh secrets, and the next rebuild applies them the same way
+    assert cdb("init", "--rotate", project=project).returncode == 0
+    assert env_values(project)["POSTGRES_PASSWORD"] != new["POSTGRES_PASSWORD"]
+    assert cdb_json("rebuild", project=project)["result"] == "ok"
+    assert _ids(project)["trades"] >= before["trades"]
+
+
+def test_a_renamed_role_is_named_as_the_cause(project):
+    _ensure_env(project)
+    cdb_json("rebuild", project=project)
+    original = (project / ".env").read_text()
+    _set_env(project, POSTGRES_USER="somebody_else")
+    try:
+        r = cdb("rebuild", "--json", project=project)
+    finally:
+        (project / ".env").write_text(original)
+    assert r.returncode != 0
+    err = json.loads(r.stdout)["error"]
+    assert "somebody_else" in err["message"] and "role" in err["message"]
+    assert "POSTGRES_USER" in err["remedy"]
+    assert cdb_json("rebuild", project=project)["result"] == "ok"
+
+
+def test_wipe_and_restore_three_times_while_the_replay_trades(project):
+    _ensure_env(project)
+    _set_env(project, REPLAY_LOOP="1", REPLAY_SPEED="20")
+    assert cdb_json("rebuild", project=project)["result"] == "ok"
+    for round_ in range(3):
+        deadline = time.monotonic() + 120
+        while not _ids(project)["signals"] and time.monotonic() < deadline:
+            time.sleep(2)
+        seen = _ids(project)
+        assert seen["signals"], f"round {round_}: the looping replay produced no signal"
+        out = cdb_json("rebuild", "--wipe-data", "--yes", project=project)
+        backups = [s for s in out["steps"] if s["action"] == "backup"]
+        assert all("verified" in s["detail"] for s in backups), backups
+        dump = next(project / "backups" / s["name"] for s in backups if "pg_dump" in s["detail"])
+        cdb_json("restore", str(dump), "--yes", project=project)
+        restored = _ids(project)
+        for table, ids in seen.items():
+            assert ids <= restored[table], f"round {round_}: rows of {table} lost"
+    _set_env(project, REPLAY_LOOP="0", REPLAY_SPEED="0")
+
+
+def test_probe_rows_age_out_after_the_retention(project):
+    _ensure_env(project)
+    assert cdb_json("rebuild", project=project)["result"] == "ok"
+    with _pg(project) as conn:
+        # age every probe row of earlier runs by two days
+        for table, column, probe in (
+            ("signals", "created_at", "is_probe"),
+            ("risk_events", "created_at", "is_probe"),
+            ("orders", "created_at", "is_probe"),
+            ("trades", "executed_at", "is_probe"),
+            ("market_snapshots", "inserted_at", "is_probe"),
+            ("positions", "updated_at", "portfolio = 'probe'"),
+            ("portfolio_snapshots", "taken_at", "portfolio = 'probe'"),
+            ("daily_pnl", "updated_at", "portfolio = 'probe'"),
+        ):
+            conn.execute(f"UPDATE {table} SET {column} = {column} - interval '2 days' WHERE {probe}")
+        old = conn.execute("SELECT count(*) FROM signals WHERE is_probe").fetchone()[0]
+    assert old >= 1
+    out = cdb_json("validate", project=project)
+    assert out["result"] == "pass"
+    probe = next(c for c in out["checks"] if c["name"] == "pipeline probe")
+    assert probe["facts"]["pruned"]["signals"] >= 1 and probe["facts"]["retention_hours"] == 24
+    with _pg(project) as conn:
+        left = conn.execute("SELECT count(*) FROM signals WHERE is_probe").fetchone()[0]
+        fresh = conn.execute(
+            "SELECT count(*) FROM signals WHERE is_probe AND created_at > now() - interval '1 hour'"
+        ).fetchone()[0]
+    assert left == fresh == 1  # the aged rows went, the probe just sent stays
