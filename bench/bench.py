@@ -138,7 +138,7 @@ def quantile(q: float, buckets: dict[float, float]) -> float | None:
 
 
 def core_memory_mb() -> float:
-    from cdb_ops.engine import DockerEngine
+    from cdb_ops.engine.docker import DockerEngine
 
     engine = DockerEngine()
     found = {c.name.removeprefix(PREFIX): c.id for c in engine.containers(label=f"cdb.system={SYSTEM}") if c.running}

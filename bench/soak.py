@@ -33,7 +33,7 @@ CORE = ("postgres", "redis", "screener_ws", "signal", "risk", "execution")
 
 
 def sample(client: docker.DockerClient, env: dict[str, str], started: float) -> dict:
-    from cdb_ops.engine import DockerEngine
+    from cdb_ops.engine.docker import DockerEngine
 
     engine = DockerEngine()
     containers = {c.name: c for c in engine.containers(label=f"cdb.system={SYSTEM}")}

@@ -135,3 +135,11 @@ class StepFailed(CdbError):
 
     exit_code = ExitCode.CHECKS_FAILED
     kind = "step_failed"
+
+
+class BuildFailed(StepFailed):
+    kind = "build_failed"
+
+
+class PullFailed(StepFailed):
+    kind = "pull_failed"

@@ -1,25 +1,19 @@
 """An in-memory Engine for fast unit tests of the planner and phases (not a stand-in for the real
-engine: integration tests use Docker itself)."""
+engine: integration tests use Docker itself). mypy checks it against the `Engine` protocol (.ci/run)."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cdb_ops.engine import (
-    ContainerFacts,
-    ContainerSpec,
-    ContainerStats,
-    EngineInfo,
-    ImageFacts,
-    NetworkFacts,
-    PullFailed,
-    VolumeFacts,
-)
+from cdb_ops.engine.api import Engine
+from cdb_ops.errors import PullFailed, StepFailed
+from cdb_ops.model.facts import ContainerFacts, ContainerStats, EngineInfo, ImageFacts, NetworkFacts, VolumeFacts
+from cdb_ops.model.resources import ContainerSpec, MountBinding, PortBinding
 
 _ids = itertools.count(1)
 
@@ -57,7 +51,7 @@ class FakeEngine:
         name: str,
         labels: dict[str, str] | None = None,
         state: str = "running",
-        ports: tuple = (),
+        ports: tuple[PortBinding, ...] = (),
         image_id: str = "sha256:foreign",
     ) -> ContainerFacts:
         c = ContainerFacts(
@@ -112,7 +106,7 @@ class FakeEngine:
     def logs(self, name: str, tail: int = 50, since: datetime | None = None, timestamps: bool = False) -> str:
         return self.logs_.get(name, "")
 
-    def follow_logs(self, name: str, since: datetime | None = None):
+    def follow_logs(self, name: str, since: datetime | None = None) -> Iterator[str]:
         yield from self.logs_.get(name, "").splitlines()
 
     def stats(self, name: str) -> ContainerStats:
@@ -124,6 +118,18 @@ class FakeEngine:
     def exec(self, name: str, cmd: list[str]) -> tuple[int, str]:
         return 0, ""
 
+    def copy_out(self, name: str, path: str, dest: Path) -> int:
+        raise StepFailed(f"{path} not found in {name}", "the in-memory engine holds no files")
+
+    def copy_in(self, name: str, src: Path, directory: str, filename: str) -> None:
+        self.calls.append(("copy_in", f"{name}:{directory}/{filename}"))
+
+    def run_once(
+        self, image: str, cmd: list[str], mounts: list[MountBinding], keep: bool = False
+    ) -> tuple[int, str, str]:
+        self.calls.append(("run_once", image))
+        return 0, "", _id("task")
+
     # -- networks
     def network(self, name: str) -> NetworkFacts | None:
         n = self.networks_.get(name)
@@ -132,9 +138,10 @@ class FakeEngine:
         members = tuple(sorted(c.name for c in self.containers_.values() if name in c.networks))
         return replace(n, containers=members)
 
-    def networks(self, label: str) -> list[NetworkFacts]:
-        k, _, v = label.partition("=")
-        return [n for n in self.networks_.values() if n.labels.get(k) == v]
+    def networks(self, label: str | None = None) -> list[NetworkFacts]:
+        k, _, v = (label or "").partition("=")
+        # like Docker's list endpoint: no members
+        return [replace(n, containers=()) for n in self.networks_.values() if label is None or n.labels.get(k) == v]
 
     def create_network(self, name: str, driver: str, labels: dict[str, str]) -> None:
         self.calls.append(("create_network", name))
@@ -148,9 +155,9 @@ class FakeEngine:
     def volume(self, name: str) -> VolumeFacts | None:
         return self.volumes_.get(name)
 
-    def volumes(self, label: str) -> list[VolumeFacts]:
-        k, _, v = label.partition("=")
-        return [x for x in self.volumes_.values() if x.labels.get(k) == v]
+    def volumes(self, label: str | None = None) -> list[VolumeFacts]:
+        k, _, v = (label or "").partition("=")
+        return [x for x in self.volumes_.values() if label is None or x.labels.get(k) == v]
 
     def create_volume(self, name: str, labels: dict[str, str]) -> None:
         self.calls.append(("create_volume", name))
@@ -163,6 +170,9 @@ class FakeEngine:
     # -- images
     def image(self, ref: str) -> ImageFacts | None:
         return self.images_.get(ref)
+
+    def images(self) -> list[ImageFacts]:
+        return list({i.id: i for i in self.images_.values()}.values())
 
     def pull(self, ref: str) -> ImageFacts:
         self.calls.append(("pull", ref))
@@ -189,3 +199,7 @@ class FakeEngine:
 
     def changing_calls(self) -> list[tuple[str, str]]:
         return list(self.calls)
+
+
+def _conforms(engine: FakeEngine) -> Engine:
+    return engine  # mypy: FakeEngine has every method of Engine, with the same signatures

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from cdb_ops.settings import load_settings
+from cdb_ops.load.settings import load_settings
 from tests.unit.conftest import ENV
 
 REPO = Path(__file__).resolve().parents[2]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from cdb_ops.migrations import discover, tables_created
-from cdb_ops.stackinfo import EXPECTED_TABLES
+from cdb_ops.db.migrations import discover, tables_created
+from cdb_ops.model.tables import EXPECTED_TABLES
 from tests.helpers import REPO
 
 MIGRATIONS = discover(REPO / "schema")

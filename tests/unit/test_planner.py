@@ -6,16 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from cdb_ops.desired import LABEL_SYSTEM, resolve
-from cdb_ops.engine import PortBinding
+from cdb_ops.apply.context import RunOptions
+from cdb_ops.apply.runner import execute
 from cdb_ops.errors import Conflict, UsageError
-from cdb_ops.phases import RunOptions
-from cdb_ops.planner import plan_stack
-from cdb_ops.playbook import load_runbook, start_order
-from cdb_ops.progress import QuietProgress
-from cdb_ops.project import Project
-from cdb_ops.runner import execute
-from cdb_ops.settings import load_settings
+from cdb_ops.load.desired import resolve
+from cdb_ops.load.playbook import load_runbook, start_order
+from cdb_ops.load.project import Project
+from cdb_ops.load.settings import load_settings
+from cdb_ops.model.labels import LABEL_SYSTEM
+from cdb_ops.model.resources import PortBinding
+from cdb_ops.plan.observe import observe
+from cdb_ops.plan.planner import plan_stack
+from cdb_ops.redact import Redactor
+from cdb_ops.report.progress import QuietProgress
 from tests.unit.fake_engine import FakeEngine
 
 MUTATING = {
@@ -40,6 +43,11 @@ def _desired(project_dir: Path, profiles: list[str] | None = None):
     return project, book, settings, resolve(stack, settings, project, profiles)
 
 
+def _plan(engine: FakeEngine, desired):
+    """What `cdb-ops plan` prints: one observation, then the pure planner."""
+    return plan_stack(desired, observe(engine, desired))
+
+
 def _rebuild(project_dir: Path, engine: FakeEngine, profiles: list[str] | None = None, **opts):
     project, book, settings, desired = _desired(project_dir, profiles)
     return execute(
@@ -51,6 +59,7 @@ def _rebuild(project_dir: Path, engine: FakeEngine, profiles: list[str] | None =
         book=book,
         progress=QuietProgress(),
         options=RunOptions(**opts),
+        redact=Redactor(settings.secret_values()),
     )
 
 
@@ -60,7 +69,7 @@ def _actions(plan) -> dict[str, str]:
 
 def test_plan_from_nothing_creates_everything(project_dir, engine):
     *_, desired = _desired(project_dir)
-    actions = _actions(plan_stack(engine, desired))
+    actions = _actions(_plan(engine, desired))
     assert actions == {
         "network:t_net": "create",
         "volume:t_data": "create",
@@ -85,7 +94,7 @@ def test_second_rebuild_changes_nothing(project_dir, engine):
     assert [c for c in engine.calls if c[0] in MUTATING] == []
     assert {n: c.id for n, c in engine.containers_.items()} == ids
     *_, desired = _desired(project_dir)
-    assert plan_stack(engine, desired).pending == []
+    assert _plan(engine, desired).pending == []
 
 
 def test_fallback_build_when_pull_fails_and_pull_preferred_when_possible(project_dir):
@@ -113,7 +122,7 @@ def test_env_change_recreates_exactly_that_container(project_dir, engine):
     (project_dir / ".env").write_text(env)
 
     *_, desired = _desired(project_dir)
-    plan = plan_stack(engine, desired)
+    plan = _plan(engine, desired)
     pending = [(c.name, c.action, c.reason) for c in plan.pending]
     assert pending == [("t_app", "recreate", "changed: env")]
 
@@ -130,7 +139,7 @@ def test_secret_change_recreates_the_service_that_reads_it(project_dir, engine):
     env = (project_dir / ".env").read_text().replace("unit-test-password-0123456789", "another-password-0123456789")
     (project_dir / ".env").write_text(env)
     *_, desired = _desired(project_dir)
-    pending = [(c.name, c.action, c.reason) for c in plan_stack(engine, desired).pending]
+    pending = [(c.name, c.action, c.reason) for c in _plan(engine, desired).pending]
     assert pending == [("t_db", "recreate", "changed: secrets")]
 
 
@@ -138,10 +147,10 @@ def test_build_context_change_rebuilds_image_and_recreates(project_dir, engine):
     _rebuild(project_dir, engine)
     (project_dir / "images" / "app" / "README.md").write_text("not copied into the image\n")
     *_, desired = _desired(project_dir)
-    assert plan_stack(engine, desired).pending == []  # files the Dockerfile does not COPY do not count
+    assert _plan(engine, desired).pending == []  # files the Dockerfile does not COPY do not count
     (project_dir / "images" / "app" / "main.py").write_text("print('v2')\n")
     *_, desired = _desired(project_dir)
-    actions = _actions(plan_stack(engine, desired))
+    actions = _actions(_plan(engine, desired))
     assert actions["image:t_app:latest"] == "build"
     assert actions["container:t_app"] == "recreate"
     assert actions["container:t_db"] == "ok"
@@ -175,7 +184,7 @@ def test_port_held_by_a_process_is_named(project_dir):
         s.listen()
         *_, desired = _desired(project_dir)
         # only db's port is ours to hold here; the machine may have other listeners on app's port
-        conflicts = [c for c in plan_stack(engine, desired).conflicts if c.service == "db"]
+        conflicts = [c for c in _plan(engine, desired).conflicts if c.service == "db"]
     assert len(conflicts) == 1
     assert "127.0.0.1:15432 is held by" in conflicts[0].reason
     assert "python" in conflicts[0].reason.lower()  # psutil names this very test process
@@ -209,7 +218,7 @@ def test_leftover_of_interrupted_recreate_is_removed(project_dir, engine):
     labels = dict(engine.containers_["t_app"].labels)
     engine.add_container("t_app-replaced-1700000000", labels=labels, state="exited")
     *_, desired = _desired(project_dir)
-    assert _actions(plan_stack(engine, desired))["container:t_app-replaced-1700000000"] == "remove"
+    assert _actions(_plan(engine, desired))["container:t_app-replaced-1700000000"] == "remove"
     _rebuild(project_dir, engine)
     assert "t_app-replaced-1700000000" not in engine.containers_
 
@@ -219,7 +228,7 @@ def test_stopped_container_is_started_not_recreated(project_dir, engine):
     cid = engine.containers_["t_db"].id
     engine.stop("t_db")
     *_, desired = _desired(project_dir)
-    assert _actions(plan_stack(engine, desired))["container:t_db"] == "start"
+    assert _actions(_plan(engine, desired))["container:t_db"] == "start"
     _rebuild(project_dir, engine)
     assert engine.containers_["t_db"].id == cid and engine.containers_["t_db"].state == "running"
 
@@ -228,7 +237,7 @@ def test_missing_network_is_recreated_with_its_members(project_dir, engine):
     _rebuild(project_dir, engine)
     engine.networks_.clear()
     *_, desired = _desired(project_dir)
-    actions = _actions(plan_stack(engine, desired))
+    actions = _actions(_plan(engine, desired))
     assert actions["network:t_net"] == "create"
     assert actions["container:t_db"] == "recreate"
 
@@ -261,7 +270,7 @@ def test_editing_a_mounted_config_file_recreates_its_container(project_dir):
     _rebuild(project_dir, engine, profiles=["core", "monitoring"])
     (project_dir / "conf" / "extra.yml").write_text("scrape_interval: 10s\n")
     *_, desired = _desired(project_dir, ["core", "monitoring"])
-    pending = [(c.name, c.action, c.reason) for c in plan_stack(engine, desired).pending]
+    pending = [(c.name, c.action, c.reason) for c in _plan(engine, desired).pending]
     assert pending == [("t_extra", "recreate", "changed: files")]
 
 
@@ -271,3 +280,22 @@ def test_a_missing_mounted_file_is_a_config_error(project_dir):
     (project_dir / "conf" / "extra.yml").unlink()
     with pytest.raises(ConfigError, match="mounts ./conf/extra.yml, which does not exist"):
         _desired(project_dir, ["core", "monitoring"])
+
+
+def _did(result) -> list[tuple[str, str, str]]:
+    return sorted((s.resource, s.name, s.action) for s in result.changed)
+
+
+def test_what_plan_prints_is_what_rebuild_does(project_dir):
+    """`plan` and `rebuild` share one planner: every change the plan lists is a step of the rebuild,
+    and the rebuild makes no change the plan did not list."""
+    engine = FakeEngine(pullable={"postgres:15-alpine"})
+    *_, desired = _desired(project_dir)
+    planned = sorted((c.resource, c.name, c.action) for c in _plan(engine, desired).pending)
+    assert _did(_rebuild(project_dir, engine)) == planned
+
+    (project_dir / ".env").write_text((project_dir / ".env").read_text().replace("MIN_VOLUME=100000", "MIN_VOLUME=7"))
+    *_, desired = _desired(project_dir)
+    planned = sorted((c.resource, c.name, c.action) for c in _plan(engine, desired).pending)
+    assert planned == [("container", "t_app", "recreate")]
+    assert _did(_rebuild(project_dir, engine)) == planned

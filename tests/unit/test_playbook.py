@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from cdb_ops.errors import ConfigError, ExitCode
-from cdb_ops.playbook import load_runbook, load_stack, parse_duration
+from cdb_ops.load.playbook import load_runbook, load_stack
+from cdb_ops.load.specs import parse_duration
 from tests.unit.conftest import STACK
 
 REPO = Path(__file__).resolve().parents[2]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from cdb_common.envrules import LEAKED_PASSWORDS
 
 from cdb_ops.errors import ConfigError
-from cdb_ops.settings import LEAKED_PASSWORDS, Redactor, load_settings, render_env_from_example
+from cdb_ops.load.settings import load_settings, render_env_from_example
+from cdb_ops.redact import Redactor
 from tests.unit.conftest import ENV
 
 

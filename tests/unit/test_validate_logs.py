@@ -3,7 +3,7 @@ database-connection errors; not the FATALs a starting Postgres gives to early cl
 
 from __future__ import annotations
 
-from cdb_ops.validate import error_lines
+from cdb_ops.checks.logscan import error_lines
 
 
 def test_json_service_lines_are_judged_by_level():
@@ -25,7 +25,7 @@ def test_plain_text_logs():
         [
             "2026-11-24 09:44:59.763 UTC [19] FATAL:  the database system is starting up",
             "2026-11-24 10:10:25.816 UTC [58] ERROR:  could not serialize access due to concurrent update",
-        "2026-11-24 11:00:00.100 UTC [30] FATAL:  the database system is not yet accepting connections",
+            "2026-11-24 11:00:00.100 UTC [30] FATAL:  the database system is not yet accepting connections",
             "2026-11-24 09:45:00.001 UTC [1] LOG:  database system is ready to accept connections",
             '2026-11-24 09:46:00.000 UTC [55] ERROR:  relation "signals" does not exist',
             '2026-11-24 09:47:00.000 UTC [56] FATAL:  password authentication failed for user "claire"',

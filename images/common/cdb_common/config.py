@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+from cdb_common.envrules import LOG_LEVELS, RULES
 
 
 class ConfigError(ValueError):
@@ -53,8 +53,10 @@ def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int | N
 def env_decimal(
     env: Mapping[str, str], name: str, default: str, *, minimum: Decimal | None = None, positive: bool = False
 ) -> Decimal:
-    """Read a Decimal (money, percentages); floats never enter the trading path."""
-    raw = env.get(name, "").strip() or default
+    """Read a Decimal (money, percentages); floats never enter the trading path. A `.env` setting's
+    default and bounds come from the one table cdb-ops validates against too (cdb_common.envrules)."""
+    rule = RULES.get(name)
+    raw = env.get(name, "").strip() or (rule.default if rule and rule.default is not None else default)
     try:
         value = Decimal(raw)
     except InvalidOperation:
@@ -65,6 +67,11 @@ def env_decimal(
         raise ConfigError(f"{name}={raw} must be > 0")
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name}={raw} must be >= {minimum}")
+    if rule is not None:
+        if rule.low is not None and (value < rule.low or (rule.low_open and value == rule.low)):
+            raise ConfigError(f"{name}={raw} must be {'>' if rule.low_open else '>='} {rule.low}")
+        if rule.high is not None and value > rule.high:
+            raise ConfigError(f"{name}={raw} must be <= {rule.high}")
     return value
 
 

@@ -1,0 +1,149 @@
+"""Phase `services`: carry out the plan's container changes in dependency order, tiers in parallel,
+each tier ready (actively probed) before the next starts. The images the services run are seen to
+first, then the stack is planned again (image ids are known only now); what that plan says is done,
+nothing decided anew: a container is recreated only when the plan says its config or image changed."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+from cdb_ops.apply.context import PhaseContext
+from cdb_ops.apply.phases.images import obtain
+from cdb_ops.apply.secretfiles import write_secret_files
+from cdb_ops.errors import CdbError, ForeignResource, StepFailed
+from cdb_ops.load.desired import DesiredService
+from cdb_ops.load.playbook import start_order
+from cdb_ops.load.specs import PhaseSpec
+from cdb_ops.model.labels import REPLACED_MARK
+from cdb_ops.model.resources import ContainerSpec
+
+T = TypeVar("T")
+
+
+def _replace(ctx: PhaseContext, svc: DesiredService, spec: ContainerSpec) -> None:
+    """Swap a container for a new one without ever leaving neither: the old one is stopped and set
+    aside under another name, put back if the new one cannot even be created or started, and
+    removed once the new one is ready (a failed wait keeps it, for the next cleanup or by hand)."""
+    name = svc.container.name
+    aside = f"{name}{REPLACED_MARK}{int(time.time())}"
+    ctx.engine.stop(name, timeout=10)
+    ctx.engine.rename(name, aside)
+    try:
+        ctx.engine.create_container(spec)
+        ctx.engine.start(name)
+    except CdbError:
+        ctx.engine.remove_container(name)
+        ctx.engine.rename(aside, name)
+        ctx.engine.start(name)
+        raise
+    ctx.set_aside[svc.name] = aside
+
+
+def converge_one(ctx: PhaseContext, svc: DesiredService, phase: str) -> str:
+    """Carry out the plan's change for one container; returns the action taken."""
+    change = ctx.plan.containers[svc.name]
+    name = svc.container.name
+    with ctx.timed() as took:
+        if change.action == "conflict":
+            raise ForeignResource(
+                change.reason,
+                f"rename or remove that container (`docker rm -f {name}`) "
+                "after checking what it is; cdb-ops never touches containers it did not create",
+            )
+        if change.action in ("create", "recreate"):
+            spec = ctx.plan.specs.get(svc.name)
+            if spec is None:
+                raise StepFailed(f"the image of {svc.name} is not there after the images were seen to", "run again")
+            if change.action == "create":
+                ctx.engine.create_container(spec)
+                ctx.engine.start(name)
+            else:
+                _replace(ctx, svc, spec)
+        elif change.action == "start":
+            ctx.engine.start(name)
+    ctx.record(phase, "container", name, change.action, change.reason, took(), svc.name)
+    return change.action
+
+
+def _ready(ctx: PhaseContext, svc: DesiredService, phase: str, action: str) -> None:
+    with ctx.timed() as took:
+        facts = ctx.observed.containers.get(svc.container.name) if action == "ok" else None
+        if facts is not None and facts.running and facts.health == "healthy":
+            # untouched and Docker has seen it healthy: no need to probe it again (keeps a no-op fast)
+            ctx.record(phase, "health", svc.container.name, "wait", "ready: docker says healthy", took(), svc.name)
+            return
+        result = ctx.waiter.wait(svc)
+    ctx.record(phase, "health", svc.container.name, "wait", f"ready: {result.detail}", took(), svc.name)
+    aside = ctx.set_aside.pop(svc.name, None)
+    if aside:
+        ctx.engine.remove_container(aside)
+
+
+def _collect(futures: list[Future[T]]) -> list[T]:
+    """Wait for all, then raise the first failure (so no thread is left running behind our back)."""
+    results: list[T] = []
+    errors: list[BaseException] = []
+    for f in futures:
+        try:
+            results.append(f.result())
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+    return results
+
+
+def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
+    names = [n for n in (phase.services or list(ctx.desired.services)) if n in ctx.desired.services]
+    obtained_any = False
+    for name in list(names):
+        got = obtain(ctx, ctx.desired.services[name], phase.name)
+        if got is None:
+            names.remove(name)
+        obtained_any = obtained_any or bool(got)
+    if obtained_any:
+        ctx.replan()  # the images exist now: plan the containers with their ids
+    # a service whose dependency was skipped cannot start either
+    changed = True
+    while changed:
+        changed = False
+        for name in list(names):
+            missing = [d for d in ctx.desired.services[name].spec.depends_on if d in ctx.skipped]
+            if missing:
+                names.remove(name)
+                ctx.skipped[name] = f"depends on {missing[0]}, which was skipped"
+                ctx.record(
+                    phase.name,
+                    "container",
+                    ctx.desired.services[name].container.name,
+                    "skip",
+                    ctx.skipped[name],
+                    service=name,
+                )
+                changed = True
+    written = write_secret_files(ctx.desired)
+    if written:
+        ctx.progress.note(f"secret files updated: {', '.join(written)}")
+    # dependencies outside this phase were converged by an earlier phase; make sure they are there
+    outside = sorted({d for n in names for d in ctx.desired.services[n].spec.depends_on if d not in names})
+    for dep in outside:
+        if ctx.desired.services[dep].container.name not in ctx.observed.containers:
+            raise StepFailed(
+                f"{dep} must run before {', '.join(names)}, but it does not exist",
+                f"run the whole rebuild, or a phase that starts {dep} first",
+            )
+    # services an earlier phase of this run converged and saw ready are not visited again
+    todo = [n for n in names if n not in ctx.ready]
+    for tier in start_order(ctx.desired.stack, todo):
+        with ThreadPoolExecutor(max_workers=max(1, len(tier))) as pool:
+            actions = _collect([pool.submit(converge_one, ctx, ctx.desired.services[n], phase.name) for n in tier])
+        with ThreadPoolExecutor(max_workers=max(1, len(tier))) as pool:
+            _collect(
+                [
+                    pool.submit(_ready, ctx, ctx.desired.services[n], phase.name, a)
+                    for n, a in zip(tier, actions, strict=True)
+                ]
+            )
+        ctx.ready.update(tier)

@@ -1,0 +1,36 @@
+"""Phase `validate`: the end of a rebuild is proof, not hope — run every check of `cdb-ops validate`."""
+
+from __future__ import annotations
+
+from cdb_ops.apply.context import PhaseContext
+from cdb_ops.checks.stack import run_checks
+from cdb_ops.errors import StepFailed
+from cdb_ops.load.specs import PhaseSpec
+from cdb_ops.model.results import CheckResult
+
+
+def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
+    def report(r: CheckResult) -> None:
+        if r.status != "pass":
+            ctx.progress.step(phase.name, "check", r.name, r.status, r.detail)
+
+    # observed afresh: a container Docker restarted since the last plan is attached again by now
+    results = run_checks(ctx.engine, ctx.desired, ctx.settings, ctx.options.validate, ctx.redact, on_result=report)
+    ctx.checks = results
+    failed = [r for r in results if r.status == "fail"]
+    passed = sum(r.status == "pass" for r in results)
+    warned = [r for r in results if r.status == "warn"]
+    ctx.record(
+        phase.name,
+        "checks",
+        ctx.desired.system,
+        "ok" if not failed else "fail",
+        f"{passed} passed, {len(warned)} warning(s), {len(failed)} failed",
+        sum(r.seconds for r in results),
+    )
+    if failed:
+        raise StepFailed(
+            "validate: " + "; ".join(f"{r.name}: {r.detail}" for r in failed),
+            "; ".join(dict.fromkeys(r.remedy for r in failed if r.remedy)) or "see the checks above",
+            details={"failed": [r.to_dict() for r in failed]},
+        )

@@ -1,0 +1,177 @@
+"""Run a phase playbook: observe and plan once, refuse the run on the plan's conflicts before anything
+changes (preflight), lock, carry out the plan phase by phase — planning again only after a phase changed
+the engine — and a result that says what every step did. Re-running finishes an interrupted run."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from cdb_ops.apply.context import PhaseContext, RunOptions
+from cdb_ops.apply.lock import run_lock
+from cdb_ops.apply.phases import registry
+from cdb_ops.apply.readiness import HealthWait
+from cdb_ops.engine.api import Engine
+from cdb_ops.errors import CdbError, Conflict, ExitCode, UsageError
+from cdb_ops.load.desired import DesiredStack
+from cdb_ops.load.lastrun import save_last_run
+from cdb_ops.load.project import Project
+from cdb_ops.load.settings import Settings
+from cdb_ops.load.specs import PhaseSpec, RunbookSpec
+from cdb_ops.model.plan import Plan
+from cdb_ops.model.progress import Progress
+from cdb_ops.model.results import RunResult
+from cdb_ops.plan.observe import observe
+from cdb_ops.plan.planner import plan_stack
+from cdb_ops.redact import Redactor
+
+# a step on one of these changed the engine, so the plan the next phase carries out is made anew
+ENGINE_RESOURCES = frozenset({"network", "volume", "image", "container"})
+
+
+def select_phases(book: RunbookSpec, only: list[str] | None) -> list[PhaseSpec]:
+    if not only:
+        return list(book.phases)
+    names = [p.name for p in book.phases]
+    unknown = [o for o in only if o not in names]
+    if unknown:
+        raise UsageError(f"unknown phase {unknown[0]!r} in playbook {book.name}", f"use one of: {', '.join(names)}")
+    return [p for p in book.phases if p.name in only]
+
+
+def preflight(plan: Plan, desired: DesiredStack, phases: list[PhaseSpec]) -> None:
+    """Refuse the whole run, before any change, if the plan found a foreign resource or process in the way
+    of a phase that will run."""
+    kinds = {p.kind for p in phases}
+    svc_phases = [p for p in phases if p.kind == "services"]
+    scope: set[str] | None = None  # the services the run's services phases touch (None: all)
+    if svc_phases and all(p.services is not None for p in svc_phases):
+        scope = {s for p in svc_phases for s in p.services or []}
+    relevant = [
+        c
+        for c in plan.conflicts
+        if (c.resource == "network" and "network" in kinds)
+        or (c.resource == "volume" and "volumes" in kinds)
+        or (c.resource == "container" and "services" in kinds and (scope is None or c.service in scope))
+    ]
+    if relevant:
+        raise Conflict(
+            "refusing to run, nothing was changed:\n  " + "\n  ".join(c.reason for c in relevant),
+            "cdb-ops only manages resources labelled "
+            f"{desired.system_label}; free the name or port (see above) and run again",
+            details={"conflicts": [c.to_dict() for c in relevant]},
+        )
+
+
+def execute(
+    *,
+    command: str,
+    engine: Engine,
+    desired: DesiredStack,
+    settings: Settings,
+    project: Project,
+    book: RunbookSpec,
+    progress: Progress,
+    options: RunOptions,
+    only: list[str] | None = None,
+    redact: Redactor,
+    arguments: dict[str, Any] | None = None,
+) -> RunResult:
+    phases = select_phases(book, only)
+    result = RunResult(
+        command=command,
+        playbook=book.name,
+        run_id=str(uuid.uuid4()),
+        started_at=datetime.now(UTC),
+        profiles=list(desired.profiles),
+        feed=desired.feed,
+        phases=[p.name for p in phases],
+        arguments=arguments or {},
+    )
+    fns = registry()
+    project.ensure_state_dir()
+    ctx: PhaseContext | None = None
+    with run_lock(project.state_dir, f"{command} {book.name} since {result.started_at:%H:%M:%S}"):
+        try:
+            plan_options = options.plan_options(check_ports=any(p.kind == "services" for p in phases))
+            observed = observe(engine, desired, host_ports=plan_options.check_ports)
+            plan = plan_stack(desired, observed, plan_options)
+            ctx = PhaseContext(
+                engine=engine,
+                desired=desired,
+                settings=settings,
+                project=project,
+                progress=progress,
+                redact=redact,
+                options=options,
+                waiter=HealthWait(engine, settings, redact),
+                observed=observed,
+                plan=plan,
+                plan_options=plan_options,
+                steps=result.steps,
+            )
+            preflight(plan, desired, phases)
+            for phase in phases:
+                progress.phase(phase.name, phase.kind)
+                before = len(ctx.steps)
+                fns[phase.kind](ctx, phase)
+                if any(s.changed and s.resource in ENGINE_RESOURCES for s in ctx.steps[before:]):
+                    ctx.replan()
+            result.result, result.exit_code = "ok", int(ExitCode.OK)
+        except CdbError as exc:
+            result.result, result.exit_code = "failed", int(exc.exit_code)
+            result.error = json.loads(redact(json.dumps(exc.to_dict(), default=str)))
+        except Exception as exc:  # a bug: still leave an honest record behind, then let main() report it
+            result.result, result.exit_code = "failed", int(ExitCode.INTERNAL)
+            result.error = {
+                "kind": "internal",
+                "message": redact(f"{type(exc).__name__}: {exc}"),
+                "remedy": "this is a bug in cdb-ops; please report the traceback",
+                "exit_code": 70,
+                "details": {},
+            }
+            raise
+        except KeyboardInterrupt:
+            result.result, result.exit_code = "interrupted", int(ExitCode.INTERRUPTED)
+            result.error = {
+                "kind": "interrupted",
+                "message": "interrupted; run the same command again to finish",
+                "remedy": "",
+                "exit_code": 130,
+                "details": {},
+            }
+            raise
+        finally:
+            result.finished_at = datetime.now(UTC)
+            result.checks = ctx.checks if ctx is not None else []
+            if any(p.kind in ("schema", "services", "validate") for p in phases):
+                why_not = record_run(desired, settings, result, redact)
+                result.recorded, result.not_recorded_because = why_not is None, why_not
+            save_last_run(project, result.to_dict())
+    return result
+
+
+def record_run(desired: DesiredStack, settings: Settings, result: RunResult, redact: Redactor) -> str | None:
+    from cdb_ops.db.opsruns import record
+
+    failed = [c.name for c in result.checks if c.status == "fail"]
+    return record(
+        desired,
+        settings,
+        redact,
+        run_id=result.run_id,
+        command=result.command,
+        arguments=result.arguments
+        | {"playbook": result.playbook, "phases": result.phases, "profiles": result.profiles, "feed": result.feed},
+        started_at=result.started_at,
+        finished_at=result.finished_at,
+        result=result.result,
+        exit_code=result.exit_code,
+        summary={
+            "changed": len(result.changed),
+            "failed_checks": failed,
+            "error": (result.error or {}).get("message", "")[:500],
+        },
+    )

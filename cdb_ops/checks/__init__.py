@@ -1,0 +1,1 @@
+"""Looking without changing: probes, validate's checks, log scanning, doctor's diagnoses."""

@@ -1,0 +1,41 @@
+"""What every validate check reads: the engine, the desired stack, the settings, the redactor and the
+stack's containers (inspected once for all checks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cdb_ops.engine.api import EngineFacts
+from cdb_ops.load.desired import DesiredService, DesiredStack
+from cdb_ops.load.settings import Settings
+from cdb_ops.model.facts import ContainerFacts, ObservedStack
+from cdb_ops.redact import Redactor
+
+
+@dataclass
+class ValidateOptions:
+    memory_budget_mb: float = 1536.0  # the memo: core services under 1.5 GB
+    probe: bool = True
+    probe_timeout: float = 30.0
+
+
+@dataclass
+class CheckContext:
+    engine: EngineFacts
+    desired: DesiredStack
+    settings: Settings
+    options: ValidateOptions
+    redact: Redactor
+    observed: ObservedStack  # network, volumes and who is attached: the run's one observation
+    containers: dict[str, ContainerFacts] = field(default_factory=dict)  # the stack's, inspected
+
+
+def service_containers(ctx: CheckContext) -> list[tuple[DesiredService, ContainerFacts | None]]:
+    return [(svc, ctx.containers.get(svc.container.name)) for svc in ctx.desired.services.values()]
+
+
+def core_services(ctx: CheckContext) -> list[DesiredService]:
+    return [s for s in ctx.desired.services.values() if "core" in s.spec.profiles]
+
+
+# -- the checks, in the order a person would look -----------------------------------------------

@@ -1,0 +1,114 @@
+"""Reading logs for faults: which lines are errors (JSON `level` or plain ERROR/FATAL/PANIC), which are
+lost database connections, which are expected noise — for validate's log check and `logs --errors`."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+
+from cdb_ops.checks.context import CheckContext, service_containers
+from cdb_ops.errors import CdbError
+from cdb_ops.model.results import CheckResult
+
+LOG_SCAN_LINES = 5000
+# what a lost database connection looks like in our services' and in libpq's words
+DB_CONNECTION_ERROR = re.compile(
+    r"database connection|could not connect to server|connection to server at .* failed|"
+    r"password authentication failed|server closed the connection unexpectedly|"
+    r"could not translate host name",
+    re.IGNORECASE,
+)
+PLAIN_ERROR = re.compile(r"\b(ERROR|FATAL|PANIC)\b")
+# Postgres says FATAL to a client that connects while it starts or stops: readiness probes (ours and
+# the services' reconnect loops) do exactly that, so these lines are expected, not a fault.
+# A serialization failure (SQLSTATE 40001) is the contract of REPEATABLE READ: the risk manager retries
+# its transaction when execution changed the portfolio under it; Postgres logs it anyway.
+BENIGN = re.compile(
+    r"the database system is (starting up|shutting down|in recovery mode|not yet accepting connections)|"
+    r"terminating connection due to administrator command|"
+    r"could not serialize access due to (concurrent update|read/write dependencies)"
+)
+
+
+def error_lines(text: str) -> tuple[list[str], list[str]]:
+    """(ERROR lines, database-connection error lines) of a log. Services log JSON lines with a
+    `level`; Postgres and Redis log plain text."""
+    errors, db_errors = [], []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        level = None
+        if line.startswith("{"):
+            try:
+                level = str(json.loads(line).get("level", "")).upper()
+            except (ValueError, AttributeError):
+                level = None
+        is_error = level in ("ERROR", "CRITICAL") if level is not None else bool(PLAIN_ERROR.search(line))
+        if is_error and BENIGN.search(line):
+            continue
+        if is_error:
+            errors.append(line)
+        if DB_CONNECTION_ERROR.search(line) and (is_error or level is None):
+            db_errors.append(line)
+    return errors, db_errors
+
+
+def _repaired_at(ctx: CheckContext) -> dict[str, datetime]:
+    """Container -> when rebuild last repaired it in place: the database's lines before its last schema
+    repair (a dropped table re-created) are the errors that repair fixed, not a fault now."""
+    import psycopg
+
+    from cdb_ops.db.migrations import Migrator
+    from cdb_ops.load.endpoints import postgres_conninfo, postgres_service
+
+    try:
+        pg = ctx.desired.services.get(postgres_service(ctx.desired))
+        at = Migrator(postgres_conninfo(ctx.desired, ctx.settings), ctx.desired.project.schema_dir).last_repair()
+    except (CdbError, psycopg.Error):
+        return {}  # the postgres checks say why
+    return {pg.container.name: at} if pg is not None and at is not None else {}
+
+
+def check_logs(ctx: CheckContext) -> list[CheckResult]:
+    out = []
+    repaired = _repaired_at(ctx)
+    for svc, c in service_containers(ctx):
+        if c is None or c.started_at is None:
+            continue
+        since, since_what = c.started_at, "start"
+        if repaired.get(svc.container.name, since) > since:
+            since, since_what = repaired[svc.container.name], "the schema repair"
+        text = ctx.redact(ctx.engine.logs(svc.container.name, tail=LOG_SCAN_LINES, since=since))
+        errors, db_errors = error_lines(text)
+        name = f"logs {svc.name}"
+        facts = {
+            "error_lines": len(errors),
+            "db_connection_errors": len(db_errors),
+            "first": errors[:3],
+            "since": since.isoformat(),
+        }
+        if db_errors:
+            out.append(
+                CheckResult(
+                    name,
+                    "fail",
+                    f"{len(db_errors)} database-connection error(s) since {since_what}: {db_errors[0][:200]}",
+                    "`cdb-ops doctor` checks network, DNS and pg_isready",
+                    facts,
+                )
+            )
+        elif errors:
+            out.append(
+                CheckResult(
+                    name,
+                    "fail",
+                    f"{len(errors)} ERROR line(s) since {since_what}: {errors[0][:200]}",
+                    f"`cdb-ops logs {svc.name} --errors` shows them all",
+                    facts,
+                )
+            )
+        else:
+            out.append(CheckResult(name, "pass", f"no ERROR lines since {since_what}", facts=facts))
+    return out

@@ -1,0 +1,109 @@
+"""validate's end-to-end probe: a synthetic market move followed through the real trading pipeline."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from decimal import Decimal
+
+from cdb_ops.checks.context import CheckContext
+from cdb_ops.load.endpoints import host_address, postgres_conninfo
+from cdb_ops.model.results import CheckResult
+
+
+def check_probe(ctx: CheckContext) -> list[CheckResult]:
+    """Inject a synthetic market move at the screener and follow it through signal, risk decision,
+    order and trade in Postgres. Probe rows are flagged and live in portfolio 'probe'."""
+    import httpx
+    import psycopg
+
+    screener = next((s for s in ctx.desired.services.values() if s.spec.role == "screener"), None)
+    if screener is None or not ctx.options.probe:
+        return [
+            CheckResult(
+                "pipeline probe",
+                "skip",
+                "no screener in the selected services" if screener is None else "skipped (--no-probe)",
+            )
+        ]
+    host, port = host_address(screener, None)
+    threshold = Decimal(ctx.settings.get("SIGNAL_THRESHOLD") or "3")
+    move = max(Decimal(5), threshold * 2)
+    probe_id = uuid.uuid4()
+    started = time.monotonic()
+    try:
+        r = httpx.post(
+            f"http://{host}:{port}/probe", json={"probe_id": str(probe_id), "move_pct": float(move)}, timeout=5.0
+        )
+        r.raise_for_status()
+        symbol = r.json()["symbol"]
+    except (httpx.HTTPError, KeyError, ValueError) as exc:
+        return [
+            CheckResult(
+                "pipeline probe",
+                "fail",
+                f"the screener did not accept the probe: {exc}",
+                f"is {screener.container.name} healthy? `cdb-ops status`",
+            )
+        ]
+    stages = ["signal", "risk decision", "order", "trade"]
+    query = """
+        SELECT s.signal_id, r.decision, r.reason, o.order_id, t.trade_id, t.price, t.portfolio
+          FROM signals s
+          LEFT JOIN risk_events r ON r.signal_id = s.signal_id
+          LEFT JOIN orders o ON o.risk_event_id = r.risk_event_id
+          LEFT JOIN trades t ON t.order_id = o.order_id
+         WHERE s.symbol = %s AND s.is_probe
+    """
+    reached = -1
+    row = None
+    deadline = started + ctx.options.probe_timeout
+    with psycopg.connect(**postgres_conninfo(ctx.desired, ctx.settings), connect_timeout=3, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(query, (symbol,)).fetchone()
+            if row:
+                reached = 0 + (row[1] is not None) + (row[3] is not None) + (row[4] is not None)
+                if row[1] == "REJECTED" or reached == 3:
+                    break
+            time.sleep(0.1)
+    took = time.monotonic() - started
+    facts = {
+        "probe_id": str(probe_id),
+        "symbol": symbol,
+        "move_pct": float(move),
+        "seconds": round(took, 3),
+        "reached": stages[reached] if reached >= 0 else None,
+    }
+    if row is not None and row[1] == "REJECTED":
+        facts["reason"] = row[2]
+        return [
+            CheckResult(
+                "pipeline probe",
+                "fail",
+                f"risk manager rejected the probe ({row[2]})",
+                "the probe trades in its own portfolio; see `cdb-ops logs risk`",
+                facts,
+            )
+        ]
+    if reached == 3:
+        facts["portfolio"] = row[6] if row else None
+        return [
+            CheckResult(
+                "pipeline probe",
+                "pass",
+                f"screener → signal → risk → execution in {took * 1000:.0f} ms ({symbol})",
+                facts=facts,
+            )
+        ]
+    where = stages[reached + 1]
+    owner = {"signal": "signal", "risk decision": "risk", "order": "risk", "trade": "execution"}[where]
+    return [
+        CheckResult(
+            "pipeline probe",
+            "fail",
+            f"no {where} after {ctx.options.probe_timeout:.0f} s"
+            + (f" (reached: {stages[reached]})" if reached >= 0 else ""),
+            f"see `cdb-ops logs {owner}`",
+            facts,
+        )
+    ]

@@ -1,0 +1,197 @@
+"""The one probe library: is a Postgres, Redis or HTTP endpoint answering — from the host, or from inside
+a container on the stack's network. One class per kind on a base that owns the timeout and the polling
+(as testcontainers' wait strategies do); readiness waits, `validate` and `doctor` all probe through it."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cdb_ops.engine.api import EngineActions
+from cdb_ops.load.desired import DesiredService
+from cdb_ops.load.endpoints import host_address
+from cdb_ops.load.settings import Settings
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    detail: str
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+class Probe:
+    """One kind of check. `once` asks one time (bounded by `timeout`); `wait` polls until it succeeds."""
+
+    timeout: float = 2.0
+    interval: float = 0.25
+
+    def once(self) -> ProbeResult:
+        raise NotImplementedError
+
+    def __call__(self) -> ProbeResult:
+        """`once`, with the errors a probe can meet turned into a failed result (never raised)."""
+        import httpx
+        import psycopg
+        import redis
+
+        try:
+            return self.once()
+        except (psycopg.Error, redis.RedisError, httpx.HTTPError, OSError) as exc:
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            return ProbeResult(False, f"{type(exc).__name__}: {text}")
+
+    def wait(
+        self,
+        deadline: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> ProbeResult:
+        """Poll until the probe passes or `deadline` (on `clock`) has passed; the last result either way."""
+        while True:
+            result = self()
+            if result.ok or clock() >= deadline:
+                return result
+            sleep(self.interval)
+
+
+@dataclass
+class PostgresProbe(Probe):
+    host: str
+    port: int
+    user: str | None
+    password: str | None
+    dbname: str | None
+    timeout: float = 2.0
+    query: str = "SELECT 1"
+
+    def once(self) -> ProbeResult:
+        import psycopg
+
+        with psycopg.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname=self.dbname,
+            connect_timeout=max(1, int(self.timeout)),
+        ) as conn:
+            rows = conn.execute(self.query).fetchall()  # type: ignore[call-overload]
+        return ProbeResult(True, f"{self.query} ok", {"rows": [r[0] for r in rows]})
+
+
+@dataclass
+class RedisProbe(Probe):
+    host: str
+    port: int
+    password: str | None
+    timeout: float = 2.0
+    persistence: bool = False  # also read INFO persistence (validate's AOF check)
+
+    def once(self) -> ProbeResult:
+        import redis
+
+        client = redis.Redis(
+            host=self.host,
+            port=self.port,
+            password=self.password,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+        )
+        try:
+            ok = bool(client.ping())
+            facts: dict[str, Any] = {}
+            if self.persistence:
+                facts["aof_enabled"] = bool(client.info("persistence").get("aof_enabled"))
+            return ProbeResult(ok, "PING -> PONG", facts)
+        finally:
+            client.close()
+
+
+@dataclass
+class HttpProbe(Probe):
+    """GET a /health endpoint: ready only on 200 with status ok (or no status at all). `degraded` answers
+    200 so Docker's health check does not flag a passing blip, but a service that just started and is
+    degraded has not reached something it needs yet: not ready."""
+
+    url: str
+    path: str = "/health"
+    timeout: float = 2.0
+
+    def once(self) -> ProbeResult:
+        import httpx
+
+        r = httpx.get(self.url, timeout=self.timeout)
+        status = None
+        body: Any
+        try:
+            body = r.json()
+            status = body.get("status") if isinstance(body, dict) else None
+            summary = str(status or "")
+            if (r.status_code != 200 or status not in (None, "ok")) and isinstance(body, dict):
+                summary += " " + json.dumps(body.get("checks", body))[:500]  # say which facts are not ok
+        except ValueError:
+            body = {"raw": r.text[:200]}
+            summary = r.text.strip().replace("\n", " ")[:300]
+        ok = r.status_code == 200 and status in (None, "ok")
+        return ProbeResult(
+            ok,
+            f"GET {self.path} -> {r.status_code} {summary}".strip(),
+            {"url": self.url, "http_status": r.status_code, "status": status, "body": body},
+        )
+
+
+@dataclass
+class InContainerTcpProbe(Probe):
+    """From inside `container` (so through the stack's network and its DNS): does host:port accept TCP?"""
+
+    engine: EngineActions
+    container: str
+    host: str
+    port: int
+
+    _SCRIPT = (
+        "import socket,sys\ntry:\n  socket.create_connection((sys.argv[1], int(sys.argv[2])), 3).close(); print('ok')\n"
+        "except OSError as e:\n  print(type(e).__name__, e); sys.exit(1)\n"
+    )
+
+    def once(self) -> ProbeResult:
+        code, text = self.engine.exec(self.container, ["python3", "-c", self._SCRIPT, self.host, str(self.port)])
+        return ProbeResult(code == 0, text.strip(), {"exit_code": code, "output": text})
+
+
+@dataclass
+class PgIsReadyProbe(Probe):
+    """`pg_isready` inside the Postgres container, against its own network name (TCP, not the socket)."""
+
+    engine: EngineActions
+    container: str
+    user: str
+
+    def once(self) -> ProbeResult:
+        code, text = self.engine.exec(
+            self.container, ["pg_isready", "-h", self.container, "-p", "5432", "-U", self.user]
+        )
+        return ProbeResult(code == 0, text.strip() or f"exit {code}", {"exit_code": code})
+
+
+def readiness_probe(svc: DesiredService, settings: Settings) -> Probe | None:
+    """The host-side probe a service's `ready.probe` names (None: Docker's own health check decides)."""
+    ready = svc.spec.ready
+    if ready is None or ready.probe == "docker" or not svc.container.ports:
+        return None
+    host, port = host_address(svc, ready.port)
+    if ready.probe == "postgres":
+        return PostgresProbe(
+            host,
+            port,
+            settings.get("POSTGRES_USER"),
+            settings.get("POSTGRES_PASSWORD"),
+            settings.get("POSTGRES_DB"),
+        )
+    if ready.probe == "redis":
+        return RedisProbe(host, port, settings.get("REDIS_PASSWORD"))
+    return HttpProbe(f"http://{host}:{port}{ready.path}", ready.path)

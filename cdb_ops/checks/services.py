@@ -1,0 +1,146 @@
+"""validate's checks of the services themselves: each /health endpoint, Postgres (tables, migrations)
+and Redis (PING, AOF) — probed from the host through the probe library."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cdb_ops.checks.context import CheckContext
+from cdb_ops.checks.probes import HttpProbe, PostgresProbe, RedisProbe
+from cdb_ops.load.desired import DesiredService
+from cdb_ops.load.endpoints import host_address, postgres_conninfo
+from cdb_ops.model.results import CheckResult
+from cdb_ops.model.tables import EXPECTED_TABLES
+
+PUBLIC_TABLES = (
+    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+)
+
+
+def check_health_endpoints(ctx: CheckContext) -> list[CheckResult]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    services = [
+        s
+        for s in ctx.desired.services.values()
+        if s.spec.ready
+        and s.spec.ready.probe == "http"
+        and not (s.spec.priority == "optional" and s.container.name not in ctx.containers)
+    ]
+    if not services:
+        return []
+    with ThreadPoolExecutor(max_workers=len(services)) as pool:
+        return list(pool.map(_health_endpoint, services))
+
+
+def _health_endpoint(svc: DesiredService) -> CheckResult:
+    import httpx
+
+    ready = svc.spec.ready
+    assert ready is not None
+    addr = host_address(svc, ready.port)
+    url = f"http://{addr[0]}:{addr[1]}{ready.path}"
+    name = f"health {svc.name}"
+    try:
+        answer = HttpProbe(url, ready.path, timeout=3.0).once()
+    except httpx.HTTPError as exc:
+        return CheckResult(
+            name,
+            "fail",
+            f"GET {url}: {type(exc).__name__}",
+            f"is {svc.container.name} running? `cdb-ops status`",
+            {"url": url},
+        )
+    code, status, body = answer.facts["http_status"], answer.facts["status"], answer.facts["body"]
+    facts = {"url": url, "http_status": code, "body": body}
+    if answer.ok:
+        return CheckResult(name, "pass", f"{code} {status or ''}".strip(), facts=facts)
+    if code == 200:
+        return CheckResult(name, "warn", f"{status}: {_failing_facts(body)}", f"see `cdb-ops logs {svc.name}`", facts)
+    return CheckResult(
+        name,
+        "fail",
+        f"{code} {status or ''}: {_failing_facts(body)}",
+        f"see `cdb-ops logs {svc.name}` and `cdb-ops doctor`",
+        facts,
+    )
+
+
+def _failing_facts(body: Any) -> str:
+    if not isinstance(body, dict):
+        return ""
+    checks = body.get("checks") or {}
+    bad = [k for k, v in checks.items() if isinstance(v, dict) and v.get("status") not in (None, "ok")]
+    return ", ".join(bad) or json.dumps(checks)[:200]
+
+
+def check_postgres(ctx: CheckContext) -> list[CheckResult]:
+    import psycopg
+
+    from cdb_ops.db.migrations import Migrator
+
+    info = postgres_conninfo(ctx.desired, ctx.settings)
+    probe = PostgresProbe(
+        info["host"], info["port"], info["user"], info["password"], info["dbname"], timeout=3, query=PUBLIC_TABLES
+    )
+    try:
+        tables = [str(t) for t in probe.once().facts["rows"]]
+    except psycopg.Error as exc:
+        return [
+            CheckResult(
+                "postgres",
+                "fail",
+                ctx.redact(str(exc).strip().splitlines()[-1] if str(exc) else "error"),
+                "see `cdb-ops logs postgres`; `cdb-ops doctor` checks the usual causes",
+            )
+        ]
+    missing = [t for t in EXPECTED_TABLES if t not in tables]
+    states = Migrator(info, ctx.desired.project.schema_dir).status()
+    behind = [f"{s.version:03d}_{s.name}: {s.state}" for s in states if s.state != "applied"]
+    facts = {"tables": sorted(tables), "missing_tables": missing, "migrations": [s.to_dict() for s in states]}
+    out = [CheckResult("postgres", "pass", f"ready at {info['host']}:{info['port']}", facts={"port": info["port"]})]
+    if missing:
+        out.append(
+            CheckResult(
+                "postgres tables",
+                "fail",
+                f"missing: {', '.join(missing)}",
+                "`cdb-ops rebuild` re-creates them: it re-applies the migration that creates a missing table "
+                "(its rows are gone; `cdb-ops restore` brings back a backup)",
+                facts,
+            )
+        )
+    else:
+        out.append(
+            CheckResult("postgres tables", "pass", f"all {len(EXPECTED_TABLES)} expected tables present", facts=facts)
+        )
+    if behind:
+        out.append(CheckResult("migrations", "fail", "; ".join(behind), "run `cdb-ops schema migrate`", facts))
+    else:
+        out.append(CheckResult("migrations", "pass", f"{len(states)} applied, none pending", facts=facts))
+    return out
+
+
+def check_redis(ctx: CheckContext) -> list[CheckResult]:
+    import redis
+
+    svc = next((s for s in ctx.desired.services.values() if s.spec.ready and s.spec.ready.probe == "redis"), None)
+    if svc is None:
+        return []
+    host, port = host_address(svc, None)
+    try:
+        aof = bool(
+            RedisProbe(host, port, ctx.settings.get("REDIS_PASSWORD"), 3, persistence=True).once().facts["aof_enabled"]
+        )
+        return [
+            CheckResult(
+                "redis",
+                "pass" if aof else "warn",
+                f"PONG; AOF {'on' if aof else 'OFF'}",
+                "" if aof else "the stack runs redis with --appendonly yes; rebuild",
+                {"aof_enabled": aof},
+            )
+        ]
+    except redis.RedisError as exc:
+        return [CheckResult("redis", "fail", ctx.redact(str(exc)), "see `cdb-ops logs redis`")]

@@ -1,0 +1,57 @@
+"""`cdb-ops backup` and `cdb-ops restore`: pg_dump of the database, and putting one back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cdb_ops.apply.backup import backup_database, verify
+from cdb_ops.apply.backup import restore as restore_db
+from cdb_ops.cli.options import JsonOpt, ProjectDir, YesOpt
+from cdb_ops.cli.session import open_session
+from cdb_ops.engine.docker import DockerEngine
+
+
+def backup(
+    ctx: typer.Context,
+    project_dir: ProjectDir = None,
+    keep: Annotated[int, typer.Option("--keep", min=1, help="How many backups of the database to keep.")] = 7,
+    json_output: JsonOpt = False,
+) -> None:
+    """pg_dump of the stack's database (custom format) into backups/, with a .sha256 file and retention."""
+    s = open_session(ctx, "backup", json_output, project_dir)
+    b = backup_database(DockerEngine(), s.desired, s.settings, s.project, s.redact, keep)
+    s.out.message(
+        "backup", f"wrote {b.path} ({b.size} bytes, sha256 {b.sha256[:12]}…) in {b.seconds:.1f}s", **b.to_dict()
+    )
+
+
+def restore(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A .dump file made by `cdb-ops backup` (with its .sha256).")],
+    project_dir: ProjectDir = None,
+    yes: YesOpt = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Replace the database's contents with a backup: checksum verified, current state backed up first."""
+    s = open_session(ctx, "restore", json_output, project_dir)
+    digest = verify(file.resolve())
+    engine = DockerEngine()
+    s.confirm(
+        f"restore replaces every table of database {s.settings.get('POSTGRES_DB')} with {file.name} "
+        "(the current contents are backed up first). Continue?",
+        yes,
+        {"file": str(file), "sha256": digest, "database": s.settings.get("POSTGRES_DB")},
+    )
+    safety = backup_database(engine, s.desired, s.settings, s.project, s.redact)
+    result = restore_db(engine, s.desired, s.settings, s.redact, file.resolve())
+    rows = result["rows"]
+    s.out.message(
+        "restore",
+        f"restored {file.name} in {result['seconds']:.1f}s; previous contents saved as "
+        f"{safety.path.name}; rows: " + ", ".join(f"{k} {v}" for k, v in rows.items()),
+        **result,
+        safety_backup=safety.to_dict(),
+    )

@@ -1,0 +1,78 @@
+"""`cdb-ops validate` and `cdb-ops doctor`: check the stack, diagnose what is wrong."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from cdb_ops.checks import doctor as doc
+from cdb_ops.checks.context import ValidateOptions
+from cdb_ops.checks.stack import run_checks
+from cdb_ops.cli.options import FeedOpt, JsonOpt, ProfileOpt, ProjectDir
+from cdb_ops.cli.session import open_session
+from cdb_ops.db.opsruns import record
+from cdb_ops.engine.docker import DockerEngine
+from cdb_ops.errors import CdbError, ExitCode
+from cdb_ops.model.results import CheckResult
+
+
+def validate(
+    ctx: typer.Context,
+    project_dir: ProjectDir = None,
+    profile: ProfileOpt = None,
+    feed: FeedOpt = None,
+    no_probe: Annotated[bool, typer.Option("--no-probe", help="Skip the end-to-end pipeline probe.")] = False,
+    probe_timeout: Annotated[float, typer.Option("--probe-timeout", min=1, help="Seconds the probe may take.")] = 30.0,
+    memory_budget: Annotated[float, typer.Option("--memory-budget", min=1, help="Core memory budget in MiB.")] = 1536.0,
+    json_output: JsonOpt = False,
+) -> None:
+    """Check the memo's success criteria: engine, network, volumes, containers, /health, Postgres
+    (9 tables, migrations), Redis, logs, memory, and an end-to-end probe. Exit 0 only when nothing failed."""
+    s = open_session(ctx, "validate", json_output, project_dir, "rebuild", profile, feed)
+    started = datetime.now(UTC)
+    try:
+        engine = DockerEngine()
+    except CdbError as exc:
+        s.out.checks([CheckResult("engine", "fail", exc.message, exc.remedy)])
+        raise typer.Exit(int(exc.exit_code)) from None
+    options = ValidateOptions(memory_budget_mb=memory_budget, probe=not no_probe, probe_timeout=probe_timeout)
+    results = run_checks(engine, s.desired, s.settings, options, s.redact)
+    failed = [r.name for r in results if r.status == "fail"]
+    run_id = str(uuid.uuid4())
+    why_not = record(
+        s.desired,
+        s.settings,
+        s.redact,
+        run_id=run_id,
+        command="validate",
+        arguments={"probe": not no_probe, "profiles": list(s.desired.profiles)},
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        result="failed" if failed else "ok",
+        exit_code=1 if failed else 0,
+        summary={
+            "failed_checks": failed,
+            "counts": {k: sum(r.status == k for r in results) for k in ("pass", "warn", "fail", "skip")},
+        },
+    )
+    s.out.checks(results, run_id, why_not is None)
+    raise typer.Exit(int(ExitCode.CHECKS_FAILED) if failed else 0)
+
+
+def doctor(
+    ctx: typer.Context, project_dir: ProjectDir = None, profile: ProfileOpt = None, json_output: JsonOpt = False
+) -> None:
+    """Diagnose the known risks: Docker down, failed builds, Postgres not starting, services that cannot
+    reach Postgres, ports held by other processes. Each finding comes with its fix."""
+    s = open_session(ctx, "doctor", json_output, project_dir, "rebuild", profile, None)
+    try:
+        engine = DockerEngine()
+    except CdbError as exc:
+        s.out.findings(doc.engine_down(exc.message, exc.remedy))
+        raise typer.Exit(int(exc.exit_code)) from None
+    findings = doc.diagnose(engine, s.desired, s.project, s.redact)
+    s.out.findings(findings)
+    raise typer.Exit(int(ExitCode.CHECKS_FAILED) if any(f.verdict == "problem" for f in findings) else 0)

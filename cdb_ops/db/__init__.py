@@ -1,0 +1,1 @@
+"""The stack's database from the host: versioned migrations and the `ops_runs` record."""

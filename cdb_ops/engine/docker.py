@@ -1,0 +1,36 @@
+"""`Engine` over docker-py: the only place that talks to the Docker Engine API, built like docker-py's
+own APIClient from one mixin per resource (containers, networks and volumes, images)."""
+
+from __future__ import annotations
+
+import os
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from cdb_ops.engine.docker_base import ENGINE_REMEDY, short, translate
+from cdb_ops.engine.docker_containers import ContainersMixin
+from cdb_ops.engine.docker_images import ImagesMixin
+from cdb_ops.engine.docker_networks import NetworksMixin
+from cdb_ops.errors import EngineUnavailable
+from cdb_ops.model.facts import EngineInfo
+
+
+class DockerEngine(ContainersMixin, NetworksMixin, ImagesMixin):
+    """`Engine` over docker-py's low-level APIClient (exact control over create options)."""
+
+    def __init__(self, timeout: int = 120) -> None:
+        try:
+            self._client = docker.from_env(timeout=timeout)
+            self._api = self._client.api
+            self._api.ping()
+        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
+            raise EngineUnavailable(f"Docker engine unreachable: {short(exc)}", ENGINE_REMEDY) from None
+        host = os.environ.get("DOCKER_HOST", "")
+        self._local = host == "" or host.startswith("unix://") or "127.0.0.1" in host or "localhost" in host
+
+    def info(self) -> EngineInfo:
+        with translate():
+            v = self._api.version()
+        return EngineInfo(v.get("Version", "?"), v.get("ApiVersion", "?"), self._local)

@@ -1,0 +1,94 @@
+"""docker-py implementation, images: inspect, list, pull, build."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import docker.errors
+import requests.exceptions
+
+from cdb_ops.engine.docker_base import ENGINE_REMEDY, DockerBase, short, translate
+from cdb_ops.engine.mapping import image_facts, split_image_ref
+from cdb_ops.errors import BuildFailed, EngineUnavailable, PullFailed
+from cdb_ops.model.facts import ImageFacts
+
+
+class ImagesMixin(DockerBase):
+    def image(self, ref: str) -> ImageFacts | None:
+        with translate():
+            try:
+                i = self._api.inspect_image(ref)
+            except docker.errors.NotFound:
+                return None
+            except docker.errors.APIError as exc:
+                if exc.status_code in (400, 404):  # an invalid reference is simply not here
+                    return None
+                raise
+        return image_facts(i)
+
+    def images(self) -> list[ImageFacts]:
+        """Every image, from the list endpoint (one call)."""
+        with translate():
+            return [image_facts(i) for i in self._api.images()]
+
+    def pull(self, ref: str) -> ImageFacts:
+        repo, tag = split_image_ref(ref)  # a digest (name@sha256:…) is a "tag" to the pull endpoint
+        try:
+            self._api.pull(repo, tag=tag)
+        except (requests.exceptions.RequestException, docker.errors.DockerException) as exc:
+            why = exc.explanation if isinstance(exc, docker.errors.APIError) and exc.explanation else short(exc)
+            raise PullFailed(f"cannot pull {ref}: {short(str(why))}", "check the network / registry login") from None
+        found = self.image(ref)
+        if found is None:
+            raise PullFailed(f"pulled {ref} but the engine does not list it", "run `docker images`")
+        return found
+
+    def build(
+        self,
+        context: Path,
+        dockerfile: str,
+        tag: str,
+        labels: dict[str, str],
+        buildargs: dict[str, str],
+        nocache: bool,
+        on_line: Callable[[str], None] | None = None,
+    ) -> ImageFacts:
+        lines: list[str] = []
+        step = ""
+        try:
+            stream = self._api.build(
+                path=str(context),
+                dockerfile=dockerfile,
+                tag=tag,
+                labels=labels,
+                buildargs=buildargs or None,
+                nocache=nocache,
+                rm=True,
+                forcerm=True,
+                decode=True,
+            )
+            for chunk in stream:
+                if "error" in chunk:
+                    raise BuildFailed(
+                        f"build of {tag} failed at {step or 'the first step'}: {chunk['error'].strip()}",
+                        f"run `cdb-ops rebuild --no-cache` (a stale cached layer is the usual cause), or fix "
+                        f"{context / dockerfile}",
+                        details={"step": step, "log_tail": lines[-20:]},
+                    )
+                text = chunk.get("stream") or chunk.get("status") or ""
+                for line in text.splitlines():
+                    if line.strip():
+                        lines.append(line)
+                        if line.startswith("Step "):
+                            step = line.strip()
+                        if on_line:
+                            on_line(line)
+        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
+            if isinstance(exc, docker.errors.APIError):
+                raise BuildFailed(f"build of {tag} failed: {exc.explanation}", "check the Dockerfile") from None
+            raise EngineUnavailable(f"Docker engine unreachable: {short(exc)}", ENGINE_REMEDY) from None
+        found = self.image(tag)
+        if found is None:
+            raise BuildFailed(f"build of {tag} produced no image", "run the build by hand to see why")
+        return found

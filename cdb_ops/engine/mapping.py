@@ -1,0 +1,150 @@
+"""Raw engine replies (docker-py dicts) -> facts, and image references split by docker-py's own rules."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from docker.utils import parse_repository_tag
+
+from cdb_ops.model.facts import ContainerFacts, ContainerStats, ImageFacts, NetworkFacts, VolumeFacts
+from cdb_ops.model.resources import PortBinding
+
+_HUB_PREFIXES = ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/")
+
+
+def parse_docker_time(value: str | None) -> datetime | None:
+    if not value or value.startswith("0001-"):
+        return None
+    # Docker reports nanoseconds; Python keeps microseconds.
+    value = re.sub(r"(\.\d{6})\d+", r"\1", value).replace("Z", "+00:00")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def split_image_ref(ref: str) -> tuple[str, str]:
+    """(repository, tag or digest) — 'postgres' -> ('postgres', 'latest'), 'name@sha256:…' -> ('name',
+    'sha256:…'), 'host:5000/x:1' -> ('host:5000/x', '1'); docker-py's parser, not a hand-made one."""
+    repo, tag = parse_repository_tag(ref)
+    return repo, tag or "latest"
+
+
+def normalize_ref(ref: str) -> str:
+    """The form the engine lists a reference in (RepoTags / RepoDigests): Docker Hub prefixes dropped,
+    ':latest' made explicit."""
+    repo, tag = split_image_ref(ref)
+    for prefix in _HUB_PREFIXES:
+        if repo.startswith(prefix):
+            repo = repo[len(prefix) :]
+            break
+    return f"{repo}@{tag}" if tag.startswith("sha256:") else f"{repo}:{tag}"
+
+
+def summary_facts(s: dict[str, Any]) -> ContainerFacts:
+    """From the list endpoint: no start time, restart count or health log (one call for all containers)."""
+    status = s.get("Status", "")
+    health = next((h for h in ("unhealthy", "healthy") if f"({h})" in status), None)
+    if "health: starting" in status:
+        health = "starting"
+    nets = (s.get("NetworkSettings") or {}).get("Networks") or {}
+    ports = {
+        PortBinding(p.get("IP") or "0.0.0.0", int(p["PublicPort"]), int(p["PrivatePort"]), p.get("Type", "tcp"))
+        for p in s.get("Ports") or []
+        if p.get("PublicPort")
+    }
+    return ContainerFacts(
+        id=s["Id"],
+        name=(s.get("Names") or ["/?"])[0].lstrip("/"),
+        image_id=s.get("ImageID", ""),
+        image_ref=s.get("Image", ""),
+        labels=s.get("Labels") or {},
+        state=s.get("State", "unknown"),
+        health=health,
+        started_at=None,
+        restart_count=0,
+        exit_code=0,
+        networks=tuple(sorted(nets)),
+        ports=tuple(sorted(ports, key=lambda p: (p.host, p.container, p.bind))),
+        volumes=tuple(sorted(m["Name"] for m in s.get("Mounts") or [] if m.get("Type") == "volume")),
+        network_ids=tuple(sorted(n.get("NetworkID", "") for n in nets.values())),
+    )
+
+
+def inspect_facts(c: dict[str, Any]) -> ContainerFacts:
+    """From `inspect`: everything, including the last health-check output."""
+    state = c.get("State", {})
+    health = state.get("Health") or {}
+    log = health.get("Log") or []
+    ports: list[PortBinding] = []
+    for key, binds in (c.get("HostConfig", {}).get("PortBindings") or {}).items():
+        cport, _, proto = key.partition("/")
+        for b in binds or []:
+            if b.get("HostPort"):
+                ports.append(PortBinding(b.get("HostIp") or "0.0.0.0", int(b["HostPort"]), int(cport), proto))
+    nets = c.get("NetworkSettings", {}).get("Networks") or {}
+    return ContainerFacts(
+        id=c["Id"],
+        name=c["Name"].lstrip("/"),
+        image_id=c["Image"],
+        image_ref=c.get("Config", {}).get("Image", ""),
+        labels=c.get("Config", {}).get("Labels") or {},
+        state=state.get("Status", "unknown"),
+        health=health.get("Status"),
+        started_at=parse_docker_time(state.get("StartedAt")),
+        restart_count=int(c.get("RestartCount", 0)),
+        exit_code=int(state.get("ExitCode", 0)),
+        networks=tuple(sorted(nets.keys())),
+        ports=tuple(sorted(ports, key=lambda p: (p.host, p.container))),
+        volumes=tuple(sorted(m["Name"] for m in c.get("Mounts") or [] if m.get("Type") == "volume")),
+        health_output=(log[-1].get("Output") or "").strip() if log else "",
+        network_ids=tuple(sorted(n.get("NetworkID", "") for n in nets.values())),
+    )
+
+
+def network_facts(n: dict[str, Any]) -> NetworkFacts:
+    """From inspect (members filled) or the list endpoint (members empty: Docker lists none there)."""
+    return NetworkFacts(
+        n["Id"],
+        n["Name"],
+        n.get("Driver", ""),
+        n.get("Labels") or {},
+        tuple(sorted(c["Name"] for c in (n.get("Containers") or {}).values())),
+    )
+
+
+def volume_facts(v: dict[str, Any]) -> VolumeFacts:
+    return VolumeFacts(v["Name"], v.get("Labels") or {}, v.get("Driver", "local"))
+
+
+def image_facts(i: dict[str, Any]) -> ImageFacts:
+    """From inspect (labels under Config) or the list endpoint (labels at the top)."""
+    labels = i.get("Labels") if "Labels" in i else (i.get("Config") or {}).get("Labels")
+    return ImageFacts(
+        i["Id"],
+        tuple(t for t in i.get("RepoTags") or () if t != "<none>:<none>"),
+        labels or {},
+        int(i.get("Size", 0)),
+        tuple(d for d in i.get("RepoDigests") or () if d != "<none>@<none>"),
+    )
+
+
+def api_stats(s: dict[str, Any]) -> ContainerStats:
+    """The stats endpoint's reply, computed like `docker stats`."""
+    mem = s.get("memory_stats") or {}
+    usage = int(mem.get("usage", 0))
+    # like `docker stats`: page cache that can be dropped is not the service's memory
+    st = mem.get("stats") or {}
+    usage -= int(st.get("inactive_file", st.get("total_inactive_file", 0)))
+    cpu = None
+    cs, ps = s.get("cpu_stats") or {}, s.get("precpu_stats") or {}
+    try:
+        delta = cs["cpu_usage"]["total_usage"] - ps["cpu_usage"]["total_usage"]
+        sys_delta = cs["system_cpu_usage"] - ps["system_cpu_usage"]
+        if sys_delta > 0:
+            cpu = delta / sys_delta * int(cs.get("online_cpus", 1)) * 100.0
+    except (KeyError, TypeError):
+        pass
+    return ContainerStats(max(usage, 0), int(mem.get("limit", 0)), cpu)

@@ -1,0 +1,1 @@
+"""Plain data shared by every layer: labels, resource specs, engine facts, the plan, results. No I/O."""

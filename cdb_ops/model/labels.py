@@ -1,0 +1,35 @@
+"""The labels cdb-ops puts on what it creates, and the one test of whether something is ours."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+LABEL_SYSTEM = "cdb.system"
+LABEL_ROLE = "cdb.role"
+LABEL_PRIORITY = "cdb.priority"
+LABEL_SERVICE = "cdb.service"
+LABEL_HASH = "cdb.config-hash"
+LABEL_PARTS = "cdb.config-parts"
+LABEL_BUILD_HASH = "cdb.build-hash"
+LABEL_DATA = "cdb.data"
+LABEL_IMAGE = "cdb.image"
+LABEL_IMAGE_SYSTEM = "cdb.image.system"
+LABEL_IMAGE_SERVICE = "cdb.image.service"
+LABEL_TASK = "cdb.ops.task"  # throwaway containers (volume archives); never part of a stack
+# the name a container is set aside under while its replacement starts
+REPLACED_MARK = "-replaced-"
+
+
+def owned(labels: Mapping[str, str], system: str) -> bool:
+    """The ownership predicate: a container, network or volume is part of `system` exactly when it
+    carries our system label. Everything cdb-ops may change or remove passes through here."""
+    return labels.get(LABEL_SYSTEM) == system
+
+
+def system_selector(system: str) -> str:
+    """The engine-side label filter for `system` (narrows a list call; `owned` still decides)."""
+    return f"{LABEL_SYSTEM}={system}"
+
+
+def base_labels(system: str, role: str, priority: str) -> dict[str, str]:
+    return {LABEL_SYSTEM: system, LABEL_ROLE: role, LABEL_PRIORITY: priority}

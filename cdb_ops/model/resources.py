@@ -1,0 +1,48 @@
+"""What cdb-ops asks the engine for: container, port, mount and health-check specs (plain data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    bind: str
+    host: int
+    container: int
+    protocol: str = "tcp"
+
+
+@dataclass(frozen=True)
+class MountBinding:
+    kind: str  # "volume" | "bind"
+    source: str
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Healthcheck:
+    test: tuple[str, ...]
+    interval: float
+    timeout: float
+    retries: int
+    start_period: float
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    image: str  # image id (sha256:...) or reference
+    labels: dict[str, str]
+    env: dict[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] | None = None
+    ports: tuple[PortBinding, ...] = ()
+    mounts: tuple[MountBinding, ...] = ()
+    network: str | None = None
+    aliases: tuple[str, ...] = ()
+    healthcheck: Healthcheck | None = None
+    restart: str = "unless-stopped"
+    mem_limit: str | None = None
+    user: str | None = None
+    hostname: str | None = None

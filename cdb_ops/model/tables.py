@@ -1,0 +1,15 @@
+"""The tables the trading stack's schema must have (validate, backups and the schema repair agree)."""
+
+from __future__ import annotations
+
+EXPECTED_TABLES = (
+    "market_snapshots",
+    "signals",
+    "risk_events",
+    "orders",
+    "trades",
+    "positions",
+    "portfolio_snapshots",
+    "daily_pnl",
+    "ops_runs",
+)

@@ -1,0 +1,207 @@
+"""The planner: desired stack + observed stack -> Plan, a pure function (no engine call, no socket).
+
+`plan` prints the plan; `rebuild` carries out the same plan phase by phase, and plans again (observing
+anew) only where the world has changed under it — after removals, and once images are built or pulled,
+since only then are their ids known."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from cdb_ops.load.desired import DesiredService, DesiredStack, finalize
+from cdb_ops.model.facts import ContainerFacts, ObservedStack
+from cdb_ops.model.labels import (
+    LABEL_BUILD_HASH,
+    LABEL_DATA,
+    LABEL_HASH,
+    LABEL_PARTS,
+    LABEL_SERVICE,
+    REPLACED_MARK,
+    owned,
+)
+from cdb_ops.model.plan import Action, Change, ImageChoice, Plan
+from cdb_ops.model.resources import ContainerSpec
+from cdb_ops.plan.hostports import port_conflict
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    remove_orphans: bool = False
+    no_cache: bool = False
+    clean: bool = False  # remove every container of the stack and its network first
+    wipe_data: bool = False  # ... and its data volumes (after backups)
+    check_ports: bool = True
+    obtained: frozenset[str] = frozenset()  # image refs pulled or built in this run (--no-cache is done for them)
+
+
+def choose_image(svc: DesiredService, observed: ObservedStack, options: PlanOptions) -> ImageChoice:
+    src = svc.image
+
+    def rebuild(ref: str) -> bool:
+        return options.no_cache and ref not in options.obtained
+
+    if src.build:
+        found = observed.images.get(src.ref)
+        if found and found.labels.get(LABEL_BUILD_HASH) == src.build_hash and not rebuild(src.ref):
+            return ImageChoice("ok", src.ref, found)
+        why = "--no-cache" if options.no_cache and found else ("build context changed" if found else "not built yet")
+        return ImageChoice("build", src.ref, None, why)
+    official = observed.images.get(src.ref)
+    if official:
+        return ImageChoice("ok", src.ref, official)
+    if src.fallback:
+        assert src.fallback.tag
+        fb = observed.images.get(src.fallback.tag)
+        if fb and fb.labels.get(LABEL_BUILD_HASH) == src.build_hash and not rebuild(src.fallback.tag):
+            return ImageChoice("ok", src.fallback.tag, fb, f"fallback build ({src.ref} could not be pulled)", True)
+        # try the registry first; the fallback is built only when the pull fails
+        return ImageChoice("pull", src.ref, None, f"not present; if the pull fails: build {src.fallback.context}")
+    return ImageChoice("pull", src.ref, None, "not present")
+
+
+def container_change(
+    desired: DesiredStack,
+    svc: DesiredService,
+    actual: ContainerFacts | None,
+    image: ImageChoice,
+    network_id: str | None,
+    want: ContainerSpec | None,
+) -> Change:
+    """`network_id`: the id of the stack's network now (None: it does not exist yet); `want`: the exact
+    container to create (None while its image is not there yet)."""
+    name = svc.container.name
+
+    def change(action: Action, reason: str = "") -> Change:
+        return Change("container", name, action, reason, svc.name)
+
+    if actual is None:
+        return change("create", "missing")
+    if not owned(actual.labels, desired.system):
+        return change(
+            "conflict", f"a container named {name} exists but is not part of {desired.system} (no cdb.system label)"
+        )
+    if want is None:
+        return change("recreate", f"image will be {'built' if image.action == 'build' else 'pulled'}")
+    if actual.labels.get(LABEL_HASH) != want.labels[LABEL_HASH]:
+        return change("recreate", _why_different(actual, want.labels[LABEL_PARTS]))
+    if network_id is None or (network_id not in actual.network_ids and actual.network_ids):
+        return change("recreate", f"network {desired.network} is gone (it was removed or recreated)")
+    if desired.network not in actual.networks:
+        return change("recreate", f"not attached to network {desired.network}")
+    if actual.state in ("running", "restarting"):
+        return change("ok")
+    if actual.state == "paused":
+        return change("recreate", "paused")
+    return change("start", f"container is {actual.state}")
+
+
+def _why_different(actual: ContainerFacts, want_parts_json: str) -> str:
+    try:
+        have = json.loads(actual.labels.get(LABEL_PARTS, "{}"))
+    except json.JSONDecodeError:
+        have = {}
+    want = json.loads(want_parts_json)
+    changed = sorted(k for k in want if have.get(k) != want[k])
+    if not have:
+        return "config hash missing (created by an older cdb-ops or by hand)"
+    return "changed: " + ", ".join(changed) if changed else "config hash changed"
+
+
+def _image_ref(choice: ImageChoice) -> str:
+    image = choice.image
+    assert image is not None
+    return image.tags[0] if image.tags else image.id[:19]
+
+
+def _removals(desired: DesiredStack, observed: ObservedStack, options: PlanOptions) -> list[Change]:
+    """Which of our containers cleanup removes (or keeps, reported as orphans), and why."""
+    out: list[Change] = []
+    wanted = {s.container.name for s in desired.services.values()}
+    for c in observed.containers.values():
+        if not owned(c.labels, desired.system):
+            continue
+        service = c.labels.get(LABEL_SERVICE)
+        if options.wipe_data:
+            out.append(Change("container", c.name, "remove", "--wipe-data", service))
+        elif REPLACED_MARK in c.name:
+            out.append(Change("container", c.name, "remove", "left over from an interrupted recreate", service))
+        elif options.clean:
+            out.append(Change("container", c.name, "remove", "--clean", service))
+        elif c.name not in wanted:
+            why = (
+                f"service {service} is not in the selected profiles ({', '.join(desired.profiles)})"
+                if service in desired.stack.services
+                else "not declared in the playbook"
+            )
+            out.append(Change("container", c.name, "remove" if options.remove_orphans else "orphan", why, service))
+    return out
+
+
+def plan_stack(desired: DesiredStack, observed: ObservedStack, options: PlanOptions | None = None) -> Plan:
+    """Every change `rebuild` would make, in the order the phases make them."""
+    options = options or PlanOptions()
+    plan = Plan()
+    system = desired.system
+
+    net = observed.networks.get(desired.network)
+    if net is None:
+        plan.network = Change("network", desired.network, "create", "missing")
+    elif not owned(net.labels, system):
+        plan.network = Change(
+            "network", desired.network, "conflict", f"network {desired.network} exists but is not part of {system}"
+        )
+    else:
+        plan.network = Change("network", desired.network, "ok")
+    plan.changes.append(plan.network)
+
+    for vname in desired.volumes:
+        vol = observed.volumes.get(vname)
+        if vol is None:
+            change = Change("volume", vname, "create", "missing")
+        elif not owned(vol.labels, system):
+            change = Change(
+                "volume", vname, "conflict", f"volume {vname} exists but was not created by cdb-ops for {system}"
+            )
+        else:
+            change = Change("volume", vname, "ok")
+        plan.volumes[vname] = change
+        plan.changes.append(change)
+
+    containers = list(observed.containers.values())
+    for svc in desired.services.values():
+        choice = choose_image(svc, observed, options)
+        plan.images[svc.name] = choice
+        plan.changes.append(Change("image", choice.ref, choice.action, choice.reason, svc.name))
+        want = finalize(svc, choice.image.id, _image_ref(choice)) if choice.image is not None else None
+        if want is not None:
+            plan.specs[svc.name] = want
+        change = container_change(
+            desired, svc, observed.containers.get(svc.container.name), choice, net.id if net else None, want
+        )
+        plan.containers[svc.name] = change
+        plan.changes.append(change)
+        if options.check_ports and change.action in ("create", "recreate", "start"):
+            for port in svc.container.ports:
+                found = port_conflict(port, system, containers, observed.listeners)
+                if found is not None:
+                    plan.changes.append(Change("container", svc.container.name, "conflict", found[1], svc.name))
+
+    plan.removals = _removals(desired, observed, options)
+    plan.changes.extend(plan.removals)
+    if options.clean and net is not None and owned(net.labels, system):
+        removed = {c.name for c in plan.removals if c.action == "remove"}
+        others = [m for m in net.containers if m not in removed]
+        if others:
+            plan.notes.append(f"network {desired.network} still has members {', '.join(others)}; kept")
+        else:
+            removal = Change("network", desired.network, "remove", "--clean")
+            plan.removals.append(removal)
+            plan.changes.append(removal)
+    if options.wipe_data:
+        for vol in observed.volumes.values():
+            if owned(vol.labels, system) and vol.labels.get(LABEL_DATA) == "true":
+                removal = Change("volume", vol.name, "remove", "--wipe-data (backed up first)")
+                plan.removals.append(removal)
+                plan.changes.append(removal)
+    return plan

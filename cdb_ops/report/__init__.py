@@ -1,0 +1,1 @@
+"""Output: the one renderer (tables or JSON) and the progress printers."""

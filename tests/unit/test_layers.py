@@ -1,0 +1,107 @@
+"""The layering rule of cdb_ops/ (README "Layout"), checked by parsing every module's imports: a module
+imports only the shared leaves, `model/`, its own layer and the layers to its left in the flow
+observe -> plan -> apply -> report. A new import against the flow fails here, not in review."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "cdb_ops"
+
+# left to right; layers of one rank (engine, db: the two adapters to the outside) do not import each other
+RANK = {
+    "model": 1,
+    "load": 2,
+    "engine": 3,
+    "db": 3,
+    "plan": 4,
+    "checks": 5,
+    "apply": 6,
+    "views": 7,
+    "report": 8,
+    "cli": 9,
+}
+LEAVES = {"cdb_ops", "cdb_ops.errors", "cdb_ops.redact", "cdb_ops.fsutil", "cdb_ops.__main__"}
+MAX_LINES = 400
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in RANK) else None
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names if a.name.startswith("cdb_ops")]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cdb_ops"):
+            if node.module == "cdb_ops":  # `from cdb_ops import x`: x may be a module
+                out += [(node.lineno, f"cdb_ops.{a.name}") for a in node.names if (PACKAGE / a.name).exists()]
+                out += [(node.lineno, "cdb_ops") for a in node.names if not (PACKAGE / a.name).exists()]
+            else:
+                out.append((node.lineno, node.module))
+    return out
+
+
+def _modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_every_module_belongs_to_a_layer_or_is_a_shared_leaf():
+    stray = [m for m in map(_module_name, _modules()) if m not in LEAVES and _layer(m) not in RANK]
+    assert stray == [], f"put these in a layer folder (README Layout): {stray}"
+
+
+def _against_the_flow(path: Path, me: str) -> list[str]:
+    wrong = []
+    mine = _layer(me)
+    for line, target in _imports(path):
+        theirs = _layer(target)
+        if theirs is None:
+            if target not in LEAVES:
+                wrong.append(f"{me}:{line} imports unknown {target}")
+        elif mine is None:  # a shared leaf imports no layer (cdb_ops/__main__ may start the CLI)
+            if me != "cdb_ops.__main__" or theirs != "cli":
+                wrong.append(f"{me}:{line}: leaf {me} imports {target}")
+        elif theirs not in (mine, "model") and RANK[theirs] >= RANK[mine]:
+            wrong.append(f"{me}:{line}: {mine}/ imports {target} ({theirs}/ is not left of {mine}/)")
+    return wrong
+
+
+def test_imports_follow_the_flow():
+    wrong = [w for path in _modules() for w in _against_the_flow(path, _module_name(path))]
+    assert wrong == [], "imports against the flow:\n" + "\n".join(wrong)
+
+
+def test_model_is_plain_data():
+    """model/ imports nothing of cdb_ops but model/ and the root package (no layer, no errors, no I/O)."""
+    for path in (PACKAGE / "model").glob("*.py"):
+        for line, target in _imports(path):
+            assert target == "cdb_ops" or target.startswith("cdb_ops.model"), f"{path.name}:{line} imports {target}"
+
+
+def test_no_module_is_over_the_size_limit():
+    big = {
+        str(p.relative_to(PACKAGE.parent)): n for p in _modules() if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
+    assert big == {}, f"split these (about {MAX_LINES} lines is a module's limit): {big}"
+
+
+def test_the_rule_catches_an_import_against_the_flow(tmp_path: Path):
+    """The checker itself: the planner importing the apply layer, or one adapter importing the other, is
+    reported; importing model/ and layers to the left is not."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("from cdb_ops.apply.runner import execute\nimport cdb_ops.db.migrations\n")
+    assert len(_against_the_flow(bad, "cdb_ops.plan.planner")) == 1  # apply/ is right of plan/; db/ left
+    assert len(_against_the_flow(bad, "cdb_ops.engine.docker")) == 2
+    good = tmp_path / "good.py"
+    good.write_text("from cdb_ops.model.plan import Plan\nfrom cdb_ops.load.desired import DesiredStack\n")
+    assert _against_the_flow(good, "cdb_ops.plan.planner") == []
+    assert len(_against_the_flow(good, "cdb_ops.errors")) == 2  # a leaf imports no layer

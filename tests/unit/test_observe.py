@@ -1,0 +1,75 @@
+"""Observation and image references: one list call per kind, and references split by docker-py's rules
+(a digest reference `name@sha256:…` was once split at its last ':')."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cdb_ops.engine.mapping import image_facts, normalize_ref, split_image_ref
+from cdb_ops.load.desired import resolve
+from cdb_ops.load.playbook import load_runbook
+from cdb_ops.load.project import Project
+from cdb_ops.load.settings import load_settings
+from cdb_ops.model.facts import ImageFacts
+from cdb_ops.plan.observe import index_images, observe
+from tests.unit.fake_engine import FakeEngine
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+@pytest.mark.parametrize(
+    ("ref", "split"),
+    [
+        ("postgres", ("postgres", "latest")),
+        ("postgres:15-alpine", ("postgres", "15-alpine")),
+        (f"postgres@{DIGEST}", ("postgres", DIGEST)),
+        (f"registry.local:5000/team/app@{DIGEST}", ("registry.local:5000/team/app", DIGEST)),
+        ("registry.local:5000/team/app", ("registry.local:5000/team/app", "latest")),
+        ("registry.local:5000/team/app:1.2", ("registry.local:5000/team/app", "1.2")),
+    ],
+)
+def test_image_references_split_like_docker(ref: str, split: tuple[str, str]):
+    assert split_image_ref(ref) == split
+
+
+def test_references_are_found_as_the_engine_lists_them():
+    listed = image_facts(
+        {
+            "Id": "sha256:" + "1" * 64,
+            "RepoTags": ["postgres:15-alpine"],
+            "RepoDigests": [f"postgres@{DIGEST}"],
+            "Labels": {"a": "b"},
+        }
+    )
+    found = index_images(
+        [listed], ["docker.io/library/postgres:15-alpine", f"postgres@{DIGEST}", "postgres:16", "postgres"]
+    )
+    assert set(found) == {"docker.io/library/postgres:15-alpine", f"postgres@{DIGEST}"}
+    assert found[f"postgres@{DIGEST}"].labels == {"a": "b"}
+    assert normalize_ref("redis") == "redis:latest"
+
+
+class CountingEngine(FakeEngine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in ("info", "containers", "container", "networks", "network", "volumes", "volume", "images", "image"):
+            object.__getattribute__(self, "reads").append(name)
+        return object.__getattribute__(self, name)
+
+
+def test_observation_is_one_list_call_per_kind(project_dir: Path):
+    project = Project(project_dir)
+    _, stack = load_runbook(project.playbook("rebuild"))
+    settings = load_settings(project.env_file)
+    desired = resolve(stack, settings, project)
+    engine = CountingEngine()
+    engine.images_["t_app:latest"] = ImageFacts("sha256:" + "2" * 64, ("t_app:latest",), {})
+    observed = observe(engine, desired)
+    assert sorted(engine.reads) == ["containers", "images", "info", "networks", "volumes"]
+    assert set(observed.images) == {"t_app:latest"}
