@@ -114,6 +114,9 @@ def outputs(project: Path) -> dict[str, Output]:
     dump = out["backup"].doc["path"]
     out["restore (no --yes)"] = run_json(project, "restore", dump, expect=7)
     out["restore"] = run_json(project, "restore", dump, "--yes")
+    out["portfolio"] = run_json(project, "portfolio")
+    out["trades"] = run_json(project, "trades", "--rejected")
+    out["report"] = run_json(project, "report", "--days", "1")
     out["schema status"] = run_json(project, "schema", "status")
     out["schema migrate"] = run_json(project, "schema", "migrate")
     out["init --if-missing"] = run_json(project, "init", "--if-missing")
@@ -126,6 +129,7 @@ def outputs(project: Path) -> dict[str, Output]:
         out["plan (conflict)"] = run_json(project, "plan", expect=6)
         out["rebuild (conflict)"] = run_json(project, "rebuild", expect=6)
     out["status (after a failed run)"] = run_json(project, "status")
+    out["down"] = run_json(project, "down")
     return out
 
 
@@ -133,7 +137,7 @@ OUTPUTS = [
     "plan (fresh)", "rebuild", "rebuild (converged)", "run", "plan", "status", "validate", "doctor", "logs",
     "logs --errors", "backup", "restore (no --yes)", "restore", "schema status", "schema migrate",
     "init --if-missing", "rebuild (lock held)", "plan (conflict)", "rebuild (conflict)",
-    "status (after a failed run)",
+    "status (after a failed run)", "portfolio", "trades", "report", "down",
 ]  # fmt: skip
 
 
