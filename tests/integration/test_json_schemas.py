@@ -129,7 +129,6 @@ def outputs(project: Path) -> dict[str, Output]:
         out["plan (conflict)"] = run_json(project, "plan", expect=6)
         out["rebuild (conflict)"] = run_json(project, "rebuild", expect=6)
     out["status (after a failed run)"] = run_json(project, "status")
-    out["down"] = run_json(project, "down")
     return out
 
 
@@ -137,7 +136,7 @@ OUTPUTS = [
     "plan (fresh)", "rebuild", "rebuild (converged)", "run", "plan", "status", "validate", "doctor", "logs",
     "logs --errors", "backup", "restore (no --yes)", "restore", "schema status", "schema migrate",
     "init --if-missing", "rebuild (lock held)", "plan (conflict)", "rebuild (conflict)",
-    "status (after a failed run)", "portfolio", "trades", "report", "down",
+    "status (after a failed run)", "portfolio", "trades", "report",
 ]  # fmt: skip
 
 
