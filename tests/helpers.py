@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import psycopg
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,6 +101,22 @@ def env_values(project: Path) -> dict[str, str]:
             k, v = line.split("=", 1)
             out[k] = v
     return out
+
+
+def pg_connect(
+    project: Path, port: int, *, password: str | None = None, autocommit: bool = True
+) -> psycopg.Connection[Any]:
+    """A connection to a test project's Postgres on its published port, as the user in its .env."""
+    env = env_values(project)
+    return psycopg.connect(
+        host="127.0.0.1",
+        port=port,
+        user=env["POSTGRES_USER"],
+        password=password if password is not None else env["POSTGRES_PASSWORD"],
+        dbname=env["POSTGRES_DB"],
+        connect_timeout=5,
+        autocommit=autocommit,
+    )
 
 
 def remove_system(system: str) -> None:

@@ -31,6 +31,7 @@ class RunOptions:
     remove_orphans: bool = False
     no_cache: bool = False
     yes: bool = False
+    requested_by: tuple[str, str] = ("--clean", "--wipe-data")  # how plan reasons name the request
     validate: ValidateOptions = field(default_factory=ValidateOptions)
 
     def plan_options(self, check_ports: bool = True, pending_rotations: frozenset[str] = frozenset()) -> PlanOptions:
@@ -40,6 +41,7 @@ class RunOptions:
             no_cache=self.no_cache,
             clean=self.clean,
             wipe_data=self.wipe_data,
+            requested_by=self.requested_by,
             check_ports=check_ports,
         )
 

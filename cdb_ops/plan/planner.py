@@ -33,6 +33,7 @@ class PlanOptions:
     no_cache: bool = False
     clean: bool = False  # remove every container of the stack and its network first
     wipe_data: bool = False  # ... and its data volumes (after backups)
+    requested_by: tuple[str, str] = ("--clean", "--wipe-data")  # the reasons shown: rebuild's flags, or `down`
     check_ports: bool = True
     obtained: frozenset[str] = frozenset()  # image refs pulled or built in this run (--no-cache is done for them)
     fresh_volumes: frozenset[str] = frozenset()  # volumes this run created (empty: nothing kept from before)
@@ -183,11 +184,11 @@ def _removals(desired: DesiredStack, observed: ObservedStack, options: PlanOptio
             continue
         service = c.labels.get(LABEL_SERVICE)
         if options.wipe_data:
-            out.append(Change("container", c.name, "remove", "--wipe-data", service))
+            out.append(Change("container", c.name, "remove", options.requested_by[1], service))
         elif REPLACED_MARK in c.name:
             out.append(Change("container", c.name, "remove", "left over from an interrupted recreate", service))
         elif options.clean:
-            out.append(Change("container", c.name, "remove", "--clean", service))
+            out.append(Change("container", c.name, "remove", options.requested_by[0], service))
         elif c.name not in wanted:
             why = (
                 f"service {service} is not in the selected profiles ({', '.join(desired.profiles)})"
@@ -260,13 +261,13 @@ def plan_stack(desired: DesiredStack, observed: ObservedStack, options: PlanOpti
         if others:
             plan.notes.append(f"network {desired.network} still has members {', '.join(others)}; kept")
         else:
-            removal = Change("network", desired.network, "remove", "--clean")
+            removal = Change("network", desired.network, "remove", options.requested_by[0])
             plan.removals.append(removal)
             plan.changes.append(removal)
     if options.wipe_data:
         for vol in observed.volumes.values():
             if owned(vol.labels, system) and vol.labels.get(LABEL_DATA) == "true":
-                removal = Change("volume", vol.name, "remove", "--wipe-data (backed up first)")
+                removal = Change("volume", vol.name, "remove", f"{options.requested_by[1]} (backed up first)")
                 plan.removals.append(removal)
                 plan.changes.append(removal)
     return plan

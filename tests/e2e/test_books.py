@@ -36,6 +36,7 @@ Today     (1000 − 999.060561706787) / 1000 = 0.0939438293213 % → 0.093944; e
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -43,11 +44,10 @@ import time
 from decimal import Decimal as D
 from pathlib import Path
 
-import psycopg
 import pytest
 import yaml
 
-from tests.helpers import cdb, cdb_json, env_values, make_project, remove_system
+from tests.helpers import cdb, cdb_json, make_project, pg_connect, remove_system
 
 pytestmark = pytest.mark.e2e
 
@@ -91,12 +91,7 @@ def frames(start_ms: int = 1_767_225_600_000) -> list[str]:
     return lines
 
 
-def _pg(project: Path) -> psycopg.Connection:
-    env = env_values(project)
-    return psycopg.connect(
-        host="127.0.0.1", port=PG_PORT, user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"],
-        dbname=env["POSTGRES_DB"], connect_timeout=5, autocommit=True,
-    )  # fmt: skip
+_pg = functools.partial(pg_connect, port=PG_PORT)
 
 
 def rows_per_book(project: Path) -> dict[str, dict[str, int]]:

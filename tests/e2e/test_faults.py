@@ -18,6 +18,7 @@ so nothing here touches the user's `cdb_*` stack or the other test stacks. What 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -40,7 +41,7 @@ import pytest
 import redis
 import yaml
 
-from tests.helpers import cdb_json, env_values, make_project, remove_system
+from tests.helpers import cdb_json, env_values, make_project, pg_connect, remove_system
 
 pytestmark = pytest.mark.e2e
 
@@ -103,17 +104,7 @@ def stack(project: Path) -> Path:
 # -- access to the stack ---------------------------------------------------------------------------
 
 
-def _pg(project: Path, autocommit: bool = True) -> psycopg.Connection:
-    env = env_values(project)
-    return psycopg.connect(
-        host="127.0.0.1",
-        port=PG_PORT,
-        user=env["POSTGRES_USER"],
-        password=env["POSTGRES_PASSWORD"],
-        dbname=env["POSTGRES_DB"],
-        connect_timeout=5,
-        autocommit=autocommit,
-    )
+_pg = functools.partial(pg_connect, port=PG_PORT)
 
 
 def _redis(project: Path) -> redis.Redis:

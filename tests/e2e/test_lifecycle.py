@@ -4,6 +4,7 @@ while the replay trades, and probe rows that age out."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -14,7 +15,7 @@ import docker
 import psycopg
 import pytest
 
-from tests.helpers import cdb, cdb_json, env_values, make_project, remove_system
+from tests.helpers import cdb, cdb_json, env_values, make_project, pg_connect, remove_system
 
 pytestmark = pytest.mark.e2e
 
@@ -35,17 +36,7 @@ def _set_env(project: Path, **values: str) -> None:
     path.write_text(text)
 
 
-def _pg(project: Path, password: str | None = None) -> psycopg.Connection:
-    env = env_values(project)
-    return psycopg.connect(
-        host="127.0.0.1",
-        port=PG_PORT,
-        user=env["POSTGRES_USER"],
-        password=password if password is not None else env["POSTGRES_PASSWORD"],
-        dbname=env["POSTGRES_DB"],
-        connect_timeout=5,
-        autocommit=True,
-    )
+_pg = functools.partial(pg_connect, port=PG_PORT)
 
 
 def _ensure_env(project: Path) -> None:

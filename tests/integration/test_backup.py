@@ -3,14 +3,14 @@ and a backup restored into a wiped stack gives back the same rows."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 import docker
-import psycopg
 import pytest
 
-from tests.helpers import cdb, cdb_json, env_values, make_project, remove_system
+from tests.helpers import cdb, cdb_json, env_values, make_project, pg_connect, remove_system
 
 pytestmark = pytest.mark.integration
 
@@ -27,17 +27,7 @@ def project(tmp_path_factory: pytest.TempPathFactory):
     remove_system(SYSTEM)
 
 
-def _pg(project: Path) -> psycopg.Connection:
-    env = env_values(project)
-    return psycopg.connect(
-        host="127.0.0.1",
-        port=21432,
-        user=env["POSTGRES_USER"],
-        password=env["POSTGRES_PASSWORD"],
-        dbname=env["POSTGRES_DB"],
-        connect_timeout=5,
-        autocommit=True,
-    )
+_pg = functools.partial(pg_connect, port=21432)
 
 
 def _markers(project: Path) -> list[str]:

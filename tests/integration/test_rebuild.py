@@ -4,6 +4,7 @@ recreating exactly what changed, falling back to local builds, and never touchin
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import signal
 import socket
@@ -13,11 +14,10 @@ import time
 from pathlib import Path
 
 import docker
-import psycopg
 import pytest
 import redis
 
-from tests.helpers import cdb, cdb_json, env_values, make_project, remove_system
+from tests.helpers import cdb, cdb_json, env_values, make_project, pg_connect, remove_system
 
 pytestmark = pytest.mark.integration
 
@@ -54,16 +54,7 @@ def _state(client: docker.DockerClient, name: str) -> tuple[str, str, str | None
     return c["Id"], c["State"]["StartedAt"], (c["State"].get("Health") or {}).get("Status")
 
 
-def _pg(project: Path) -> psycopg.Connection:
-    env = env_values(project)
-    return psycopg.connect(
-        host="127.0.0.1",
-        port=25432,
-        user=env["POSTGRES_USER"],
-        password=env["POSTGRES_PASSWORD"],
-        dbname=env["POSTGRES_DB"],
-        connect_timeout=5,
-    )
+_pg = functools.partial(pg_connect, port=25432, autocommit=False)
 
 
 def test_rebuild_from_nothing_brings_up_postgres_with_nine_tables_and_redis(project, client):

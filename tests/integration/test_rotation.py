@@ -5,6 +5,7 @@ and leaves the stack as it was; every backup is verified, archives only from a s
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -14,7 +15,7 @@ import docker
 import psycopg
 import pytest
 
-from tests.helpers import cdb, cdb_json, env_values, make_project, remove_system
+from tests.helpers import cdb, cdb_json, env_values, make_project, pg_connect, remove_system
 
 pytestmark = pytest.mark.integration
 
@@ -24,17 +25,7 @@ OFFSET = 19000
 PG_PORT = 5432 + OFFSET
 
 
-def _pg(project: Path) -> psycopg.Connection:
-    env = env_values(project)
-    return psycopg.connect(
-        host="127.0.0.1",
-        port=PG_PORT,
-        user=env["POSTGRES_USER"],
-        password=env["POSTGRES_PASSWORD"],
-        dbname=env["POSTGRES_DB"],
-        connect_timeout=5,
-        autocommit=True,
-    )
+_pg = functools.partial(pg_connect, port=PG_PORT)
 
 
 def _markers(project: Path) -> list[str]:

@@ -16,7 +16,7 @@ from cdb_ops.load.settings import load_settings
 from cdb_ops.model.labels import LABEL_SYSTEM
 from cdb_ops.model.resources import PortBinding
 from cdb_ops.plan.observe import observe
-from cdb_ops.plan.planner import plan_stack
+from cdb_ops.plan.planner import PlanOptions, plan_stack
 from cdb_ops.redact import Redactor
 from cdb_ops.report.progress import QuietProgress
 from tests.unit.fake_engine import FakeEngine
@@ -211,6 +211,19 @@ def test_clean_removes_only_labelled_containers(project_dir, engine):
     assert sorted(removed) == ["t_app", "t_db"]
     assert {"bystander", "other_system", "t_app", "t_db"} <= set(engine.containers_)
     assert "t_data" in engine.volumes_  # data volumes are kept by --clean
+
+
+def test_removals_name_the_command_that_asked_for_them(project_dir, engine):
+    """`down` reuses --clean's plan; its reasons must say `down`, not a flag the user never typed."""
+    _rebuild(project_dir, engine)
+    *_, desired = _desired(project_dir)
+    observed = observe(engine, desired)
+    down = plan_stack(desired, observed, PlanOptions(clean=True, requested_by=("down", "down --volumes")))
+    assert {c.reason for c in down.removals} == {"down"}
+    wipe = plan_stack(desired, observed, PlanOptions(wipe_data=True, requested_by=("down", "down --volumes")))
+    assert {c.reason for c in wipe.removals if c.resource == "container"} == {"down --volumes"}
+    assert {c.reason for c in wipe.removals if c.resource == "volume"} == {"down --volumes (backed up first)"}
+    assert {c.reason for c in plan_stack(desired, observed, PlanOptions(clean=True)).removals} == {"--clean"}
 
 
 def test_leftover_of_interrupted_recreate_is_removed(project_dir, engine):
