@@ -210,11 +210,8 @@ def compose_document(desired: DesiredStack, base: Path, offline: bool = False) -
 
 
 def compose_export(desired: DesiredStack, base: Path, offline: bool = False) -> Export:
-    notes = [
-        f"{name}: ready probe ({svc.spec.ready.probe}) -> Docker health check; use `up -d --wait`"
-        for name, svc in desired.services.items()
-        if svc.spec.ready is not None
-    ]
+    ready = [name for name, svc in desired.services.items() if svc.spec.ready is not None]
+    notes = [f"ready ({', '.join(ready)}) -> the Docker health checks, which `up -d --wait` waits for"] if ready else []
     return Export(compose_document(desired, base, offline), notes)
 
 

@@ -30,6 +30,7 @@ from cdb_ops.views.export import (
     name_prefix,
 )
 
+Notes = dict[tuple[str, str], list[str]]  # (key, what was done instead) -> services
 PIN = ["node.role == manager"]  # where the volumes (and bind-mounted files) are
 
 
@@ -46,12 +47,16 @@ def _restart(policy: str) -> dict[str, Any]:
     return {"condition": "any", "delay": "5s"}  # always / unless-stopped
 
 
-def _service(svc: DesiredService, desired: DesiredStack, offline: bool, notes: list[str]) -> dict[str, Any]:
+def _service(svc: DesiredService, desired: DesiredStack, offline: bool, notes: Notes) -> dict[str, Any]:
     spec, c, name = svc.spec, svc.container, svc.name
+
+    def note(key: str, instead: str) -> None:
+        notes.setdefault((key, instead), []).append(name)
+
     out: dict[str, Any] = {"image": image_of(svc, offline)}
     if spec.build or (offline and spec.fallback_build):
-        notes.append(f"{name}: build -> image {out['image']} by tag (a swarm builds nothing: `--build` first)")
-    notes.append(f"{name}: container_name {c.name} -> network alias {c.name} (a swarm names its tasks)")
+        note("build", "image by tag (a swarm builds nothing: run the export with --build first)")
+    note("container_name", "a network alias with the same name (a swarm names its tasks)")
     if c.command:
         out["command"] = list(c.command)
     if c.env:
@@ -64,37 +69,43 @@ def _service(svc: DesiredService, desired: DesiredStack, offline: bool, notes: l
             volumes.append({"type": "volume", "source": m.source, "target": m.target, "read_only": m.read_only})
         elif not m.target.startswith(SECRETS_MOUNT + "/"):
             volumes.append({"type": "bind", "source": os.path.abspath(m.source), "target": m.target, "read_only": True})
-            notes.append(f"{name}: bind mount {m.target} -> absolute path {m.source}, which must exist on its node")
+            note(f"bind mount {m.target}", f"absolute path {m.source}, which must exist on the manager node")
     if volumes:
         out["volumes"] = volumes
     if c.ports:
+        # host mode: published on the node that runs the task, by the same DNAT as `docker run -p` (the
+        # ingress routing mesh needs IPVS, which many kernels and sandboxes do not have)
         out["ports"] = [
-            {"target": p.container, "published": p.host, "protocol": p.protocol, "mode": "ingress"} for p in c.ports
+            {"target": p.container, "published": p.host, "protocol": p.protocol, "mode": "host"} for p in c.ports
         ]
         binds = sorted({p.bind for p in c.ports if p.bind not in ("", "0.0.0.0")})
         if binds:
-            notes.append(
-                f"{name}: ports bound to {', '.join(binds)} -> published on every node's interfaces "
-                "(swarm ingress cannot bind one address; firewall them)"
+            note(
+                f"ports bound to {', '.join(binds)}",
+                "published in host mode on every interface of the node running the task "
+                "(a stack file cannot bind one address: firewall them)",
             )
     deps = [d for d in spec.depends_on if d in desired.services]
     if deps or "POSTGRES_HOST" in c.env:
-        notes.append(
-            f"{name}: depends_on {', '.join(deps) or 'migrate'} -> none (a swarm has no start order): "
-            "restarted until its dependencies answer and the tables exist"
+        note(
+            "depends_on",
+            "left out (a swarm has no start order): the service reconnects, and is restarted, until its "
+            "dependencies answer and the migrate service created the tables",
         )
     if c.healthcheck:
         out["healthcheck"] = healthcheck(c.healthcheck)
     deploy: dict[str, Any] = {
         "mode": "replicated",
         "replicas": 1,
+        # DNS round robin: a service name resolves to its task's address (no virtual IP: that needs IPVS)
+        "endpoint_mode": "dnsrr",
         "restart_policy": _restart(c.restart),
         "labels": dict(c.labels) | {LABEL_SERVICE: name},
     }
-    notes.append(f"{name}: restart {c.restart} -> deploy.restart_policy {deploy['restart_policy']['condition']}")
+    note(f"restart: {c.restart}", f"deploy.restart_policy condition {deploy['restart_policy']['condition']}")
     if c.mem_limit:
         deploy["resources"] = {"limits": {"memory": _memory(c.mem_limit)}}
-        notes.append(f"{name}: mem_limit {c.mem_limit} -> deploy.resources.limits.memory")
+        note("mem_limit", "deploy.resources.limits.memory")
     if volumes:
         deploy["placement"] = {"constraints": list(PIN)}
     out["deploy"] = deploy
@@ -126,6 +137,7 @@ def _migrate_service(desired: DesiredStack, configs: dict[str, dict[str, str]]) 
         "deploy": {
             "mode": "replicated",
             "replicas": 1,
+            "endpoint_mode": "dnsrr",
             # runs once: a task that exits 0 is not restarted; one that fails (Postgres not up yet) is
             "restart_policy": {"condition": "on-failure", "delay": "5s", "max_attempts": 20},
             "labels": migrate_labels(desired),
@@ -137,13 +149,17 @@ def _migrate_service(desired: DesiredStack, configs: dict[str, dict[str, str]]) 
 def swarm_export(desired: DesiredStack, base: Path, offline: bool = False) -> Export:
     """`base` is unused: every path in a stack file is absolute (the CLI resolves relative ones itself,
     but a file moved between hosts must not depend on where it lies)."""
-    notes: list[str] = []
-    services = {name: _service(svc, desired, offline, notes) for name, svc in desired.services.items()}
+    grouped: Notes = {}
+    services = {name: _service(svc, desired, offline, grouped) for name, svc in desired.services.items()}
+    notes = [f"{key} ({', '.join(names)}) -> {instead}" for (key, instead), names in grouped.items()]
     configs: dict[str, dict[str, str]] = {}
     if "postgres" in desired.services:
         configs = _schema_configs(desired)
         services = {"postgres": services.pop("postgres"), MIGRATE: _migrate_service(desired, configs), **services}
-        notes.append("migrate: depends_on postgres healthy -> restart_policy on-failure (it waits up to 120 s)")
+        notes.append(
+            "depends_on (migrate: postgres healthy) -> the migrate service waits up to 120 s for Postgres and is "
+            "restarted on failure only, so it runs once; the schema reaches it as swarm configs"
+        )
     notes.append(
         f"network {desired.network}: driver {desired.stack.network.driver} -> overlay (attachable), "
         "so the stack spans nodes"
