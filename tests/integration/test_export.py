@@ -51,6 +51,9 @@ class Stack:
         found = client.containers.list(all=True, filters={"label": f"com.docker.compose.project={PROJECT_NAME}"})
         return {c.name.removeprefix(PREFIX): c for c in found}
 
+    def migrate_env(self) -> dict[str, str]:
+        return dict(yaml.safe_load(self.file.read_text())["services"]["migrate"]["environment"])
+
     def conninfo(self) -> dict[str, object]:
         env = env_values(self.project)
         return {
@@ -129,6 +132,32 @@ def test_compose_and_cdb_ops_keep_one_bookkeeping(stack):
     with psycopg.connect(**s.conninfo()) as conn:  # type: ignore[arg-type]
         rows = dict(conn.execute(f"SELECT version, checksum FROM {BOOKKEEPING}").fetchall())
     assert rows == {m.version: m.checksum for m in files}
+
+
+def test_migrate_service_refuses_an_edited_migration_and_names_it(stack, tmp_path):
+    """The one-shot keeps cdb-ops' rule: an applied migration whose file changed is refused (exit 3),
+    with the file and the fix, and nothing is applied."""
+    s, _ = stack
+    edited = tmp_path / "schema"
+    edited.mkdir()
+    for f in (s.project / "schema").glob("*.sql"):
+        (edited / f.name).write_bytes(f.read_bytes())
+    (edited / "002_signals_risk_orders_trades.sql").write_text(
+        (edited / "002_signals_risk_orders_trades.sql").read_text() + "\n-- edited after it was applied\n"
+    )
+    edited.chmod(0o755)
+    secret = s.project / ".cdb" / "secrets" / "postgres_password"
+    r = subprocess.run(
+        ["docker", "run", "--rm", "--network", f"{PREFIX}network",
+         "-v", f"{edited}:/schema:ro", "-v", f"{secret}:/run/secrets/postgres_password:ro",
+         *[a for k, v in s.migrate_env().items() for a in ("-e", f"{k}={v}")],
+         f"{PREFIX}migrate:latest"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 3, r.stdout + r.stderr
+    line = json.loads(r.stdout.strip().splitlines()[-1])
+    assert line["level"] == "ERROR" and "002_signals_risk_orders_trades" in line["msg"]
+    assert line["file"] == "/schema/002_signals_risk_orders_trades.sql" and "new, higher-numbered" in line["fix"]
 
 
 def test_validate_passes_against_the_stack_compose_started(stack):
