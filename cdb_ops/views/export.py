@@ -1,56 +1,140 @@
-"""`export compose`: the same stack as a Compose file (Compose Specification, no `version:` key),
-with health checks, `depends_on` conditions and secrets as files — for `docker compose` /
-`docker-compose` (1.27+), or as the start of a `docker stack deploy` file."""
+"""`export compose`: the same stack as a Compose file (Compose Specification, no `version:` key) that
+Docker Compose v2 runs as it is — health checks, `depends_on` conditions, secrets as files, and the
+migrations as a one-shot `migrate` service (images/migrate: the core `cdb-ops schema migrate` uses, so
+both keep one bookkeeping table). `--target swarm` (views/export_swarm.py) writes the `docker stack
+deploy` variant. What a target cannot express is returned as notes (the CLI prints them on stderr)."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from cdb_ops.load.buildhash import dockerfile_of
-from cdb_ops.load.desired import DesiredService, DesiredStack
-from cdb_ops.model.labels import LABEL_SERVICE
+from cdb_ops.load.desired import SECRETS_MOUNT, DesiredService, DesiredStack
+from cdb_ops.model.labels import LABEL_SERVICE, base_labels
 from cdb_ops.model.resources import Healthcheck
 
+MIGRATE = "migrate"
+TARGETS = ("compose", "swarm")
 
-def _duration(seconds: float) -> str:
+
+@dataclass
+class Export:
+    """The document and what the target could not express (key, what was done instead)."""
+
+    doc: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BuildJob:
+    """An image the exported file refers to by tag and that cdb-ops builds (`--build`)."""
+
+    tag: str
+    context: Path
+    dockerfile: str
+    service: str
+
+
+def name_prefix(desired: DesiredStack) -> str:
+    """`cdb_` for the stack whose network is `cdb_network`: the migrate container and image follow suit."""
+    net = desired.network
+    return net[: -len("network")] if net.endswith("network") and len(net) > len("network") else f"{desired.system}_"
+
+
+def migrate_image(desired: DesiredStack) -> str:
+    return f"{name_prefix(desired)}migrate:latest"
+
+
+def build_jobs(desired: DesiredStack, offline: bool) -> list[BuildJob]:
+    """What `--build` builds: every `build:` image, the fallbacks when offline, and the migrate image."""
+    jobs = []
+    for name, svc in desired.services.items():
+        build = svc.spec.build or (svc.spec.fallback_build if offline else None)
+        if build is not None:
+            tag = svc.spec.image if svc.spec.build else (build.tag or svc.spec.image)
+            jobs.append(BuildJob(tag, desired.project.root / build.context, dockerfile_of(build), name))
+    images = desired.project.root / "images"
+    jobs.append(BuildJob(migrate_image(desired), images, "migrate/Dockerfile", MIGRATE))
+    return jobs
+
+
+def duration(seconds: float) -> str:
     return f"{int(seconds * 1000)}ms" if seconds < 1 or seconds != int(seconds) else f"{int(seconds)}s"
 
 
-def _healthcheck(h: Healthcheck) -> dict[str, Any]:
+def healthcheck(h: Healthcheck) -> dict[str, Any]:
     return {
         "test": list(h.test),
-        "interval": _duration(h.interval),
-        "timeout": _duration(h.timeout),
+        "interval": duration(h.interval),
+        "timeout": duration(h.timeout),
         "retries": h.retries,
-        "start_period": _duration(h.start_period),
+        "start_period": duration(h.start_period),
     }
 
 
-def _rel(path: Path, base: Path) -> str:
-    rel = os.path.relpath(path, base)
-    return rel if rel.startswith(".") else f"./{rel}"
+def rel(path: Path, base: Path) -> str:
+    r = os.path.relpath(path, base)
+    return r if r.startswith(".") else f"./{r}"
+
+
+def image_of(svc: DesiredService, offline: bool) -> str:
+    spec = svc.spec
+    if spec.build:
+        return spec.image
+    if offline and spec.fallback_build is not None and spec.fallback_build.tag:
+        return spec.fallback_build.tag
+    return spec.image
+
+
+def needs_tables(svc: DesiredService) -> bool:
+    """The trading services read and write the tables: they wait for the migrations."""
+    return "POSTGRES_HOST" in svc.container.env
+
+
+def escape(value: Any) -> Any:
+    """Compose interpolates `$VAR` in every string; the container's shell must see `$` as written."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, list):
+        return [escape(v) for v in value]
+    if isinstance(value, dict):
+        return {k: escape(v) for k, v in value.items()}
+    return value
+
+
+def migrate_env(desired: DesiredStack) -> dict[str, str]:
+    pg = desired.services["postgres"].container
+    return {
+        "POSTGRES_HOST": pg.name,
+        "POSTGRES_PORT": "5432",
+        "POSTGRES_DB": pg.env.get("POSTGRES_DB", ""),
+        "POSTGRES_USER": pg.env.get("POSTGRES_USER", ""),
+        "POSTGRES_PASSWORD_FILE": f"{SECRETS_MOUNT}/postgres_password",
+        "SCHEMA_DIR": "/schema",
+    }
+
+
+def migrate_labels(desired: DesiredStack) -> dict[str, str]:
+    return base_labels(desired.system, "schema", "critical") | {LABEL_SERVICE: MIGRATE}
 
 
 def _service(svc: DesiredService, desired: DesiredStack, base: Path, offline: bool) -> dict[str, Any]:
     spec, c = svc.spec, svc.container
-    out: dict[str, Any] = {"container_name": c.name}
+    out: dict[str, Any] = {"container_name": c.name, "image": image_of(svc, offline)}
     build = spec.build or (spec.fallback_build if offline else None)
     if build is not None:
-        out["image"] = spec.image if spec.build else build.tag
-        out["build"] = {"context": _rel(desired.project.root / build.context, base), "dockerfile": dockerfile_of(build)}
+        out["build"] = {"context": rel(desired.project.root / build.context, base), "dockerfile": dockerfile_of(build)}
         if build.args:
             out["build"]["args"] = dict(build.args)
-    else:
-        out["image"] = spec.image
     if c.command:
         out["command"] = list(c.command)
-    env = {k: v for k, v in c.env.items()}
-    if env:
-        out["environment"] = env
+    if c.env:
+        out["environment"] = dict(c.env)  # exactly what cdb-ops gives the container (feed env included)
     secrets = [k.lower() for k in spec.secrets]
     if secrets:
         out["secrets"] = secrets  # mounted at /run/secrets/<name>, matching the *_FILE paths in environment
@@ -58,50 +142,59 @@ def _service(svc: DesiredService, desired: DesiredStack, base: Path, offline: bo
     for m in c.mounts:
         if m.kind == "volume":
             volumes.append(f"{m.source}:{m.target}" + (":ro" if m.read_only else ""))
-        elif not m.target.startswith("/run/secrets/"):
-            volumes.append(f"{_rel(Path(m.source), base)}:{m.target}" + (":ro" if m.read_only else ""))
+        elif not m.target.startswith(SECRETS_MOUNT + "/"):
+            volumes.append(f"{rel(Path(m.source), base)}:{m.target}" + (":ro" if m.read_only else ""))
     if volumes:
         out["volumes"] = volumes
     if c.ports:
         out["ports"] = [
             f"{p.bind}:{p.host}:{p.container}" + ("" if p.protocol == "tcp" else f"/{p.protocol}") for p in c.ports
         ]
-    deps = {
+    deps: dict[str, Any] = {
         d: {"condition": "service_healthy" if cond == "healthy" else "service_started"}
         for d, cond in spec.depends_on.items()
         if d in desired.services
     }
+    if needs_tables(svc) and "postgres" in desired.services:
+        deps[MIGRATE] = {"condition": "service_completed_successfully"}
     if deps:
         out["depends_on"] = deps
     if c.healthcheck:
-        out["healthcheck"] = _healthcheck(c.healthcheck)
+        out["healthcheck"] = healthcheck(c.healthcheck)
     out["restart"] = c.restart
     if c.mem_limit:
         out["mem_limit"] = c.mem_limit
     if c.user:
         out["user"] = c.user
-    out["labels"] = {k: v for k, v in c.labels.items()} | {LABEL_SERVICE: svc.name}
+    out["labels"] = dict(c.labels) | {LABEL_SERVICE: svc.name}
     out["networks"] = {desired.network: {"aliases": list(c.aliases)}}
     return out
 
 
-def _escape(value: Any) -> Any:
-    """Compose interpolates `$VAR` in every string; the container's shell must see `$` as written."""
-    if isinstance(value, str):
-        return value.replace("$", "$$")
-    if isinstance(value, list):
-        return [_escape(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _escape(v) for k, v in value.items()}
-    return value
+def _migrate_service(desired: DesiredStack, base: Path) -> dict[str, Any]:
+    return {
+        "container_name": f"{name_prefix(desired)}migrate",
+        "image": migrate_image(desired),
+        "build": {"context": rel(desired.project.root / "images", base), "dockerfile": "migrate/Dockerfile"},
+        "environment": migrate_env(desired),
+        "secrets": ["postgres_password"],
+        # the project's own schema/ (not a copy baked into the image): the very bytes cdb-ops checksums
+        "volumes": [f"{rel(desired.project.schema_dir, base)}:/schema:ro"],
+        "depends_on": {"postgres": {"condition": "service_healthy"}},
+        "restart": "no",
+        "labels": migrate_labels(desired),
+        "networks": {desired.network: {"aliases": [MIGRATE]}},
+    }
 
 
 def compose_document(desired: DesiredStack, base: Path, offline: bool = False) -> dict[str, Any]:
     """The Compose document; relative paths are relative to `base` (where the file will live)."""
-    services = {name: _escape(_service(svc, desired, base, offline)) for name, svc in desired.services.items()}
+    services = {name: _service(svc, desired, base, offline) for name, svc in desired.services.items()}
+    if "postgres" in desired.services:
+        services = {"postgres": services.pop("postgres"), MIGRATE: _migrate_service(desired, base), **services}
     used_secrets = sorted({k for s in desired.services.values() for k in s.spec.secrets})
     doc: dict[str, Any] = {
-        "services": services,
+        "services": escape(services),
         "networks": {
             desired.network: {
                 "name": desired.network,
@@ -112,16 +205,29 @@ def compose_document(desired: DesiredStack, base: Path, offline: bool = False) -
         "volumes": {v: {"name": v, "labels": dict(labels)} for v, labels in desired.volumes.items()},
     }
     if used_secrets:
-        doc["secrets"] = {
-            k.lower(): {"file": _rel(desired.project.secrets_dir / k.lower(), base)} for k in used_secrets
-        }
+        doc["secrets"] = {k.lower(): {"file": rel(desired.project.secrets_dir / k.lower(), base)} for k in used_secrets}
     return doc
 
 
-def render(desired: DesiredStack, base: Path, offline: bool = False) -> str:
+def compose_export(desired: DesiredStack, base: Path, offline: bool = False) -> Export:
+    ready = [name for name, svc in desired.services.items() if svc.spec.ready is not None]
+    notes = [f"ready ({', '.join(ready)}) -> the Docker health checks, which `up -d --wait` waits for"] if ready else []
+    return Export(compose_document(desired, base, offline), notes)
+
+
+def render(desired: DesiredStack, base: Path, offline: bool = False, target: str = "compose") -> tuple[str, list[str]]:
+    """(file text, notes) for `target`."""
+    if target == "swarm":
+        from cdb_ops.views.export_swarm import swarm_export
+
+        result = swarm_export(desired, base, offline)
+        how = "docker stack deploy --resolve-image never -c FILE STACK (images built first: --build)"
+    else:
+        result = compose_export(desired, base, offline)
+        how = "docker compose -f FILE up -d --wait"
     header = (
-        f"# Generated by `cdb-ops export compose` from playbooks/stack.yaml (profiles: "
-        f"{', '.join(desired.profiles)}). Secrets are files in .cdb/secrets (run `cdb-ops init` and a "
-        "rebuild, or `cdb-ops export compose` writes them).\n"
+        f"# Generated by `cdb-ops export compose --target {target}` from playbooks/stack.yaml (profiles: "
+        f"{', '.join(desired.profiles)}; feed: {desired.feed or '-'}). Run: {how}.\n"
+        "# Secrets are files in .cdb/secrets (written by this export), never values in this file.\n"
     )
-    return header + yaml.safe_dump(compose_document(desired, base, offline), sort_keys=False, width=120)
+    return header + yaml.safe_dump(result.doc, sort_keys=False, width=120), result.notes
