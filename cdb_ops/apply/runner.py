@@ -141,7 +141,8 @@ def execute(
                 progress.phase(phase.name, phase.kind)
                 before = len(ctx.steps)
                 fns[phase.kind](ctx, phase)
-                if any(s.changed and s.resource in ENGINE_RESOURCES for s in ctx.steps[before:]):
+                last = phase is phases[-1]  # (nothing is planned after the last phase: no need to look again)
+                if not last and any(s.changed and s.resource in ENGINE_RESOURCES for s in ctx.steps[before:]):
                     ctx.replan()
             result.result, result.exit_code = "ok", int(ExitCode.OK)
         except CdbError as exc:

@@ -7,6 +7,7 @@ import uuid
 from decimal import Decimal
 
 from cdb_ops.checks.context import CheckContext
+from cdb_ops.checks.probes import http_client
 from cdb_ops.db.probes import DEFAULT_RETENTION_HOURS, prune_probe_rows
 from cdb_ops.load.endpoints import host_address, postgres_conninfo
 from cdb_ops.model.results import CheckResult
@@ -33,7 +34,7 @@ def check_probe(ctx: CheckContext) -> list[CheckResult]:
     probe_id = uuid.uuid4()
     started = time.monotonic()
     try:
-        r = httpx.post(
+        r = http_client().post(
             f"http://{host}:{port}/probe", json={"probe_id": str(probe_id), "move_pct": float(move)}, timeout=5.0
         )
         r.raise_for_status()
@@ -66,7 +67,7 @@ def check_probe(ctx: CheckContext) -> list[CheckResult]:
                 reached = 0 + (row[1] is not None) + (row[3] is not None) + (row[4] is not None)
                 if row[1] == "REJECTED" or reached == 3:
                     break
-            time.sleep(0.1)
+            time.sleep(0.02)  # the pipeline takes tens of milliseconds: look often, so the probe ends soon after
         took = time.monotonic() - started
         retention = Decimal(ctx.settings.get("CDB_PROBE_RETENTION_HOURS") or DEFAULT_RETENTION_HOURS)
         pruned = prune_probe_rows(conn, retention)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from cdb_ops.checks.context import CheckContext, ValidateOptions, core_services, service_containers
 from cdb_ops.checks.logscan import check_logs
@@ -186,6 +187,28 @@ CHECKS: list[Callable[[CheckContext], list[CheckResult]]] = [
 ]
 
 
+def _one_check(
+    check: Callable[[CheckContext], list[CheckResult]], ctx: CheckContext, redact: Redactor
+) -> list[CheckResult]:
+    started = time.monotonic()
+    try:
+        found = check(ctx)
+    except CdbError as exc:
+        found = [CheckResult(check.__name__.removeprefix("check_"), "fail", redact(exc.message), exc.remedy)]
+    except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
+        found = [
+            CheckResult(
+                check.__name__.removeprefix("check_"),
+                "fail",
+                redact(f"{type(exc).__name__}: {exc}"),
+                "this looks like a bug in cdb-ops",
+            )
+        ]
+    for r in found:
+        r.seconds = r.seconds or (time.monotonic() - started) / max(1, len(found))
+    return found
+
+
 def run_checks(
     engine: EngineFacts,
     desired: DesiredStack,
@@ -195,29 +218,21 @@ def run_checks(
     on_result: Callable[[CheckResult], None] | None = None,
     observed: ObservedStack | None = None,
 ) -> list[CheckResult]:
-    """Every check, in order, on one observation (taken here unless the caller has a current one)."""
-    observed = observed or observe(engine, desired, host_ports=False)
-    containers = {c.name: c for c in engine.containers(label=desired.system_label)}
+    """Every check on one observation (taken here unless the caller has a current one), all at once
+    (they only look: engine, HTTP, Postgres, Redis, logs and the probe wait on different things), the
+    results in the checks' order."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        seen = pool.submit(lambda: observed or observe(engine, desired, host_ports=False))
+        listed = pool.submit(engine.containers, label=desired.system_label)
+        observed, containers = seen.result(), {c.name: c for c in listed.result()}
     ctx = CheckContext(engine, desired, settings, options, redact, observed, containers)
     results: list[CheckResult] = []
-    for check in CHECKS:
-        started = time.monotonic()
-        try:
-            found = check(ctx)
-        except CdbError as exc:
-            found = [CheckResult(check.__name__.removeprefix("check_"), "fail", redact(exc.message), exc.remedy)]
-        except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
-            found = [
-                CheckResult(
-                    check.__name__.removeprefix("check_"),
-                    "fail",
-                    redact(f"{type(exc).__name__}: {exc}"),
-                    "this looks like a bug in cdb-ops",
-                )
-            ]
-        for r in found:
-            r.seconds = r.seconds or (time.monotonic() - started) / max(1, len(found))
+    with ThreadPoolExecutor(max_workers=len(CHECKS), thread_name_prefix="cdb-check") as pool:
+        futures = [pool.submit(_one_check, check, ctx, redact) for check in CHECKS]
+        for future in futures:
+            found = future.result()
             if on_result:
-                on_result(r)
-        results.extend(found)
+                for r in found:
+                    on_result(r)
+            results.extend(found)
     return results

@@ -12,7 +12,8 @@ from cdb_ops.cli.options import JsonOpt, ProfileOpt, ProjectDir
 from cdb_ops.cli.session import open_session
 from cdb_ops.engine.docker import DockerEngine
 from cdb_ops.load.lastrun import load_last_run
-from cdb_ops.views.status import gather
+from cdb_ops.load.outline import outline_key, save_outline
+from cdb_ops.views.status import gather, outline_of
 
 
 def status(
@@ -26,14 +27,17 @@ def status(
     """One table of the stack's containers: state, health, uptime, restarts, ports, CPU, memory, image."""
     s = open_session(ctx, "status", json_output, project_dir, "rebuild", profile, None)
     out = s.out
+    outline = outline_of(s.desired, s.settings)
+    if not s.settings.warnings:  # (the quick path shows no warnings: with one, status always runs in full)
+        save_outline(s.project, outline_key(s.project, "rebuild", profile), outline)
     engine = DockerEngine()
     if not watch or json_output:
-        out.status(gather(engine, s.desired), load_last_run(s.project))
+        out.status(gather(engine, outline), load_last_run(s.project))
         return
     from rich.live import Live
 
     def view() -> object:
-        return out.status_view(gather(engine, s.desired), load_last_run(s.project))
+        return out.status_view(gather(engine, outline), load_last_run(s.project))
 
     try:
         if not out.console.is_terminal:  # a pipe or a log: one table per refresh, nothing redrawn

@@ -21,6 +21,14 @@ from cdb_ops.model.facts import (
 from cdb_ops.model.resources import ContainerSpec, MountBinding
 
 
+class ContainerReads(Protocol):
+    """The two reads `status` makes (what the lean read path in `engine.lean` answers too)."""
+
+    def containers(self, label: str | None = None, detail: bool = True) -> list[ContainerFacts]: ...
+
+    def stats_many(self, ids: list[str], cpu: bool = True) -> dict[str, ContainerStats]: ...
+
+
 class EngineFacts(Protocol):
     """Reads: never change anything."""
 

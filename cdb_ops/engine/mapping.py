@@ -6,8 +6,6 @@ import re
 from datetime import datetime
 from typing import Any
 
-from docker.utils import parse_repository_tag
-
 from cdb_ops.model.facts import ContainerFacts, ContainerStats, ImageFacts, NetworkFacts, VolumeFacts
 from cdb_ops.model.resources import PortBinding
 
@@ -28,6 +26,8 @@ def parse_docker_time(value: str | None) -> datetime | None:
 def split_image_ref(ref: str) -> tuple[str, str]:
     """(repository, tag or digest) — 'postgres' -> ('postgres', 'latest'), 'name@sha256:…' -> ('name',
     'sha256:…'), 'host:5000/x:1' -> ('host:5000/x', '1'); docker-py's parser, not a hand-made one."""
+    from docker.utils import parse_repository_tag  # here, not at import: `status` never needs docker-py
+
     repo, tag = parse_repository_tag(ref)
     return repo, tag or "latest"
 

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Any
 
 from rich.console import Console, Group
@@ -12,11 +10,11 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from cdb_ops import JSON_SCHEMA_VERSION
 from cdb_ops.errors import CdbError
 from cdb_ops.model.plan import Plan
 from cdb_ops.model.results import CheckResult, Finding, MigrationState, RunResult, StatusRow
 from cdb_ops.redact import Redactor
+from cdb_ops.report.document import status_payload, write_document
 from cdb_ops.report.progress import ACTION_STYLE
 
 
@@ -55,9 +53,7 @@ class Renderer:
 
     def document(self, command: str, payload: dict[str, Any]) -> None:
         """One JSON document on stdout, with `schema_version` and `command`, redacted."""
-        doc = {"schema_version": JSON_SCHEMA_VERSION, "command": command} | payload
-        sys.stdout.write(self.redact(json.dumps(doc, indent=2, default=str)) + "\n")
-        sys.stdout.flush()
+        write_document(self.redact, command, payload)
 
     # -- plan
     def plan(self, plan: Plan, profiles: list[str], feed: str | None) -> None:
@@ -119,26 +115,7 @@ class Renderer:
     # -- status
     def status(self, rows: list[StatusRow], last_run: dict[str, Any] | None) -> None:
         if self.json:
-            last = None
-            if last_run:
-                last = {
-                    k: last_run.get(k)
-                    for k in (
-                        "command",
-                        "playbook",
-                        "result",
-                        "exit_code",
-                        "started_at",
-                        "finished_at",
-                        "changed",
-                        "profiles",
-                        "feed",
-                    )
-                }
-                if last_run.get("error"):
-                    last["error"] = last_run["error"].get("message")
-            book = (last_run or {}).get("feed") if (last_run or {}).get("command") in ("rebuild", "run") else None
-            self.document("status", {"services": [r.to_dict() for r in rows], "last_run": last, "book": book})
+            self.document("status", status_payload(rows, last_run))
             return
         self.console.print(self.status_view(rows, last_run))
 

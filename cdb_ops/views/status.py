@@ -3,27 +3,39 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from cdb_ops.engine.api import EngineFacts
-from cdb_ops.load.desired import DesiredStack
+from cdb_ops.engine.api import ContainerReads
+from cdb_ops.load.outline import OutlineService, StackOutline
 from cdb_ops.model.facts import ContainerFacts, ContainerStats
 from cdb_ops.model.labels import LABEL_IMAGE, LABEL_PRIORITY, LABEL_ROLE, LABEL_SERVICE
 from cdb_ops.model.results import StatusRow
 
+if TYPE_CHECKING:
+    from cdb_ops.load.desired import DesiredStack
+    from cdb_ops.load.settings import Settings
 
-def gather(engine: EngineFacts, desired: DesiredStack) -> list[StatusRow]:
-    containers = {c.name: c for c in engine.containers(label=desired.system_label)}
+
+def outline_of(desired: DesiredStack, settings: Settings) -> StackOutline:
+    """What `status` needs of the resolved stack (cached by `cdb_ops.load.outline` between runs)."""
+    services = tuple(
+        OutlineService(name, svc.container.name, svc.spec.role, svc.spec.priority)
+        for name, svc in desired.services.items()
+    )
+    return StackOutline(desired.system_label, services, tuple(settings.secret_keys))
+
+
+def gather(engine: ContainerReads, outline: StackOutline) -> list[StatusRow]:
+    containers = {c.name: c for c in engine.containers(label=outline.system_label)}
     now = datetime.now(UTC)
     by_id = engine.stats_many([c.id for c in containers.values() if c.running])
     stats = {name: by_id.get(c.id) for name, c in containers.items()}
     rows: list[StatusRow] = []
     seen: set[str] = set()
-    for name, svc in desired.services.items():
-        c = containers.get(svc.container.name)
-        seen.add(svc.container.name)
-        rows.append(
-            _row(name, svc.container.name, c, stats.get(svc.container.name), now, svc.spec.role, svc.spec.priority)
-        )
+    for svc in outline.services:
+        c = containers.get(svc.container)
+        seen.add(svc.container)
+        rows.append(_row(svc.name, svc.container, c, stats.get(svc.container), now, svc.role, svc.priority))
     for cname, c in sorted(containers.items()):
         if cname not in seen:
             rows.append(

@@ -312,3 +312,17 @@ def test_what_plan_prints_is_what_rebuild_does(project_dir):
     planned = sorted((c.resource, c.name, c.action) for c in _plan(engine, desired).pending)
     assert planned == [("container", "t_app", "recreate")]
     assert _did(_rebuild(project_dir, engine)) == planned
+
+
+def test_clean_stops_dependents_first_and_removes_every_container(project_dir, engine):
+    """app depends on db: app is stopped before db is; each container is removed once it stopped."""
+    _rebuild(project_dir, engine)
+    engine.calls.clear()
+    result = _rebuild(project_dir, engine, clean=True)
+    assert result.result == "ok"
+    stops = [c[1] for c in engine.calls if c[0] == "stop"]
+    assert stops.index("t_app") < stops.index("t_db")
+    removed = [c[1] for c in engine.calls if c[0] == "remove"]
+    assert sorted(removed[:2]) == ["t_app", "t_db"]
+    for name in ("t_app", "t_db"):
+        assert engine.calls.index(("stop", name)) < engine.calls.index(("remove", name))

@@ -77,29 +77,31 @@ def _remove_in_dependency_order(ctx: PhaseContext, phase: PhaseSpec, changes: li
     sorter = TopologicalSorter(graph)
     sorter.prepare()
     named = {c.name: c for c in changes}
-    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="cdb-stop") as pool:
-        running: dict[Future[float], Change] = {}
-        while sorter.is_active():
-            for name in sorted(sorter.get_ready()):
-                running[pool.submit(_timed_stop_then_remove, ctx, name)] = named[name]
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+    started: dict[str, float] = {}
+    with ThreadPoolExecutor(max_workers=16, thread_name_prefix="cdb-stop") as pool:
+        stopping: dict[Future[None], str] = {}
+        removing: dict[Future[None], str] = {}
+        while sorter.is_active() or stopping or removing:
+            for name in sorted(sorter.get_ready()) if sorter.is_active() else ():
+                started[name] = time.monotonic()
+                stopping[pool.submit(_stop, ctx, name)] = name
+            finished, _ = wait([*stopping, *removing], return_when=FIRST_COMPLETED)
             for future in finished:
-                change = running.pop(future)
-                seconds = future.result()  # an engine error ends the phase here, like a sequential stop
-                ctx.record(phase.name, "container", change.name, "remove", change.reason, seconds, change.service)
-                sorter.done(change.name)
+                future.result()  # an engine error ends the phase here, like a sequential stop
+                if future in stopping:
+                    # stopped: what it depends on may stop now, while its container is removed
+                    name = stopping.pop(future)
+                    sorter.done(name)
+                    removing[pool.submit(ctx.engine.remove_container, name)] = name
+                else:
+                    change = named[removing.pop(future)]
+                    took = time.monotonic() - started[change.name]
+                    ctx.record(phase.name, "container", change.name, "remove", change.reason, took, change.service)
 
 
-def _timed_stop_then_remove(ctx: PhaseContext, name: str) -> float:
-    started = time.monotonic()
-    _stop_then_remove(ctx, name)
-    return time.monotonic() - started
-
-
-def _stop_then_remove(ctx: PhaseContext, name: str) -> None:
-    """A clean stop first (SIGTERM, then Docker's kill after 10 s): a SIGKILLed Postgres needs crash
-    recovery on its next start, and the services lose the chance to flush."""
+def _stop(ctx: PhaseContext, name: str) -> None:
+    """A clean stop (SIGTERM, then Docker's kill after 10 s): a SIGKILLed Postgres needs crash recovery
+    on its next start, and the services lose the chance to flush."""
     facts = ctx.observed.containers.get(name)
     if facts is not None and facts.running:
         ctx.engine.stop(name, timeout=10)
-    ctx.engine.remove_container(name)

@@ -1,0 +1,79 @@
+"""`cdb-ops status` the quick way: no typer, pydantic or docker-py. The stack's outline comes from the
+cache under `.cdb/` (valid while no input file changed), the containers from one list call and
+concurrent inspects over the engine's Unix socket. Whenever that cannot answer exactly as the full
+command would (a flag it does not parse, no cache, a warning to show, a remote engine, an error) it
+returns None and the full command runs — and reports whatever is wrong, the one way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _parse(args: list[str]) -> tuple[bool, Path | None, list[str] | None] | None:
+    """(--json, --project-dir, --profile…) when `args` holds only those; None otherwise."""
+    json_output, project_dir, profiles = False, None, None
+    i = 0
+    while i < len(args):
+        a = args[i]
+        name, eq, value = a.partition("=")
+        if a == "--json":
+            json_output = True
+        elif name in ("--project-dir", "--profile"):
+            if not eq:
+                if i + 1 >= len(args) or args[i + 1].startswith("-"):
+                    return None
+                i += 1
+                value = args[i]
+            if not value:
+                return None
+            if name == "--project-dir":
+                project_dir = Path(value)
+            else:
+                profiles = [*(profiles or []), value]
+        else:
+            return None
+        i += 1
+    return json_output, project_dir, profiles
+
+
+def quick_status(args: list[str]) -> int | None:
+    parsed = _parse(args)
+    if parsed is None:
+        return None
+    json_output, project_dir, profiles = parsed
+    from cdb_ops.engine.lean import LeanReader, LeanUnavailable, local_socket
+    from cdb_ops.errors import CdbError
+    from cdb_ops.load.outline import load_outline, outline_key
+    from cdb_ops.load.project import find_project
+
+    sock = local_socket()
+    if sock is None:
+        return None
+    try:
+        project = find_project(project_dir)
+        outline = load_outline(project, outline_key(project, "rebuild", profiles))
+        if outline is None:
+            return None
+        from cdb_ops.load.lastrun import load_last_run
+        from cdb_ops.load.settings import parse_env_file
+        from cdb_ops.redact import Redactor
+        from cdb_ops.views.status import gather
+
+        values = {k: e.value for k, e in parse_env_file(project.env_file).items()}
+        redact = Redactor(values[k] for k in outline.secret_keys if values.get(k))
+        reader = LeanReader(sock)
+        rows = gather(reader, outline)
+        if any(r.state == "running" and r.memory_bytes is None for r in rows):
+            return None  # cgroups not readable here: the full command asks the stats endpoint
+        last_run = load_last_run(project)
+    except (CdbError, LeanUnavailable, OSError):
+        return None
+    if json_output:
+        from cdb_ops.report.document import status_payload, write_document
+
+        write_document(redact, "status", status_payload(rows, last_run))
+    else:
+        from cdb_ops.report.render import Renderer
+
+        Renderer(False, redact).status(rows, last_run)
+    return 0

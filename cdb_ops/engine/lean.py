@@ -1,0 +1,123 @@
+"""A lean read path to a local engine: the two reads `status` makes (one list call, one inspect per
+container, concurrently) over the Unix socket with the standard library — no docker-py, requests or
+urllib3 to import. Anything it cannot do (a remote engine, an error) is left to `DockerEngine`: the
+caller falls back, so every error is still reported one way."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import quote
+
+from cdb_ops.engine.cgroups import CgroupSample, cgroup_sample
+from cdb_ops.engine.mapping import inspect_facts
+from cdb_ops.model.facts import ContainerFacts, ContainerStats
+
+_DEFAULT_SOCKET = "/var/run/docker.sock"
+# CPU is a rate: two cgroup readings this far apart at least (the inspects run in between)
+MIN_CPU_WINDOW = 0.03
+
+
+class LeanUnavailable(Exception):
+    """The lean path cannot answer; use `DockerEngine` (which reports the real problem, if any)."""
+
+
+def local_socket() -> str | None:
+    host = os.environ.get("DOCKER_HOST", "")
+    path = host[len("unix://") :] if host.startswith("unix://") else (_DEFAULT_SOCKET if not host else None)
+    return path if path and os.path.exists(path) else None
+
+
+def _http_get(path: str, url: str, timeout: float) -> tuple[int, bytes]:
+    """One `GET` over the Unix socket, HTTP/1.1 with `Connection: close`; (status, body). Plain sockets:
+    http.client would import the email package, a fifth of this path's start-up."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(f"GET {url} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n".encode())
+        chunks = []
+        while data := sock.recv(65536):
+            chunks.append(data)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = _dechunk(body)
+    return status, body
+
+
+def _dechunk(body: bytes) -> bytes:
+    out: list[bytes] = []
+    i = 0
+    while True:
+        j = body.index(b"\r\n", i)
+        size = int(body[i:j].split(b";")[0], 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(body[j + 2 : j + 2 + size])
+        i = j + 2 + size + 2
+
+
+class LeanReader:
+    """`containers()` and `stats_many()` of `EngineFacts`, for a local engine, read-only."""
+
+    def __init__(self, path: str, timeout: float = 10.0) -> None:
+        self._path, self._timeout = path, timeout
+        self._first: dict[str, CgroupSample | None] = {}
+        self._first_at = 0.0
+
+    def _get(self, url: str) -> Any:
+        try:
+            status, body = _http_get(self._path, url, self._timeout)
+        except (OSError, ValueError, IndexError) as exc:
+            raise LeanUnavailable(str(exc)) from None
+        if status != 200:
+            raise LeanUnavailable(f"{url}: HTTP {status}")
+        return json.loads(body)
+
+    def containers(self, label: str | None = None, detail: bool = True) -> list[ContainerFacts]:
+        url = "/containers/json?all=1"
+        if label:
+            url += "&filters=" + quote(json.dumps({"label": [label]}))
+        summaries = self._get(url)
+        ids = [s["Id"] for s in summaries]
+        # the first cgroup reading now, so the CPU window overlaps the inspects instead of being waited for
+        self._first = {s["Id"]: cgroup_sample(s["Id"]) for s in summaries if s.get("State") == "running"}
+        self._first_at = time.monotonic()
+        if not detail:
+            from cdb_ops.engine.mapping import summary_facts
+
+            return [summary_facts(s) for s in summaries]
+        if not ids:
+            return []
+        with ThreadPoolExecutor(max_workers=min(8, len(ids))) as pool:
+            replies = list(pool.map(self._inspect_or_none, ids))
+        return [inspect_facts(r) for r in replies if r is not None]
+
+    def _inspect_or_none(self, cid: str) -> dict[str, Any] | None:
+        try:
+            reply: dict[str, Any] = self._get(f"/containers/{cid}/json")
+            return reply
+        except LeanUnavailable:
+            return None  # removed between list and inspect (or gone): like DockerEngine, left out
+
+    def stats_many(self, ids: list[str], cpu: bool = True) -> dict[str, ContainerStats]:
+        """From the cgroups only; what they do not answer is left out (`status` shows '-')."""
+        first = {cid: self._first.get(cid) or cgroup_sample(cid) for cid in ids}
+        if cpu and any(v is not None for v in first.values()):
+            wait = MIN_CPU_WINDOW - (time.monotonic() - self._first_at)
+            if wait > 0:
+                time.sleep(wait)
+        out: dict[str, ContainerStats] = {}
+        for cid in ids:
+            a = first[cid]
+            b = (cgroup_sample(cid) if cpu else a) if a is not None else None
+            if a is not None and b is not None:
+                pct = max(0.0, (b.cpu_ns - a.cpu_ns) / (b.at - a.at) / 1e9 * 100.0) if cpu and b.at > a.at else None
+                out[cid] = ContainerStats(b.memory, b.limit, pct)
+        return out

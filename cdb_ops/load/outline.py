@@ -1,0 +1,85 @@
+"""The resolved stack's outline — what `status` shows of the desired stack (system, services, their
+containers, roles, priorities) and which `.env` keys are secrets — cached under `.cdb/`, keyed by the
+hashes of every file it was resolved from (the playbooks, `.env` and its mode, `schema/`) and of the
+arguments. A hit skips parsing and validating the playbooks; any change to any of them is a miss, and
+a miss is resolved the full way (which validates, reports and rewrites the cache).
+Secret values are never written: they are read from `.env` each time, for the redactor."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cdb_ops import __version__
+from cdb_ops.fsutil import atomic_write
+from cdb_ops.load.project import Project
+
+OUTLINE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class OutlineService:
+    name: str
+    container: str
+    role: str
+    priority: str
+
+
+@dataclass(frozen=True)
+class StackOutline:
+    system_label: str
+    services: tuple[OutlineService, ...]
+    secret_keys: tuple[str, ...]
+
+
+def _files(root: Path) -> list[Path]:
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        out.extend(Path(dirpath) / f for f in sorted(filenames))
+    return out
+
+
+def outline_key(project: Project, playbook: str, profiles: list[str] | None) -> str:
+    """One hash of the inputs: a file's path, mode and bytes, for every file the outline comes from."""
+    h = hashlib.sha256(f"{OUTLINE_VERSION}\0{__version__}\0{project.root}\0{playbook}\0{profiles}\0".encode())
+    for f in [*_files(project.playbooks), project.env_file, *_files(project.schema_dir)]:
+        h.update(str(f).encode() + b"\0")
+        try:
+            h.update(oct(os.stat(f).st_mode).encode() + b"\0" + f.read_bytes() + b"\0")
+        except OSError:
+            h.update(b"-\0")
+    return h.hexdigest()
+
+
+def _file(project: Project) -> Path:
+    return project.state_dir / "outline.json"
+
+
+def load_outline(project: Project, key: str) -> StackOutline | None:
+    try:
+        doc: dict[str, Any] = json.loads(_file(project).read_text())
+        if doc.get("key") != key:
+            return None
+        services = tuple(OutlineService(*s) for s in doc["services"])
+        return StackOutline(str(doc["system_label"]), services, tuple(doc["secret_keys"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save_outline(project: Project, key: str, outline: StackOutline) -> None:
+    doc = {
+        "key": key,
+        "system_label": outline.system_label,
+        "services": [[s.name, s.container, s.role, s.priority] for s in outline.services],
+        "secret_keys": list(outline.secret_keys),
+    }
+    try:
+        project.ensure_state_dir()
+        atomic_write(_file(project), json.dumps(doc))
+    except OSError:
+        pass  # a cache: not being able to write it only costs the next run its speed
