@@ -39,6 +39,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import subprocess
 import time
 from decimal import Decimal as D
@@ -270,6 +271,12 @@ def test_report_per_day_and_pair_drawdown_chart_and_html(project, tmp_path):
     assert "0.46%" in page and "4.59" in page and "-1.741525818383" in page and "0.498846887633" in page
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page
     shot = tmp_path / "report.png"
+    if shutil.which("chromium") is None:
+        # .ci/run installs Debian's chromium; on a developer machine without it the page is checked
+        # as text above and the rendering check is skipped with the reason
+        if os.environ.get("CI"):
+            pytest.fail("CI=true but no chromium on PATH; .ci/run must install it")
+        pytest.skip("no chromium on PATH (apt-get install chromium) to render the HTML report")
     subprocess.run(
         ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chrome'}",
