@@ -6,6 +6,7 @@ even on failure. Run it alone on the engine (`flock /tmp/cdb-engine.lock`): it c
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 import uuid
@@ -51,12 +52,15 @@ def _remove_stack() -> None:
         _docker("stack", "rm", STACK)
     namespace = {"label": f"com.docker.stack.namespace={STACK}"}
     deadline = time.monotonic() + 60
+    # the low-level list: docker-py's containers.list() inspects each container it lists, and one the
+    # swarm removes in between fails that with NotFound
     while time.monotonic() < deadline and (
-        client.containers.list(all=True, filters=namespace) or client.networks.list(filters=namespace)
+        client.api.containers(all=True, filters=namespace) or client.networks.list(filters=namespace)
     ):
         time.sleep(0.5)
-    for c in client.containers.list(all=True, filters=namespace):
-        c.remove(force=True, v=True)
+    for c in client.api.containers(all=True, filters=namespace):
+        with contextlib.suppress(docker.errors.NotFound):
+            client.api.remove_container(c["Id"], force=True, v=True)
     for v in client.volumes.list(filters=namespace):
         v.remove(force=True)
     remove_system(SYSTEM)
@@ -166,7 +170,7 @@ def test_removing_the_stack_leaves_nothing(swarm):
     _remove_stack()
     client = docker.from_env()
     namespace = {"label": f"com.docker.stack.namespace={STACK}"}
-    assert client.containers.list(all=True, filters=namespace) == []
+    assert client.api.containers(all=True, filters=namespace) == []
     assert client.volumes.list(filters={"label": f"cdb.system={SYSTEM}"}) == []
     if _swarm_state() == "active":
         assert client.api.secrets(filters=namespace) == [] and client.api.configs(filters=namespace) == []
