@@ -7,7 +7,7 @@ import uuid
 from decimal import Decimal
 
 from cdb_ops.checks.context import CheckContext
-from cdb_ops.checks.probes import http_client
+from cdb_ops.checks.probes import HttpError, http_request
 from cdb_ops.db.probes import DEFAULT_RETENTION_HOURS, prune_probe_rows
 from cdb_ops.load.endpoints import host_address, postgres_conninfo
 from cdb_ops.model.results import CheckResult
@@ -16,7 +16,6 @@ from cdb_ops.model.results import CheckResult
 def check_probe(ctx: CheckContext) -> list[CheckResult]:
     """Inject a synthetic market move at the screener and follow it through signal, risk decision,
     order and trade in Postgres. Probe rows are flagged and live in portfolio 'probe'."""
-    import httpx
     import psycopg
 
     screener = next((s for s in ctx.desired.services.values() if s.spec.role == "screener"), None)
@@ -34,12 +33,15 @@ def check_probe(ctx: CheckContext) -> list[CheckResult]:
     probe_id = uuid.uuid4()
     started = time.monotonic()
     try:
-        r = http_client().post(
-            f"http://{host}:{port}/probe", json={"probe_id": str(probe_id), "move_pct": float(move)}, timeout=5.0
+        r = http_request(
+            "POST",
+            f"http://{host}:{port}/probe",
+            json_body={"probe_id": str(probe_id), "move_pct": float(move)},
+            timeout=5.0,
+            ok_only=True,
         )
-        r.raise_for_status()
         symbol = r.json()["symbol"]
-    except (httpx.HTTPError, KeyError, ValueError) as exc:
+    except (HttpError, KeyError, TypeError, ValueError) as exc:
         return [
             CheckResult(
                 "pipeline probe",

@@ -17,7 +17,7 @@ from cdb_ops.load.endpoints import host_address
 from cdb_ops.load.settings import Settings
 
 if TYPE_CHECKING:
-    import httpx
+    import urllib3
 
 
 @dataclass(frozen=True)
@@ -38,13 +38,12 @@ class Probe:
 
     def __call__(self) -> ProbeResult:
         """`once`, with the errors a probe can meet turned into a failed result (never raised)."""
-        import httpx
         import psycopg
         import redis
 
         try:
             return self.once()
-        except (psycopg.Error, redis.RedisError, httpx.HTTPError, OSError) as exc:
+        except (psycopg.Error, redis.RedisError, HttpError, OSError) as exc:
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return ProbeResult(False, f"{type(exc).__name__}: {text}")
 
@@ -115,14 +114,51 @@ class RedisProbe(Probe):
             client.close()
 
 
-@functools.cache
-def http_client() -> httpx.Client:
-    """One HTTP client per process, shared by every probe and thread (httpx's Client is thread-safe):
-    `httpx.get` builds a client — and a TLS context from certifi's bundle — per call, ~30 ms of CPU
-    each, paid by every readiness poll and /health check."""
-    import httpx
+class HttpError(Exception):
+    """An HTTP request to a stack endpoint failed: refused, timed out, or answered 4xx/5xx when the
+    caller asked for success. Carries urllib3's own error as its cause."""
 
-    return httpx.Client()
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    data: bytes
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        """The body as JSON (ValueError when it is none)."""
+        return json.loads(self.data)
+
+
+@functools.cache
+def http_pool() -> urllib3.PoolManager:
+    """One connection pool per process, shared by every probe and thread. urllib3, not httpx: docker-py
+    has imported it already (through requests), while httpx and its TLS context would add about 0.35 s
+    to every rebuild and validate on this machine for plain-HTTP GETs to loopback. No retries: a probe
+    that fails says so at once, and the caller decides whether to poll."""
+    import urllib3
+
+    return urllib3.PoolManager(num_pools=32, maxsize=8, retries=False)
+
+
+def http_request(method: str, url: str, *, timeout: float, json_body: Any = None, ok_only: bool = False) -> HttpAnswer:
+    """One request to a stack endpoint; any failure (and with `ok_only` a 4xx/5xx answer) is HttpError."""
+    import urllib3
+
+    body = None if json_body is None else json.dumps(json_body).encode()
+    headers = {"Content-Type": "application/json"} if body is not None else None
+    try:
+        r = http_pool().request(method, url, body=body, headers=headers, timeout=urllib3.Timeout(total=timeout))
+    except urllib3.exceptions.HTTPError as exc:
+        # urllib3 prefixes the connection object ("<HTTPConnection object at 0x…>: Failed to …")
+        reason = str(exc).split(">: ", 1)[-1] if str(exc).startswith("<") else str(exc)
+        raise HttpError(f"{type(exc).__name__}: {reason}") from exc
+    if ok_only and r.status >= 400:
+        raise HttpError(f"{method} {url} -> {r.status}")
+    return HttpAnswer(r.status, r.data)
 
 
 @dataclass
@@ -136,23 +172,23 @@ class HttpProbe(Probe):
     timeout: float = 2.0
 
     def once(self) -> ProbeResult:
-        r = http_client().get(self.url, timeout=self.timeout)
+        r = http_request("GET", self.url, timeout=self.timeout)
         status = None
         body: Any
         try:
             body = r.json()
             status = body.get("status") if isinstance(body, dict) else None
             summary = str(status or "")
-            if (r.status_code != 200 or status not in (None, "ok")) and isinstance(body, dict):
+            if (r.status != 200 or status not in (None, "ok")) and isinstance(body, dict):
                 summary += " " + json.dumps(body.get("checks", body))[:500]  # say which facts are not ok
         except ValueError:
             body = {"raw": r.text[:200]}
             summary = r.text.strip().replace("\n", " ")[:300]
-        ok = r.status_code == 200 and status in (None, "ok")
+        ok = r.status == 200 and status in (None, "ok")
         return ProbeResult(
             ok,
-            f"GET {self.path} -> {r.status_code} {summary}".strip(),
-            {"url": self.url, "http_status": r.status_code, "status": status, "body": body},
+            f"GET {self.path} -> {r.status} {summary}".strip(),
+            {"url": self.url, "http_status": r.status, "status": status, "body": body},
         )
 
 

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from cdb_ops.checks.context import CheckContext
-from cdb_ops.checks.probes import HttpProbe, PostgresProbe, RedisProbe
+from cdb_ops.checks.probes import HttpError, HttpProbe, PostgresProbe, RedisProbe
 from cdb_ops.load.desired import DesiredService
 from cdb_ops.load.endpoints import host_address, postgres_conninfo
 from cdb_ops.model.results import CheckResult
@@ -35,8 +35,6 @@ def check_health_endpoints(ctx: CheckContext) -> list[CheckResult]:
 
 
 def _health_endpoint(svc: DesiredService) -> CheckResult:
-    import httpx
-
     ready = svc.spec.ready
     assert ready is not None
     addr = host_address(svc, ready.port)
@@ -44,11 +42,11 @@ def _health_endpoint(svc: DesiredService) -> CheckResult:
     name = f"health {svc.name}"
     try:
         answer = HttpProbe(url, ready.path, timeout=3.0).once()
-    except httpx.HTTPError as exc:
+    except HttpError as exc:
         return CheckResult(
             name,
             "fail",
-            f"GET {url}: {type(exc).__name__}",
+            f"GET {url}: {exc}",
             f"is {svc.container.name} running? `cdb-ops status`",
             {"url": url},
         )
