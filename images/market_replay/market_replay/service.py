@@ -10,6 +10,7 @@ second (a flat market) so the screener stays fed. Uses no Redis and no Postgres.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -138,7 +139,10 @@ class ReplayService(BaseService):
     ) -> None:
         event_time = last_sent or now_ms()
         while not ws.closed and not self.stop.is_set():
-            await asyncio.sleep(1.0)
+            with contextlib.suppress(TimeoutError):  # a hold frame a second; SIGTERM ends the wait at once
+                await asyncio.wait_for(self.stop.wait(), timeout=1.0)
+            if self.stop.is_set():
+                return
             event_time = max(now_ms(), event_time + 1000)
             frame = hold_frame(last_items, event_time)
             if frame is not None and not ws.closed:
