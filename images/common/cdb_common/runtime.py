@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -143,4 +144,10 @@ def main(service_cls: Callable[[Settings, logging.Logger], BaseService], name: s
             return refuse(exc)
         return await service.run()
 
-    sys.exit(asyncio.run(_run()))
+    code = asyncio.run(_run())
+    # Everything is closed and flushed by now (connections, HTTP, the "stopped" line): skip the
+    # interpreter's teardown of every module, a tenth of a second of a `docker stop` here.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
