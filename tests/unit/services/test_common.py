@@ -140,3 +140,9 @@ def test_tick_json_is_exactly_the_tick_event_json() -> None:
     flagged = {**values, "is_probe": True, "source": "probe", "entry_allowed": False}
     assert tick_json(**flagged) == Tick(**flagged).to_json()  # type: ignore[arg-type]
     assert '"price":"0.00000001"' in tick_json(**values)  # positional, never 1E-8
+    # strings JSON must escape take json.dumps' way, still byte for byte the event's JSON
+    odd = {**values, "event_id": 'a"b\\c', "symbol": "ÄÖUSDT", "source": "line\nbreak", "portfolio": "bo\tok"}
+    assert tick_json(**odd) == Tick(**odd).to_json()  # type: ignore[arg-type]
+    assert json.loads(tick_json(**odd))["event_id"] == 'a"b\\c'
+    with pytest.raises(TypeError):
+        tick_json(**{**values, "tick_time": 5.5})  # type: ignore[arg-type]
