@@ -109,6 +109,9 @@ def test_down_keeps_volumes_and_rebuild_brings_back_the_same_data(project):
     out = cdb_json("down", project=project)
     assert out["result"] == "ok"
     stopped = [s["name"] for s in out["steps"] if s["action"] == "remove" and s["resource"] == "container"]
+    # graceful: every service, Redis and Postgres honoured SIGTERM (exit 0), none was killed after 10 s
+    how = {s["name"]: s["detail"] for s in out["steps"] if s["action"] == "remove" and s["resource"] == "container"}
+    assert all(d.endswith("stopped cleanly (exit 0)") for d in how.values()), how
     # reverse dependency order: every service before the Redis and Postgres it depends on
     for service in ("screener_ws", "signal", "risk", "execution"):
         for store in ("redis", "postgres"):

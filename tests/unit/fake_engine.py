@@ -31,6 +31,9 @@ class FakeEngine:
     volumes_: dict[str, VolumeFacts] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
     local: bool = False
+    # container -> the exit code its stop ends with (default 0: SIGTERM honoured); 137 plays a service
+    # that ignored SIGTERM until Docker's kill
+    stop_exit_codes: dict[str, int] = field(default_factory=dict)
 
     def info(self) -> EngineInfo:
         return EngineInfo("fake", "1.41", self.local)
@@ -90,7 +93,9 @@ class FakeEngine:
 
     def stop(self, name: str, timeout: int = 10) -> None:
         self.calls.append(("stop", name))
-        self.containers_[name] = replace(self.containers_[name], state="exited")
+        self.containers_[name] = replace(
+            self.containers_[name], state="exited", exit_code=self.stop_exit_codes.get(name, 0)
+        )
 
     def remove_container(self, name: str) -> None:
         self.calls.append(("remove", name))

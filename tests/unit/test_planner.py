@@ -213,6 +213,16 @@ def test_clean_removes_only_labelled_containers(project_dir, engine):
     assert "t_data" in engine.volumes_  # data volumes are kept by --clean
 
 
+def test_each_removed_container_says_how_it_stopped(project_dir, engine):
+    """A user sees from the steps whether the stop was graceful: exit 0, or killed after the grace time."""
+    _rebuild(project_dir, engine)
+    engine.stop_exit_codes["t_app"] = 137
+    result = _rebuild(project_dir, engine, clean=True)
+    details = {s.name: s.detail for s in result.steps if s.resource == "container" and s.action == "remove"}
+    assert details["t_db"] == "--clean; stopped cleanly (exit 0)"
+    assert details["t_app"] == "--clean; killed (exit 137: it did not stop within 10 s of SIGTERM)"
+
+
 def test_removals_name_the_command_that_asked_for_them(project_dir, engine):
     """`down` reuses --clean's plan; its reasons must say `down`, not a flag the user never typed."""
     _rebuild(project_dir, engine)

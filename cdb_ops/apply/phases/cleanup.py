@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from graphlib import TopologicalSorter
+from typing import Any
 
 from cdb_ops.apply.context import PhaseContext
 from cdb_ops.errors import CdbError, StepFailed
@@ -79,29 +80,47 @@ def _remove_in_dependency_order(ctx: PhaseContext, phase: PhaseSpec, changes: li
     named = {c.name: c for c in changes}
     started: dict[str, float] = {}
     with ThreadPoolExecutor(max_workers=16, thread_name_prefix="cdb-stop") as pool:
-        stopping: dict[Future[None], str] = {}
+        stopping: dict[Future[int | None], str] = {}
         removing: dict[Future[None], str] = {}
+        exits: dict[str, int | None] = {}
         while sorter.is_active() or stopping or removing:
             for name in sorted(sorter.get_ready()) if sorter.is_active() else ():
                 started[name] = time.monotonic()
                 stopping[pool.submit(_stop, ctx, name)] = name
-            finished, _ = wait([*stopping, *removing], return_when=FIRST_COMPLETED)
+            running: list[Future[Any]] = [*stopping, *removing]
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
-                future.result()  # an engine error ends the phase here, like a sequential stop
+                code = future.result()  # an engine error ends the phase here, like a sequential stop
                 if future in stopping:
                     # stopped: what it depends on may stop now, while its container is removed
                     name = stopping.pop(future)
+                    exits[name] = code
                     sorter.done(name)
                     removing[pool.submit(ctx.engine.remove_container, name)] = name
                 else:
                     change = named[removing.pop(future)]
                     took = time.monotonic() - started[change.name]
-                    ctx.record(phase.name, "container", change.name, "remove", change.reason, took, change.service)
+                    detail = f"{change.reason}; {_how_it_stopped(exits.get(change.name))}"
+                    ctx.record(phase.name, "container", change.name, "remove", detail, took, change.service)
 
 
-def _stop(ctx: PhaseContext, name: str) -> None:
+def _stop(ctx: PhaseContext, name: str) -> int | None:
     """A clean stop (SIGTERM, then Docker's kill after 10 s): a SIGKILLed Postgres needs crash recovery
-    on its next start, and the services lose the chance to flush."""
+    on its next start, and the services lose the chance to flush. The exit code it stopped with (None:
+    it was not running), so the step says whether the stop was graceful."""
     facts = ctx.observed.containers.get(name)
-    if facts is not None and facts.running:
-        ctx.engine.stop(name, timeout=10)
+    if facts is None or not facts.running:
+        return None
+    ctx.engine.stop(name, timeout=10)
+    after = ctx.engine.container(name)
+    return after.exit_code if after is not None else None
+
+
+def _how_it_stopped(code: int | None) -> str:
+    if code is None:
+        return "was not running"
+    if code == 0:
+        return "stopped cleanly (exit 0)"
+    if code == 137:
+        return "killed (exit 137: it did not stop within 10 s of SIGTERM)"
+    return f"stopped with exit code {code}"
