@@ -14,8 +14,19 @@ def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
         if r.status != "pass":
             ctx.progress.step(phase.name, "check", r.name, r.status, r.detail)
 
-    # observed afresh: a container Docker restarted since the last plan is attached again by now
-    results = run_checks(ctx.engine, ctx.desired, ctx.settings, ctx.options.validate, ctx.redact, on_result=report)
+    # observed afresh after any change (a container Docker restarted since the last plan is attached again
+    # by now); a run that changed nothing checks against its own observation of a moment ago. The
+    # containers' states are listed afresh by the checks either way.
+    unchanged = not any(s.changed for s in ctx.steps)
+    results = run_checks(
+        ctx.engine,
+        ctx.desired,
+        ctx.settings,
+        ctx.options.validate,
+        ctx.redact,
+        on_result=report,
+        observed=ctx.observed if unchanged else None,
+    )
     ctx.checks = results
     failed = [r for r in results if r.status == "fail"]
     passed = sum(r.status == "pass" for r in results)
