@@ -27,11 +27,6 @@ class ImagesMixin(DockerBase):
                 raise
         return image_facts(i)
 
-    def images(self) -> list[ImageFacts]:
-        """Every image, from the list endpoint (one call)."""
-        with translate():
-            return [image_facts(i) for i in self._api.images()]
-
     def pull(self, ref: str) -> ImageFacts:
         repo, tag = split_image_ref(ref)  # a digest (name@sha256:…) is a "tag" to the pull endpoint
         try:

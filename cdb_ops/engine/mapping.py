@@ -9,8 +9,6 @@ from typing import Any
 from cdb_ops.model.facts import ContainerFacts, ContainerStats, ImageFacts, NetworkFacts, VolumeFacts
 from cdb_ops.model.resources import PortBinding
 
-_HUB_PREFIXES = ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/")
-
 
 def parse_docker_time(value: str | None) -> datetime | None:
     if not value or value.startswith("0001-"):
@@ -30,17 +28,6 @@ def split_image_ref(ref: str) -> tuple[str, str]:
 
     repo, tag = parse_repository_tag(ref)
     return repo, tag or "latest"
-
-
-def normalize_ref(ref: str) -> str:
-    """The form the engine lists a reference in (RepoTags / RepoDigests): Docker Hub prefixes dropped,
-    ':latest' made explicit."""
-    repo, tag = split_image_ref(ref)
-    for prefix in _HUB_PREFIXES:
-        if repo.startswith(prefix):
-            repo = repo[len(prefix) :]
-            break
-    return f"{repo}@{tag}" if tag.startswith("sha256:") else f"{repo}:{tag}"
 
 
 def summary_facts(s: dict[str, Any]) -> ContainerFacts:

@@ -265,7 +265,7 @@ def plan_stack(desired: DesiredStack, observed: ObservedStack, options: PlanOpti
             plan.removals.append(removal)
             plan.changes.append(removal)
     if options.wipe_data:
-        for vol in observed.volumes.values():
+        for vol in sorted(observed.volumes.values(), key=lambda v: v.name):  # the engine lists in no fixed order
             if owned(vol.labels, system) and vol.labels.get(LABEL_DATA) == "true":
                 removal = Change("volume", vol.name, "remove", f"{options.requested_by[1]} (backed up first)")
                 plan.removals.append(removal)

@@ -182,9 +182,6 @@ class FakeEngine:
     def image(self, ref: str) -> ImageFacts | None:
         return self.images_.get(ref)
 
-    def images(self) -> list[ImageFacts]:
-        return list({i.id: i for i in self.images_.values()}.values())
-
     def pull(self, ref: str) -> ImageFacts:
         self.calls.append(("pull", ref))
         if ref not in self.pullable:

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from cdb_ops.engine.mapping import image_facts, normalize_ref, split_image_ref
+from cdb_ops.engine.mapping import split_image_ref
 from cdb_ops.load.desired import resolve
 from cdb_ops.load.playbook import load_runbook
 from cdb_ops.load.project import Project
 from cdb_ops.load.settings import load_settings
 from cdb_ops.model.facts import ImageFacts
-from cdb_ops.plan.observe import index_images, observe
+from cdb_ops.plan.observe import observe
 from tests.unit.fake_engine import FakeEngine
 
 DIGEST = "sha256:" + "ab" * 32
@@ -35,32 +35,19 @@ def test_image_references_split_like_docker(ref: str, split: tuple[str, str]):
     assert split_image_ref(ref) == split
 
 
-def test_references_are_found_as_the_engine_lists_them():
-    listed = image_facts(
-        {
-            "Id": "sha256:" + "1" * 64,
-            "RepoTags": ["postgres:15-alpine"],
-            "RepoDigests": [f"postgres@{DIGEST}"],
-            "Labels": {"a": "b"},
-        }
-    )
-    found = index_images(
-        [listed], ["docker.io/library/postgres:15-alpine", f"postgres@{DIGEST}", "postgres:16", "postgres"]
-    )
-    assert set(found) == {"docker.io/library/postgres:15-alpine", f"postgres@{DIGEST}"}
-    assert found[f"postgres@{DIGEST}"].labels == {"a": "b"}
-    assert normalize_ref("redis") == "redis:latest"
-
-
 class CountingEngine(FakeEngine):
     def __init__(self) -> None:
         super().__init__()
         self.reads: list[str] = []
 
     def __getattribute__(self, name: str) -> Any:
-        if name in ("info", "containers", "container", "networks", "network", "volumes", "volume", "images", "image"):
+        if name in ("info", "containers", "container", "networks", "network", "volumes", "volume"):
             object.__getattribute__(self, "reads").append(name)
         return object.__getattribute__(self, name)
+
+    def image(self, ref: str) -> ImageFacts | None:
+        self.reads.append("image")
+        return super().image(ref)
 
 
 def test_observation_is_one_list_call_per_kind(project_dir: Path):
@@ -71,5 +58,13 @@ def test_observation_is_one_list_call_per_kind(project_dir: Path):
     engine = CountingEngine()
     engine.images_["t_app:latest"] = ImageFacts("sha256:" + "2" * 64, ("t_app:latest",), {})
     observed = observe(engine, desired)
-    assert sorted(engine.reads) == ["containers", "images", "info", "networks", "volumes"]
+    # images by name, one inspect each (never the list endpoint, whose cost grows with the engine's images)
+    wanted = {
+        r
+        for svc in desired.services.values()
+        for r in (svc.image.ref, svc.image.fallback and svc.image.fallback.tag)
+        if r
+    }
+    assert sorted(r for r in engine.reads if r != "image") == ["containers", "info", "networks", "volumes"]
+    assert engine.reads.count("image") == len(wanted)
     assert set(observed.images) == {"t_app:latest"}
