@@ -14,6 +14,7 @@ import typer.main
 from cdb_ops import __version__
 from cdb_ops.cli import backups, checks, converge, down, export, init, logs, planning, schema, status, trading
 from cdb_ops.cli.session import Invocation
+from cdb_ops.cli.warm import commands
 from cdb_ops.errors import EXIT_CODE_MEANINGS, CdbError, ExitCode
 
 # typer >= 0.25 vendors click; find its exception base through a public class instead of importing click
@@ -61,6 +62,7 @@ def build_app() -> typer.Typer:
         app.command()(command)
     schema.register(app)
     export.register(app)
+    commands.register(app)
     return app
 
 

@@ -1,0 +1,46 @@
+"""Asking this installation's warm server about itself, or to quit (`cdb-ops warm status|stop`)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+from cdb_ops.cli.warm import address, protocol
+
+
+def _ask(kind: bytes) -> bytes | None:
+    path = address.socket_path()
+    if not address.private_dir(path, create=False):
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    try:
+        sock.connect(path)
+        sock.sendall(kind)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        sock.close()
+
+
+def info() -> dict[str, Any] | None:
+    """pid, socket, started_at, modules, source_files, commands_served, idle_timeout_seconds, rss_bytes;
+    None when no server answers."""
+    reply = _ask(protocol.INFO)
+    if not reply:
+        return None
+    found: dict[str, Any] = json.loads(reply)
+    return found
+
+
+def stop() -> dict[str, Any] | None:
+    """The server's info as it quit; None when none was running."""
+    found = info()
+    if found is None or _ask(protocol.QUIT) != b"K":
+        return None
+    return found
