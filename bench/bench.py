@@ -11,7 +11,9 @@ Its own copy of the stack (system cdb_bench, containers cdbm_*, ports +26000) is
 Compose is Docker Compose v2.40.3 (tools/compose-v2.sh: the Go binary users run) on the file
 `cdb-ops export compose --offline --feed replay` writes, measured in the same run; the ratios are
 cdb-ops / Compose v2 (the targets: cold start <= 0.25, no-op <= 0.6, status <= 1.0, down <= 0.5).
-The code is byte-compiled first, as an installed package is.
+cdb-ops runs as users run it: through its warm server (started and waited for first); no-op rebuild
+and status are measured once more with every process cold (CDB_OPS_WARM=0). The code is
+byte-compiled first, as an installed package is.
 """
 
 from __future__ import annotations
@@ -40,10 +42,12 @@ CORE = ("postgres", "redis", "screener_ws", "signal", "risk", "execution")
 ROOT = REPO / ".cache" / "bench"
 
 
-def cdb(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def cdb(*args: str, check: bool = True, cold: bool = False) -> subprocess.CompletedProcess[str]:
+    """`cdb-ops ARGS` as a user runs it: through the warm server (which the first command starts), or
+    with `cold` as a process that imports everything itself (CDB_OPS_WARM=0)."""
     r = subprocess.run(
         [sys.executable, "-m", "cdb_ops", *args],
-        env=_env(),
+        env={**_env(), "CDB_OPS_WARM": "0"} if cold else _env(),
         capture_output=True,
         text=True,
         timeout=900,
@@ -150,8 +154,20 @@ def core_memory_mb() -> float:
     return round(sum(s.memory_bytes for s in st.values()) / 2**20, 1)
 
 
+def warm_server() -> dict[str, Any] | None:
+    """This installation's warm server, started and answering (`cdb-ops warm start`); None when it is
+    turned off (CDB_OPS_WARM=0 in the environment)."""
+    from cdb_ops.cli.warm import address, control
+
+    if address.disabled():
+        return None
+    cdb("warm", "start")
+    found = control.info() or {}
+    return {"pid": found.get("pid"), "rss_mib": round((found.get("rss_bytes") or 0) / 2**20, 1)}
+
+
 def bench_cdb_ops(client: docker.DockerClient, runs: int, pipeline: bool = True) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"warm_server": warm_server()}
     cdb("rebuild", "--feed", "replay")  # builds what is missing; not timed
     wait_healthy(client, list(containers(client)))
     before = containers(client)
@@ -160,6 +176,10 @@ def bench_cdb_ops(client: docker.DockerClient, runs: int, pipeline: bool = True)
     cdb("status")  # (re)writes the cached stack outline the quick status path reads; not timed
     out["status_s"] = stats([timed(lambda: cdb("status")) for _ in range(runs)])
     out["status_json_s"] = stats([timed(lambda: cdb("status", "--json")) for _ in range(runs)])
+    # the same with every process importing everything itself (no warm server)
+    out["noop_rebuild_cold_process_s"] = stats([timed(lambda: cdb("rebuild", "--feed", "replay", cold=True))
+                                                for _ in range(runs)])  # fmt: skip
+    out["status_cold_process_s"] = stats([timed(lambda: cdb("status", cold=True)) for _ in range(runs)])
     out["validate_no_probe_s"] = stats([timed(lambda: cdb("validate", "--no-probe", "--json")) for _ in range(runs)])
     out["validate_s"] = stats([timed(lambda: cdb("validate", "--json")) for _ in range(runs)])
     out["memory_at_rest_mb"] = core_memory_mb()
@@ -464,7 +484,9 @@ def _print(result: dict[str, Any]) -> None:
                 c["cold_start_to_docker_healthy_s"],
                 d.get("cold_start_to_docker_healthy_s"),
             ),
+            ("  the same, every process cold (CDB_OPS_WARM=0)", c.get("noop_rebuild_cold_process_s"), None),
             ("status / ps", c["status_s"], d.get("ps_s")),
+            ("  the same, cold process (CDB_OPS_WARM=0)", c.get("status_cold_process_s"), None),
             ("status --json / ps", c["status_json_s"], d.get("ps_s")),
             ("down / down", c["down_s"], d.get("down_s")),
             ("validate --no-probe", c["validate_no_probe_s"], None),

@@ -175,8 +175,11 @@ def test_off_switch_and_shared_directories_mean_no_server(runtime: dict[str, str
     assert served(env) is None
 
 
-def test_warm_status_and_stop(runtime: dict[str, str]) -> None:
-    facts = server(runtime)
+def test_warm_start_status_and_stop(runtime: dict[str, str]) -> None:
+    r = cli(["warm", "start"], runtime)  # starts one and waits until it answers
+    assert r.returncode == 0 and "running — pid" in r.stdout, r.stdout + r.stderr
+    facts = served(runtime)
+    assert facts is not None and f"pid {facts['pid']}," in r.stdout
     r = cli(["warm", "status"], runtime)
     assert r.returncode == 0 and f"running — pid {facts['pid']}" in r.stdout
     r = cli(["warm", "stop"], {**runtime, "CDB_OPS_WARM": "0"})
@@ -184,3 +187,5 @@ def test_warm_status_and_stop(runtime: dict[str, str]) -> None:
     assert served(runtime) is None
     r = cli(["warm", "status"], {**runtime, "CDB_OPS_WARM": "0"})
     assert "off" in r.stdout and "still runs" not in r.stdout
+    r = cli(["warm", "start"], {**runtime, "CDB_OPS_WARM": "0"})
+    assert r.returncode == 2 and "CDB_OPS_WARM" in r.stderr

@@ -29,7 +29,7 @@ def delegate(args: list[str]) -> int | None:
     except OSError:
         return None
     if not address.private_dir(path, create=False):
-        _start_server(path)
+        start_server(path)
         return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -40,12 +40,12 @@ def delegate(args: list[str]) -> int | None:
             answer = protocol.recv_exact(sock, 1)
             pgid = protocol.recv_int(sock) if answer == protocol.STARTED else 0
         except (FileNotFoundError, ConnectionRefusedError):
-            _start_server(path)
+            start_server(path)
             return None
         except OSError:
             return None
         if answer == protocol.STALE:
-            _start_server(path)
+            start_server(path)
             return None
         if answer != protocol.STARTED:
             return None
@@ -92,7 +92,7 @@ def _payload(args: list[str], cwd: str, fds: list[int]) -> dict[str, Any]:
     return {"argv": args, "env": dict(os.environ), "cwd": cwd, "umask": umask, "fds": fds, "streams": streams}
 
 
-def _start_server(path: str) -> None:
+def start_server(path: str) -> None:
     """Start this installation's server in the background (its own session, no terminal, stdio to
     its log) for the next command; this one runs here. Two racing starts are settled by the server's
     lock."""

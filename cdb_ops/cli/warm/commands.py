@@ -8,6 +8,7 @@ import time
 import typer
 
 from cdb_ops.cli.warm import address, control
+from cdb_ops.errors import HealthTimeout, UsageError
 
 
 def _describe(found: dict) -> str:  # type: ignore[type-arg]
@@ -34,6 +35,20 @@ def warm_status() -> None:
         typer.echo(f"warm server: running — {_describe(found)}")
 
 
+def warm_start() -> None:
+    """Start the warm server now and wait until it answers (any command starts it anyway; this is for
+    scripts and benchmarks that want the very next command warm)."""
+    if address.disabled():
+        raise UsageError("CDB_OPS_WARM turns the warm server off", "unset CDB_OPS_WARM (or set it to 1)")
+    found = control.start()
+    if found is None:
+        raise HealthTimeout(
+            "the warm server did not answer within 60 s",
+            f"see its log in {address.runtime_dir()}; commands still run, each in its own process",
+        )
+    typer.echo(f"warm server: running — {_describe(found)}")
+
+
 def warm_stop() -> None:
     """Stop this installation's warm server (the next command starts a fresh one unless CDB_OPS_WARM=0)."""
     found = control.stop()
@@ -50,5 +65,6 @@ def register(app: typer.Typer) -> None:
         no_args_is_help=True,
     )
     warm_app.command("status")(warm_status)
+    warm_app.command("start")(warm_start)
     warm_app.command("stop")(warm_stop)
     app.add_typer(warm_app, name="warm")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from typing import Any
 
 from cdb_ops.cli.warm import address, protocol
@@ -35,6 +36,21 @@ def info() -> dict[str, Any] | None:
     if not reply:
         return None
     found: dict[str, Any] = json.loads(reply)
+    return found
+
+
+def start(timeout: float = 60.0) -> dict[str, Any] | None:
+    """The running server's info, starting one first if none answers; None when it did not come up
+    within `timeout` (its log is next to the socket)."""
+    found = info()
+    if found is not None:
+        return found
+    from cdb_ops.cli.warm.client import start_server
+
+    start_server(address.socket_path())
+    deadline = time.monotonic() + timeout
+    while (found := info()) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
     return found
 
 

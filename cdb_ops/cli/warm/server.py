@@ -215,7 +215,10 @@ def _supervise(conn: socket.socket, head: bytes, fds: list[int]) -> None:
 
 def _wait_worker(conn: socket.socket, worker: int) -> int:
     """The worker's wait status. A client that goes away (killed, its terminal closed) stops it."""
-    pidfd = os.pidfd_open(worker)
+    try:
+        pidfd = os.pidfd_open(worker)
+    except OSError:  # a kernel before 5.3: wait without watching the client
+        return os.waitpid(worker, 0)[1]
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
     poller.register(conn, select.POLLIN | select.POLLHUP)
