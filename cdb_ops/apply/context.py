@@ -34,9 +34,15 @@ class RunOptions:
     requested_by: tuple[str, str] = ("--clean", "--wipe-data")  # how plan reasons name the request
     validate: ValidateOptions = field(default_factory=ValidateOptions)
 
-    def plan_options(self, check_ports: bool = True, pending_rotations: frozenset[str] = frozenset()) -> PlanOptions:
+    def plan_options(
+        self,
+        check_ports: bool = True,
+        pending_rotations: frozenset[str] = frozenset(),
+        known_passwords: dict[str, dict[str, str]] | None = None,
+    ) -> PlanOptions:
         return PlanOptions(
             pending_rotations=pending_rotations,
+            known_passwords=known_passwords or {},
             remove_orphans=self.remove_orphans,
             no_cache=self.no_cache,
             clean=self.clean,

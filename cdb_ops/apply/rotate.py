@@ -45,6 +45,7 @@ CDB_SQL
 
 _NO_ROLE = re.compile(r'role "([^"]+)" does not exist')
 PENDING_FILE = "rotation-pending.json"
+KNOWN_FILE = "volume-passwords.json"
 VOLUME_MISMATCH = "volume_mismatch"  # details.cause of the error: .env names a role/database the volume lacks
 
 
@@ -58,6 +59,31 @@ def pending_rotations(project: Project) -> frozenset[str]:
     except (OSError, ValueError):
         return frozenset()
     return frozenset(str(s) for s in data) if isinstance(data, list) else frozenset()
+
+
+def known_passwords(project: Project) -> dict[str, dict[str, str]]:
+    """Data volume -> the config parts ({"volume_id", "secrets", "env"}: short hashes, never a value) of
+    the Postgres container last removed from it. A container created anew onto that very volume (same
+    `cdb.volume-id` label) with the same parts needs no ALTER ROLE: the password the volume holds is known."""
+    try:
+        data = json.loads((project.state_dir / KNOWN_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(v): {str(k): str(x) for k, x in p.items()} for v, p in data.items() if isinstance(p, dict)}
+
+
+def remember_password(project: Project, volume: str, volume_id: str, parts: dict[str, str] | None) -> None:
+    """Record (parts) or forget (None) what the volume's password was last set from."""
+    known = known_passwords(project)
+    if parts is None or not volume_id:
+        if known.pop(volume, None) is None:
+            return
+    else:
+        known[volume] = {"volume_id": volume_id, "secrets": parts.get("secrets", ""), "env": parts.get("env", "")}
+    project.ensure_state_dir()
+    atomic_write(project.state_dir / KNOWN_FILE, json.dumps(known, indent=2, sort_keys=True), mode=0o600)
 
 
 def mark_pending(project: Project, service: str, done: bool = False) -> frozenset[str]:

@@ -13,7 +13,7 @@ from cdb_ops.apply.context import PhaseContext, RunOptions
 from cdb_ops.apply.lock import run_lock
 from cdb_ops.apply.phases import registry
 from cdb_ops.apply.readiness import HealthWait
-from cdb_ops.apply.rotate import VOLUME_MISMATCH, pending_rotations
+from cdb_ops.apply.rotate import VOLUME_MISMATCH, known_passwords, pending_rotations
 from cdb_ops.engine.api import Engine
 from cdb_ops.errors import CdbError, Conflict, ExitCode, UsageError
 from cdb_ops.load.desired import DesiredStack
@@ -117,7 +117,9 @@ def execute(
     with run_lock(project.state_dir, f"{command} {book.name} since {result.started_at:%H:%M:%S}"):
         try:
             plan_options = options.plan_options(
-                check_ports=any(p.kind == "services" for p in phases), pending_rotations=pending_rotations(project)
+                check_ports=any(p.kind == "services" for p in phases),
+                pending_rotations=pending_rotations(project),
+                known_passwords=known_passwords(project),
             )
             observed = observe(engine, desired, host_ports=plan_options.check_ports)
             plan = plan_stack(desired, observed, plan_options)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cdb_ops.apply.rotate import pending_rotations
+from cdb_ops.apply.rotate import known_passwords, pending_rotations
 from cdb_ops.cli.options import FeedOpt, JsonOpt, ProfileOpt, ProjectDir
 from cdb_ops.cli.session import open_session
 from cdb_ops.engine.docker import DockerEngine
@@ -28,7 +28,10 @@ def plan(
     s = open_session(ctx, "plan", json_output, project_dir, "rebuild", profile, feed)
     observed = observe(DockerEngine(), s.desired)
     options = PlanOptions(
-        remove_orphans=remove_orphans, no_cache=no_cache, pending_rotations=pending_rotations(s.project)
+        remove_orphans=remove_orphans,
+        no_cache=no_cache,
+        pending_rotations=pending_rotations(s.project),
+        known_passwords=known_passwords(s.project),
     )
     result = plan_stack(s.desired, observed, options)
     s.out.plan(result, list(s.desired.profiles), s.desired.feed)

@@ -10,6 +10,9 @@ LABEL_PRIORITY = "cdb.priority"
 LABEL_SERVICE = "cdb.service"
 LABEL_HASH = "cdb.config-hash"
 LABEL_PARTS = "cdb.config-parts"
+# a volume's identity, random at creation: a record about "this volume" never applies to a removed and
+# recreated one of the same name (the engine's CreatedAt is the data directory's mtime, not its birth)
+LABEL_VOLUME_ID = "cdb.volume-id"
 LABEL_BUILD_HASH = "cdb.build-hash"
 LABEL_DATA = "cdb.data"
 LABEL_IMAGE = "cdb.image"

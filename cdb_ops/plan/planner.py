@@ -7,7 +7,8 @@ since only then are their ids known."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from cdb_ops.errors import ConfigError
 from cdb_ops.load.desired import DesiredService, DesiredStack, config_parts, finalize
@@ -19,6 +20,7 @@ from cdb_ops.model.labels import (
     LABEL_HASH,
     LABEL_PARTS,
     LABEL_SERVICE,
+    LABEL_VOLUME_ID,
     REPLACED_MARK,
     owned,
 )
@@ -38,6 +40,9 @@ class PlanOptions:
     obtained: frozenset[str] = frozenset()  # image refs pulled or built in this run (--no-cache is done for them)
     fresh_volumes: frozenset[str] = frozenset()  # volumes this run created (empty: nothing kept from before)
     pending_rotations: frozenset[str] = frozenset()  # services whose rotation an interrupted run left undone
+    # data volume -> {"volume_id", "secrets", "env"}: the config parts of the Postgres container last removed
+    # from it, recorded then (apply/rotate.py), so a container created anew knows the password it holds
+    known_passwords: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 def choose_image(svc: DesiredService, observed: ObservedStack, options: PlanOptions) -> ImageChoice:
@@ -153,8 +158,13 @@ def _rotation(
     except json.JSONDecodeError:
         have = {}
     want = config_parts(svc.container, svc.secret_files, svc.file_digests)
-    changed = [k for k in ("secrets", "env") if have.get(k) != want[k]]
     if actual is None:
+        known = options.known_passwords.get(volume)
+        volume_id = observed.volumes[volume].labels.get(LABEL_VOLUME_ID)
+        if known is not None and volume_id and known.get("volume_id") == volume_id:
+            have = dict(known)  # what the container last removed from this very volume was created with
+    changed = [k for k in ("secrets", "env") if have.get(k) != want[k]]
+    if actual is None and not have:
         cause = "no container: the password the volume holds is not known"
     elif not have:
         cause = "the container records no config parts: the password the volume holds is not known"

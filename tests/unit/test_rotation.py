@@ -244,3 +244,37 @@ def test_a_rotation_an_interrupted_run_left_undone_is_planned_again(project_dir,
     assert len(rotations) == 1 and "stopped before it set the password" in rotations[0].reason
     assert mark_pending(project, "db", done=True) == frozenset() == pending_rotations(project)
     assert not (project.state_dir / "rotation-pending.json").exists()
+
+
+def test_after_down_the_password_a_kept_volume_holds_is_known(project_dir, engine):
+    """`down` (or --clean) records what the removed Postgres container was created with, against the
+    volume's identity: a cold start onto that very volume sets no password — unless .env changed since,
+    or the volume is another one of the same name."""
+    from cdb_ops.apply.phases import cleanup
+    from cdb_ops.apply.rotate import known_passwords
+    from cdb_ops.load.playbook import load_runbook
+    from cdb_ops.model.facts import VolumeFacts
+    from cdb_ops.model.labels import LABEL_VOLUME_ID
+
+    _converged(project_dir, engine)
+    volume_id = engine.volumes_["t_data"].labels[LABEL_VOLUME_ID]
+    assert len(volume_id) == 32  # random, set when the volumes phase created it
+    ctx = _phase_context(project_dir, engine)
+    ctx.plan = plan_stack(ctx.desired, ctx.observed, PlanOptions(clean=True))
+    book, _ = load_runbook(ctx.project.playbook("rebuild"))
+    cleanup.run(ctx, next(p for p in book.phases if p.name == "cleanup"))
+    assert "t_db" not in engine.containers_
+    known = known_passwords(ctx.project)
+    assert set(known) == {"t_data"} and known["t_data"]["volume_id"] == volume_id
+    assert OLD_PW not in (ctx.project.state_dir / "volume-passwords.json").read_text()
+    assert _rotations(project_dir, engine, PlanOptions(known_passwords=known))[1] == []
+    # without the record (another clone of the project): not known, set in place as before
+    assert "not known" in _rotations(project_dir, engine)[1][0].reason
+    # .env changed since the container was removed
+    _set_env(project_dir, "POSTGRES_PASSWORD", "a-brand-new-password-9876543210")
+    rotations = _rotations(project_dir, engine, PlanOptions(known_passwords=known))[1]
+    assert len(rotations) == 1 and "POSTGRES_PASSWORD changed" in rotations[0].reason
+    # a volume of the same name created by someone else: the record is not about it
+    _set_env(project_dir, "POSTGRES_PASSWORD", OLD_PW)
+    engine.volumes_["t_data"] = VolumeFacts("t_data", {**engine.volumes_["t_data"].labels, LABEL_VOLUME_ID: "other"})
+    assert "not known" in _rotations(project_dir, engine, PlanOptions(known_passwords=known))[1][0].reason

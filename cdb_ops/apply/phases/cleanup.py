@@ -9,14 +9,18 @@ reports them as conflicts."""
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from graphlib import TopologicalSorter
 from typing import Any
 
 from cdb_ops.apply.context import PhaseContext
-from cdb_ops.errors import CdbError, StepFailed
+from cdb_ops.apply.rotate import remember_password
+from cdb_ops.errors import CdbError, ConfigError, StepFailed
+from cdb_ops.load.endpoints import postgres_service
 from cdb_ops.load.specs import PhaseSpec
+from cdb_ops.model.labels import LABEL_PARTS, LABEL_VOLUME_ID
 from cdb_ops.model.plan import Change
 
 
@@ -35,6 +39,7 @@ def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
     removed_any = bool(doomed)
     for change in volumes:
         ctx.engine.remove_volume(change.name)
+        remember_password(ctx.project, change.name, "", None)
         ctx.record(phase.name, "volume", change.name, "remove", change.reason)
         removed_any = True
     for note in ctx.plan.notes:
@@ -99,9 +104,34 @@ def _remove_in_dependency_order(ctx: PhaseContext, phase: PhaseSpec, changes: li
                     removing[pool.submit(ctx.engine.remove_container, name)] = name
                 else:
                     change = named[removing.pop(future)]
+                    _remember_password(ctx, change)
                     took = time.monotonic() - started[change.name]
                     detail = f"{change.reason}; {_how_it_stopped(exits.get(change.name))}"
                     ctx.record(phase.name, "container", change.name, "remove", detail, took, change.service)
+
+
+def _remember_password(ctx: PhaseContext, removed: Change) -> None:
+    """The Postgres container is gone: record what its data volume's password was set from, so the next
+    run that creates it anew (after `down`, `--clean`) need not set the password again (0.6 s of every
+    cold start). An interrupted rotation means it is not known: forgotten instead."""
+    try:
+        service = postgres_service(ctx.desired)
+    except ConfigError:
+        return
+    svc = ctx.desired.services.get(service)
+    facts = ctx.observed.containers.get(removed.name)
+    if svc is None or removed.service != service or facts is None:
+        return
+    volume = next((m.source for m in svc.container.mounts if m.kind == "volume"), None)
+    vfacts = ctx.observed.volumes.get(volume) if volume else None
+    if volume is None or vfacts is None:
+        return
+    try:
+        parts = json.loads(facts.labels.get(LABEL_PARTS, ""))
+    except json.JSONDecodeError:
+        parts = None
+    known = isinstance(parts, dict) and service not in ctx.plan_options.pending_rotations
+    remember_password(ctx.project, volume, vfacts.labels.get(LABEL_VOLUME_ID, ""), parts if known else None)
 
 
 def _stop(ctx: PhaseContext, name: str) -> int | None:

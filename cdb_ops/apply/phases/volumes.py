@@ -3,15 +3,18 @@ Never removes (only --wipe-data does, in cleanup)."""
 
 from __future__ import annotations
 
+import uuid
+
 from cdb_ops.apply.context import PhaseContext
 from cdb_ops.errors import ForeignResource
 from cdb_ops.load.specs import PhaseSpec
+from cdb_ops.model.labels import LABEL_VOLUME_ID
 
 
 def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
     for name, change in ctx.plan.volumes.items():
         if change.action == "create":
-            ctx.engine.create_volume(name, ctx.desired.volumes[name])
+            ctx.engine.create_volume(name, {**ctx.desired.volumes[name], LABEL_VOLUME_ID: uuid.uuid4().hex})
             ctx.record(phase.name, "volume", name, "create", change.reason)
         elif change.action == "conflict":
             raise ForeignResource(
