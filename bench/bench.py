@@ -474,6 +474,7 @@ def _print(result: dict[str, Any]) -> None:
         else [
             ("no-op rebuild (validate + probe) / up -d --wait", c["noop_rebuild_s"], d.get("noop_up_s")),
             ("  restarted nothing", c["noop_restarted_nothing"], None),
+            ("  the same, every process cold (CDB_OPS_WARM=0)", c.get("noop_rebuild_cold_process_s"), None),
             (
                 "cold start to ready (cdb-ops probes) / up -d --wait",
                 c["cold_start_to_ready_s"],
@@ -484,7 +485,6 @@ def _print(result: dict[str, Any]) -> None:
                 c["cold_start_to_docker_healthy_s"],
                 d.get("cold_start_to_docker_healthy_s"),
             ),
-            ("  the same, every process cold (CDB_OPS_WARM=0)", c.get("noop_rebuild_cold_process_s"), None),
             ("status / ps", c["status_s"], d.get("ps_s")),
             ("  the same, cold process (CDB_OPS_WARM=0)", c.get("status_cold_process_s"), None),
             ("status --json / ps", c["status_json_s"], d.get("ps_s")),
