@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import make_project, remove_system
+from tests.helpers import make_project, quit_servers, remove_system
 
 pytestmark = pytest.mark.integration
 
@@ -35,8 +35,7 @@ def env(tmp_path: Path, project: Path) -> Iterator[dict[str, str]]:
     values = {k: v for k, v in os.environ.items() if k != "CDB_OPS_WARM"}
     values.update(XDG_RUNTIME_DIR=str(run_dir), CDB_PROJECT_DIR=str(project))
     yield values
-    subprocess.run([sys.executable, "-m", "cdb_ops", "warm", "stop"], env={**values, "CDB_OPS_WARM": "0"},
-                   capture_output=True, timeout=60)  # fmt: skip
+    quit_servers(run_dir)
 
 
 def _server_processes(env: dict[str, str]) -> list[int]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import cdb_ops
+from tests.helpers import quit_servers
 
 
 @pytest.fixture
@@ -25,13 +26,7 @@ def runtime(tmp_path: Path) -> Iterator[dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if k not in ("CDB_OPS_WARM", "CDB_PROJECT_DIR")}
     env["XDG_RUNTIME_DIR"] = str(run_dir)
     yield env
-    # in this process (CDB_OPS_WARM=0): a stop through the server would start a new one were none running
-    subprocess.run(
-        [sys.executable, "-m", "cdb_ops", "warm", "stop"],
-        env={**env, "CDB_OPS_WARM": "0"},
-        capture_output=True,
-        timeout=60,
-    )
+    quit_servers(run_dir)
 
 
 def cli(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -99,11 +99,15 @@ def start_server(path: str) -> None:
     if not address.private_dir(path, create=True):
         return
     log = path.removesuffix(".sock") + ".log"
+    import cdb_ops
+
+    package = os.path.dirname(os.path.abspath(cdb_ops.__file__))
     with contextlib.suppress(OSError):  # no server: every command runs in its own process, as without one
         os.posix_spawn(
             sys.executable,
-            # -P: the working directory of whichever command started it is not on its sys.path
-            [sys.executable, "-P", "-m", "cdb_ops.cli.warm.server", path],
+            # -P: not the working directory of whichever command started it on its sys.path; _BOOT makes it
+            # import this very cdb_ops package (a checkout's, when its directory shadows the installed one)
+            [sys.executable, "-P", "-c", _BOOT, path, package],
             dict(os.environ),
             file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
@@ -112,3 +116,12 @@ def start_server(path: str) -> None:
             ],
             setsid=True,
         )
+
+
+_BOOT = """import importlib.util, os, sys
+spec = importlib.util.find_spec("cdb_ops")
+if spec is None or os.path.dirname(spec.origin or "") != sys.argv[2]:
+    sys.path.insert(0, os.path.dirname(sys.argv[2]))
+from cdb_ops.cli.warm.server import serve
+sys.exit(serve(sys.argv[1], sys.argv[2]))
+"""

@@ -1,4 +1,4 @@
-"""The server half: `python -m cdb_ops.cli.warm.server SOCKET` (started by the client, never by hand).
+"""The server half, started by the client (`client._BOOT`), never by hand.
 
 It imports everything a command may need, then waits for clients. Per command it forks twice: a
 supervisor that holds the client's connection, and under it the worker that runs the command with the
@@ -39,7 +39,7 @@ def warm_up() -> int:
     import cdb_ops
 
     for info in pkgutil.walk_packages(cdb_ops.__path__, "cdb_ops."):
-        if info.name.endswith("__main__") or info.name.startswith("cdb_ops.cli.warm.server"):
+        if info.name.endswith("__main__"):
             continue
         importlib.import_module(info.name)
     for name in _LAZY_IMPORTS:
@@ -77,7 +77,13 @@ def stale(files: dict[str, int]) -> bool:
     return False
 
 
-def serve(path: str) -> int:
+def serve(path: str, package: str) -> int:
+    """Serve on `path` the cdb_ops package at `package` (the client's): any other, and it refuses."""
+    import cdb_ops
+
+    if os.path.dirname(os.path.abspath(cdb_ops.__file__)) != package:
+        print(f"warm server: imported cdb_ops from {cdb_ops.__file__}, not {package}; not serving", flush=True)
+        return 1
     if not address.private_dir(path, create=True):
         return 1
     os.chdir("/")  # holds no one's directory; each command gets its client's
@@ -298,7 +304,3 @@ def _stdio(streams: dict[str, list[str] | None]) -> None:
     sys.stdin = sys.__stdin__ = made.get(0)  # type: ignore[assignment,misc]
     sys.stdout = sys.__stdout__ = made.get(1)  # type: ignore[assignment,misc]
     sys.stderr = sys.__stderr__ = made.get(2)  # type: ignore[assignment,misc]
-
-
-if __name__ == "__main__":
-    sys.exit(serve(sys.argv[1]))
