@@ -206,6 +206,8 @@ def _supervise(conn: socket.socket, head: bytes, fds: list[int]) -> None:
         if worker == 0:
             conn.close()
             _work(fds, payload)
+        with contextlib.suppress(OSError):  # here too, so the group exists before the client can signal it
+            os.setpgid(worker, worker)
         _close(fds)
         conn.sendall(protocol.STARTED + protocol.pack_int(worker))
         status = _wait_worker(conn, worker)
