@@ -40,6 +40,8 @@ from .frames import MAX_FRAME_BYTES, FrameResult, MiniTicker, parse_frame, probe
 DEFAULT_FEED_URL = "wss://stream.binance.com:9443/ws/!miniTicker@arr"
 MAX_CONNECTION_SECONDS = 23 * 3600 + 50 * 60  # Binance closes a connection after 24 h: rotate first
 CHANGE_STEP = Decimal("0.00000001")
+# ticks of a feed frame queued per turn of the event loop (a 300-pair frame: six turns, ~1.5 ms each)
+FEED_SLICE = 50
 
 FRAMES_RECEIVED = Counter("cdb_frames_received_total", "Websocket messages received")
 FRAMES_REJECTED = Counter("cdb_frames_rejected_total", "Frames or frame items dropped", ["reason"])
@@ -106,6 +108,27 @@ class ScreenerService(BaseService):
     # -- frames -----------------------------------------------------------------------------------
     def handle_frame(self, raw: str | bytes, *, is_probe: bool = False) -> FrameResult:
         """The one path every frame takes, real or probe: parse, filter, queue ticks and snapshots."""
+        result = self._accept(raw, is_probe)
+        if result.tickers and not result.rejected and not result.shutdown:
+            self._emit(result, result.tickers, now_ms(), is_probe)
+        return result
+
+    async def handle_feed_frame(self, raw: str | bytes) -> FrameResult:
+        """handle_frame for the feed: the ticks are queued in slices with the event loop let in between,
+        so the publisher sends the first slice to Redis (and the signal engine works on it) while the
+        rest of a 300-pair frame is still being turned into ticks, and a probe waiting on the HTTP port
+        is not held behind the whole frame."""
+        result = self._accept(raw, False)
+        if not result.tickers or result.rejected or result.shutdown:
+            return result
+        received = now_ms()
+        for start in range(0, len(result.tickers), FEED_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            self._emit(result, result.tickers[start : start + FEED_SLICE], received, False)
+        return result
+
+    def _accept(self, raw: str | bytes, is_probe: bool) -> FrameResult:
         FRAMES_RECEIVED.inc()
         result = parse_frame(raw, self.min_volume, held=self.holdings.current.symbols)
         if result.rejected:
@@ -123,8 +146,10 @@ class ScreenerService(BaseService):
         TICKS_RECEIVED.inc(len(result.tickers) + sum(result.filtered.values()))
         if result.exit_only:
             TICKS_HELD.inc(sum(1 for t in result.tickers if t.symbol in result.exit_only))
-        received = now_ms()
-        for ticker in result.tickers:
+        return result
+
+    def _emit(self, result: FrameResult, tickers: list[MiniTicker], received: int, is_probe: bool) -> None:
+        for ticker in tickers:
             data = tick_json(
                 str(uuid.uuid4()), ticker.symbol, ticker.close, ticker.open, ticker.high, ticker.low,
                 ticker.base_volume, ticker.quote_volume, ticker.event_time, received, received, is_probe,
@@ -135,7 +160,6 @@ class ScreenerService(BaseService):
             previous = self.snapshots.get(key)
             if previous is None or previous[0].event_time <= ticker.event_time:
                 self.snapshots[key] = (ticker, is_probe)
-        return result
 
     def _enqueue(self, tick: tuple[str, str, str]) -> None:
         if len(self.queue) >= self.max_queue:
@@ -208,7 +232,7 @@ class ScreenerService(BaseService):
                         return "stopping"
                     continue
                 last_message = time.monotonic()
-                result = self.handle_frame(receiving.result())
+                result = await self.handle_feed_frame(receiving.result())
                 if result.shutdown:
                     return "serverShutdown announced"
                 if not result.rejected:
