@@ -136,7 +136,9 @@ def serve(path: str, package: str) -> int:
                         lock.close()
                         _supervise(conn, head, fds)
                     _close(fds)
-                elif kind == protocol.INFO:
+                    continue
+                _close(fds)  # only a run hands over descriptors
+                if kind == protocol.INFO:
                     info = {"pid": os.getpid(), "socket": path, "started_at": started, "modules": modules,
                             "source_files": len(files), "commands_served": served,
                             "idle_timeout_seconds": address.IDLE_SECONDS, "rss_bytes": _rss()}  # fmt: skip
