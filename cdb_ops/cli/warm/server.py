@@ -106,7 +106,7 @@ def serve(path: str, package: str) -> int:
     listener.settimeout(address.IDLE_SECONDS)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # supervisors are reaped by the kernel
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    served = 0
+    served, ours = 0, True
     print(f"warm server {os.getpid()} ready: {modules} modules, {len(files)} source files, "
           f"{time.time() - started:.2f}s", flush=True)  # fmt: skip
     try:
@@ -126,8 +126,13 @@ def serve(path: str, package: str) -> int:
                 if kind == protocol.RUN:
                     if stale(files):
                         _close(fds)
+                        # socket and lock given up before answering, so the server the client starts now
+                        # can take them at once
                         with contextlib.suppress(OSError):
-                            os.unlink(path)  # before answering, so the client's new server can bind
+                            os.unlink(path)
+                        ours = False  # from here on the path may be the next server's
+                        lock.close()
+                        with contextlib.suppress(OSError):
                             conn.sendall(protocol.STALE)
                         return 0
                     served += 1
@@ -149,20 +154,20 @@ def serve(path: str, package: str) -> int:
                         conn.sendall(b"K")
                     return 0
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)  # ours: no other server binds it while we hold the lock
+        if ours:  # no other server binds it while we hold the lock
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 def _take(lock: Any) -> bool:
-    """The installation's lock. A stale server that is just quitting releases it within moments, so
-    wait a little; a live one keeps it, and this start gives up."""
-    for _ in range(40):
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            time.sleep(0.05)
-    return False
+    """The installation's lock, or False when another server holds it (starting or running). One try:
+    a stale server gives it up before it tells its client to start a new one, and a server that was
+    stopped on purpose must not be followed by one that happened to be waiting."""
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _answers(path: str) -> bool:
