@@ -78,7 +78,7 @@ def _postgres(engine: Engine, desired: DesiredStack, redact: Redactor) -> list[F
         "log_tail": lines,
     }
     if data_lines:
-        volume = next((m.source for m in svc.container.mounts if m.kind == "volume"), "cdb_postgres_data")
+        volume = svc.data_volume or "cdb_postgres_data"
         return [
             Finding(
                 "postgres starts",

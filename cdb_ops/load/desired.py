@@ -61,6 +61,11 @@ class DesiredService:
     secret_files: dict[str, bytes] = field(default_factory=dict)
     file_digests: dict[str, str] = field(default_factory=dict)  # bind-mounted project files -> content hash
 
+    @property
+    def data_volume(self) -> str | None:
+        """The named volume its container mounts (Postgres: its data directory), if any."""
+        return next((m.source for m in self.container.mounts if m.kind == "volume"), None)
+
 
 @dataclass(frozen=True)
 class DesiredStack:

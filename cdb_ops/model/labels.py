@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 LABEL_SYSTEM = "cdb.system"
@@ -36,3 +37,13 @@ def system_selector(system: str) -> str:
 
 def base_labels(system: str, role: str, priority: str) -> dict[str, str]:
     return {LABEL_SYSTEM: system, LABEL_ROLE: role, LABEL_PRIORITY: priority}
+
+
+def recorded_parts(labels: Mapping[str, str]) -> dict[str, str]:
+    """The config-part hashes a container was created with (LABEL_PARTS); {} when none are recorded
+    or the label cannot be read."""
+    try:
+        parts = json.loads(labels.get(LABEL_PARTS, "{}"))
+    except json.JSONDecodeError:
+        return {}
+    return parts if isinstance(parts, dict) else {}

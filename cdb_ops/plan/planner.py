@@ -23,6 +23,7 @@ from cdb_ops.model.labels import (
     LABEL_VOLUME_ID,
     REPLACED_MARK,
     owned,
+    recorded_parts,
 )
 from cdb_ops.model.plan import Action, Change, ImageChoice, Plan
 from cdb_ops.model.resources import ContainerSpec
@@ -107,10 +108,7 @@ def container_change(
 
 
 def _why_different(actual: ContainerFacts, want_parts_json: str) -> str:
-    try:
-        have = json.loads(actual.labels.get(LABEL_PARTS, "{}"))
-    except json.JSONDecodeError:
-        have = {}
+    have = recorded_parts(actual.labels)
     want = json.loads(want_parts_json)
     changed = sorted(k for k in want if have.get(k) != want[k])
     if not have:
@@ -149,14 +147,11 @@ def _rotation(
         return None
     if PG_SECRET not in svc.spec.secrets:
         return None
-    volume = next((m.source for m in svc.container.mounts if m.kind == "volume"), None)
+    volume = svc.data_volume
     if volume is None or volume not in observed.volumes or volume in options.fresh_volumes:
         return None
     actual = observed.containers.get(svc.container.name)
-    try:
-        have = json.loads(actual.labels.get(LABEL_PARTS, "{}")) if actual else {}
-    except json.JSONDecodeError:
-        have = {}
+    have = recorded_parts(actual.labels) if actual else {}
     want = config_parts(svc.container, svc.secret_files, svc.file_digests)
     if actual is None:
         known = options.known_passwords.get(volume)

@@ -9,7 +9,6 @@ reports them as conflicts."""
 
 from __future__ import annotations
 
-import json
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from graphlib import TopologicalSorter
@@ -20,7 +19,7 @@ from cdb_ops.apply.rotate import remember_password
 from cdb_ops.errors import CdbError, ConfigError, StepFailed
 from cdb_ops.load.endpoints import postgres_service
 from cdb_ops.load.specs import PhaseSpec
-from cdb_ops.model.labels import LABEL_PARTS, LABEL_VOLUME_ID
+from cdb_ops.model.labels import LABEL_VOLUME_ID, recorded_parts
 from cdb_ops.model.plan import Change
 
 
@@ -122,15 +121,12 @@ def _remember_password(ctx: PhaseContext, removed: Change) -> None:
     facts = ctx.observed.containers.get(removed.name)
     if svc is None or removed.service != service or facts is None:
         return
-    volume = next((m.source for m in svc.container.mounts if m.kind == "volume"), None)
+    volume = svc.data_volume
     vfacts = ctx.observed.volumes.get(volume) if volume else None
     if volume is None or vfacts is None:
         return
-    try:
-        parts = json.loads(facts.labels.get(LABEL_PARTS, ""))
-    except json.JSONDecodeError:
-        parts = None
-    known = isinstance(parts, dict) and service not in ctx.plan_options.pending_rotations
+    parts = recorded_parts(facts.labels)
+    known = bool(parts) and service not in ctx.plan_options.pending_rotations
     remember_password(ctx.project, volume, vfacts.labels.get(LABEL_VOLUME_ID, ""), parts if known else None)
 
 

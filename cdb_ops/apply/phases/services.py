@@ -89,7 +89,7 @@ def _put_back(ctx: PhaseContext, svc: DesiredService) -> bool:
 
 def _rotate(ctx: PhaseContext, svc: DesiredService, phase: str, change: Change) -> None:
     """Carry out the plan's rotation: the container is started, its volume keeps an old password."""
-    volume = next((m.source for m in svc.container.mounts if m.kind == "volume"), "")
+    volume = svc.data_volume or ""
     with ctx.timed() as took:
         # Containers still holding the old password, which the plan recreates later in this run with the new
         # one, are stopped (gracefully) first: once it changes they could not log in again, and every try

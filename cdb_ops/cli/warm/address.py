@@ -21,11 +21,16 @@ def runtime_dir() -> str:
     return os.path.join(base, f"cdb-ops-{os.getuid()}")
 
 
-def install_key() -> str:
+def package_dir() -> str:
+    """Where this process's cdb_ops package is: a server serves one package, its clients' own."""
     import cdb_ops
 
+    return os.path.dirname(os.path.abspath(cdb_ops.__file__))
+
+
+def install_key() -> str:
     # sys.path[0] is the script's or the working directory: not part of what the server loaded
-    parts = [sys.executable, sys.version, os.path.dirname(os.path.abspath(cdb_ops.__file__)), *sys.path[1:]]
+    parts = [sys.executable, sys.version, package_dir(), *sys.path[1:]]
     parts.append(repr(sys.flags))
     raw = "\0".join(parts).encode("utf-8", "surrogateescape")
     return f"{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}"

@@ -99,9 +99,7 @@ def start_server(path: str) -> None:
     if not address.private_dir(path, create=True):
         return
     log = path.removesuffix(".sock") + ".log"
-    import cdb_ops
-
-    package = os.path.dirname(os.path.abspath(cdb_ops.__file__))
+    package = address.package_dir()
     with contextlib.suppress(OSError):  # no server: every command runs in its own process, as without one
         os.posix_spawn(
             sys.executable,

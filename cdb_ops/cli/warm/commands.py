@@ -1,4 +1,4 @@
-"""`cdb-ops warm status|stop`: the background process that keeps cdb-ops' modules loaded (README
+"""`cdb-ops warm start|status|stop`: the background process that keeps cdb-ops' modules loaded (README
 "Speed: the warm server")."""
 
 from __future__ import annotations

@@ -79,10 +79,8 @@ def stale(files: dict[str, int]) -> bool:
 
 def serve(path: str, package: str) -> int:
     """Serve on `path` the cdb_ops package at `package` (the client's): any other, and it refuses."""
-    import cdb_ops
-
-    if os.path.dirname(os.path.abspath(cdb_ops.__file__)) != package:
-        print(f"warm server: imported cdb_ops from {cdb_ops.__file__}, not {package}; not serving", flush=True)
+    if address.package_dir() != package:
+        print(f"warm server: imported cdb_ops from {address.package_dir()}, not {package}; not serving", flush=True)
         return 1
     if not address.private_dir(path, create=True):
         return 1
