@@ -13,6 +13,7 @@ import docker
 import httpx
 import psycopg
 import pytest
+import redis
 
 from tests.helpers import cdb, cdb_json, env_values, make_project, remove_system
 
@@ -125,6 +126,45 @@ def test_risk_audit_file_has_every_decision(project):
     with _pg(project) as conn:
         n = conn.execute("SELECT count(*) FROM risk_events").fetchone()[0]
     assert len(lines) >= n > 0
+
+
+# Run inside the signal container (the services' own redis-py and cdb_common): one batch of 600 ticks and
+# 250 marks through the screener's path, twice, the second time after Redis forgot the script.
+_PUBLISH_BATCH = """
+import asyncio, logging
+from cdb_common.config import load_settings
+from cdb_common.streams import Bus
+async def main():
+    bus = Bus(load_settings("signal_engine", 8001).redis, logging.getLogger("t"))
+    marks = {f"BATCH{i:03d}USDT": f"{i}.5" for i in range(250)}
+    await bus.publish_json("cdb:test:batch", [f'{{"n":{i}}}' for i in range(600)], marks, "batchtest")
+    await bus.redis.script_flush()
+    await bus.publish_json("cdb:test:batch", ['{"n":600}'], {"BATCH000USDT": "7"}, "batchtest")
+    await bus.close()
+asyncio.run(main())
+"""
+
+
+def test_a_batch_of_ticks_and_its_marks_is_added_whole_and_in_order(project):
+    password = env_values(project)["REDIS_PASSWORD"]
+    r = redis.Redis(host="127.0.0.1", port=6379 + OFFSET, password=password, decode_responses=True)
+    r.delete("cdb:test:batch", "cdb:marks:batchtest")
+    code, out = docker.from_env().containers.get("cdbx_signal").exec_run(["python3", "-c", _PUBLISH_BATCH])
+    assert code == 0, out.decode()
+    entries = r.xrange("cdb:test:batch")
+    assert [json.loads(f["data"])["n"] for _id, f in entries] == list(range(601))
+    marks = r.hgetall("cdb:marks:batchtest")
+    assert len(marks) == 250  # more than one HSET chunk of 100 pairs
+    assert marks["BATCH000USDT"] == "7" and marks["BATCH249USDT"] == "249.5" and marks["BATCH100USDT"] == "100.5"
+    r.delete("cdb:test:batch", "cdb:marks:batchtest")
+
+
+def test_every_service_reports_its_garbage_collector_pauses(project):
+    for port in (8000, 8001, 8002, 8003):
+        text = httpx.get(f"http://127.0.0.1:{port + OFFSET}/metrics", timeout=5).text
+        full = [ln for ln in text.splitlines() if ln.startswith('cdb_gc_pause_seconds_count{generation="2"}')]
+        # at least the full collection each service runs once started, before it freezes what it holds
+        assert full and float(full[0].split()[-1]) >= 1, (port, full)
 
 
 def _probe(move: float = 8.0) -> str:

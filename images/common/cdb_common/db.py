@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import psycopg
 import psycopg.errors
@@ -57,15 +58,12 @@ class Database:
                 await conn.close()
 
     @asynccontextmanager
-    async def transaction(self, isolation: str | None = None) -> AsyncIterator[psycopg.AsyncConnection]:
-        """One transaction; a connection fault becomes `Unavailable` and the connection is rebuilt next time."""
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """The connection, under the lock, outside any transaction (each statement commits on its own); a
+        connection fault becomes `Unavailable` and the connection is rebuilt next time."""
         async with self._lock:
             try:
-                conn = await self._ensure()
-                async with conn.transaction():
-                    if isolation:
-                        await conn.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
-                    yield conn
+                yield await self._ensure()
             except psycopg.errors.TransactionRollback as exc:
                 # Rolled back by the server on purpose; the connection is healthy, so keep it.
                 raise Conflict(f"postgres: {exc}".strip()) from exc
@@ -73,10 +71,26 @@ class Database:
                 await self._drop()
                 raise Unavailable(f"postgres: {exc}".strip()) from exc
 
+    @asynccontextmanager
+    async def transaction(self, isolation: str | None = None) -> AsyncIterator[psycopg.AsyncConnection]:
+        """One transaction (faults as for `connection`)."""
+        async with self.connection() as conn:
+            # The level goes into the BEGIN itself (psycopg adds it): a SET TRANSACTION after it cost one more
+            # round trip to Postgres on the path every order takes.
+            level = psycopg.IsolationLevel[isolation.replace(" ", "_")] if isolation else None
+            await conn.set_isolation_level(level)
+            async with conn.transaction():
+                yield conn
+
+    async def execute(self, sql: str, params: Any = None) -> None:
+        """One statement on its own: atomic by itself in autocommit, one round trip where a transaction takes
+        three (BEGIN, the statement, COMMIT)."""
+        async with self.connection() as conn:
+            await conn.execute(sql, params)
+
     async def ping(self) -> bool:
         try:
-            async with self.transaction() as conn:
-                await conn.execute("SELECT 1")
+            await self.execute("SELECT 1")
             return True
         except Unavailable:
             return False
@@ -87,8 +101,7 @@ class Database:
         backoff = Backoff(base=0.5, cap=5.0)
         while not stop.is_set():
             try:
-                async with self.transaction() as conn:
-                    await conn.execute("SELECT 1")
+                await self.execute("SELECT 1")  # one round trip, holding the lock the handlers need briefly
                 backoff.reset()
                 delay = interval
             except Unavailable as exc:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from . import gcpause
 from .config import ConfigError, Settings, env_int, load_settings
 from .db import Database
 from .health import HealthReport, dependency_verdict
@@ -84,6 +85,7 @@ class BaseService:
             loop.add_signal_handler(signum, self.stop.set)
         await self.http.start()
         await self.open()
+        gcpause.settle()
         tasks = [asyncio.create_task(coro) for coro in self.loops()]
         if self.bus is not None:
             tasks.append(asyncio.create_task(self.bus.monitor(self.stop)))
@@ -135,6 +137,7 @@ def main(service_cls: Callable[[Settings, logging.Logger], BaseService], name: s
     except ConfigError as exc:
         sys.exit(refuse(exc))
     log = setup_logging(name, settings.log_level)
+    gcpause.watch()
 
     async def _run() -> int:
         # Built inside the loop: the Redis pool and locks belong to the running loop.
