@@ -41,6 +41,7 @@ def quick_status(args: list[str]) -> int | None:
     if parsed is None:
         return None
     json_output, project_dir, profiles = parsed
+    from cdb_ops.engine.cgroups import load_samples, save_samples
     from cdb_ops.engine.lean import LeanReader, LeanUnavailable, local_socket
     from cdb_ops.errors import CdbError
     from cdb_ops.load.outline import load_outline, outline_key
@@ -61,10 +62,12 @@ def quick_status(args: list[str]) -> int | None:
 
         values = {k: e.value for k, e in parse_env_file(project.env_file).items()}
         redact = Redactor(values[k] for k in outline.secret_keys if values.get(k))
-        reader = LeanReader(sock)
+        samples = project.state_dir / "cpu-samples.json"
+        reader = LeanReader(sock, earlier=load_samples(samples))
         rows = gather(reader, outline)
         if any(r.state == "running" and r.memory_bytes is None for r in rows):
             return None  # cgroups not readable here: the full command asks the stats endpoint
+        save_samples(samples, reader.latest)
         last_run = load_last_run(project)
     except (CdbError, LeanUnavailable, OSError):
         return None

@@ -3,9 +3,13 @@ stats endpoint's ~1 s per call on Docker 20.10 (only for an engine on this host)
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from cdb_ops.fsutil import atomic_write
 
 _CGROUP = Path("/sys/fs/cgroup")
 
@@ -59,3 +63,18 @@ def cgroup_sample(cid: str) -> CgroupSample | None:
             usage -= _memory_stat(v2 / "memory.stat", "inactive_file")
             return CgroupSample(now, max(usage, 0), _read_int(v2 / "memory.max") or 0, usec * 1000)
     return None
+
+
+def load_samples(path: Path) -> dict[str, CgroupSample]:
+    """The readings an earlier `status` left (container id -> sample); {} when there are none."""
+    try:
+        return {cid: CgroupSample(*v) for cid, v in json.loads(path.read_text()).items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
+
+
+def save_samples(path: Path, samples: dict[str, CgroupSample]) -> None:
+    """For the next `status`; best effort (without them it measures its own short window)."""
+    doc = {cid: [s.at, s.memory, s.limit, s.cpu_ns] for cid, s in samples.items()}
+    with contextlib.suppress(OSError):
+        atomic_write(path, json.dumps(doc))

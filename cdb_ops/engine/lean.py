@@ -20,6 +20,10 @@ from cdb_ops.model.facts import ContainerFacts, ContainerStats
 _DEFAULT_SOCKET = "/var/run/docker.sock"
 # CPU is a rate: two cgroup readings this far apart at least (the inspects run in between)
 MIN_CPU_WINDOW = 0.03
+# A reading an earlier `status` left is the window's start when it is at most this old: CPU over the seconds
+# since then (a steadier figure than 30 ms), and no waiting for a window (the 30 ms were most of the time
+# `status` took once the warm server had made starting it cheap).
+EARLIER_SAMPLE_SECONDS = 10.0
 
 
 class LeanUnavailable(Exception):
@@ -66,10 +70,12 @@ def _dechunk(body: bytes) -> bytes:
 class LeanReader:
     """`containers()` and `stats_many()` of `EngineFacts`, for a local engine, read-only."""
 
-    def __init__(self, path: str, timeout: float = 10.0) -> None:
+    def __init__(self, path: str, timeout: float = 10.0, earlier: dict[str, CgroupSample] | None = None) -> None:
         self._path, self._timeout = path, timeout
         self._first: dict[str, CgroupSample | None] = {}
         self._first_at = 0.0
+        self._earlier = earlier or {}  # readings of an earlier run (cgroups.load_samples)
+        self.latest: dict[str, CgroupSample] = {}  # this run's last readings, for the next run
 
     def _get(self, url: str) -> Any:
         try:
@@ -109,15 +115,31 @@ class LeanReader:
     def stats_many(self, ids: list[str], cpu: bool = True) -> dict[str, ContainerStats]:
         """From the cgroups only; what they do not answer is left out (`status` shows '-')."""
         first = {cid: self._first.get(cid) or cgroup_sample(cid) for cid in ids}
-        if cpu and any(v is not None for v in first.values()):
-            wait = MIN_CPU_WINDOW - (time.monotonic() - self._first_at)
-            if wait > 0:
-                time.sleep(wait)
+        read = {cid: v for cid, v in first.items() if v is not None}
+        earlier = {cid: self._earlier.get(cid) for cid in read}
+        pairs: dict[str, tuple[CgroupSample | None, CgroupSample | None]]
+        if cpu and read and all(_window_start(e, b) for e, b in zip(earlier.values(), read.values(), strict=True)):
+            pairs = {cid: (earlier[cid], b) for cid, b in read.items()}
+        else:
+            if cpu and read:
+                wait = MIN_CPU_WINDOW - (time.monotonic() - self._first_at)
+                if wait > 0:
+                    time.sleep(wait)
+            pairs = {cid: (a, (cgroup_sample(cid) if cpu else a)) for cid, a in read.items()}
         out: dict[str, ContainerStats] = {}
-        for cid in ids:
-            a = first[cid]
-            b = (cgroup_sample(cid) if cpu else a) if a is not None else None
+        for cid, (a, b) in pairs.items():
             if a is not None and b is not None:
                 pct = max(0.0, (b.cpu_ns - a.cpu_ns) / (b.at - a.at) / 1e9 * 100.0) if cpu and b.at > a.at else None
                 out[cid] = ContainerStats(b.memory, b.limit, pct)
+                self.latest[cid] = b
         return out
+
+
+def _window_start(earlier: CgroupSample | None, now: CgroupSample) -> bool:
+    """Whether an earlier run's reading can start this run's CPU window: recent, not too recent, and of the
+    same cgroup (a restarted container's counter starts again from 0)."""
+    return (
+        earlier is not None
+        and MIN_CPU_WINDOW <= now.at - earlier.at <= EARLIER_SAMPLE_SECONDS
+        and now.cpu_ns >= earlier.cpu_ns
+    )

@@ -8,8 +8,11 @@ import socket
 import threading
 from pathlib import Path
 
+import pytest
+
 from cdb_ops.cli.quick import _parse, quick_status
-from cdb_ops.engine.lean import _dechunk, _http_get
+from cdb_ops.engine.cgroups import CgroupSample, load_samples, save_samples
+from cdb_ops.engine.lean import MIN_CPU_WINDOW, _dechunk, _http_get
 from cdb_ops.load.outline import OutlineService, StackOutline, load_outline, outline_key, save_outline
 from cdb_ops.load.project import find_project
 from cdb_ops.load.settings import parse_env_file
@@ -80,3 +83,59 @@ def test_http_get_over_a_unix_socket(tmp_path: Path) -> None:
     server.close()
     assert status == 200 and json.loads(body) == [{"Id": "a"}]
     assert seen[0].startswith(b"GET /containers/json?all=1 HTTP/1.1\r\n")
+
+
+class _Cgroups:
+    """What `cgroup_sample` reads, per container id, scripted: (monotonic time, cpu ns) per call."""
+
+    def __init__(self, readings: dict[str, list[tuple[float, int]]]) -> None:
+        self.readings = readings
+
+    def __call__(self, cid: str) -> CgroupSample | None:
+        at, cpu_ns = self.readings[cid].pop(0)
+        return CgroupSample(at, 100 * 2**20, 0, cpu_ns)
+
+
+def _reader(monkeypatch, readings, earlier):
+    from cdb_ops.engine import lean
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(lean, "cgroup_sample", _Cgroups(readings))
+    monkeypatch.setattr(lean.time, "sleep", sleeps.append)
+    monkeypatch.setattr(lean.time, "monotonic", lambda: 1000.0)
+    reader = lean.LeanReader("/nonexistent.sock", earlier=earlier)
+    reader._first_at = 1000.0
+    return reader, sleeps
+
+
+def test_a_recent_reading_of_an_earlier_status_starts_the_cpu_window_without_waiting(monkeypatch) -> None:
+    earlier = {"a": CgroupSample(998.0, 0, 0, 1_000_000_000)}  # 2 s before, 1 s of CPU since
+    reader, sleeps = _reader(monkeypatch, {"a": [(1000.0, 2_000_000_000)]}, earlier)
+    stats = reader.stats_many(["a"])
+    assert sleeps == [] and stats["a"].cpu_percent == 50.0
+    assert reader.latest["a"].cpu_ns == 2_000_000_000  # what the next status starts from
+
+
+@pytest.mark.parametrize(
+    "earlier",
+    [
+        {},  # no earlier status
+        {"a": CgroupSample(980.0, 0, 0, 1_000_000_000)},  # 20 s old: not "now" any more
+        {"a": CgroupSample(999.99, 0, 0, 1_000_000_000)},  # 10 ms old: too short a window
+        {"a": CgroupSample(998.0, 0, 0, 9_000_000_000)},  # counter went back: the container restarted
+    ],
+)
+def test_without_a_usable_earlier_reading_status_measures_its_own_window(monkeypatch, earlier) -> None:
+    reader, sleeps = _reader(monkeypatch, {"a": [(1000.0, 2_000_000_000), (1000.05, 2_010_000_000)]}, earlier)
+    stats = reader.stats_many(["a"])
+    assert sleeps and sleeps[0] == pytest.approx(MIN_CPU_WINDOW)
+    assert stats["a"].cpu_percent == pytest.approx(20.0)
+
+
+def test_readings_round_trip_through_the_state_file(tmp_path: Path) -> None:
+    path = tmp_path / "cpu-samples.json"
+    assert load_samples(path) == {}
+    save_samples(path, {"a": CgroupSample(1.5, 2, 3, 4)})
+    assert load_samples(path) == {"a": CgroupSample(1.5, 2, 3, 4)}
+    path.write_text("not json")
+    assert load_samples(path) == {}

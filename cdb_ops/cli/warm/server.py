@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import io
 import json
 import os
@@ -50,6 +51,11 @@ def warm_up() -> int:
 
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         run(["--help"])
+    # rich loads its table of character widths on the first character outside its one-cell ranges (the
+    # tables' ✓ and •): 30 ms of every `status` a worker ran, until the server loaded it once
+    from rich.cells import cell_len
+
+    cell_len("✓ ✗ • — … ⚠")
     return len(sys.modules)
 
 
@@ -92,6 +98,11 @@ def serve(path: str, package: str) -> int:
     started = time.time()
     modules = warm_up()
     files = source_files()
+    # Everything imported is moved out of the collector's reach: a collection in a worker would otherwise
+    # walk (and so write to, refcounts and GC headers) every object inherited from here, turning the fork's
+    # shared pages into private copies; frozen, the worker's collections see only its own objects.
+    gc.collect()
+    gc.freeze()
     if threading.active_count() > 1:
         print("warm server: a module started a thread at import; forking is unsafe, not serving", flush=True)
         return 1
