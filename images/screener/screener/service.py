@@ -98,7 +98,13 @@ class ScreenerService(BaseService):
         )
 
     def loops(self) -> list[Any]:
-        return [self.feed_loop(), self.publish_loop(), self.flush_loop(), self.holdings.run(self.stop)]
+        return [self.feed_loop(), self.publish_loop(), self.flush_loop(), self.holdings.run(self.stop), self._wake()]
+
+    async def _wake(self) -> None:
+        """SIGTERM wakes the publisher at once: it drains the queue and returns instead of sleeping out its
+        idle wait (up to 0.5 s of every `docker stop`)."""
+        await self.stop.wait()
+        self.queue_ready.set()
 
     async def open(self) -> None:
         # Know what is held before the first frame, so a restart never drops a held symbol's ticks.
