@@ -113,16 +113,16 @@ class RiskService(BaseService):
         now = utcnow()
         assert self.db is not None
         async with self.db.transaction("REPEATABLE READ") as conn:
-            existing = await store.find_decision(conn, signal.event_id)
-            if existing is not None:
-                return self._replay(signal, existing)
-            view = await store.load_view(
+            existing, view = await store.load_state(
                 conn,
+                signal.event_id,
                 portfolio,
                 now.date(),
                 self.limits.initial_capital,
                 only_symbol=signal.symbol if signal.is_probe else None,
             )
+            if existing is not None:
+                return self._replay(signal, existing)
             decision = evaluate(SignalIn(signal.symbol, signal.side, signal.price), view, self.limits, now)
             order = order_for(signal, decision, risk_event_id, portfolio) if decision.approved else None
             await store.save_decision(conn, signal, decision, risk_event_id, portfolio, order)

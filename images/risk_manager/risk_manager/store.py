@@ -16,15 +16,24 @@ from cdb_common.events import Order, Signal
 
 from .rules import Holding, PendingOrder, PortfolioView, RiskDecision
 
-SELECT_CASH = "SELECT cash FROM portfolio_snapshots WHERE portfolio = %s ORDER BY id DESC LIMIT 1"
-SELECT_HOLDINGS = "SELECT symbol, qty, last_price FROM positions WHERE portfolio = %s AND qty > 0"
-SELECT_PENDING = "SELECT symbol, side, qty, reference_price FROM orders WHERE portfolio = %s AND status = 'NEW'"
-SELECT_DAY = "SELECT start_equity, breaker_tripped FROM daily_pnl WHERE portfolio = %s AND day = %s"
-
-SELECT_DECISION = """
-SELECT r.risk_event_id, r.decision, r.reason, o.order_id, o.qty, o.reference_price, o.portfolio
-FROM risk_events r LEFT JOIN orders o ON o.risk_event_id = r.risk_event_id
-WHERE r.signal_id = %s
+# Everything a decision reads, in one statement (one round trip where six took six: at ~0.5 ms a round trip
+# on a busy 2-core host that was most of the risk manager's share of tick-to-order): an earlier decision
+# for the signal (a redelivery), the holdings, the unfilled orders, the cash, the day's latch. Numbers
+# travel as text inside the JSON, so they come back as the exact Decimals the columns hold.
+# {narrow}: "" or " AND symbol = %(symbol)s" (the probe reads its own symbol only).
+SELECT_STATE = """
+SELECT
+  (SELECT json_build_array(r.risk_event_id, r.decision, r.reason, o.order_id, o.qty::text, o.reference_price::text,
+                           o.portfolio)
+     FROM risk_events r LEFT JOIN orders o ON o.risk_event_id = r.risk_event_id
+    WHERE r.signal_id = %(signal_id)s LIMIT 1),
+  (SELECT coalesce(json_agg(json_build_array(symbol, qty::text, last_price::text)), '[]'::json)
+     FROM positions WHERE portfolio = %(portfolio)s AND qty > 0{narrow}),
+  (SELECT coalesce(json_agg(json_build_array(symbol, side, qty::text, reference_price::text)), '[]'::json)
+     FROM orders WHERE portfolio = %(portfolio)s AND status = 'NEW'{narrow}),
+  (SELECT cash::text FROM portfolio_snapshots WHERE portfolio = %(portfolio)s ORDER BY id DESC LIMIT 1),
+  (SELECT json_build_array(start_equity::text, breaker_tripped) FROM daily_pnl
+    WHERE portfolio = %(portfolio)s AND day = %(day)s)
 """
 
 INSERT_RISK_EVENT = """
@@ -36,12 +45,18 @@ VALUES (%(risk_event_id)s, %(signal_id)s, %(symbol)s, %(side)s, %(decision)s, %(
 ON CONFLICT (risk_event_id) DO NOTHING
 """
 
-INSERT_ORDER = """
+# The order row in the same statement as its decision (a data-modifying CTE: the foreign key is checked
+# at the end of the statement, when both rows exist); without an order only the decision is inserted.
+INSERT_DECISION_AND_ORDER = (
+    "WITH decision AS ("
+    + INSERT_RISK_EVENT.strip()
+    + """)
 INSERT INTO orders (order_id, risk_event_id, signal_id, symbol, side, qty, reference_price, portfolio, is_probe)
 VALUES (%(order_id)s, %(risk_event_id)s, %(signal_id)s, %(symbol)s, %(side)s, %(qty)s,
         %(reference_price)s, %(portfolio)s, %(is_probe)s)
 ON CONFLICT (order_id) DO NOTHING
 """
+)
 
 # The first writer of a UTC day fixes its start equity; the latch only ever goes from false to true.
 UPSERT_DAY_LATCH = """
@@ -100,76 +115,67 @@ async def expire_orders(conn: Any, ttl_seconds: int) -> list[tuple[Any, ...]]:
     return rows
 
 
-async def load_view(conn: Any, portfolio: str, today: date, capital: Decimal, only_symbol: str | None) -> PortfolioView:
-    """The portfolio as risk sees it. `only_symbol` (the probe) gives a fresh INITIAL_CAPITAL view."""
-    holdings: dict[str, Holding] = {}
-    # The probe reads its own symbol only: the probe portfolio keeps a row per probe ever run.
-    narrow, params = ("", (portfolio,)) if only_symbol is None else (" AND symbol = %s", (portfolio, only_symbol))
-    rows = await (await conn.execute(SELECT_HOLDINGS + narrow, params)).fetchall()
-    for symbol, qty, last_price in rows:
-        holdings[symbol] = Holding(qty=qty, mark_price=last_price)
-    pending = tuple(
-        PendingOrder(symbol, side, qty, ref)
-        for symbol, side, qty, ref in await (await conn.execute(SELECT_PENDING + narrow, params)).fetchall()
-    )
+async def load_state(
+    conn: Any, signal_id: str, portfolio: str, today: date, capital: Decimal, only_symbol: str | None
+) -> tuple[tuple[Any, ...] | None, PortfolioView]:
+    """(the stored decision for `signal_id` or None, the portfolio as risk sees it), in one round trip.
+    `only_symbol` (the probe) gives a fresh INITIAL_CAPITAL view of that symbol."""
+    narrow = "" if only_symbol is None else " AND symbol = %(symbol)s"
+    params = {"signal_id": signal_id, "portfolio": portfolio, "day": today, "symbol": only_symbol}
+    row = await (await conn.execute(SELECT_STATE.format(narrow=narrow), params)).fetchone()
+    earlier, holding_rows, pending_rows, cash_text, day_row = row
+    existing = None
+    if earlier is not None:
+        risk_event_id, decision, reason, order_id, qty, reference_price, order_portfolio = earlier
+        existing = (
+            risk_event_id, decision, reason, order_id, _decimal(qty), _decimal(reference_price), order_portfolio,
+        )  # fmt: skip
+    holdings = {symbol: Holding(qty=Decimal(qty), mark_price=Decimal(last)) for symbol, qty, last in holding_rows}
+    pending = tuple(PendingOrder(symbol, side, Decimal(qty), Decimal(ref)) for symbol, side, qty, ref in pending_rows)
     if only_symbol is not None:
         # The probe never sees (or moves) the real portfolio: all cash but for its own symbol.
         cost = sum((h.qty * h.mark_price for h in holdings.values()), Decimal(0))
-        return PortfolioView(cash=capital - cost, holdings=holdings, pending=pending)
-    row = await (await conn.execute(SELECT_CASH, (portfolio,))).fetchone()
-    cash = row[0] if row else capital
-    day_row = await (await conn.execute(SELECT_DAY, (portfolio, today))).fetchone()
-    return PortfolioView(
-        cash=cash,
+        return existing, PortfolioView(cash=capital - cost, holdings=holdings, pending=pending)
+    view = PortfolioView(
+        cash=Decimal(cash_text) if cash_text is not None else capital,
         holdings=holdings,
         pending=pending,
         day=today if day_row else None,
-        day_start_equity=day_row[0] if day_row else None,
+        day_start_equity=Decimal(day_row[0]) if day_row else None,
         breaker_latched=bool(day_row[1]) if day_row else False,
     )
+    return existing, view
 
 
-async def find_decision(conn: Any, signal_id: str) -> tuple[Any, ...] | None:
-    return await (await conn.execute(SELECT_DECISION, (signal_id,))).fetchone()
+def _decimal(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
 
 
 async def save_decision(
     conn: Any, signal: Signal, decision: RiskDecision, risk_event_id: str, portfolio: str, order: Order | None
 ) -> None:
-    await conn.execute(
-        INSERT_RISK_EVENT,
-        {
-            "risk_event_id": risk_event_id,
-            "signal_id": signal.event_id,
-            "symbol": decision.symbol,
-            "side": decision.side,
-            "decision": decision.decision,
-            "reason": decision.reason,
-            "requested_qty": decision.requested_qty,
-            "approved_qty": decision.approved_qty,
-            "price": decision.price,
-            "equity": decision.equity,
-            "exposure": decision.exposure,
-            "limits": json.dumps(decision.limits),
-            "portfolio": portfolio,
-            "is_probe": signal.is_probe,
-        },
-    )
-    if order is not None:
-        await conn.execute(
-            INSERT_ORDER,
-            {
-                "order_id": order.event_id,
-                "risk_event_id": risk_event_id,
-                "signal_id": signal.event_id,
-                "symbol": order.symbol,
-                "side": order.side,
-                "qty": order.qty,
-                "reference_price": order.reference_price,
-                "portfolio": portfolio,
-                "is_probe": order.is_probe,
-            },
-        )
+    """The decision's row and, when approved, its order's, in one statement."""
+    params: dict[str, Any] = {
+        "risk_event_id": risk_event_id,
+        "signal_id": signal.event_id,
+        "symbol": decision.symbol,
+        "side": decision.side,
+        "decision": decision.decision,
+        "reason": decision.reason,
+        "requested_qty": decision.requested_qty,
+        "approved_qty": decision.approved_qty,
+        "price": decision.price,
+        "equity": decision.equity,
+        "exposure": decision.exposure,
+        "limits": json.dumps(decision.limits),
+        "portfolio": portfolio,
+        "is_probe": signal.is_probe,
+    }
+    if order is None:
+        await conn.execute(INSERT_RISK_EVENT, params)
+        return
+    params.update(order_id=order.event_id, qty=order.qty, reference_price=order.reference_price)
+    await conn.execute(INSERT_DECISION_AND_ORDER, params)
 
 
 async def latch_day(conn: Any, portfolio: str, decision: RiskDecision) -> None:
