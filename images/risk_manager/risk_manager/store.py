@@ -151,13 +151,9 @@ def _decimal(text: str | None) -> Decimal | None:
     return None if text is None else Decimal(text)
 
 
-async def save_decision(
-    conn: Any, signal: Signal, decision: RiskDecision, risk_event_id: str, portfolio: str, order: Order | None
-) -> None:
-    """The decision's row and, when approved, its order's, in one statement."""
-    params: dict[str, Any] = {
-        "risk_event_id": risk_event_id,
-        "signal_id": signal.event_id,
+def decision_fields(decision: RiskDecision) -> dict[str, Any]:
+    """What a decision says, as its row and its audit line both record it."""
+    return {
         "symbol": decision.symbol,
         "side": decision.side,
         "decision": decision.decision,
@@ -167,6 +163,17 @@ async def save_decision(
         "price": decision.price,
         "equity": decision.equity,
         "exposure": decision.exposure,
+    }
+
+
+async def save_decision(
+    conn: Any, signal: Signal, decision: RiskDecision, risk_event_id: str, portfolio: str, order: Order | None
+) -> None:
+    """The decision's row and, when approved, its order's, in one statement."""
+    params: dict[str, Any] = {
+        "risk_event_id": risk_event_id,
+        "signal_id": signal.event_id,
+        **decision_fields(decision),
         "limits": json.dumps(decision.limits),
         "portfolio": portfolio,
         "is_probe": signal.is_probe,
