@@ -137,12 +137,7 @@ def remove_system(system: str) -> None:
 def quit_servers(run_dir: Path) -> None:
     """Stop every warm server a test started under its runtime directory `run_dir` (a command run from
     another directory may have resolved another cdb_ops, and so started a server of another key)."""
-    import contextlib
-    import socket
+    from cdb_ops.cli.warm import control
 
     for sock_path in run_dir.rglob("*.sock"):
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s, contextlib.suppress(OSError):
-            s.settimeout(5)
-            s.connect(str(sock_path))
-            s.sendall(b"Q")
-            s.recv(1)
+        control.stop(str(sock_path))

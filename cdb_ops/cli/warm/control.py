@@ -10,8 +10,8 @@ from typing import Any
 from cdb_ops.cli.warm import address, protocol
 
 
-def _ask(kind: bytes) -> bytes | None:
-    path = address.socket_path()
+def _ask(kind: bytes, path: str | None = None) -> bytes | None:
+    path = path or address.socket_path()
     if not address.private_dir(path, create=False):
         return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -29,10 +29,10 @@ def _ask(kind: bytes) -> bytes | None:
         sock.close()
 
 
-def info() -> dict[str, Any] | None:
+def info(path: str | None = None) -> dict[str, Any] | None:
     """pid, socket, started_at, modules, source_files, commands_served, idle_timeout_seconds, rss_bytes;
-    None when no server answers."""
-    reply = _ask(protocol.INFO)
+    None when no server answers. `path`: another socket than this installation's."""
+    reply = _ask(protocol.INFO, path)
     if not reply:
         return None
     found: dict[str, Any] = json.loads(reply)
@@ -54,9 +54,9 @@ def start(timeout: float = 60.0) -> dict[str, Any] | None:
     return found
 
 
-def stop() -> dict[str, Any] | None:
-    """The server's info as it quit; None when none was running."""
-    found = info()
-    if found is None or _ask(protocol.QUIT) != b"K":
+def stop(path: str | None = None) -> dict[str, Any] | None:
+    """The server's info as it quit; None when none was running. `path`: as for `info`."""
+    found = info(path)
+    if found is None or _ask(protocol.QUIT, path) != b"K":
         return None
     return found
