@@ -21,7 +21,7 @@ from cdb_ops.load.desired import DesiredStack, resolve
 from cdb_ops.load.playbook import load_runbook
 from cdb_ops.load.project import Project, find_project
 from cdb_ops.load.settings import Settings, load_settings
-from cdb_ops.load.specs import RunbookSpec, StackSpec
+from cdb_ops.load.specs import IMAGELESS_KINDS, RunbookSpec, StackSpec
 from cdb_ops.model.progress import Progress
 from cdb_ops.redact import Redactor
 from cdb_ops.report.progress import ConsoleProgress, JsonLinesProgress, QuietProgress
@@ -103,13 +103,15 @@ def open_session(
     inv = begin(ctx, command, json_output)
     project = find_project(project_dir)
     book, stack = load_runbook(project.playbook(playbook))
-    select_phases(book, phases)  # `--phase nosuch` is a usage error, not something the engine finds out
+    chosen = select_phases(book, phases)  # `--phase nosuch` is a usage error, not something the engine finds out
     settings = load_settings(project.env_file, stack_secrets(stack))
     inv.redact = Redactor(settings.secret_values())
     out = inv.renderer()
     for warning in settings.warnings:
         out.warn(warning)
     desired = resolve(stack, settings, project, profiles, feed)
+    if any(p.kind not in IMAGELESS_KINDS for p in chosen):
+        desired.hash_builds()  # an unreadable build context is refused now too
     if os.path.lexists(project.schema_dir):  # (a project without one is told so by the schema phase)
         discover(project.schema_dir)  # a bad migration is refused now, not after four phases ran
     return Session(command, json_output, project, book, stack, settings, desired, inv.redact, out)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from cdb_ops.model.facts import (
+    ContainerExit,
     ContainerFacts,
     ContainerStats,
     EngineInfo,
@@ -27,6 +28,14 @@ class ContainerReads(Protocol):
     def containers(self, label: str | None = None, detail: bool = True) -> list[ContainerFacts]: ...
 
     def stats_many(self, ids: list[str], cpu: bool = True) -> dict[str, ContainerStats]: ...
+
+
+class ExitWatch(Protocol):
+    """The exits of containers with one label, as the engine reports them, from when the watch was opened
+    until `close()` (which ends the iteration, from any thread)."""
+
+    def __iter__(self) -> Iterator[ContainerExit]: ...
+    def close(self) -> None: ...
 
 
 class EngineFacts(Protocol):
@@ -48,6 +57,8 @@ class EngineFacts(Protocol):
     def volumes(self, label: str | None = None) -> list[VolumeFacts]: ...
 
     def image(self, ref: str) -> ImageFacts | None: ...
+
+    def watch_exits(self, label: str) -> ExitWatch: ...
 
 
 class EngineActions(Protocol):

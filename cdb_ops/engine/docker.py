@@ -22,15 +22,19 @@ class DockerEngine(ContainersMixin, NetworksMixin, ImagesMixin):
 
     def __init__(self, timeout: int = 120) -> None:
         try:
+            # (docker-py asks the engine for its API version here: that request is the reachability check)
             self._client = docker.from_env(timeout=timeout)
             self._api = self._client.api
-            self._api.ping()
         except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
             raise EngineUnavailable(f"Docker engine unreachable: {short(exc)}", ENGINE_REMEDY) from None
         host = os.environ.get("DOCKER_HOST", "")
         self._local = host == "" or host.startswith("unix://") or "127.0.0.1" in host or "localhost" in host
+        self._info: EngineInfo | None = None
 
     def info(self) -> EngineInfo:
-        with translate():
-            v = self._api.version()
-        return EngineInfo(v.get("Version", "?"), v.get("ApiVersion", "?"), self._local)
+        """The engine's version (asked once per command: every engine is built for one command)."""
+        if self._info is None:
+            with translate():
+                v = self._api.version()
+            self._info = EngineInfo(v.get("Version", "?"), v.get("ApiVersion", "?"), self._local)
+        return self._info

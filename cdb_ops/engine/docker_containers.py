@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -16,7 +17,7 @@ from cdb_ops.engine.cgroups import cgroup_sample
 from cdb_ops.engine.docker_base import DockerBase, translate
 from cdb_ops.engine.mapping import api_stats, inspect_facts, summary_facts
 from cdb_ops.errors import CdbError, StepFailed
-from cdb_ops.model.facts import ContainerFacts, ContainerStats
+from cdb_ops.model.facts import ContainerExit, ContainerFacts, ContainerStats
 from cdb_ops.model.labels import LABEL_TASK
 from cdb_ops.model.resources import ContainerSpec, MountBinding
 
@@ -45,6 +46,13 @@ class ContainersMixin(DockerBase):
                 with contextlib.suppress(docker.errors.NotFound):  # removed between list and inspect
                     out.append(inspect_facts(self._api.inspect_container(s["Id"])))
             return out
+
+    def watch_exits(self, label: str) -> _ExitEvents:
+        """Subscribed once this returns (the engine answers the events request at once), so no exit after
+        it is missed."""
+        with translate():
+            stream = self._api.events(filters={"type": "container", "event": "die", "label": label}, decode=True)
+        return _ExitEvents(stream)
 
     def container(self, name: str) -> ContainerFacts | None:
         with translate():
@@ -267,3 +275,24 @@ class ContainersMixin(DockerBase):
                 if not keep:
                     self._api.remove_container(cid, force=True)
         return code, out, cid
+
+
+class _ExitEvents:
+    """`ExitWatch` over the engine's event stream (docker-py's CancellableStream: `close()` shuts its
+    socket, which ends a read blocked in another thread)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[ContainerExit]:
+        try:
+            for event in self._stream:
+                attrs = (event.get("Actor") or {}).get("Attributes") or {}
+                code = attrs.get("exitCode", "")
+                yield ContainerExit(str(attrs.get("name", "")), int(code) if str(code).lstrip("-").isdigit() else -1)
+        except Exception:  # noqa: BLE001 - closed or the engine went: whoever waits falls back to what it asked
+            return
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._stream.close()

@@ -9,6 +9,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 from cdb_ops.errors import ConfigError, UsageError
@@ -45,7 +46,14 @@ class ImageSource:
     ref: str  # what the container runs when all goes to plan
     build: BuildSpec | None = None  # always built here, tagged `ref`
     fallback: BuildSpec | None = None  # built (tagged fallback.tag) when `ref` cannot be pulled
-    build_hash: str | None = None  # content hash of the build context (build or fallback)
+    # reads the build context (build or fallback) and hashes it: done on first use, since only runs that
+    # build or start images need it (`down` would spend 40 ms on it for nothing)
+    hash_context: Callable[[], str] | None = field(default=None, compare=False, repr=False)
+
+    @cached_property
+    def build_hash(self) -> str | None:
+        """Content hash of the build context (build or fallback); None when nothing is built here."""
+        return self.hash_context() if self.hash_context is not None else None
 
     @property
     def kind(self) -> str:
@@ -89,6 +97,12 @@ class DesiredStack:
     def service_by_container(self, container: str) -> DesiredService | None:
         return next((s for s in self.services.values() if s.container.name == container), None)
 
+    def hash_builds(self) -> None:
+        """Hash every build context now: a run that builds or starts images refuses an unreadable context
+        (a ConfigError with file and line) before its first change, not in the middle of the images phase."""
+        for svc in self.services.values():
+            _ = svc.image.build_hash
+
 
 def _interpolate(value: str, settings: Settings, where: tuple[str, ...], project: Project) -> str:
     def sub(m: re.Match[str]) -> str:
@@ -118,6 +132,10 @@ def _interpolate(value: str, settings: Settings, where: tuple[str, ...], project
 
 def _line(project: Project, loc: tuple[str, ...]) -> Callable[[], int | None]:
     return lambda: load_yaml(project.stack_file).line_of(loc)
+
+
+def _context_hasher(project: Project, build: BuildSpec, loc: tuple[str, ...]) -> Callable[[], str]:
+    return lambda: build_context_hash(project, build, _line(project, loc))
 
 
 def _env_value(v: str | int | float | bool) -> str:
@@ -222,9 +240,7 @@ def resolve(
             ref=svc.image,
             build=svc.build,
             fallback=svc.fallback_build,
-            build_hash=build_context_hash(
-                project, build, _line(project, ("services", name, "build" if svc.build else "fallback_build"))
-            )
+            hash_context=_context_hasher(project, build, ("services", name, "build" if svc.build else "fallback_build"))
             if build
             else None,
         )

@@ -216,6 +216,9 @@ class StackSpec(SpecModel):
 
 
 PhaseKind = Literal["cleanup", "network", "volumes", "images", "services", "schema", "validate"]
+# phases that never look at an image: a run of only these (`down`) neither inspects images nor hashes
+# build contexts
+IMAGELESS_KINDS: frozenset[str] = frozenset({"cleanup", "network", "volumes"})
 
 
 class PhaseSpec(SpecModel):

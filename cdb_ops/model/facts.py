@@ -72,6 +72,15 @@ class EngineInfo:
 
 
 @dataclass(frozen=True)
+class ContainerExit:
+    """A container's main process ended (the engine's `die` event: before Docker tears down its network
+    and mounts, which a `docker stop` waits for too)."""
+
+    name: str
+    exit_code: int
+
+
+@dataclass(frozen=True)
 class Listener:
     """A socket some process on this host has bound (TCP: listening)."""
 

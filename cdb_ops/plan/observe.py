@@ -1,6 +1,6 @@
 """Observe: one snapshot of the engine and the host for a desired stack — one list call per kind
-(containers, networks, volumes, host ports) and one inspect per wanted image, and nothing else, so the
-planner needs no engine."""
+(containers, networks, volumes, host ports) and one inspect per wanted image, all at once, and nothing
+else, so the planner needs no engine."""
 
 from __future__ import annotations
 
@@ -35,21 +35,30 @@ def read_images(engine: EngineFacts, refs: list[str]) -> dict[str, ImageFacts]:
     return {ref: img for ref, img in zip(unique, found, strict=True) if img is not None}
 
 
-def observe(engine: EngineFacts, desired: DesiredStack, host_ports: bool = True) -> ObservedStack:
-    """The engine as it is now. `host_ports`: also read which host sockets are held (for port conflicts;
-    only meaningful when the engine runs on this host)."""
-    info = engine.info()
-    containers = {c.name: c for c in engine.containers(detail=False)}  # every container: foreign ones hold ports too
+def observe(engine: EngineFacts, desired: DesiredStack, host_ports: bool = True, images: bool = True) -> ObservedStack:
+    """The engine as it is now, its list calls made concurrently (each is a round trip to the engine).
+    `host_ports`: also read which host sockets are held (for port conflicts; only meaningful when the
+    engine runs on this host). `images`: also inspect the images the stack wants — a run that only
+    removes things (`down`) has no use for them."""
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="cdb-observe") as pool:
+        asked_info = pool.submit(engine.info)
+        # every container: foreign ones hold ports too
+        asked_containers = pool.submit(engine.containers, detail=False)
+        asked_networks = pool.submit(engine.networks)
+        asked_volumes = pool.submit(engine.volumes)
+        images_found = read_images(engine, wanted_image_refs(desired)) if images else {}
+        info = asked_info.result()
+        containers = {c.name: c for c in asked_containers.result()}
+        found_networks, found_volumes = asked_networks.result(), asked_volumes.result()
     networks: dict[str, NetworkFacts] = {}
-    for n in engine.networks():
+    for n in found_networks:
         # attached = an active endpoint, as `docker network inspect` counts them: running or paused
         members = tuple(
             sorted(c.name for c in containers.values() if n.name in c.networks and c.state in ("running", "paused"))
         )
         networks[n.name] = NetworkFacts(n.id, n.name, n.driver, n.labels, members or n.containers)
-    volumes = {v.name: v for v in engine.volumes()}
-    images = read_images(engine, wanted_image_refs(desired))
+    volumes = {v.name: v for v in found_volumes}
     listeners = None
     if host_ports and info.local:
         listeners = host_listeners(p for s in desired.services.values() for p in s.container.ports)
-    return ObservedStack(info, containers, networks, volumes, images, listeners)
+    return ObservedStack(info, containers, networks, volumes, images_found, listeners)

@@ -55,6 +55,14 @@ def _ids(project: Path) -> dict[str, set[str]]:
         }
 
 
+def _engine_events(since: float, label: str) -> dict[tuple[str, str], int]:
+    """(container, action) -> when the engine reported it (ns), for the containers with `label` since then."""
+    events = docker.from_env().api.events(
+        since=since, until=time.time() + 1, filters={"type": "container", "label": label}, decode=True
+    )
+    return {(e["Actor"]["Attributes"]["name"], e["Action"]): e["timeNano"] for e in events}
+
+
 def _ours(kind: str) -> list[str]:
     client = docker.from_env()
     listing = {"containers": client.containers.list, "networks": client.networks.list, "volumes": client.volumes.list}
@@ -106,16 +114,18 @@ def test_down_keeps_volumes_and_rebuild_brings_back_the_same_data(project):
     _ensure_env(project)
     before = _ids(project)
     volumes = _ours("volumes")
+    since = time.time() - 1
     out = cdb_json("down", project=project)
     assert out["result"] == "ok"
-    stopped = [s["name"] for s in out["steps"] if s["action"] == "remove" and s["resource"] == "container"]
     # graceful: every service, Redis and Postgres honoured SIGTERM (exit 0), none was killed after 10 s
     how = {s["name"]: s["detail"] for s in out["steps"] if s["action"] == "remove" and s["resource"] == "container"}
     assert all(d.endswith("stopped cleanly (exit 0)") for d in how.values()), how
-    # reverse dependency order: every service before the Redis and Postgres it depends on
+    # reverse dependency order, as the engine saw it: every service's process had exited before Redis and
+    # Postgres were sent their SIGTERM
+    when = _engine_events(since, f"cdb.system={SYSTEM}")
     for service in ("screener_ws", "signal", "risk", "execution"):
         for store in ("redis", "postgres"):
-            assert stopped.index(f"{PREFIX}{service}") < stopped.index(f"{PREFIX}{store}"), (service, store)
+            assert when[(f"{PREFIX}{service}", "die")] < when[(f"{PREFIX}{store}", "kill")], (service, store)
     assert _ours("containers") == [] and _ours("networks") == []
     assert _ours("volumes") == volumes
     assert cdb_json("down", project=project)["changed"] == 0  # idempotent

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -12,7 +14,15 @@ from pathlib import Path
 
 from cdb_ops.engine.api import Engine
 from cdb_ops.errors import PullFailed, StepFailed
-from cdb_ops.model.facts import ContainerFacts, ContainerStats, EngineInfo, ImageFacts, NetworkFacts, VolumeFacts
+from cdb_ops.model.facts import (
+    ContainerExit,
+    ContainerFacts,
+    ContainerStats,
+    EngineInfo,
+    ImageFacts,
+    NetworkFacts,
+    VolumeFacts,
+)
 from cdb_ops.model.resources import ContainerSpec, MountBinding, PortBinding
 
 _ids = itertools.count(1)
@@ -34,6 +44,10 @@ class FakeEngine:
     # container -> the exit code its stop ends with (default 0: SIGTERM honoured); 137 plays a service
     # that ignored SIGTERM until Docker's kill
     stop_exit_codes: dict[str, int] = field(default_factory=dict)
+    # container -> what its stop does after the process exited and before the stop returns (Docker tears
+    # down the container's network and mounts in between)
+    after_exit: dict[str, Callable[[], None]] = field(default_factory=dict)
+    watches: list[FakeExitWatch] = field(default_factory=list)
 
     def info(self) -> EngineInfo:
         return EngineInfo("fake", "1.41", self.local)
@@ -93,9 +107,20 @@ class FakeEngine:
 
     def stop(self, name: str, timeout: int = 10) -> None:
         self.calls.append(("stop", name))
-        self.containers_[name] = replace(
+        c = self.containers_[name] = replace(
             self.containers_[name], state="exited", exit_code=self.stop_exit_codes.get(name, 0)
         )
+        for watch in self.watches:
+            k, _, v = watch.label.partition("=")
+            if c.labels.get(k) == v:
+                watch.events.put(ContainerExit(name, c.exit_code or 0))
+        if name in self.after_exit:
+            self.after_exit[name]()
+
+    def watch_exits(self, label: str) -> FakeExitWatch:
+        watch = FakeExitWatch(label)
+        self.watches.append(watch)
+        return watch
 
     def remove_container(self, name: str) -> None:
         self.calls.append(("remove", name))
@@ -207,6 +232,21 @@ class FakeEngine:
 
     def changing_calls(self) -> list[tuple[str, str]]:
         return list(self.calls)
+
+
+@dataclass
+class FakeExitWatch:
+    label: str
+    events: queue.Queue[ContainerExit | None] = field(default_factory=queue.Queue)
+    closed: threading.Event = field(default_factory=threading.Event)
+
+    def __iter__(self) -> Iterator[ContainerExit]:
+        while (event := self.events.get()) is not None:
+            yield event
+
+    def close(self) -> None:
+        self.closed.set()
+        self.events.put(None)
 
 
 def _conforms(engine: FakeEngine) -> Engine:

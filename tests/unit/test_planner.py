@@ -19,7 +19,7 @@ from cdb_ops.plan.observe import observe
 from cdb_ops.plan.planner import PlanOptions, plan_stack
 from cdb_ops.redact import Redactor
 from cdb_ops.report.progress import QuietProgress
-from tests.unit.fake_engine import FakeEngine
+from tests.unit.fake_engine import FakeEngine, FakeExitWatch
 
 MUTATING = {
     "create",
@@ -336,3 +336,32 @@ def test_clean_stops_dependents_first_and_removes_every_container(project_dir, e
     assert sorted(removed[:2]) == ["t_app", "t_db"]
     for name in ("t_app", "t_db"):
         assert engine.calls.index(("stop", name)) < engine.calls.index(("remove", name))
+
+
+def test_clean_stops_a_dependency_once_its_dependents_exited_not_once_docker_tore_them_down(project_dir, engine):
+    """db is stopped as soon as app's process has exited (the engine's exit event), while Docker is still
+    tearing app's container down — not after app's stop returned. Its watch is closed at the end."""
+    import threading
+
+    _rebuild(project_dir, engine)
+    db_stop_asked = threading.Event()
+    db_asked_while_app_torn_down: list[bool] = []
+    engine.after_exit["t_db"] = db_stop_asked.set
+    engine.after_exit["t_app"] = lambda: db_asked_while_app_torn_down.append(db_stop_asked.wait(5))
+    result = _rebuild(project_dir, engine, clean=True)
+    assert result.result == "ok"
+    assert db_asked_while_app_torn_down == [True]
+    assert engine.watches and all(w.closed.is_set() for w in engine.watches)
+    removed = sorted(s.name for s in result.steps if s.action == "remove" and s.resource == "container")
+    assert removed == ["t_app", "t_db"]
+
+
+def test_clean_without_exit_events_still_stops_dependents_first(project_dir, engine):
+    """When the engine's event stream yields nothing (it failed), a stop's return releases its level."""
+    _rebuild(project_dir, engine)
+    engine.watch_exits = lambda label: FakeExitWatch(label)  # type: ignore[method-assign]  # never fed
+    engine.calls.clear()
+    result = _rebuild(project_dir, engine, clean=True)
+    assert result.result == "ok"
+    stops = [c[1] for c in engine.calls if c[0] == "stop"]
+    assert stops.index("t_app") < stops.index("t_db")
