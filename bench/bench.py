@@ -64,6 +64,10 @@ def _env() -> dict[str, str]:
     return {**os.environ, "CDB_PROJECT_DIR": str(ROOT)}
 
 
+def _python(*args: str) -> None:
+    subprocess.run([sys.executable, *args], check=True)
+
+
 def timed(fn: Callable[[], Any]) -> float:
     t = time.perf_counter()
     fn()
@@ -145,6 +149,40 @@ def quantile(q: float, buckets: dict[float, float]) -> float | None:
     return None
 
 
+def timed_down(
+    client: docker.DockerClient, fn: Callable[[], Any], samples: list[float], phases: list[dict[str, float]]
+) -> None:
+    """Time one `down` and split it by the engine's own events for the stack's containers: from the
+    command's start to its first SIGTERM (the tool's own work), from there to the network's removal (the
+    engine stopping and tearing down containers in the order the tool asks), and from that to the
+    command's exit."""
+    wall = time.time()
+    t = time.perf_counter()
+    fn()
+    took = time.perf_counter() - t
+    samples.append(took)
+    events = client.api.events(
+        since=wall - 0.5, until=time.time() + 0.5, filters={"label": f"cdb.system={SYSTEM}"}, decode=True
+    )
+    kills = [e["timeNano"] / 1e9 for e in events if e.get("Action") == "kill"]
+    events = client.api.events(
+        since=wall - 0.5, until=time.time() + 0.5, filters={"type": "network", "event": "destroy"}, decode=True
+    )
+    gone = [e["timeNano"] / 1e9 for e in events if e["Actor"]["Attributes"].get("name") == f"{PREFIX}network"]
+    if kills and gone:
+        phases.append(
+            {
+                "to_first_sigterm": min(kills) - wall,
+                "engine_sigterm_to_network_removed": gone[-1] - min(kills),
+                "after_network_removed": wall + took - gone[-1],
+            }
+        )
+
+
+def down_split(phases: list[dict[str, float]]) -> dict[str, Any]:
+    return {k: stats([p[k] for p in phases]) for k in phases[0]} if phases else {}
+
+
 def core_memory_mb() -> float:
     from cdb_ops.engine.docker import DockerEngine
 
@@ -180,6 +218,12 @@ def bench_cdb_ops(client: docker.DockerClient, runs: int, pipeline: bool = True)
     out["noop_rebuild_cold_process_s"] = stats([timed(lambda: cdb("rebuild", "--feed", "replay", cold=True))
                                                 for _ in range(runs)])  # fmt: skip
     out["status_cold_process_s"] = stats([timed(lambda: cdb("status", cold=True)) for _ in range(runs)])
+    # what every command pays before any of cdb-ops runs: the interpreter, with and without `site` (the
+    # .pth files of site-packages: an editable install's finder, here also the sandbox's CA bundle hook)
+    out["python_start_s"] = stats([timed(lambda: _python("-c", "pass")) for _ in range(max(runs, 5))])
+    out["python_start_without_site_s"] = stats(
+        [timed(lambda: _python("-S", "-c", "pass")) for _ in range(max(runs, 5))]
+    )
     out["validate_no_probe_s"] = stats([timed(lambda: cdb("validate", "--no-probe", "--json")) for _ in range(runs)])
     out["validate_s"] = stats([timed(lambda: cdb("validate", "--json")) for _ in range(runs)])
     out["memory_at_rest_mb"] = core_memory_mb()
@@ -203,10 +247,9 @@ def bench_cdb_ops(client: docker.DockerClient, runs: int, pipeline: bool = True)
         "start",
     ]
     ready, healthy, down = [], [], []
+    split: list[dict[str, float]] = []
     for _ in range(runs):
-        t = time.perf_counter()
-        cdb("down")
-        down.append(time.perf_counter() - t)
+        timed_down(client, lambda: cdb("down"), down, split)
         t = time.perf_counter()
         cdb("rebuild", "--feed", "replay", *phases)
         ready.append(time.perf_counter() - t)
@@ -215,6 +258,7 @@ def bench_cdb_ops(client: docker.DockerClient, runs: int, pipeline: bool = True)
     out["cold_start_to_ready_s"] = stats(ready)
     out["cold_start_to_docker_healthy_s"] = stats(healthy)
     out["down_s"] = stats(down)
+    out["down_split_s"] = down_split(split)
     if pipeline:
         out.update(bench_pipeline(client))
     return out
@@ -357,6 +401,7 @@ def bench_compose(client: docker.DockerClient, runs: int) -> dict[str, Any]:
     ]
     out: dict[str, Any] = {}
     up, healthy, down = [], [], []
+    split: list[dict[str, float]] = []
     try:
         dc("down", "--remove-orphans")
         for _ in range(runs):
@@ -366,17 +411,14 @@ def bench_compose(client: docker.DockerClient, runs: int) -> dict[str, Any]:
             wait_healthy(client, names)
             healthy.append(time.perf_counter() - t)
             if _ < runs - 1:
-                t = time.perf_counter()
-                dc("down")
-                down.append(time.perf_counter() - t)
+                timed_down(client, lambda: dc("down"), down, split)
         out["cold_start_up_returns_s"] = stats(up)
         out["cold_start_to_docker_healthy_s"] = stats(healthy)
         out["noop_up_s"] = stats([timed(lambda: dc("up", "-d", "--wait")) for _ in range(runs)])
         out["ps_s"] = stats([timed(lambda: dc("ps")) for _ in range(runs)])
-        t = time.perf_counter()
-        dc("down")
-        down.append(time.perf_counter() - t)
+        timed_down(client, lambda: dc("down"), down, split)
         out["down_s"] = stats(down)
+        out["down_split_s"] = down_split(split)
     finally:
         dc("down", "--remove-orphans")
     return out
@@ -488,7 +530,17 @@ def _print(result: dict[str, Any]) -> None:
             ("status / ps", c["status_s"], d.get("ps_s")),
             ("  the same, cold process (CDB_OPS_WARM=0)", c.get("status_cold_process_s"), None),
             ("status --json / ps", c["status_json_s"], d.get("ps_s")),
+            ("  python3 -c pass (every command's start)", c.get("python_start_s"), None),
+            ("  python3 -S -c pass (the same without site)", c.get("python_start_without_site_s"), None),
             ("down / down", c["down_s"], d.get("down_s")),
+            *(
+                (f"  {label}", c.get("down_split_s", {}).get(key), d.get("down_split_s", {}).get(key))
+                for key, label in (
+                    ("to_first_sigterm", "start to first SIGTERM (the tool)"),
+                    ("engine_sigterm_to_network_removed", "first SIGTERM to network removed (engine)"),
+                    ("after_network_removed", "network removed to exit"),
+                )
+            ),
             ("validate --no-probe", c["validate_no_probe_s"], None),
             ("validate (with end-to-end probe)", c["validate_s"], None),
         ]

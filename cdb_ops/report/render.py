@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from rich.console import Console, Group
@@ -125,19 +126,19 @@ class Renderer:
         for col in ("service", "container", "state", "health", "uptime", "restarts", "ports", "cpu", "memory", "image"):
             table.add_column(col, overflow="fold")
         for r in rows:
-            state_style = "green" if r.state == "running" else "red"
+            # Text cells, not markup strings: names are shown as they are, and rich parses no markup
             health_style = {"healthy": "green", "unhealthy": "red", "starting": "yellow"}.get(r.health or "", "dim")
             table.add_row(
-                r.service,
-                r.container,
-                f"[{state_style}]{r.state}[/{state_style}]",
-                f"[{health_style}]{r.health or '-'}[/{health_style}]",
-                _human_duration(r.uptime_seconds),
-                str(r.restarts) if r.restarts == 0 else f"[yellow]{r.restarts}[/yellow]",
-                "\n".join(r.ports) or "-",
-                "-" if r.cpu_percent is None else f"{r.cpu_percent:.1f}%",
-                _human_bytes(r.memory_bytes),
-                r.image,
+                Text(r.service),
+                Text(r.container),
+                Text(r.state, style="green" if r.state == "running" else "red"),
+                Text(r.health or "-", style=health_style),
+                Text(_human_duration(r.uptime_seconds)),
+                Text(str(r.restarts), style="yellow" if r.restarts else ""),
+                Text("\n".join(r.ports) or "-"),
+                Text("-" if r.cpu_percent is None else f"{r.cpu_percent:.1f}%"),
+                Text(_human_bytes(r.memory_bytes)),
+                Text(r.image),
             )
         total = sum(r.memory_bytes or 0 for r in rows)
         footer = [Text(f"memory total: {_human_bytes(total)}")]
@@ -270,3 +271,19 @@ class Renderer:
             self.document(command, {"message": text} | fields)
         else:
             self.console.print(self.redact(text))
+
+
+def prime() -> None:
+    """Render a status table off-screen once: rich fills its caches (parsed styles, character widths,
+    the markup of titles) on first use, ~9 ms of the first table a process prints. The warm server calls
+    this before it forks, so every worker starts with them filled."""
+    from cdb_ops.model.results import StatusRow
+
+    ports = ["127.0.0.1:8000->8000/tcp"]
+    rows = [
+        StatusRow("svc", "cdb_svc", state, health, 61.0, restarts, ports, 2**20, 1.0, "img", "role", "high")
+        for state, health, restarts in (("running", "healthy", 0), ("exited", "unhealthy", 2), ("running", None, 0))
+    ]
+    last = {"command": "rebuild", "result": "ok", "finished_at": "2026-01-01T00:00:00+00:00", "feed": "replay"}
+    console = Console(file=io.StringIO(), highlight=False, soft_wrap=False, width=160)
+    Renderer(False, console=console).status(rows, last)

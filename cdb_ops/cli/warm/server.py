@@ -56,6 +56,9 @@ def warm_up() -> int:
     from rich.cells import cell_len
 
     cell_len("✓ ✗ • — … ⚠")
+    from cdb_ops.report.render import prime
+
+    prime()  # and the rest of what rich builds on its first table
     return len(sys.modules)
 
 
