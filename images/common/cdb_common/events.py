@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import time
 import uuid
@@ -40,6 +41,22 @@ def plain(value: Decimal) -> str:
 
 def _plain(value: Any) -> str:
     return plain(value) if isinstance(value, Decimal) else str(value)
+
+
+def random_ids(n: int) -> list[str]:
+    """`n` random (version 4) UUIDs in their text form, as `str(uuid.uuid4())` writes them: one read of the
+    OS's randomness for all of them and no UUID objects (the screener names every tick; uuid4() was 6 µs
+    of a tick's ~30, this is under 1)."""
+    raw = os.urandom(16 * n).hex()
+    out = []
+    for i in range(0, 32 * n, 32):
+        h = raw[i : i + 32]
+        # version nibble 4; variant bits 10xx in the first nibble of the fourth group (RFC 4122)
+        out.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}")
+    return out
+
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def now_ms() -> int:

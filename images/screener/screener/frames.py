@@ -16,7 +16,7 @@ import re
 from collections.abc import Container
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NamedTuple
 
 MAX_FRAME_BYTES = 2 * 1024 * 1024  # the full market (~2,000 symbols) is ~300 KB
 # What the columns hold (market_snapshots; signals take the same types). A value outside would fail its
@@ -25,14 +25,17 @@ MAX_PRICE = Decimal(10) ** 18  # NUMERIC(30, 12)
 MIN_PRICE = Decimal("1e-12")  # anything smaller rounds to 0 in NUMERIC(30, 12)
 MAX_VOLUME = Decimal(10) ** 26  # NUMERIC(38, 12)
 MAX_CHANGE_PCT = Decimal(10) ** 10  # NUMERIC(18, 8)
+ZERO = Decimal(0)  # (a Decimal compares faster with a Decimal than with an int)
 MAX_EVENT_TIME = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last millisecond a datetime holds
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,30}$")  # the market_snapshots.symbol constraint
 QUOTE = "USDT"
 _NUMERIC_KEYS = ("c", "o", "h", "l", "v", "q")
 
 
-@dataclass(frozen=True)
-class MiniTicker:
+class MiniTicker(NamedTuple):
+    """One valid item. A NamedTuple, not a frozen dataclass: immutable all the same, and built in a fifth
+    of the time (a frozen dataclass sets each field through object.__setattr__) — one per tick."""
+
     symbol: str
     event_time: int
     close: Decimal
@@ -89,12 +92,11 @@ def parse_item(item: Any) -> MiniTicker | None:
             return None
         numbers.append(number)
     close, open_, high, low, base_volume, quote_volume = numbers
-    if close <= 0 or open_ <= 0 or high <= 0 or low <= 0 or base_volume < 0 or quote_volume < 0:
-        return None  # prices must be positive (the columns say so); o = 0 would divide by zero
+    # prices must be positive (the columns say so; o = 0 would divide by zero): MIN_PRICE > 0 sees to it
     lo, hi = MIN_PRICE, MAX_PRICE
     if not (lo <= close < hi and lo <= open_ < hi and lo <= high < hi and lo <= low < hi):
         return None
-    if base_volume >= MAX_VOLUME or quote_volume >= MAX_VOLUME:
+    if not (ZERO <= base_volume < MAX_VOLUME and ZERO <= quote_volume < MAX_VOLUME):
         return None
     ticker = MiniTicker(symbol, event_time, close, open_, high, low, base_volume, quote_volume)
     if abs(ticker.change_pct) >= MAX_CHANGE_PCT:

@@ -27,19 +27,18 @@ from aiohttp import web
 from cdb_common.backoff import Backoff
 from cdb_common.config import Settings, env_int
 from cdb_common.db import Unavailable, sleep_or_stop
-from cdb_common.events import STREAM_TICKS, now_ms, tick_json
+from cdb_common.events import STREAM_TICKS, now_ms, random_ids, tick_json
 from cdb_common.health import HealthReport
 from cdb_common.holdings import HoldingsWatcher
 from cdb_common.runtime import BaseService
 from cdb_common.streams import REDIS_ERRORS
-from cdb_common.timeutil import minute_of, ms_to_datetime
 from prometheus_client import Counter, Gauge
 
 from .frames import MAX_FRAME_BYTES, FrameResult, MiniTicker, parse_frame, probe_frame
+from .snapshots import UPSERT_SNAPSHOTS, snapshot_rows_json
 
 DEFAULT_FEED_URL = "wss://stream.binance.com:9443/ws/!miniTicker@arr"
 MAX_CONNECTION_SECONDS = 23 * 3600 + 50 * 60  # Binance closes a connection after 24 h: rotate first
-CHANGE_STEP = Decimal("0.00000001")
 # ticks of a feed frame queued per turn of the event loop (a 300-pair frame: six turns, ~1.5 ms each)
 FEED_SLICE = 50
 
@@ -56,18 +55,6 @@ SNAPSHOT_ROWS = Counter("cdb_snapshot_rows_written_total", "market_snapshots row
 FEED_CONNECTED = Gauge("cdb_feed_connected", "1 while the websocket feed is connected")
 FEED_RECONNECTS = Counter("cdb_feed_reconnects_total", "Websocket (re)connection attempts that failed or ended")
 PROBES = Counter("cdb_probes_total", "End-to-end probes injected")
-
-UPSERT_SNAPSHOT = """
-INSERT INTO market_snapshots (symbol, minute, price, open_24h, high_24h, low_24h, base_volume, quote_volume,
-                              change_pct, event_time, source, is_probe)
-VALUES (%(symbol)s, %(minute)s, %(price)s, %(open)s, %(high)s, %(low)s, %(base_volume)s, %(quote_volume)s,
-        %(change_pct)s, %(event_time)s, %(source)s, %(is_probe)s)
-ON CONFLICT (symbol, minute) DO UPDATE
-SET price = EXCLUDED.price, open_24h = EXCLUDED.open_24h, high_24h = EXCLUDED.high_24h,
-    low_24h = EXCLUDED.low_24h, base_volume = EXCLUDED.base_volume, quote_volume = EXCLUDED.quote_volume,
-    change_pct = EXCLUDED.change_pct, event_time = EXCLUDED.event_time, is_probe = EXCLUDED.is_probe
-WHERE market_snapshots.event_time <= EXCLUDED.event_time
-"""
 
 
 class ScreenerService(BaseService):
@@ -155,9 +142,9 @@ class ScreenerService(BaseService):
         return result
 
     def _emit(self, result: FrameResult, tickers: list[MiniTicker], received: int, is_probe: bool) -> None:
-        for ticker in tickers:
+        for ticker, event_id in zip(tickers, random_ids(len(tickers)), strict=True):
             data = tick_json(
-                str(uuid.uuid4()), ticker.symbol, ticker.close, ticker.open, ticker.high, ticker.low,
+                event_id, ticker.symbol, ticker.close, ticker.open, ticker.high, ticker.low,
                 ticker.base_volume, ticker.quote_volume, ticker.event_time, received, received, is_probe,
                 "probe" if is_probe else self.source, ticker.symbol not in result.exit_only, self.settings.feed,
             )  # fmt: skip
@@ -285,27 +272,9 @@ class ScreenerService(BaseService):
         if not self.snapshots or self.db is None:
             return
         pending, self.snapshots = self.snapshots, {}
-        rows = [
-            {
-                "symbol": t.symbol,
-                "minute": minute_of(t.event_time),
-                "price": t.close,
-                "open": t.open,
-                "high": t.high,
-                "low": t.low,
-                "base_volume": t.base_volume,
-                "quote_volume": t.quote_volume,
-                "change_pct": t.change_pct.quantize(CHANGE_STEP),
-                "event_time": ms_to_datetime(t.event_time),
-                "source": "probe" if probe else self.source,
-                "is_probe": probe,
-            }
-            for t, probe in pending.values()
-        ]
         try:
-            async with self.db.transaction() as conn, conn.cursor() as cur:
-                await cur.executemany(UPSERT_SNAPSHOT, rows)
-            SNAPSHOT_ROWS.inc(len(rows))
+            await self.db.execute(UPSERT_SNAPSHOTS, (snapshot_rows_json(pending.values(), self.source),))
+            SNAPSHOT_ROWS.inc(len(pending))
         except Unavailable as exc:
             # Keep them (newer ticks of the same minute win) and try again next round.
             for key, value in pending.items():

@@ -106,3 +106,20 @@ def test_probe_frames_use_the_exchange_format_and_pass_the_filter() -> None:
     assert [r.tickers[0].close for r in parsed] == [D("100"), D("105")]
     assert [r.tickers[0].event_time for r in parsed] == [1736553600000, 1736553600001]
     assert parsed[1].tickers[0].change_pct == D("5")
+
+
+def test_snapshot_rows_are_one_json_array_with_exact_numbers_and_the_minute_of_each_tick() -> None:
+    from screener.snapshots import snapshot_rows_json
+
+    tick = item(E=1736553659999, c="0.000000000001", q="123456789012.123456789012")
+    (ticker,) = parse_frame(frame(tick), D(0)).tickers
+    probe = ticker._replace(symbol="CDBPROBE1234ABCDUSDT", event_time=1736553660000)
+    rows = json.loads(snapshot_rows_json([(ticker, False), (probe, True)], 'replay "x"'))
+    assert rows[0] == {
+        "symbol": "BTCUSDT", "minute_ms": 1736553600000, "price": "0.000000000001", "open": "42000.00000000",
+        "high": "43500.00000000", "low": "41800.00000000", "base_volume": "12345.67800000",
+        "quote_volume": "123456789012.123456789012", "change_pct": "-100.00000000", "event_ms": 1736553659999,
+        "source": 'replay "x"', "is_probe": False,
+    }  # fmt: skip
+    assert rows[1]["minute_ms"] == 1736553660000 and rows[1]["source"] == "probe" and rows[1]["is_probe"] is True
+    assert json.loads(snapshot_rows_json([], "replay")) == []
