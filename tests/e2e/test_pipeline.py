@@ -159,6 +159,48 @@ def test_a_batch_of_ticks_and_its_marks_is_added_whole_and_in_order(project):
     r.delete("cdb:test:batch", "cdb:marks:batchtest")
 
 
+# Run inside the signal container: a StreamConsumer over 1,700 entries (batches of 500), stopped after
+# 600 and started again under the same consumer name.
+_CONSUME_ACROSS_A_STOP = """
+import asyncio, json, logging
+from cdb_common.config import load_settings
+from cdb_common.streams import Bus, StreamConsumer
+STREAM, GROUP = "cdb:test:consume", "cdb:test:group"
+async def main():
+    bus = Bus(load_settings("signal_engine", 8001).redis, logging.getLogger("t"))
+    await bus.redis.delete(STREAM)
+    await bus.publish_json(STREAM, [json.dumps({"n": i}) for i in range(1700)], {}, "consumetest")
+    seen, runs = [], []
+    for stop_after in (600, 1700):
+        stop = asyncio.Event()
+        async def handle(_entry_id, fields):
+            seen.append(json.loads(fields["data"])["n"])
+            if len(seen) >= stop_after:
+                stop.set()
+            return []
+        consumer = StreamConsumer(bus, None, STREAM, GROUP, handle, log=logging.getLogger("t"), name="cdbx-test")
+        await asyncio.wait_for(consumer.run(stop), 30)
+        runs.append({"handled": len(seen), "pending": (await bus.redis.xpending(STREAM, GROUP))["pending"]})
+    await bus.redis.delete(STREAM)
+    await bus.close()
+    print(json.dumps({"seen": seen, "runs": runs}))
+asyncio.run(main())
+"""
+
+
+def test_a_consumer_stopped_mid_stream_resumes_in_order_and_acks_everything(project):
+    """Stopped after 600 entries, the consumer leaves the rest of its batch pending (delivered, never
+    handled, never lost) and acks what it handled; started again under its name, it handles those first
+    and then the rest: every entry once, in stream order, and nothing pending at the end."""
+    code, out = docker.from_env().containers.get("cdbx_signal").exec_run(["python3", "-c", _CONSUME_ACROSS_A_STOP])
+    assert code == 0, out.decode()
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    assert result["seen"] == list(range(1700))
+    first, second = result["runs"]
+    assert first["handled"] == 600 and first["pending"] == 1000 - 600  # the rest of the second batch
+    assert second == {"handled": 1700, "pending": 0}
+
+
 def test_every_service_reports_its_garbage_collector_pauses(project):
     for port in (8000, 8001, 8002, 8003):
         text = httpx.get(f"http://127.0.0.1:{port + OFFSET}/metrics", timeout=5).text
