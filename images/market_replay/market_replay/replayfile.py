@@ -11,7 +11,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
+
+_MARK = "\u0000cdb-replay-E\u0000"  # stands in for each E while a frame's template is made
+_MARK_JSON = json.dumps(_MARK)
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,23 @@ class ReplayFrame:
     raw: str
     event_time: int | None  # max E of the items, None when the line is not a readable frame
     items: list[dict[str, Any]] | None  # the parsed array (for time shifting), None when unreadable
+
+    @cached_property
+    def template(self) -> tuple[tuple[str, ...], tuple[int, ...]] | None:
+        """The frame's JSON cut around every shiftable E, and those Es: a shifted copy is then a join, not
+        a json.dumps of every item (a looping replay shifts every frame it sends; flat out, re-serialising
+        took a fifth of a core from the pipeline it feeds). None when the cut is not clean (an item's
+        own text holds the marker), and `shifted` serialises as before."""
+        if self.items is None:
+            return None
+        marked, times = [], []
+        for item in self.items:
+            if isinstance(item, dict) and isinstance(item.get("E"), int):
+                times.append(int(item["E"]))
+                item = {**item, "E": _MARK}
+            marked.append(item)
+        parts = json.dumps(marked, separators=(",", ":")).split(_MARK_JSON)
+        return (tuple(parts), tuple(times)) if len(parts) == len(times) + 1 else None
 
 
 def frame_event_time(data: Any) -> int | None:
@@ -81,6 +102,14 @@ def shifted(frame: ReplayFrame, shift_ms: int) -> str:
     """The frame with every item's E moved by `shift_ms`, in the exchange's compact JSON form."""
     if frame.items is None or shift_ms == 0:
         return frame.raw
+    template = frame.template
+    if template is not None:
+        parts, times = template
+        out = [parts[0]]
+        for event_time, part in zip(times, parts[1:], strict=True):
+            out.append(str(event_time + shift_ms))
+            out.append(part)
+        return "".join(out)
     items = []
     for item in frame.items:
         if isinstance(item, dict) and isinstance(item.get("E"), int):

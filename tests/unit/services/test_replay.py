@@ -61,6 +61,31 @@ def test_shifted_moves_every_e_and_keeps_the_format() -> None:
     assert shifted(frame, 0) == frame.raw
 
 
+def test_shifted_from_the_template_is_what_serialising_every_item_gives() -> None:
+    """The cut-and-join path gives byte for byte what shifting each item and json.dumps gave, for odd
+    items too (unicode, nesting, no E, a boolean E, a non-object), and a frame whose own text holds the
+    marker falls back to serialising."""
+
+    def reference(frame, shift: int) -> str:
+        items = [{**i, "E": i["E"] + shift} if isinstance(i, dict) and isinstance(i.get("E"), int) else i
+                 for i in frame.items]  # fmt: skip
+        return json.dumps(items, separators=(",", ":"))
+
+    odd = [
+        {"e": "24hrMiniTicker", "E": 1000, "s": "ÄUSDT", "c": "1.5", "x": {"E": 7, "n": [1, "E"]}},
+        {"e": "24hrMiniTicker", "s": "NOEUSDT"},
+        {"E": True, "s": "BOOLUSDT"},
+        "not an object",
+        {"E": 1736553600123, "q": "1e3", "note": 'quote " and \\ backslash'},
+        {"E": 2000, "s": "\u0000cdb-replay-E\u0000"},
+    ]
+    for items in (odd[:5], odd):
+        (frame,) = load_frames([json.dumps(items)])
+        assert (frame.template is None) == (items is odd)
+        for shift in (1, 500, -999, 1_736_000_000_000):
+            assert shifted(frame, shift) == reference(frame, shift)
+
+
 def test_loops_stay_monotonic() -> None:
     assert loop_shift(1000, now_ms=50_000, last_sent_event_time=None) == 49_000
     # A second loop after a speed-0 pass that ran ahead of the wall clock continues after it.
