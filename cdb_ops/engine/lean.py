@@ -1,5 +1,5 @@
 """A lean read path to a local engine: the two reads `status` makes (one list call, one inspect per
-container, concurrently) over the Unix socket with the standard library — no docker-py, requests or
+container, all at once) over the Unix socket with the standard library — no docker-py, requests or
 urllib3 to import. Anything it cannot do (a remote engine, an error) is left to `DockerEngine`: the
 caller falls back, so every error is still reported one way."""
 
@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
@@ -37,16 +37,52 @@ def local_socket() -> str | None:
 
 
 def _http_get(path: str, url: str, timeout: float) -> tuple[int, bytes]:
-    """One `GET` over the Unix socket, HTTP/1.1 with `Connection: close`; (status, body). Plain sockets:
-    http.client would import the email package, a fifth of this path's start-up."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(path)
-        sock.sendall(f"GET {url} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n".encode())
-        chunks = []
-        while data := sock.recv(65536):
-            chunks.append(data)
-    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    """One `GET` over the Unix socket; (status, body)."""
+    return _http_get_many(path, [url], timeout)[0]
+
+
+def _http_get_many(path: str, urls: list[str], timeout: float) -> list[tuple[int, bytes]]:
+    """`GET`s over the Unix socket, all in flight at once on one connection each (HTTP/1.1 with
+    `Connection: close`), the replies read as they come with a selector; (status, body) per URL, in order.
+    Plain sockets: http.client would import the email package, a fifth of this path's start-up; no
+    threads: starting a pool of them for the inspects cost more than the inspects."""
+    deadline = time.monotonic() + timeout
+    selector = selectors.DefaultSelector()
+    socks: list[socket.socket] = []
+    replies: list[list[bytes]] = [[] for _ in urls]
+    try:
+        for i, url in enumerate(urls):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            socks.append(sock)
+            sock.settimeout(timeout)
+            sock.connect(path)
+            sock.sendall(f"GET {url} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n".encode())
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ, i)
+        open_ = len(urls)
+        while open_:
+            left = deadline - time.monotonic()
+            events = selector.select(left) if left > 0 else []
+            if not events:
+                raise TimeoutError(f"no reply from the engine within {timeout:g} s")
+            for key, _mask in events:
+                conn = key.fileobj
+                assert isinstance(conn, socket.socket)
+                data = conn.recv(65536)
+                if data:
+                    replies[key.data].append(data)
+                else:
+                    selector.unregister(conn)
+                    open_ -= 1
+    finally:
+        selector.close()
+        for sock in socks:
+            sock.close()
+    return [_response(b"".join(chunks)) for chunks in replies]
+
+
+def _response(raw: bytes) -> tuple[int, bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
     headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
@@ -101,16 +137,12 @@ class LeanReader:
             return [summary_facts(s) for s in summaries]
         if not ids:
             return []
-        with ThreadPoolExecutor(max_workers=min(8, len(ids))) as pool:
-            replies = list(pool.map(self._inspect_or_none, ids))
-        return [inspect_facts(r) for r in replies if r is not None]
-
-    def _inspect_or_none(self, cid: str) -> dict[str, Any] | None:
         try:
-            reply: dict[str, Any] = self._get(f"/containers/{cid}/json")
-            return reply
-        except LeanUnavailable:
-            return None  # removed between list and inspect (or gone): like DockerEngine, left out
+            replies = _http_get_many(self._path, [f"/containers/{cid}/json" for cid in ids], self._timeout)
+        except (OSError, ValueError, IndexError) as exc:
+            raise LeanUnavailable(str(exc)) from None
+        # a container removed between list and inspect (404) is left out, like DockerEngine does
+        return [inspect_facts(json.loads(body)) for status, body in replies if status == 200]
 
     def stats_many(self, ids: list[str], cpu: bool = True) -> dict[str, ContainerStats]:
         """From the cgroups only; what they do not answer is left out (`status` shows '-')."""

@@ -12,7 +12,7 @@ import pytest
 
 from cdb_ops.cli.quick import _parse, quick_status
 from cdb_ops.engine.cgroups import CgroupSample, load_samples, save_samples
-from cdb_ops.engine.lean import MIN_CPU_WINDOW, _dechunk, _http_get
+from cdb_ops.engine.lean import MIN_CPU_WINDOW, _dechunk, _http_get, _http_get_many
 from cdb_ops.load.outline import OutlineService, StackOutline, load_outline, outline_key, save_outline
 from cdb_ops.load.project import find_project
 from cdb_ops.load.settings import parse_env_file
@@ -83,6 +83,46 @@ def test_http_get_over_a_unix_socket(tmp_path: Path) -> None:
     server.close()
     assert status == 200 and json.loads(body) == [{"Id": "a"}]
     assert seen[0].startswith(b"GET /containers/json?all=1 HTTP/1.1\r\n")
+
+
+def test_several_gets_are_in_flight_at_once_and_come_back_in_order(tmp_path: Path) -> None:
+    """The inspects of `status` go out together: the server sees every request before it answers any,
+    answers them in reverse order (one slowly, in pieces), and each reply is matched to its URL."""
+    path = str(tmp_path / "s.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(8)
+    urls = [f"/containers/c{i}/json" for i in range(5)]
+
+    def answer() -> None:
+        conns = [server.accept()[0] for _ in urls]  # all five connected and asked before any reply
+        asked = {c.recv(4096).split()[1].decode(): c for c in conns}
+        for url in reversed(urls):
+            conn = asked[url]
+            body = json.dumps({"url": url}).encode()
+            status = b"404 Not Found" if url.endswith("c3/json") else b"200 OK"
+            conn.sendall(b"HTTP/1.1 " + status + b"\r\nContent-Length: %d\r\n\r\n" % len(body))
+            for i in range(0, len(body), 7):
+                conn.sendall(body[i : i + 7])
+            conn.close()
+
+    t = threading.Thread(target=answer)
+    t.start()
+    replies = _http_get_many(path, urls, 5.0)
+    t.join()
+    server.close()
+    assert [status for status, _ in replies] == [200, 200, 200, 404, 200]
+    assert [json.loads(body)["url"] for _, body in replies] == urls
+
+
+def test_an_engine_that_does_not_answer_times_out(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    with pytest.raises(TimeoutError):
+        _http_get_many(path, ["/containers/json"], 0.2)
+    server.close()
 
 
 class _Cgroups:
