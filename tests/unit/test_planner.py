@@ -356,10 +356,17 @@ def test_clean_stops_a_dependency_once_its_dependents_exited_not_once_docker_tor
     assert removed == ["t_app", "t_db"]
 
 
-def test_clean_without_exit_events_still_stops_dependents_first(project_dir, engine):
-    """When the engine's event stream yields nothing (it failed), a stop's return releases its level."""
+@pytest.mark.parametrize("stream", ["silent", "refused"])
+def test_clean_without_exit_events_still_stops_dependents_first(project_dir, engine, stream):
+    """When the engine's event stream yields nothing, or cannot be opened, a stop's return releases its
+    level."""
+    from cdb_ops.errors import EngineUnavailable
+
+    def refused(label: str) -> FakeExitWatch:
+        raise EngineUnavailable("events: connection refused", "")
+
     _rebuild(project_dir, engine)
-    engine.watch_exits = lambda label: FakeExitWatch(label)  # type: ignore[method-assign]  # never fed
+    engine.watch_exits = (lambda label: FakeExitWatch(label)) if stream == "silent" else refused  # type: ignore[method-assign]
     engine.calls.clear()
     result = _rebuild(project_dir, engine, clean=True)
     assert result.result == "ok"

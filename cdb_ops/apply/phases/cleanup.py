@@ -99,9 +99,13 @@ def _remove_in_dependency_order(ctx: PhaseContext, phase: PhaseSpec, changes: li
             sorter.done(name)
 
     with ThreadPoolExecutor(max_workers=16, thread_name_prefix="cdb-stop") as pool:
-        watch = ctx.engine.watch_exits(ctx.desired.system_label)
         try:
-            pool.submit(_relay_exits, watch, exited)
+            watch: ExitWatch | None = ctx.engine.watch_exits(ctx.desired.system_label)
+        except CdbError:
+            watch = None  # no event stream: each stop's return releases its level
+        try:
+            if watch is not None:
+                pool.submit(_relay_exits, watch, exited)
             stopping: dict[Future[int | None], str] = {}
             removing: dict[Future[None], str] = {}
             exits: dict[str, int | None] = {}
@@ -132,7 +136,8 @@ def _remove_in_dependency_order(ctx: PhaseContext, phase: PhaseSpec, changes: li
                         detail = f"{change.reason}; {_how_it_stopped(exits.get(change.name))}"
                         ctx.record(phase.name, "container", change.name, "remove", detail, took, change.service)
         finally:
-            watch.close()  # ends the relay, so the pool can finish
+            if watch is not None:
+                watch.close()  # ends the relay, so the pool can finish
 
 
 def _relay_exits(watch: ExitWatch, exited: dict[str, Future[int]]) -> None:
