@@ -12,7 +12,9 @@ Compose is Docker Compose v2.40.3 (tools/compose-v2.sh: the Go binary users run)
 `cdb-ops export compose --offline --feed replay` writes, measured in the same run; the ratios are
 cdb-ops / Compose v2 (the targets: cold start <= 0.25, no-op <= 0.6, status <= 1.0, down <= 0.5).
 cdb-ops runs as users run it: through its warm server (started and waited for first); no-op rebuild
-and status are measured once more with every process cold (CDB_OPS_WARM=0). The code is
+and status are measured once more with every process cold (CDB_OPS_WARM=0). `status` and `ps` are timed
+in turns (15 each) on the one stack Compose started, and each `down` is split by the engine's events
+(the tool's own start, the engine's stop and teardown, the rest). The code is
 byte-compiled first, as an installed package is.
 """
 
