@@ -146,3 +146,15 @@ def test_tick_json_is_exactly_the_tick_event_json() -> None:
     assert json.loads(tick_json(**odd))["event_id"] == 'a"b\\c'
     with pytest.raises(TypeError):
         tick_json(**{**values, "tick_time": 5.5})  # type: ignore[arg-type]
+
+
+def test_random_ids_are_distinct_version_4_uuids_in_their_usual_text_form() -> None:
+    import uuid
+
+    from cdb_common.events import random_ids
+
+    ids = random_ids(2000)
+    assert len(set(ids)) == 2000 and random_ids(0) == []
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == text
