@@ -668,7 +668,15 @@ def test_hostile_feed_frames_are_counted_and_skipped_and_good_ones_kept(stack, t
         counts = _wait(f"{PASSES} passes over the hostile file", passes_done, 60)
         took = time.monotonic() - started
         text = _screener_metrics()
-        rows = _wait("the good frames' market_snapshots", lambda: _good_rows(stack), 30)
+
+        # A row holds a symbol's last tick of its minute, flushed every 5 s while the passes go on: a flush
+        # can land between a pass's 10.0 frame and its 10.1 frame (the 3 MiB one is between them), so wait
+        # for the good frame after the broken ones to be stored, not just for the symbols to appear.
+        def good_rows_stored() -> dict[str, Any] | None:
+            found = _good_rows(stack)
+            return found if found and found["HOSTAUSDT"] == Decimal("10.1") else None
+
+        rows = _wait("the good frames' market_snapshots", good_rows_stored, 30)
         bad_rows = _query(stack, "SELECT symbol FROM market_snapshots WHERE symbol IN ('HOSTCUSDT', 'HOSTDUSDT')")
         jump_buys = _query(stack, "SELECT change_pct FROM signals WHERE symbol = %s AND side = 'BUY'", (JUMP,))
         health = httpx.get(f"http://127.0.0.1:{SCREENER_PORT}/health", timeout=5).json()
