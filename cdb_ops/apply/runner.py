@@ -20,7 +20,7 @@ from cdb_ops.load.desired import DesiredStack
 from cdb_ops.load.lastrun import save_last_run
 from cdb_ops.load.project import Project
 from cdb_ops.load.settings import Settings
-from cdb_ops.load.specs import IMAGELESS_KINDS, PhaseSpec, RunbookSpec
+from cdb_ops.load.specs import PhaseSpec, RunbookSpec, needs_images
 from cdb_ops.model.plan import Plan
 from cdb_ops.model.progress import Progress
 from cdb_ops.model.results import RunResult
@@ -123,10 +123,10 @@ def execute(
             )
             # images matter to runs that build, start or check containers; `down` (one cleanup phase)
             # needs neither their inspects nor the build contexts' hashes
-            needs_images = any(p.kind not in IMAGELESS_KINDS for p in phases)
-            if needs_images:
+            with_images = needs_images(phases)
+            if with_images:
                 desired.hash_builds()
-            observed = observe(engine, desired, host_ports=plan_options.check_ports, images=needs_images)
+            observed = observe(engine, desired, host_ports=plan_options.check_ports, images=with_images)
             plan = plan_stack(desired, observed, plan_options)
             ctx = PhaseContext(
                 engine=engine,

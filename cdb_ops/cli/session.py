@@ -21,7 +21,7 @@ from cdb_ops.load.desired import DesiredStack, resolve
 from cdb_ops.load.playbook import load_runbook
 from cdb_ops.load.project import Project, find_project
 from cdb_ops.load.settings import Settings, load_settings
-from cdb_ops.load.specs import IMAGELESS_KINDS, RunbookSpec, StackSpec
+from cdb_ops.load.specs import RunbookSpec, StackSpec, needs_images
 from cdb_ops.model.progress import Progress
 from cdb_ops.redact import Redactor
 from cdb_ops.report.progress import ConsoleProgress, JsonLinesProgress, QuietProgress
@@ -110,7 +110,7 @@ def open_session(
     for warning in settings.warnings:
         out.warn(warning)
     desired = resolve(stack, settings, project, profiles, feed)
-    if any(p.kind not in IMAGELESS_KINDS for p in chosen):
+    if needs_images(chosen):
         desired.hash_builds()  # an unreadable build context is refused now too
     if os.path.lexists(project.schema_dir):  # (a project without one is told so by the schema phase)
         discover(project.schema_dir)  # a bad migration is refused now, not after four phases ran

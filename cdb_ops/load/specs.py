@@ -221,6 +221,11 @@ PhaseKind = Literal["cleanup", "network", "volumes", "images", "services", "sche
 IMAGELESS_KINDS: frozenset[str] = frozenset({"cleanup", "network", "volumes"})
 
 
+def needs_images(phases: list[PhaseSpec]) -> bool:
+    """Whether a run of `phases` builds, starts or checks containers, so needs images and build hashes."""
+    return any(p.kind not in IMAGELESS_KINDS for p in phases)
+
+
 class PhaseSpec(SpecModel):
     name: str = Field(pattern=r"^[a-z0-9_-]+$")
     kind: PhaseKind
