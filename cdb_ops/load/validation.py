@@ -98,7 +98,7 @@ def _remedy_for(etype: str) -> str:
         return "write a string (quote it if it contains ':' or starts with a digit)"
     if etype == "literal_error":
         return "use one of the values listed"
-    return "see the playbook reference in README.md"
+    return "see the playbook reference in docs/configuration.md"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ def rows_per_book(project: Path) -> dict[str, dict[str, int]]:
 
 
 def keep_sample(name: str, text: str) -> None:
-    """With CDB_SAMPLES_DIR set, keep a view's table output (the samples in README.md come from here)."""
+    """With CDB_SAMPLES_DIR set, keep a view's table output (the samples in docs/trading.md come from here)."""
     folder = os.environ.get("CDB_SAMPLES_DIR")
     if folder:
         Path(folder, f"{name}.txt").write_text(text)

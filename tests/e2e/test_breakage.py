@@ -264,7 +264,7 @@ def test_a_dropped_table_is_named_and_rebuild_re_creates_it(stack):
 
 def test_an_error_line_in_a_log_fails_validate_until_the_service_restarts(stack):
     """A producer bug: an entry on `cdb:signals` that is not a valid event. The risk manager logs it at
-    ERROR, copies it to `cdb:deadletter` and acks it (images/README.md), and `validate` fails on
+    ERROR, copies it to `cdb:deadletter` and acks it (docs/trading.md), and `validate` fails on
     `logs risk` with that line and where to read them all.
 
     What heals it: the check looks at the lines since the container started, so an old ERROR line

@@ -1,4 +1,4 @@
-"""The layering rule of cdb_ops/ (README "Layout"), checked by parsing every module's imports: a module
+"""The layering rule of cdb_ops/ (docs/architecture.md "Layout"), checked by parsing every module's imports: a module
 imports only the shared leaves, `model/`, its own layer and the layers to its left in the flow
 observe -> plan -> apply -> report. A new import against the flow fails here, not in review."""
 
@@ -56,7 +56,7 @@ def _modules() -> list[Path]:
 
 def test_every_module_belongs_to_a_layer_or_is_a_shared_leaf():
     stray = [m for m in map(_module_name, _modules()) if m not in LEAVES and _layer(m) not in RANK]
-    assert stray == [], f"put these in a layer folder (README Layout): {stray}"
+    assert stray == [], f"put these in a layer folder (docs/architecture.md, Layout): {stray}"
 
 
 def _against_the_flow(path: Path, me: str) -> list[str]:
