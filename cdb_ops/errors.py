@@ -110,10 +110,6 @@ class Conflict(CdbError):
     kind = "conflict"
 
 
-class PortConflict(Conflict):
-    kind = "port_conflict"
-
-
 class ForeignResource(Conflict):
     kind = "foreign_resource"
 

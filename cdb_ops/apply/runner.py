@@ -161,7 +161,7 @@ def execute(
                 "kind": "internal",
                 "message": redact(f"{type(exc).__name__}: {exc}"),
                 "remedy": "this is a bug in cdb-ops; please report the traceback",
-                "exit_code": 70,
+                "exit_code": int(ExitCode.INTERNAL),
                 "details": {},
             }
             raise
@@ -171,7 +171,7 @@ def execute(
                 "kind": "interrupted",
                 "message": "interrupted; run the same command again to finish",
                 "remedy": "",
-                "exit_code": 130,
+                "exit_code": int(ExitCode.INTERRUPTED),
                 "details": {},
             }
             raise

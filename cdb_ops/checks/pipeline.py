@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from decimal import Decimal
+from typing import Any
 
 from cdb_ops.checks.context import CheckContext
 from cdb_ops.checks.probes import HttpError, http_request
@@ -17,6 +18,7 @@ def check_probe(ctx: CheckContext) -> list[CheckResult]:
     """Inject a synthetic market move at the screener and follow it through signal, risk decision,
     order and trade in Postgres. Probe rows are flagged and live in portfolio 'probe'."""
     import psycopg
+    from psycopg.rows import dict_row
 
     screener = next((s for s in ctx.desired.services.values() if s.spec.role == "screener"), None)
     if screener is None or not ctx.options.probe:
@@ -60,19 +62,32 @@ def check_probe(ctx: CheckContext) -> list[CheckResult]:
          WHERE s.symbol = %s AND s.is_probe
     """
     reached = -1
-    row = None
+    row: dict[str, Any] | None = None
     deadline = started + ctx.options.probe_timeout
-    with psycopg.connect(**postgres_conninfo(ctx.desired, ctx.settings), connect_timeout=3, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            row = conn.execute(query, (symbol,)).fetchone()
-            if row:
-                reached = 0 + (row[1] is not None) + (row[3] is not None) + (row[4] is not None)
-                if row[1] == "REJECTED" or reached == 3:
-                    break
-            time.sleep(0.02)  # the pipeline takes tens of milliseconds: look often, so the probe ends soon after
-        took = time.monotonic() - started
-        retention = Decimal(ctx.settings.get("CDB_PROBE_RETENTION_HOURS") or DEFAULT_RETENTION_HOURS)
-        pruned = prune_probe_rows(conn, retention)
+    retention = Decimal(ctx.settings.get("CDB_PROBE_RETENTION_HOURS") or DEFAULT_RETENTION_HOURS)
+    conninfo = postgres_conninfo(ctx.desired, ctx.settings)
+    try:
+        with psycopg.connect(**conninfo, connect_timeout=3, autocommit=True, row_factory=dict_row) as conn:
+            while time.monotonic() < deadline:
+                row = conn.execute(query, (symbol,)).fetchone()
+                if row:
+                    reached = sum(row[k] is not None for k in ("decision", "order_id", "trade_id"))
+                    if row["decision"] == "REJECTED" or reached == 3:
+                        break
+                time.sleep(0.02)  # the pipeline takes tens of milliseconds: look often, so the probe ends soon after
+            took = time.monotonic() - started
+            pruned = prune_probe_rows(conn, retention)
+    except psycopg.OperationalError as exc:
+        # the database went away while the probe ran: a fault of the stack to report, not a bug of cdb-ops
+        return [
+            CheckResult(
+                "pipeline probe",
+                "fail",
+                f"Postgres could not be read during the probe ({str(exc).strip().splitlines()[0]})",
+                "is the database up? `cdb-ops status`, then `cdb-ops logs postgres`",
+                {"probe_id": str(probe_id), "symbol": symbol},
+            )
+        ]
     facts = {
         "probe_id": str(probe_id),
         "symbol": symbol,
@@ -82,19 +97,19 @@ def check_probe(ctx: CheckContext) -> list[CheckResult]:
         "retention_hours": float(retention),
         "pruned": pruned,  # probe rows older than the retention, deleted now
     }
-    if row is not None and row[1] == "REJECTED":
-        facts["reason"] = row[2]
+    if row is not None and row["decision"] == "REJECTED":
+        facts["reason"] = row["reason"]
         return [
             CheckResult(
                 "pipeline probe",
                 "fail",
-                f"risk manager rejected the probe ({row[2]})",
+                f"risk manager rejected the probe ({row['reason']})",
                 "the probe trades in its own portfolio; see `cdb-ops logs risk`",
                 facts,
             )
         ]
     if reached == 3:
-        facts["portfolio"] = row[6] if row else None
+        facts["portfolio"] = row["portfolio"] if row else None
         facts["active_book"] = ctx.desired.feed  # the feed's book the stack trades in; the probe is in neither
         return [
             CheckResult(

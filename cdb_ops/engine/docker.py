@@ -7,13 +7,11 @@ import os
 
 import docker
 import docker.errors
-import requests.exceptions
 
-from cdb_ops.engine.docker_base import ENGINE_REMEDY, short, translate
+from cdb_ops.engine.docker_base import translate
 from cdb_ops.engine.docker_containers import ContainersMixin
 from cdb_ops.engine.docker_images import ImagesMixin
 from cdb_ops.engine.docker_networks import NetworksMixin
-from cdb_ops.errors import EngineUnavailable
 from cdb_ops.model.facts import EngineInfo
 
 
@@ -21,12 +19,10 @@ class DockerEngine(ContainersMixin, NetworksMixin, ImagesMixin):
     """`Engine` over docker-py's low-level APIClient (exact control over create options)."""
 
     def __init__(self, timeout: int = 120) -> None:
-        try:
-            # (docker-py asks the engine for its API version here: that request is the reachability check)
+        # (docker-py asks the engine for its API version here: that request is the reachability check)
+        with translate():
             self._client = docker.from_env(timeout=timeout)
             self._api = self._client.api
-        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
-            raise EngineUnavailable(f"Docker engine unreachable: {short(exc)}", ENGINE_REMEDY) from None
         host = os.environ.get("DOCKER_HOST", "")
         self._local = host == "" or host.startswith("unix://") or "127.0.0.1" in host or "localhost" in host
         self._info: EngineInfo | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import docker
 import docker.errors
@@ -24,20 +24,27 @@ class DockerBase:
     _local: bool
 
 
+def _refused(why: str) -> CdbError:
+    return StepFailed(f"Docker engine refused: {why}", "see the message; `cdb-ops doctor` may help")
+
+
 @contextlib.contextmanager
-def translate() -> Iterator[None]:
-    """docker-py's exceptions become CdbErrors the CLI knows how to show."""
+def translate(refused: Callable[[str], CdbError] = _refused) -> Iterator[None]:
+    """The one translation of docker-py's exceptions into CdbErrors the CLI knows how to show: an engine
+    that cannot be reached is EngineUnavailable (exit 4); one that answered but refused or did not finish
+    the request becomes `refused(why)` (a pull or a build names its own error kind)."""
     try:
         yield
     except CdbError:
         raise
-    except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
-        if isinstance(exc, docker.errors.APIError):
-            raise StepFailed(
-                f"Docker engine refused: {exc.explanation or exc}",
-                "see the message; `cdb-ops doctor` may help",
-            ) from None
-        raise EngineUnavailable(f"Docker engine unreachable: {exc}", ENGINE_REMEDY) from None
+    except requests.exceptions.ConnectionError as exc:
+        raise EngineUnavailable(f"Docker engine unreachable: {short(exc)}", ENGINE_REMEDY) from None
+    except (requests.exceptions.RequestException, docker.errors.DockerException) as exc:
+        why = exc.explanation if isinstance(exc, docker.errors.APIError) and exc.explanation else exc
+        if not isinstance(exc, docker.errors.APIError | requests.exceptions.RequestException):
+            # docker-py's own DockerException (no API answer at all: e.g. the socket file is missing)
+            raise EngineUnavailable(f"Docker engine unreachable: {short(exc)}", ENGINE_REMEDY) from None
+        raise refused(short(str(why))) from None
 
 
 def short(exc: BaseException | str) -> str:

@@ -171,7 +171,7 @@ class ContainersMixin(DockerBase):
             b = (cgroup_sample(cid) if cpu else a) if a is not None else None
             if a is not None and b is not None:
                 pct = max(0.0, (b.cpu_ns - a.cpu_ns) / (b.at - a.at) / 1e9 * 100.0) if cpu else None
-                out[cid] = ContainerStats(b.memory, b.limit, pct)
+                out[cid] = ContainerStats(b.memory, pct)
         missing = [cid for cid in ids if cid not in out]
         if missing:
             from concurrent.futures import ThreadPoolExecutor

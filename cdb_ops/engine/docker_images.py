@@ -6,11 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import docker.errors
-import requests.exceptions
 
-from cdb_ops.engine.docker_base import ENGINE_REMEDY, DockerBase, short, translate
+from cdb_ops.engine.docker_base import DockerBase, translate
 from cdb_ops.engine.mapping import image_facts, split_image_ref
-from cdb_ops.errors import BuildFailed, EngineUnavailable, PullFailed
+from cdb_ops.errors import BuildFailed, PullFailed
 from cdb_ops.model.facts import ImageFacts
 
 
@@ -29,11 +28,8 @@ class ImagesMixin(DockerBase):
 
     def pull(self, ref: str) -> ImageFacts:
         repo, tag = split_image_ref(ref)  # a digest (name@sha256:…) is a "tag" to the pull endpoint
-        try:
+        with translate(lambda why: PullFailed(f"cannot pull {ref}: {why}", "check the network / registry login")):
             self._api.pull(repo, tag=tag)
-        except (requests.exceptions.RequestException, docker.errors.DockerException) as exc:
-            why = exc.explanation if isinstance(exc, docker.errors.APIError) and exc.explanation else short(exc)
-            raise PullFailed(f"cannot pull {ref}: {short(str(why))}", "check the network / registry login") from None
         found = self.image(ref)
         if found is None:
             raise PullFailed(f"pulled {ref} but the engine does not list it", "run `docker images`")
@@ -51,7 +47,7 @@ class ImagesMixin(DockerBase):
     ) -> ImageFacts:
         lines: list[str] = []
         step = ""
-        try:
+        with translate(lambda why: BuildFailed(f"build of {tag} failed: {why}", "check the Dockerfile")):
             stream = self._api.build(
                 path=str(context),
                 dockerfile=dockerfile,
@@ -79,10 +75,6 @@ class ImagesMixin(DockerBase):
                             step = line.strip()
                         if on_line:
                             on_line(line)
-        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
-            if isinstance(exc, docker.errors.APIError):
-                raise BuildFailed(f"build of {tag} failed: {exc.explanation}", "check the Dockerfile") from None
-            raise EngineUnavailable(f"Docker engine unreachable: {short(exc)}", ENGINE_REMEDY) from None
         found = self.image(tag)
         if found is None:
             raise BuildFailed(f"build of {tag} produced no image", "run the build by hand to see why")

@@ -162,7 +162,7 @@ class LeanReader:
         for cid, (a, b) in pairs.items():
             if a is not None and b is not None:
                 pct = max(0.0, (b.cpu_ns - a.cpu_ns) / (b.at - a.at) / 1e9 * 100.0) if cpu and b.at > a.at else None
-                out[cid] = ContainerStats(b.memory, b.limit, pct)
+                out[cid] = ContainerStats(b.memory, pct)
                 self.latest[cid] = b
         return out
 

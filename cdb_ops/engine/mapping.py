@@ -134,4 +134,4 @@ def api_stats(s: dict[str, Any]) -> ContainerStats:
             cpu = delta / sys_delta * int(cs.get("online_cpus", 1)) * 100.0
     except (KeyError, TypeError):
         pass
-    return ContainerStats(max(usage, 0), int(mem.get("limit", 0)), cpu)
+    return ContainerStats(max(usage, 0), cpu)

@@ -94,9 +94,6 @@ class DesiredStack:
     def system_label(self) -> str:
         return system_selector(self.stack.system)
 
-    def service_by_container(self, container: str) -> DesiredService | None:
-        return next((s for s in self.services.values() if s.container.name == container), None)
-
     def hash_builds(self) -> None:
         """Hash every build context now: a run that builds or starts images refuses an unreadable context
         (a ConfigError with file and line) before its first change, not in the middle of the images phase."""

@@ -11,7 +11,6 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from cdb_ops.load.validation import BindAddress, EnvName, ImageRef, ProjectPath, docker_duration, project_path
 
-PRIORITIES = ("critical", "high", "medium", "optional")
 NAME_RE = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 

@@ -60,7 +60,6 @@ class ImageFacts:
 @dataclass(frozen=True)
 class ContainerStats:
     memory_bytes: int
-    memory_limit: int
     cpu_percent: float | None
 
 

@@ -64,8 +64,5 @@ class Plan:
     def pending(self) -> list[Change]:
         return [c for c in self.changes if c.changes_something]
 
-    def for_resource(self, resource: Resource) -> list[Change]:
-        return [c for c in self.changes if c.resource == resource]
-
     def __str__(self) -> str:
         return "\n".join(str(c) for c in self.changes)

@@ -140,7 +140,7 @@ class FakeEngine:
         yield from self.logs_.get(name, "").splitlines()
 
     def stats(self, name: str) -> ContainerStats:
-        return ContainerStats(10 * 1024 * 1024, 0, 1.0)
+        return ContainerStats(10 * 1024 * 1024, 1.0)
 
     def stats_many(self, ids: list[str], cpu: bool = True) -> dict[str, ContainerStats]:
         return {c.id: self.stats(c.name) for c in self.containers_.values() if c.id in ids}
