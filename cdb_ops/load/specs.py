@@ -71,6 +71,8 @@ def _parse_port(value: Any) -> Any:
         except ValueError:
             pass
         raise ValueError("a port like '8000:8000' (host:container) or '127.0.0.1:8000:8000'")
+    if not isinstance(value, dict):  # a float (8001.5), a bool, a list: not a port in any syntax
+        raise ValueError("a port is written \"HOST:CONTAINER\", like \"8000:8000\" (quoted), or as one number")
     return value
 
 

@@ -7,6 +7,7 @@ import ipaddress
 import math
 import os
 import re
+from collections.abc import Iterable
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -55,14 +56,23 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
+# pydantic puts a union member's or validator's name into an error's location ('float', 'bool',
+# 'list[str]', 'function-after[...]'): not a key of the playbook
+_TYPE_TAG_RE = re.compile(r"^(str|int|float|bool|none|list\[.*\]|dict\[.*\]|function-\w+\[.*\]|[\w-]+\[.*\])$")
+
+
 def config_errors_from(exc: ValidationError, doc: YamlDocument, model: type[BaseModel]) -> ConfigErrors:
-    errors: list[ConfigError] = []
+    """One ConfigError per problem the user has to fix: a value a union refuses in every member is one
+    problem (not one per member), and a key written without a value is said to be just that."""
+    grouped: dict[tuple[Any, ...], list[Any]] = {}
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        # pydantic adds the union member / validator name to loc for some errors: drop those parts
-        loc = tuple(p for p in loc if p not in ("list[str]", "str", "int", "dict[str,str]"))
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and _TYPE_TAG_RE.match(p)))
+        grouped.setdefault(loc, []).append(err)
+    errors: list[ConfigError] = []
+    for loc, errs in grouped.items():
         line = doc.line_of(loc)
         where = _dotted(loc)
+        err = errs[0]
         etype = err["type"]
         if etype == "extra_forbidden":
             key = str(loc[-1])
@@ -77,12 +87,52 @@ def config_errors_from(exc: ValidationError, doc: YamlDocument, model: type[Base
             errors.append(
                 ConfigError(f"missing required key {where!r}", f"add `{loc[-1]}:`", file=str(doc.path), line=line)
             )
+        elif "input" in err and err["input"] is None:
+            # `KEY:` with nothing after it is null in YAML: whatever the key takes, it has no value yet
+            expected = _one_of(_expected(e["type"]) for e in errs)
+            errors.append(
+                ConfigError(
+                    f"{where} has no value",
+                    f"write {expected} after `{loc[-1]}:` on this line, or remove the line",
+                    file=str(doc.path),
+                    line=line,
+                )
+            )
         else:
-            msg = err["msg"].removeprefix("Value error, ")
             got = err.get("input")
             shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
-            errors.append(ConfigError(f"{where}: {msg}{shown}", _remedy_for(etype), file=str(doc.path), line=line))
+            if len(errs) == 1:
+                msg = err["msg"].removeprefix("Value error, ")
+                errors.append(ConfigError(f"{where}: {msg}{shown}", _remedy_for(etype), file=str(doc.path), line=line))
+            else:
+                expected = " or ".join(dict.fromkeys(_expected(e["type"]) for e in errs))
+                errors.append(
+                    ConfigError(
+                        f"{where}: expected {expected}{shown}", f"write {expected}", file=str(doc.path), line=line
+                    )
+                )
     return ConfigErrors(errors)
+
+
+def _one_of(options: Iterable[str]) -> str:
+    """'a string, a number or true or false' -> 'a string, a number or true/false'."""
+    unique = list(dict.fromkeys(options))
+    return unique[0] if len(unique) == 1 else ", ".join(unique[:-1]) + " or " + unique[-1]
+
+
+def _expected(etype: str) -> str:
+    """What a pydantic error type wants, in a playbook author's words."""
+    if etype.startswith("int") or etype.startswith("float"):
+        return "a number"
+    if etype.startswith("bool"):
+        return "true/false"
+    if etype.startswith("list"):
+        return "a list"
+    if etype.startswith("dict") or etype == "model_type":
+        return "a mapping"
+    if etype.startswith("string"):
+        return "a string"
+    return "a value"
 
 
 def _remedy_for(etype: str) -> str:

@@ -141,9 +141,57 @@ def _compose(text: str) -> yaml.Node | None:
     return yaml.compose(text, Loader=yaml.SafeLoader)
 
 
+# Characters YAML 1.1 (PyYAML) takes for line breaks but editors show inside a line: pasted from a
+# document, one ends a comment early and turns the rest of it into content.
+_UNICODE_BREAKS = {
+    "\x85": "U+0085 NEXT LINE",
+    "\u2028": "U+2028 LINE SEPARATOR",
+    "\u2029": "U+2029 PARAGRAPH SEPARATOR",
+}
+
+
+def _unicode_breaks_in_comments(text: str, path: Path) -> str:
+    """`text` with every U+0085/U+2028/U+2029 inside a comment replaced by a space (same length, so
+    every mark keeps its position): a comment is for people, and people see no line break there. One
+    outside a comment (in a key or value) is refused, naming the character and its line."""
+    if not any(ch in text for ch in _UNICODE_BREAKS):
+        return text
+    out = list(text)
+    quote = ""  # the quote a flow scalar is open with, across lines
+    line = 1
+    in_comment = False
+    prev = "\n"
+    for i, ch in enumerate(text):
+        if ch == "\n":
+            line, in_comment, prev = line + 1, False, ch
+            continue
+        if ch in _UNICODE_BREAKS:
+            if not in_comment:
+                raise ConfigError(
+                    f"a {_UNICODE_BREAKS[ch]} character (an invisible line break pasted from a document) "
+                    "in a key or value on this line",
+                    "retype the line; YAML would break it in two there",
+                    file=str(path),
+                    line=line,
+                )
+            out[i] = " "
+        elif in_comment:
+            pass
+        elif quote:
+            if ch == quote and not (quote == '"' and prev == "\\"):
+                quote = ""
+        elif ch in "'\"" and prev in " \t\n[{,:-":
+            quote = ch
+        elif ch == "#" and prev in " \t\n":
+            in_comment = True
+        prev = ch
+    return "".join(out)
+
+
 def load_yaml(path: Path) -> YamlDocument:
     """Read `path`; a syntax error becomes a ConfigError with the file and line."""
     text = read_text(path, "playbook file", missing_fix="check the path, or run from the project directory")
+    text = _unicode_breaks_in_comments(text, path)
     line_at = Lines(text)
     try:
         root = _compose(text)

@@ -308,7 +308,8 @@ ENV_CASES = [
     ("LOG_LEVEL=trace", "LOG_LEVEL: 'trace' is not one of"),
     ('LOG_LEVEL="INFO', 'LOG_LEVEL: the " opened on this line is not closed on it'),
     ("REDIS_PASSWORD=has a space in it 0123456789", "REDIS_PASSWORD: contains quotes, spaces"),
-    ("1ABC=x", "invalid key '1ABC'"),
+    # a broken line's text is never shown (it may be part of a password): its line number says where
+    ("1ABC=x", "invalid key\n"),
 ]
 
 

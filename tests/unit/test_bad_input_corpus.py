@@ -186,6 +186,15 @@ def _split_quote(p: Proj) -> None:
     p.where = f".env:{len(lines) - 2}"
 
 
+def _secret_lines(p: Proj, key: str, lines: list[str], fragments: list[str], at: int = 0) -> None:
+    """KEY's line replaced by `lines` (a value run over several lines, a secret pasted on a line of its
+    own): no fragment of it may be shown, whatever shape the broken lines have."""
+    kept = [ln for ln in FULL_ENV.splitlines() if not ln.startswith(key + "=")]
+    write_private(p.root / ".env", "\n".join(kept + lines) + "\n")
+    p.secrets += fragments
+    p.where = f".env:{len(kept) + 1 + at}"
+
+
 def _after_u2028_comment(p: Proj) -> None:
     """A U+2028 in a comment is no new line for an editor: the bad value is named at its real line."""
     lines = ["# pasted from a memo\u2028 (the separator is invisible)", *FULL_ENV.splitlines()]
@@ -203,8 +212,24 @@ def _after_unclosed_quote(p: Proj) -> None:
 
 
 def _yaml_after_u2028(p: Proj) -> None:
-    p.edit_stack("    role: database", '    role: "data\u2028base"')
+    """A U+2028 in a comment is no line break for an editor nor for cdb-ops: a later error keeps its line."""
+    p.edit_stack("    role: database", "    role: database   # pasted\u2028 from a memo")
     p.edit_stack(SIG_PORTS, '    ports: ["8001:abc"]', "8001:abc")
+
+
+def _no_value(old: str, key_line: str) -> Callable[[Proj], None]:
+    """`old` replaced by `key_line` (a key with nothing after its colon); the message must name that line."""
+
+    def setup(p: Proj) -> None:
+        text = p.edit_stack(old, key_line)
+        p.where = f"playbooks/stack.yaml:{text.split(chr(10)).index(key_line.rstrip(chr(10))) + 1}"
+
+    return setup
+
+
+def _yaml_u2029_in_comment_line(p: Proj) -> None:
+    p.edit_stack("    role: database", "    role: database\n    # whole-line comment\u2029 pasted")
+    p.edit_stack(SIG_PORTS, "    ports: [8001.5]", "8001.5")
 
 
 def _yaml_bytes(p: Proj) -> None:
@@ -489,6 +514,23 @@ CASES = [
     Case("stack-huge", _stack_is("huge"), "larger than 16 MiB"),
     Case("stack-not-utf8-line-col", _yaml_bytes, "not UTF-8"),
     Case("yaml-line-after-u2028", _yaml_after_u2028, "host:container"),
+    Case("yaml-u2029-in-a-comment-line", _yaml_u2029_in_comment_line, '"HOST:CONTAINER"'),
+    stack_case(
+        "yaml-u2028-in-a-value",
+        "    role: database",
+        '    role: "data\u2028base"',
+        "data\u2028",
+        "U+2028 LINE SEPARATOR",
+    ),
+    stack_case("yaml-u0085-in-a-key", "    role: database", "    ro\x85le: database", "ro\x85", "U+0085 NEXT LINE"),
+    # -- a key written without a value: one problem, and what to write -------------------------------------
+    Case("yaml-empty-env-value", _no_value(SIG_ENV, "      HTTP_PORT:\n"), "HTTP_PORT has no value"),
+    Case("yaml-empty-image", _no_value(SIG_IMAGE, "    image:"), "image has no value"),
+    Case("yaml-empty-ports", _no_value(SIG_PORTS, "    ports:"), "ports has no value"),
+    # -- a port in a syntax no port has: the port syntax, not "write a mapping" ------------------------------
+    stack_case("port-as-float", SIG_PORTS, "    ports: [8001.5]", "8001.5", '"HOST:CONTAINER"'),
+    stack_case("port-as-bool", SIG_PORTS, "    ports: [true]", "[true]", '"HOST:CONTAINER"'),
+    stack_case("port-as-list", SIG_PORTS, "    ports: [[8001, 8001]]", "[[8001", '"HOST:CONTAINER"'),
     stack_case("yaml-unclosed-quote", "    role: signal", '    role: "signal', 'role: "signal', "only closes on line"),
     stack_case("yaml-unclosed-bracket", SIG_PORTS, '    ports: ["8001:8001"', 'ports: ["8001:8001"', "expected"),
     Case(
@@ -539,7 +581,50 @@ CASES = [
     env_case("escape-in-value", "POSTGRES_DB=claire\x1b[0m", "control character"),
     env_case("unclosed-single-quote", f"POSTGRES_PASSWORD='{PASSWORDS[0]}", "is not closed"),
     env_case("lone-quote", 'POSTGRES_PASSWORD="', "is not closed"),
-    env_case("key-with-space", "MY KEY=value", "invalid key (it starts with 'MY')", "MY KEY"),
+    env_case("key-with-space", "MY KEY=value", "invalid key", "MY KEY"),
+    # -- a secret's value over several lines, or on a line of its own: no part of it is ever shown --------
+    Case(
+        "secret-continuation-with-equals",
+        lambda p: _secret_lines(
+            p,
+            "POSTGRES_PASSWORD",
+            ['POSTGRES_PASSWORD="Kq7-first-part', 'Zx9=second-part"'],
+            ["Kq7", "Zx9", "second-part"],
+        ),
+        "is not closed on it (the value runs over lines",
+    ),
+    Case(
+        "secret-continuation-looks-like-a-key",
+        lambda p: _secret_lines(
+            p, "REDIS_PASSWORD", ["REDIS_PASSWORD='Wv8-part-one", "SECONDPARTTOKEN42'"], ["SECONDPARTTOKEN42", "Wv8"]
+        ),
+        "is not closed on it",
+    ),
+    Case(
+        "secret-continuation-three-lines",
+        lambda p: _secret_lines(
+            p, "POSTGRES_PASSWORD", ['POSTGRES_PASSWORD="Aa1-one', "Bb2_two", 'Cc3-three"'], ["Aa1", "Bb2_two", "Cc3"]
+        ),
+        "lines",
+    ),
+    Case(
+        "secret-pasted-on-its-own-line",
+        lambda p: _secret_lines(
+            p,
+            "REDIS_PASSWORD",
+            ["REDIS_PASSWORD=", "Qm4_lonely_secret_token"],
+            ["Qm4_lonely_secret_token", "Qm4"],
+            at=1,
+        ),
+        "not a KEY=VALUE line",
+    ),
+    Case(
+        "secret-never-closed",
+        lambda p: _secret_lines(
+            p, "POSTGRES_PASSWORD", ["POSTGRES_PASSWORD='Yt5-never-closed", "Ju6_next_token"], ["Yt5", "Ju6_next_token"]
+        ),
+        "is not closed",
+    ),
     env_case("export-without-value", "export POSTGRES_PASSWORD", "not a KEY=VALUE line", "POSTGRES_PASSWORD"),
     env_case(
         "position-above-exposure", "MAX_POSITION_SIZE=60", "MAX_POSITION_SIZE (60) is above MAX_TOTAL_EXPOSURE"
@@ -757,3 +842,34 @@ def test_a_wrong_cdb_project_dir_is_named_as_the_cause(tmp_path, monkeypatch, ca
     assert code == 3
     assert f"CDB_PROJECT_DIR={tmp_path / 'nowhere'} is not a cdb-ops project (does not exist)" in err
     assert "unset CDB_PROJECT_DIR" in err
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f'POSTGRES_PASSWORD="{PASSWORDS[0]}"  # rotated',
+        f"POSTGRES_PASSWORD='{PASSWORDS[0]}' # rotated on 2026-12-01",
+        f'POSTGRES_PASSWORD="{PASSWORDS[0]}"\t#tab before the comment',
+        f'POSTGRES_PASSWORD="{PASSWORDS[0]}"#no blank before the comment',
+    ],
+)
+def test_a_quoted_value_may_carry_an_inline_comment(line, tmp_path, monkeypatch, capsys, dead_engine):
+    """dotenv and Compose read `KEY="value"  # comment` as the quoted value: so does cdb-ops (the command
+    then gets past its configuration checks and stops only at the dead engine, exit 4)."""
+    from cdb_ops.load.settings import parse_env_text
+
+    assert parse_env_text(line, Path(".env"))["POSTGRES_PASSWORD"].value == PASSWORDS[0]
+    p = make_project(tmp_path)
+    p.env_line(line, "POSTGRES_PASSWORD")
+    monkeypatch.setenv("CDB_PROJECT_DIR", str(p.root))
+    code, out, err = invoke(["plan"], capsys)
+    assert code == 4, err
+    assert PASSWORDS[0] not in out + err
+
+
+def test_a_line_separator_inside_a_playbook_comment_is_accepted(tmp_path, monkeypatch, capsys, dead_engine):
+    p = make_project(tmp_path)
+    p.edit_stack("    role: database", "    role: database   # pasted\u2028 from a memo\u2029 too")
+    monkeypatch.setenv("CDB_PROJECT_DIR", str(p.root))
+    code, out, err = invoke(["plan"], capsys)
+    assert code == 4, err  # past the playbook's checks: only the engine is missing
