@@ -247,6 +247,9 @@ def generate_secret() -> str:
     return _secrets.token_urlsafe(32)
 
 
+_TEMPLATE_KEY_RE = re.compile(r"^[ \t]*(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)[ \t]*=")
+
+
 def render_env_from_example(example: str, custom_secrets: Iterable[str] = ()) -> str:
     """.env.example with every secret filled by a fresh random value.
 
@@ -256,10 +259,10 @@ def render_env_from_example(example: str, custom_secrets: Iterable[str] = ()) ->
     keys = set(SECRET_KEYS) | set(custom_secrets)
     out = []
     for raw in example.split("\n"):
-        key, sep, _value = raw.partition("=")
-        name = key.strip().removeprefix("export ").strip()
-        if sep and name in keys:
-            raw = f"{name}={generate_secret()}"
+        # the key as parse_env_text reads it (blanks, `export` and a tab or several blanks after it)
+        m = _TEMPLATE_KEY_RE.match(raw.removeprefix("\ufeff"))
+        if m and m.group(1) in keys:
+            raw = f"{m.group(1)}={generate_secret()}"
         out.append(raw.removesuffix("\r"))
     return "\n".join(out).rstrip("\n") + "\n"
 

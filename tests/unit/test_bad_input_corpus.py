@@ -791,18 +791,34 @@ def test_a_private_env_gets_no_warning(tmp_path, monkeypatch, capsys, dead_engin
     assert code == NO_ENGINE and "warning" not in err
 
 
-def test_init_replaces_a_published_password_of_the_template(tmp_path, monkeypatch, capsys):
-    """The template's secrets are public, so init generates every one of them: a .env.example holding a
-    memo password gives a valid .env, not a refusal whose fix (`init --force`) would refuse again."""
+@pytest.mark.parametrize(
+    "line",
+    [
+        "POSTGRES_PASSWORD=cdb_secure_password_2025",
+        'POSTGRES_PASSWORD="cdb_secure_password_2025"  # from the memo',
+        "export\tPOSTGRES_PASSWORD=cdb_secure_password_2025",
+        "  export   POSTGRES_PASSWORD = cdb_secure_password_2025",
+        "REDIS_PASSWORD='Jannek2025!'",
+    ],
+)
+def test_init_replaces_a_published_password_of_the_template(line, tmp_path, monkeypatch, capsys):
+    """The template's secrets are public, so init generates every one of them, whatever the line's shape:
+    a .env.example holding a memo password gives a valid .env, not a refusal whose fix (`init --force`)
+    would refuse again, nor a .env every later command refuses."""
     p = make_project(tmp_path)
     (p.root / ".env").unlink()
     example = p.root / ".env.example"
-    example.write_text(example.read_text().replace("POSTGRES_PASSWORD=", "POSTGRES_PASSWORD=cdb_secure_password_2025"))
+    key = "REDIS_PASSWORD" if "REDIS" in line else "POSTGRES_PASSWORD"
+    kept = [ln for ln in example.read_text().splitlines() if not ln.startswith(key + "=")]
+    example.write_text("\n".join([*kept, line]) + "\n")
     monkeypatch.setenv("CDB_PROJECT_DIR", str(p.root))
     code, out, err = invoke(["init"], capsys)
     assert code == 0, err
     written = (p.root / ".env").read_text()
-    assert "cdb_secure_password_2025" not in written
+    assert "cdb_secure_password_2025" not in written and "Jannek2025!" not in written
+    from cdb_ops.load.settings import check_settings, parse_env_text
+
+    check_settings(parse_env_text(written, p.root / ".env"), p.root / ".env")  # later commands accept it
     assert invoke(["init", "--force"], capsys)[0] == 0  # and again: no loop
 
 
