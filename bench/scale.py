@@ -88,8 +88,6 @@ def main() -> int:
     make_project(ROOT, SYSTEM, prefix=PREFIX, offset=OFFSET)
     result: dict[str, Any] = {}
     try:
-        if not __import__("os").environ.get("CDB_OPS_WARM"):
-            cdb("warm", "start")  # timed commands run through it, as users' do
         small = grow(0)
         result[str(small)] = measure(args.runs)
         grow(args.services)

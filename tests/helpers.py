@@ -132,12 +132,3 @@ def remove_system(system: str) -> None:
         n.remove()
     for v in client.volumes.list(filters={"label": label}):
         v.remove(force=True)
-
-
-def quit_servers(run_dir: Path) -> None:
-    """Stop every warm server a test started under its runtime directory `run_dir` (a command run from
-    another directory may have resolved another cdb_ops, and so started a server of another key)."""
-    from cdb_ops.cli.warm import control
-
-    for sock_path in run_dir.rglob("*.sock"):
-        control.stop(str(sock_path))

@@ -15,9 +15,10 @@ from cdb_ops.apply.phases import registry
 from cdb_ops.apply.readiness import HealthWait
 from cdb_ops.apply.rotate import VOLUME_MISMATCH, known_passwords, pending_rotations
 from cdb_ops.engine.api import Engine
-from cdb_ops.errors import CdbError, Conflict, ExitCode, UsageError
+from cdb_ops.errors import CdbError, Conflict, ExitCode
 from cdb_ops.load.desired import DesiredStack
 from cdb_ops.load.lastrun import save_last_run
+from cdb_ops.load.phases import select_phases
 from cdb_ops.load.project import Project
 from cdb_ops.load.settings import Settings
 from cdb_ops.load.specs import PhaseSpec, RunbookSpec, needs_images
@@ -30,16 +31,6 @@ from cdb_ops.redact import Redactor
 
 # a step on one of these changed the engine, so the plan the next phase carries out is made anew
 ENGINE_RESOURCES = frozenset({"network", "volume", "image", "container"})
-
-
-def select_phases(book: RunbookSpec, only: list[str] | None) -> list[PhaseSpec]:
-    if not only:
-        return list(book.phases)
-    names = [p.name for p in book.phases]
-    unknown = [o for o in only if o not in names]
-    if unknown:
-        raise UsageError(f"unknown phase {unknown[0]!r} in playbook {book.name}", f"use one of: {', '.join(names)}")
-    return [p for p in book.phases if p.name in only]
 
 
 def preflight(plan: Plan, desired: DesiredStack, phases: list[PhaseSpec]) -> None:

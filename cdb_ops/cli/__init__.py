@@ -1,9 +1,9 @@
-"""The command line: one module per command (or group), a session built once per invocation.
+"""The command line: one module per command (or group), a session opened once per invocation.
 
-`main()` imports the full application only when it needs it: a running warm server (`cdb_ops.cli.warm`)
-takes the whole command, so nothing heavy is imported here at all; otherwise `status` in its plain
-forms is answered by `cli.quick` without typer, pydantic or docker-py (and falls back to the full
-command otherwise)."""
+Every command runs in its own process and leaves nothing behind. `main()` imports only what the
+command needs: `--version` is answered here; `status` in its plain forms by `cli.quick` (no typer, rich,
+pydantic or docker-py; it falls back to the full command otherwise); anything else goes through
+`cli.app`, which imports only the module of the command that runs."""
 
 from __future__ import annotations
 
@@ -11,18 +11,16 @@ import sys
 
 
 def main() -> None:
-    args = sys.argv[1:]
-    from cdb_ops.cli.warm.client import delegate
-
-    rc = delegate(args)
-    if rc is None:
-        rc = dispatch(args)
-    sys.exit(rc)
+    sys.exit(dispatch(sys.argv[1:]))
 
 
 def dispatch(args: list[str]) -> int:
-    """One command, in this process: what `cdb-ops ARGS` prints and its exit code. The warm server's
-    worker calls exactly this."""
+    """One command, in this process: what `cdb-ops ARGS` prints and its exit code."""
+    if args == ["--version"]:
+        from cdb_ops import __version__
+
+        print(f"cdb-ops {__version__}")
+        return 0
     if args[:1] == ["status"]:
         from cdb_ops.cli.quick import quick_status
 

@@ -1,26 +1,133 @@
-"""The command line's root: the typer application, its commands, and `main()` — the one place that
-turns an error into its message and exit code."""
+"""The command line's root: the typer application, its commands, and `run()` — the one place that
+turns an error into its message and exit code.
+
+Commands are registered lazily: the root knows each command's name, module and one-line summary
+(COMMANDS), and imports a command's module — with what that module imports — only when that command
+runs or its own help is asked for. `cdb-ops --help` imports no command module at all."""
 
 from __future__ import annotations
 
-import functools
+import importlib
 import sys
 import traceback
 from typing import Annotated, Any
 
 import typer
+import typer.core
 import typer.main
 
 from cdb_ops import __version__
-from cdb_ops.cli import backups, checks, converge, down, export, init, logs, planning, schema, status, trading
-from cdb_ops.cli.session import Invocation
-from cdb_ops.cli.warm import commands
+from cdb_ops.cli.invocation import Invocation
 from cdb_ops.errors import EXIT_CODE_MEANINGS, CdbError, ExitCode
 
 # typer >= 0.25 vendors click; find its exception base through a public class instead of importing click
 _ClickException: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 EXIT_TABLE = "\n".join(f"  {int(c):>3}  {m}" for c, m in EXIT_CODE_MEANINGS.items())
+
+# name -> (module under cdb_ops.cli, the function or `register` that makes it, the first paragraph of its
+# help as `--help` lists it), in the order of `--help`. tests/unit/test_cli.py checks every summary against
+# the command itself.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "init": (
+        "init",
+        "init",
+        "Write .env from .env.example with freshly generated secrets (mode 0600), and CDB_FEED: live when the "
+        "exchange's stream answers from the engine's network, else replay (offline, recorded frames).",
+    ),
+    "plan": ("planning", "plan", "Show what `rebuild` would change, resource by resource. Changes nothing."),
+    "rebuild": (
+        "converge",
+        "rebuild",
+        "Converge the whole stack: cleanup, network, volumes, postgres + schema, redis, builds, start.",
+    ),
+    "run": ("converge", "run", "Run any phase playbook (rebuild is one)."),
+    "down": (
+        "down",
+        "down",
+        "Stop the stack (reverse dependency order, graceful: each service gets SIGTERM and time to finish "
+        "in-flight work) and remove its containers and network. Volumes stay; `rebuild` brings back the same "
+        "data. Only resources labelled with the stack's system are touched.",
+    ),
+    "status": (
+        "status",
+        "status",
+        "One table of the stack's containers: state, health, uptime, restarts, ports, CPU, memory, image.",
+    ),
+    "validate": (
+        "checks",
+        "validate",
+        "Check the memo's success criteria: engine, network, volumes, containers, /health, Postgres (9 tables, "
+        "migrations), Redis, logs, memory, and an end-to-end probe. Exit 0 only when nothing failed.",
+    ),
+    "backup": (
+        "backups",
+        "backup",
+        "pg_dump of the stack's database (custom format) into backups/, verified (pg_restore --list reads it, "
+        "checksums match), with a .sha256 file and retention.",
+    ),
+    "restore": (
+        "backups",
+        "restore",
+        "Replace the database's contents with a backup: checksum verified, current state backed up first.",
+    ),
+    "doctor": (
+        "checks",
+        "doctor",
+        "Diagnose the known risks: Docker down, failed builds, Postgres not starting, services that cannot "
+        "reach Postgres, ports held by other processes. Each finding comes with its fix.",
+    ),
+    "logs": ("logs", "logs", "The stack's logs merged by time, one colour per service."),
+    "portfolio": (
+        "trading",
+        "portfolio",
+        "Cash, equity, exposure (% of the cap), realized/unrealized PnL, today's drawdown and the breaker, "
+        "headroom for the next entry, and the open positions with their marks (a stale mark is flagged).",
+    ),
+    "trades": (
+        "trading",
+        "trades",
+        "Fills with side, qty, price, fee and realized PnL, and the signal and risk decision behind each.",
+    ),
+    "report": (
+        "trading",
+        "report",
+        "Per day and per pair: trades, win rate, realized PnL, fees; the equity curve (drawn in the terminal) "
+        "with its max drawdown; with --html FILE the same as one self-contained HTML file.",
+    ),
+    "schema": ("schema", "register", "Versioned SQL migrations in schema/: status and migrate."),
+    "export": ("export", "register", "Write the stack in other formats."),
+}
+
+
+def load_command(name: str) -> Any:
+    """The click command (or group) `name`, its module imported now. A command function gets the settings
+    the root gives its commands (no rich markup); a group's module registers it with `register(app)`."""
+    module_name, attr, _ = COMMANDS[name]
+    target = getattr(importlib.import_module(f"cdb_ops.cli.{module_name}"), attr)
+    holder = typer.Typer(rich_markup_mode=None, add_completion=False)
+    if attr == "register":
+        target(holder)
+    else:
+        holder.command(name)(target)
+    return typer.main.get_group(holder).commands[name]
+
+
+class LazyGroup(typer.core.TyperGroup):
+    """The root group: commands from COMMANDS, each made when first asked for."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        return load_command(cmd_name) if cmd_name in COMMANDS else None
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """The command list of `--help` from the summaries, so listing imports no command module."""
+        limit = formatter.width - 6 - max(len(n) for n in COMMANDS)
+        rows = [(n, typer.core.TyperCommand(n, help=s).get_short_help_str(limit)) for n, (_, _, s) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 def _root(
@@ -31,9 +138,11 @@ def _root(
         raise typer.Exit(0)
 
 
-def build_app() -> typer.Typer:
+def command() -> Any:
+    """The root click group (cheap: no command module is imported to make it)."""
     app = typer.Typer(
         name="cdb-ops",
+        cls=LazyGroup,
         help="Rebuild, check and report the Claire de Binare paper-trading stack through the Docker Engine API.",
         epilog=f"\b\nExit codes:\n{EXIT_TABLE}",
         no_args_is_help=True,
@@ -42,36 +151,7 @@ def build_app() -> typer.Typer:
         add_completion=False,
     )
     app.callback(invoke_without_command=True)(_root)
-    # the order of `--help`
-    for command in (
-        init.init,
-        planning.plan,
-        converge.rebuild,
-        converge.run,
-        down.down,
-        status.status,
-        checks.validate,
-        backups.backup,
-        backups.restore,
-        checks.doctor,
-        logs.logs,
-        trading.portfolio,
-        trading.trades,
-        trading.report,
-    ):
-        app.command()(command)
-    schema.register(app)
-    export.register(app)
-    commands.register(app)
-    return app
-
-
-@functools.cache
-def command() -> Any:
-    """The click command typer makes of the app. Making it inspects every command's signature (30-40 ms
-    here), so once per process; the warm server makes it before it forks (click keeps all per-run state
-    in its Context, so the command object is reused as is)."""
-    return typer.main.get_command(build_app())
+    return typer.main.get_command(app)
 
 
 def run(args: list[str] | None = None) -> int:

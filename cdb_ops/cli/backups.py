@@ -11,7 +11,7 @@ import typer
 from cdb_ops.apply.backup import backup_database, verify
 from cdb_ops.apply.backup import restore as restore_db
 from cdb_ops.cli.options import JsonOpt, ProjectDir, YesOpt
-from cdb_ops.cli.session import open_session
+from cdb_ops.cli.session import open_run
 from cdb_ops.engine.docker import DockerEngine
 from cdb_ops.errors import ConfigError
 from cdb_ops.fsutil import regular_file_problem
@@ -25,7 +25,7 @@ def backup(
 ) -> None:
     """pg_dump of the stack's database (custom format) into backups/, verified (pg_restore --list reads it,
     checksums match), with a .sha256 file and retention."""
-    s = open_session(ctx, "backup", json_output, project_dir)
+    s = open_run(ctx, "backup", json_output, project_dir)
     b = backup_database(DockerEngine(), s.desired, s.settings, s.project, s.redact, keep)
     s.out.message(
         "backup",
@@ -42,7 +42,7 @@ def restore(
     json_output: JsonOpt = False,
 ) -> None:
     """Replace the database's contents with a backup: checksum verified, current state backed up first."""
-    s = open_session(ctx, "restore", json_output, project_dir)
+    s = open_run(ctx, "restore", json_output, project_dir)
     file = Path(os.path.abspath(file))
     why = regular_file_problem(file)
     if why is not None:  # a folder or a FIFO is named as what it is (verify would say "does not exist")

@@ -12,7 +12,7 @@ from cdb_ops.checks import doctor as doc
 from cdb_ops.checks.context import ValidateOptions
 from cdb_ops.checks.stack import run_checks
 from cdb_ops.cli.options import FeedOpt, JsonOpt, ProfileOpt, ProjectDir
-from cdb_ops.cli.session import open_session
+from cdb_ops.cli.session import open_read, open_run
 from cdb_ops.db.opsruns import record
 from cdb_ops.engine.docker import DockerEngine
 from cdb_ops.errors import CdbError, ExitCode
@@ -35,7 +35,7 @@ def validate(
 ) -> None:
     """Check the memo's success criteria: engine, network, volumes, containers, /health, Postgres
     (9 tables, migrations), Redis, logs, memory, and an end-to-end probe. Exit 0 only when nothing failed."""
-    s = open_session(ctx, "validate", json_output, project_dir, "rebuild", profile, feed)
+    s = open_run(ctx, "validate", json_output, project_dir, "rebuild", profile, feed)
     started = datetime.now(UTC)
     try:
         engine = DockerEngine()
@@ -71,7 +71,7 @@ def doctor(
 ) -> None:
     """Diagnose the known risks: Docker down, failed builds, Postgres not starting, services that cannot
     reach Postgres, ports held by other processes. Each finding comes with its fix."""
-    s = open_session(ctx, "doctor", json_output, project_dir, "rebuild", profile, None)
+    s = open_read(ctx, "doctor", json_output, project_dir, "rebuild", profile, None)
     try:
         engine = DockerEngine()
     except CdbError as exc:

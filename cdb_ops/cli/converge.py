@@ -20,7 +20,7 @@ from cdb_ops.cli.options import (
     VerboseOpt,
     YesOpt,
 )
-from cdb_ops.cli.session import open_session
+from cdb_ops.cli.session import open_run
 from cdb_ops.engine.docker import DockerEngine
 from cdb_ops.errors import CdbError
 from cdb_ops.plan.observe import observe
@@ -41,7 +41,7 @@ def run_playbook(
     verbose: bool,
     wipe_flag: str = "--wipe-data",
 ) -> None:
-    s = open_session(ctx, command, json_output, project_dir, playbook, profile, feed, phase)
+    s = open_run(ctx, command, json_output, project_dir, playbook, profile, feed, phase)
     engine = DockerEngine()
     if options.wipe_data:
         # the planner names what --wipe-data would delete; the run plans again under its lock

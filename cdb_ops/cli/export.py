@@ -11,7 +11,7 @@ import typer
 
 from cdb_ops.apply.secretfiles import write_secret_files
 from cdb_ops.cli.options import FeedOpt, ProfileOpt, ProjectDir
-from cdb_ops.cli.session import Session, open_session
+from cdb_ops.cli.session import Session, open_read
 from cdb_ops.errors import Conflict, UsageError
 from cdb_ops.fsutil import atomic_write
 from cdb_ops.model.labels import LABEL_IMAGE_SERVICE, LABEL_IMAGE_SYSTEM
@@ -54,7 +54,7 @@ def export_compose(
     What the target cannot express is listed on stderr with what was done instead."""
     if target not in TARGETS:
         raise UsageError(f"--target {target!r} is not a target", f"use one of: {', '.join(TARGETS)}")
-    s = open_session(ctx, "export compose", False, project_dir, "rebuild", profile, feed)
+    s = open_read(ctx, "export compose", False, project_dir, "rebuild", profile, feed)
     out_file = Path(os.path.abspath(output)) if output else None
     if out_file is not None:
         check_output(out_file, force)  # before anything is written: a refusal leaves no .cdb/secrets behind

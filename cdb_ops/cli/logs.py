@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from cdb_ops.cli.options import ProfileOpt, ProjectDir
-from cdb_ops.cli.session import open_session
+from cdb_ops.cli.session import open_read
 from cdb_ops.engine.docker import DockerEngine
 from cdb_ops.errors import UsageError
 from cdb_ops.load.playbook import load_stack
@@ -63,7 +63,7 @@ def logs(
     ] = False,
 ) -> None:
     """The stack's logs merged by time, one colour per service."""
-    s = open_session(
+    s = open_read(
         ctx, "logs", json_output, project_dir, "rebuild", profile or ["core", *every_profile(project_dir)], None
     )
     out, redact = s.out, s.redact

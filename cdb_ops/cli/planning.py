@@ -8,7 +8,7 @@ import typer
 
 from cdb_ops.apply.rotate import known_passwords, pending_rotations
 from cdb_ops.cli.options import FeedOpt, JsonOpt, ProfileOpt, ProjectDir
-from cdb_ops.cli.session import open_session
+from cdb_ops.cli.session import open_run
 from cdb_ops.engine.docker import DockerEngine
 from cdb_ops.errors import ExitCode
 from cdb_ops.plan.observe import observe
@@ -25,7 +25,7 @@ def plan(
     json_output: JsonOpt = False,
 ) -> None:
     """Show what `rebuild` would change, resource by resource. Changes nothing."""
-    s = open_session(ctx, "plan", json_output, project_dir, "rebuild", profile, feed)
+    s = open_run(ctx, "plan", json_output, project_dir, "rebuild", profile, feed)
     observed = observe(DockerEngine(), s.desired)
     options = PlanOptions(
         remove_orphans=remove_orphans,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from cdb_ops.cli.options import JsonOpt, ProjectDir
-from cdb_ops.cli.session import open_session
+from cdb_ops.cli.session import open_read, open_run
 from cdb_ops.db.migrations import Migrator
 from cdb_ops.errors import ExitCode
 from cdb_ops.load.endpoints import postgres_conninfo
@@ -13,7 +13,7 @@ from cdb_ops.load.endpoints import postgres_conninfo
 
 def schema_status(ctx: typer.Context, project_dir: ProjectDir = None, json_output: JsonOpt = False) -> None:
     """Which migrations are applied, pending or changed; which tables exist in public."""
-    s = open_session(ctx, "schema status", json_output, project_dir)
+    s = open_read(ctx, "schema status", json_output, project_dir)
     migrator = Migrator(postgres_conninfo(s.desired, s.settings), s.project.schema_dir)
     states = migrator.status()
     s.out.schema_status("schema status", states, migrator.public_tables())
@@ -23,7 +23,7 @@ def schema_status(ctx: typer.Context, project_dir: ProjectDir = None, json_outpu
 
 def schema_migrate(ctx: typer.Context, project_dir: ProjectDir = None, json_output: JsonOpt = False) -> None:
     """Apply pending migrations (each once, in order, in its own transaction)."""
-    s = open_session(ctx, "schema migrate", json_output, project_dir)
+    s = open_run(ctx, "schema migrate", json_output, project_dir)
     migrator = Migrator(postgres_conninfo(s.desired, s.settings), s.project.schema_dir)
     applied = migrator.migrate()
     if not json_output:

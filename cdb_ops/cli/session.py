@@ -1,57 +1,35 @@
 """The session: everything one invocation works with — project, settings, desired stack, the one
 redactor and the one renderer — built once per command and handed down explicitly (no module globals).
 
-`Invocation` is what `main()` shares with the running command through click's context object, so an
-error escaping the command is still shown the way the command would (JSON or not, redacted)."""
+Two kinds, by what the command does:
+- `open_read` (status, logs, portfolio, trades, report, doctor, schema status, export): the project, the
+  playbook and stack, the settings and the redactor, and the desired stack resolved from them. Nothing
+  only a run needs: a build context that cannot be read does not stop `cdb-ops portfolio`.
+- `open_run` (rebuild, run, down, plan, validate, backup, restore, schema migrate): the same, then the
+  run's phases chosen, every build context hashed when those phases need images, and every migration
+  file read — so bad input is refused before the engine is contacted, not after four phases ran."""
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
-from cdb_ops.apply.runner import select_phases
+from cdb_ops.cli.invocation import Invocation, begin, invocation
 from cdb_ops.cli.options import ProgressMode
-from cdb_ops.db.migrations import discover
 from cdb_ops.errors import NeedsConfirmation
 from cdb_ops.load.desired import DesiredStack, resolve
+from cdb_ops.load.phases import select_phases
 from cdb_ops.load.playbook import load_runbook
 from cdb_ops.load.project import Project, find_project
 from cdb_ops.load.settings import Settings, load_settings
 from cdb_ops.load.specs import RunbookSpec, StackSpec, needs_images
 from cdb_ops.model.progress import Progress
 from cdb_ops.redact import Redactor
-from cdb_ops.report.progress import ConsoleProgress, JsonLinesProgress, QuietProgress
 from cdb_ops.report.render import Renderer
-
-
-@dataclass
-class Invocation:
-    """The running command as far as `main()`'s error handler needs to know it."""
-
-    command: str = "cdb-ops"
-    json: bool = False
-    redact: Redactor = field(default_factory=Redactor)
-
-    def renderer(self) -> Renderer:
-        return Renderer(self.json, self.redact)
-
-
-def invocation(ctx: typer.Context) -> Invocation:
-    obj = ctx.find_root().obj
-    if not isinstance(obj, Invocation):  # called without main() (e.g. typer's test runner)
-        obj = ctx.find_root().obj = Invocation()
-    return obj
-
-
-def begin(ctx: typer.Context, command: str, json_output: bool) -> Invocation:
-    """Name the command before anything can fail, so its errors are rendered as it would render them."""
-    inv = invocation(ctx)
-    inv.command, inv.json = command, json_output
-    return inv
 
 
 @dataclass(frozen=True)
@@ -81,6 +59,8 @@ class Session:
         )
 
     def progress(self, mode: ProgressMode, verbose: bool) -> Progress:
+        from cdb_ops.report.progress import ConsoleProgress, JsonLinesProgress, QuietProgress
+
         if mode == ProgressMode.json:
             return JsonLinesProgress(self.redact)
         if mode == ProgressMode.none or (mode == ProgressMode.auto and self.json):
@@ -88,7 +68,29 @@ class Session:
         return ConsoleProgress(self.redact, verbose=verbose)
 
 
-def open_session(
+def open_read(
+    ctx: typer.Context,
+    command: str,
+    json_output: bool,
+    project_dir: Path | None,
+    playbook: str = "rebuild",
+    profiles: list[str] | None = None,
+    feed: str | None = None,
+) -> Session:
+    """What a command that only reads needs: everything the user wrote that it reads, validated."""
+    inv = begin(ctx, command, json_output)
+    project = find_project(project_dir)
+    book, stack = load_runbook(project.playbook(playbook))
+    settings = load_settings(project.env_file, stack_secrets(stack))
+    inv.redact = Redactor(settings.secret_values())
+    out = inv.renderer()
+    for warning in settings.warnings:
+        out.warn(warning)
+    desired = resolve(stack, settings, project, profiles, feed)
+    return Session(command, json_output, project, book, stack, settings, desired, inv.redact, out)
+
+
+def open_run(
     ctx: typer.Context,
     command: str,
     json_output: bool,
@@ -98,25 +100,23 @@ def open_session(
     feed: str | None = None,
     phases: list[str] | None = None,
 ) -> Session:
-    """Everything the user wrote — playbooks, .env, schema/ and the command's own arguments — validated
-    before the engine is even contacted."""
-    inv = begin(ctx, command, json_output)
-    project = find_project(project_dir)
-    book, stack = load_runbook(project.playbook(playbook))
-    chosen = select_phases(book, phases)  # `--phase nosuch` is a usage error, not something the engine finds out
-    settings = load_settings(project.env_file, stack_secrets(stack))
-    inv.redact = Redactor(settings.secret_values())
-    out = inv.renderer()
-    for warning in settings.warnings:
-        out.warn(warning)
-    desired = resolve(stack, settings, project, profiles, feed)
+    """What a command that changes or checks the stack needs: the read session, then everything the run
+    will read — its phases (`--phase nosuch` is a usage error), the build contexts it builds from and the
+    migrations — refused now, before the engine is even contacted."""
+    s = open_read(ctx, command, json_output, project_dir, playbook, profiles, feed)
+    chosen = select_phases(s.book, phases)
     if needs_images(chosen):
-        desired.hash_builds()  # an unreadable build context is refused now too
-    if os.path.lexists(project.schema_dir):  # (a project without one is told so by the schema phase)
-        discover(project.schema_dir)  # a bad migration is refused now, not after four phases ran
-    return Session(command, json_output, project, book, stack, settings, desired, inv.redact, out)
+        s.desired.hash_builds()  # an unreadable build context is refused now too
+    if os.path.lexists(s.project.schema_dir):  # (a project without one is told so by the schema phase)
+        from cdb_ops.db.migrations import discover
+
+        discover(s.project.schema_dir)  # a bad migration is refused now, not after four phases ran
+    return s
 
 
 def stack_secrets(stack: StackSpec) -> list[str]:
     """Every key a service lists under `secrets:` — each is treated as a secret (redacted, checked)."""
     return [k for svc in stack.services.values() for k in svc.secrets]
+
+
+__all__ = ["Invocation", "Session", "begin", "invocation", "open_read", "open_run", "stack_secrets"]

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cdb_ops.cli.options import JsonOpt, ProfileOpt, ProjectDir
-from cdb_ops.cli.session import open_session
+from cdb_ops.cli.session import open_read
 from cdb_ops.engine.docker import DockerEngine
 from cdb_ops.load.lastrun import load_last_run
 from cdb_ops.load.outline import outline_key, save_outline
@@ -25,7 +25,7 @@ def status(
     interval: Annotated[float, typer.Option("--interval", min=0.5, help="Seconds between refreshes.")] = 2.0,
 ) -> None:
     """One table of the stack's containers: state, health, uptime, restarts, ports, CPU, memory, image."""
-    s = open_session(ctx, "status", json_output, project_dir, "rebuild", profile, None)
+    s = open_read(ctx, "status", json_output, project_dir, "rebuild", profile, None)
     out = s.out
     outline = outline_of(s.desired, s.settings)
     if not s.settings.warnings:  # (the quick path shows no warnings: with one, status always runs in full)

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from cdb_ops.cli.options import JsonOpt, ProjectDir
-from cdb_ops.cli.session import Session, open_session
+from cdb_ops.cli.session import Session, open_read
 from cdb_ops.errors import UsageError
 from cdb_ops.fsutil import atomic_write
 from cdb_ops.load.endpoints import postgres_conninfo
@@ -40,7 +40,7 @@ def portfolio(
 ) -> None:
     """Cash, equity, exposure (% of the cap), realized/unrealized PnL, today's drawdown and the breaker,
     headroom for the next entry, and the open positions with their marks (a stale mark is flagged)."""
-    s = open_session(ctx, "portfolio", json_output, project_dir)
+    s = open_read(ctx, "portfolio", json_output, project_dir)
     choice = _book(s, feed)
     with connect(postgres_conninfo(s.desired, s.settings)) as conn:
         view = load_portfolio(conn, choice.book, choice.chosen_by, _limits(s))
@@ -57,7 +57,7 @@ def trades(
     json_output: JsonOpt = False,
 ) -> None:
     """Fills with side, qty, price, fee and realized PnL, and the signal and risk decision behind each."""
-    s = open_session(ctx, "trades", json_output, project_dir)
+    s = open_read(ctx, "trades", json_output, project_dir)
     window = parse_since(since)
     choice = _book(s, feed)
     with connect(postgres_conninfo(s.desired, s.settings)) as conn:
@@ -75,7 +75,7 @@ def report(
 ) -> None:
     """Per day and per pair: trades, win rate, realized PnL, fees; the equity curve (drawn in the
     terminal) with its max drawdown; with --html FILE the same as one self-contained HTML file."""
-    s = open_session(ctx, "report", json_output, project_dir)
+    s = open_read(ctx, "report", json_output, project_dir)
     if not 1 <= days <= 3660:
         raise UsageError(f"--days {days} is out of range", "use 1 to 3660")
     if html is not None and html.is_dir():
