@@ -69,7 +69,7 @@ def test_the_stacks_own_sessions_still_fail():
 
     log = "\n".join(
         [
-            '2026-12-07 09:07:28.832 UTC [51] [app=cdb_signal] ERROR:  relation "nosuch" does not exist at character 15',
+            '2026-12-07 09:07:28.832 UTC [51] [app=cdb_signal] ERROR:  relation "nosuch" does not exist at character 15',  # noqa: E501 - a real log line
             "2026-12-07 09:07:28.832 UTC [51] [app=cdb_signal] STATEMENT:  select x from nosuch",
             '2026-12-07 09:07:30.000 UTC [60] [app=cdb_migrate] ERROR:  syntax error at or near "CREAT"',
             "2026-12-07 09:07:31.000 UTC [61] [app=cdb_ops] ERROR:  permission denied for table trades",
@@ -90,9 +90,9 @@ def test_connecting_failures_and_the_server_itself_stay_faults():
     log = "\n".join(
         [
             '2026-12-07 09:07:28.922 UTC [53] [app=[unknown]] FATAL:  password authentication failed for user "u"',
-            '2026-12-07 09:07:28.922 UTC [53] [app=[unknown]] DETAIL:  Connection matched pg_hba.conf line 101: "host all all all scram-sha-256"',
+            '2026-12-07 09:07:28.922 UTC [53] [app=[unknown]] DETAIL:  Connection matched pg_hba.conf line 101: "host all all all scram-sha-256"',  # noqa: E501 - a real log line
             '2026-12-07 09:07:28.967 UTC [54] [app=[unknown]] FATAL:  database "nosuchdb" does not exist',
-            '2026-12-07 09:07:29.000 UTC [55] [app=psql] PANIC:  could not write to file "pg_wal/xlogtemp.55": No space left on device',
+            '2026-12-07 09:07:29.000 UTC [55] [app=psql] PANIC:  could not write to file "pg_wal/xlogtemp.55": No space left on device',  # noqa: E501 - a real log line
             "2026-12-07 09:07:29.100 UTC [40] ERROR:  could not write block 7 of relation base/16384/16385",
             "2026-12-07 09:07:29.200 UTC [19] [app=[unknown]] FATAL:  the database system is starting up",
         ]
