@@ -12,7 +12,7 @@ from cdb_ops.engine.api import EngineFacts
 from cdb_ops.errors import HealthTimeout, StepFailed
 from cdb_ops.load.desired import DesiredService
 from cdb_ops.load.settings import Settings
-from cdb_ops.model.facts import ContainerFacts
+from cdb_ops.model.facts import ContainerFacts, oom_remedy
 from cdb_ops.redact import Redactor
 
 POLL_SECONDS = 0.1  # a refused connection costs nothing; an inspect a few ms of the engine
@@ -72,13 +72,21 @@ class HealthWait:
         msg.append(
             f"  docker health: {docker_health}" + (f" — {facts.health_output}" if facts and facts.health_output else "")
         )
+        gone = facts.last_exit if facts else None
+        if gone is not None:
+            msg.append(f"  last exit: {gone.describe()}")
         msg.append(f"  last {len(lines)} log lines of {svc.container.name}:")
         msg += [f"    {ln}" for ln in lines] or ["    (no output)"]
         text = self.redact("\n".join(msg))
+        remedy = (
+            f"read the log lines above (`docker logs {svc.container.name}` shows all), fix the cause, "
+            "then run rebuild again"
+        )
+        if gone is not None and gone.killed:
+            remedy = oom_remedy(svc.name, gone.oom_killed)
         return cls(
             text,
-            f"read the log lines above (`docker logs {svc.container.name}` shows all), fix the cause, "
-            "then run rebuild again",
+            remedy,
             details={
                 "service": svc.name,
                 "container": svc.container.name,
@@ -86,6 +94,7 @@ class HealthWait:
                 "docker_health": docker_health,
                 "health_output": self.redact(facts.health_output if facts else ""),
                 "log_tail": [self.redact(ln) for ln in lines],
+                "last_exit": gone.to_dict() if gone else None,
             },
         )
 
@@ -102,6 +111,7 @@ class ContainerReady(Probe):
         self.facts: ContainerFacts | None = None
         self.last = ProbeResult(False, "not probed yet")
         self.unhealthy_since: float | None = None
+        self.restarts_at_start: int | None = None
 
     def once(self) -> ProbeResult:
         svc, owner = self.svc, self.owner
@@ -114,6 +124,15 @@ class ContainerReady(Probe):
                 self.last,
                 f"{svc.container.name} exited (code {facts.exit_code}) while starting",
             )
+        if facts is not None:
+            if self.restarts_at_start is None:
+                self.restarts_at_start = facts.restart_count
+            # OOM-killed while we wait (Docker restarting it, or restarted it since): a loop that waiting out
+            # the timeout would only hide; an OOM kill from before this wait (restarts unchanged) is not one
+            if facts.oom_killed and (facts.state == "restarting" or facts.restart_count > self.restarts_at_start):
+                raise owner._failure(
+                    StepFailed, svc, facts, self.last, f"{svc.container.name} was OOM-killed while starting"
+                )
         if facts is None or facts.state != "running":
             return ProbeResult(False, f"container {facts.state if facts else 'absent'}")
         has_probe = self.active is not None

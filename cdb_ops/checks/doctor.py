@@ -12,6 +12,7 @@ from cdb_ops.load.desired import DesiredStack
 from cdb_ops.load.endpoints import postgres_service
 from cdb_ops.load.lastrun import load_last_run
 from cdb_ops.load.project import Project
+from cdb_ops.model.facts import human_mib, oom_remedy
 from cdb_ops.model.results import Finding
 from cdb_ops.plan.hostports import host_listeners, port_conflict
 from cdb_ops.redact import Redactor
@@ -35,6 +36,7 @@ def diagnose(engine: Engine, desired: DesiredStack, project: Project, redact: Re
     found += _postgres(engine, desired, redact)
     found += _reach_postgres(engine, desired, redact)
     found += _ports(engine, desired, info.local)
+    found += _oom_kills(engine, desired, info.local)
     return found
 
 
@@ -208,3 +210,43 @@ def _ports(engine: Engine, desired: DesiredStack, local: bool) -> list[Finding]:
                     )
                 )
     return problems or [Finding("ports", "ok", "every host port of the stack is ours or free")]
+
+
+def _oom_kills(engine: Engine, desired: DesiredStack, local: bool) -> list[Finding]:
+    """Services the kernel's OOM killer ended: the last run's State.OOMKilled (kept while Docker restarts it),
+    an exit 137 the engine did not flag, or — on an engine on this host — the cgroup's count of processes
+    killed in the current run. Each with its memory limit, restarts and the fix."""
+    from cdb_ops.engine.cgroups import oom_kills
+
+    by_name = {c.name: c for c in engine.containers(label=desired.system_label)}
+    found: list[Finding] = []
+    for svc in desired.services.values():
+        c = by_name.get(svc.container.name)
+        if c is None:
+            continue
+        gone = c.last_exit
+        now = oom_kills(c.id) if local and c.running else None
+        if not (gone is not None and gone.killed) and not now:
+            continue
+        limit = f"memory limit {human_mib(c.memory_limit)}" if c.memory_limit else "no memory limit"
+        if gone is not None and gone.killed:
+            what = f"{svc.container.name} is {c.state}; its last run ended {gone.describe()}"
+        else:
+            what = f"{svc.container.name} runs, but the OOM killer ended {now} of its processes in this run ({limit})"
+        found.append(
+            Finding(
+                f"{svc.name} memory",
+                "problem",
+                what,
+                oom_remedy(svc.name, gone.oom_killed if gone is not None and gone.killed else True),
+                {
+                    "state": c.state,
+                    "oom_killed": c.oom_killed,
+                    "exit_code": gone.exit_code if gone else c.exit_code,
+                    "memory_limit_bytes": c.memory_limit or None,
+                    "restarts": c.restart_count,
+                    "oom_kills_this_run": now,
+                },
+            )
+        )
+    return found or [Finding("memory limits", "ok", "no service was OOM-killed")]

@@ -1,5 +1,6 @@
 """Reading logs for faults: which lines are errors (JSON `level` or plain ERROR/FATAL/PANIC), which are
-lost database connections, which are expected noise — for validate's log check and `logs --errors`."""
+lost database connections, which are expected noise, and which are a visitor's (a database session that
+is not one of the stack's, e.g. the user's `psql`) — for validate's log check and `logs --errors`."""
 
 from __future__ import annotations
 
@@ -31,28 +32,73 @@ BENIGN = re.compile(
 )
 
 
+# Postgres names each session's client in its log lines: the stack runs it with
+# `log_line_prefix='%m [%p] %q[app=%a] '` (playbooks/stack.yaml), so a line reads
+# `2026-12-07 09:07:28.776 UTC [50] [app=psql] ERROR:  …`; `%q` leaves the marker out of the server's own
+# processes' lines, and Postgres writes `[unknown]` for a session without a name — which is also every
+# session still connecting (the name arrives with the startup options, after authentication).
+PG_SESSION = re.compile(r"^\S+ \S+ \S+ \[\d+\] \[app=(?P<app>.*?)\] (?P<level>[A-Z]+\d?):")
+UNNAMED = "[unknown]"
+
+
+def stack_application(name: str) -> bool:
+    """Whether a Postgres `application_name` is the stack's own: every service connects as `cdb_<service>`
+    (cdb_common.db), migrations as `cdb_migrate`, cdb-ops itself as `cdb_ops` (older services: `cdb`)."""
+    return name == "cdb" or name.startswith(("cdb_", "cdb-"))
+
+
+def visitor_session(line: str) -> str | None:
+    """The application name of a Postgres log line from a session that is not the stack's, None for any
+    other line. A visitor's mistakes (an ERROR or a FATAL of its named session: a typo in `psql`, a
+    cancelled query) are not the stack's; what stays the stack's business: a PANIC (the whole server), the
+    server's own processes, every stack session, and a FATAL of an unnamed session — a connection that
+    failed before it said who it is (a wrong password, an unknown database), which may be a service's."""
+    m = PG_SESSION.match(line)
+    if m is None or stack_application(m["app"]) or m["level"] == "PANIC":
+        return None
+    if m["app"] == UNNAMED and m["level"] != "ERROR":
+        return None  # only a statement error proves the session got past connecting: ours all have names
+    return m["app"]
+
+
 def error_lines(text: str) -> tuple[list[str], list[str]]:
-    """(ERROR lines, database-connection error lines) of a log. Services log JSON lines with a
-    `level`; Postgres and Redis log plain text."""
-    errors, db_errors = [], []
+    """(ERROR lines, database-connection error lines) of a log, a visitor's lines left out (see
+    `scan_lines`)."""
+    errors, db_errors, _ = scan_lines(text)
+    return errors, db_errors
+
+
+def scan_lines(text: str) -> tuple[list[str], list[str], list[str]]:
+    """(ERROR lines, database-connection error lines, a visitor's error lines) of a log. Services log JSON
+    lines with a `level`; Postgres and Redis log plain text."""
+    errors, db_errors, visitors = [], [], []
     for line in text.splitlines():
         line = line.strip()
         if not line:
             continue
-        level = None
-        if line.startswith("{"):
-            try:
-                level = str(json.loads(line).get("level", "")).upper()
-            except (ValueError, AttributeError):
-                level = None
-        is_error = level in ("ERROR", "CRITICAL") if level is not None else bool(PLAIN_ERROR.search(line))
+        session = PG_SESSION.match(line)
+        if session is not None:  # Postgres' own words for the level: a statement quoting 'ERROR' is none
+            is_error, leveled = session["level"] in ("ERROR", "FATAL", "PANIC"), True
+            if visitor_session(line) is not None:
+                if is_error:
+                    visitors.append(line)
+                continue
+        else:
+            level = None
+            if line.startswith("{"):
+                try:
+                    level = str(json.loads(line).get("level", "")).upper()
+                except (ValueError, AttributeError):
+                    level = None
+            is_error = level in ("ERROR", "CRITICAL") if level is not None else bool(PLAIN_ERROR.search(line))
+            leveled = level is not None
         if is_error and BENIGN.search(line):
             continue
         if is_error:
             errors.append(line)
-        if DB_CONNECTION_ERROR.search(line) and (is_error or level is None):
+        if DB_CONNECTION_ERROR.search(line) and (is_error or not leveled):
             db_errors.append(line)
-    return errors, db_errors
+    return errors, db_errors, visitors
 
 
 def _repaired_at(ctx: CheckContext) -> dict[str, datetime]:
@@ -81,13 +127,15 @@ def check_logs(ctx: CheckContext) -> list[CheckResult]:
         if repaired.get(svc.container.name, since) > since:
             since, since_what = repaired[svc.container.name], "the schema repair"
         text = ctx.redact(ctx.engine.logs(svc.container.name, tail=LOG_SCAN_LINES, since=since))
-        errors, db_errors = error_lines(text)
+        errors, db_errors, visitors = scan_lines(text)
         name = f"logs {svc.name}"
         facts = {
             "error_lines": len(errors),
             "db_connection_errors": len(db_errors),
             "first": errors[:3],
             "since": since.isoformat(),
+            "visitor_error_lines": len(visitors),
+            "visitor_first": visitors[:3],
         }
         if db_errors:
             out.append(
@@ -110,5 +158,16 @@ def check_logs(ctx: CheckContext) -> list[CheckResult]:
                 )
             )
         else:
-            out.append(CheckResult(name, "pass", f"no ERROR lines since {since_what}", facts=facts))
+            out.append(CheckResult(name, "pass", _clean(since_what, visitors), facts=facts))
     return out
+
+
+def _clean(since_what: str, visitors: list[str]) -> str:
+    """A passing log check's line; a visitor's errors are information there, not a fault of the stack."""
+    if not visitors:
+        return f"no ERROR lines since {since_what}"
+    apps = sorted({visitor_session(v) or "?" for v in visitors})
+    return (
+        f"no ERROR lines of the stack since {since_what}; info: {len(visitors)} error line(s) of other clients' "
+        f"sessions ({', '.join(apps)}), e.g. {visitors[-1][:200]}"
+    )

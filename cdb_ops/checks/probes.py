@@ -81,6 +81,7 @@ class PostgresProbe(Probe):
             password=self.password,
             dbname=self.dbname,
             connect_timeout=max(1, int(self.timeout)),
+            application_name="cdb_ops",  # the stack's own session in Postgres' log (validate's log check)
         ) as conn:
             rows = conn.execute(self.query).fetchall()  # type: ignore[call-overload]
         return ProbeResult(True, f"{self.query} ok", {"rows": [r[0] for r in rows]})

@@ -10,12 +10,66 @@ from cdb_ops.checks.context import CheckContext
 from cdb_ops.checks.probes import HttpError, HttpProbe, PostgresProbe, RedisProbe
 from cdb_ops.load.desired import DesiredService
 from cdb_ops.load.endpoints import host_address, postgres_conninfo
+from cdb_ops.model.facts import ContainerFacts, human_mib, oom_remedy
 from cdb_ops.model.results import CheckResult
 from cdb_ops.model.tables import EXPECTED_TABLES
 
 PUBLIC_TABLES = (
     "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
 )
+
+
+def exit_verdict(ctx: CheckContext, svc: DesiredService, c: ContainerFacts) -> CheckResult | None:
+    """A container's check when its last run ended (it is down or restarting) or the OOM killer struck —
+    naming OOMKilled, the exit code, the memory limit and the restarts; None when neither happened (or it
+    merely restarted for another reason: the container check's warning says so)."""
+    name = f"container {svc.container.name}"
+    gone = c.last_exit
+    killed_now = _oom_kills(ctx, c)
+    facts = {
+        "state": c.state,
+        "health": c.health,
+        "restarts": c.restart_count,
+        "exit_code": c.exit_code,
+        "oom_killed": c.oom_killed,
+        "memory_limit_bytes": c.memory_limit or None,
+        "oom_kills_this_run": killed_now,
+        "last_exit": gone.to_dict() if gone else None,
+    }
+    if not c.running and gone is not None:
+        return CheckResult(
+            name,
+            "fail",
+            f"{c.state}: {gone.describe()}",
+            oom_remedy(svc.name, gone.oom_killed)
+            if gone.killed
+            else f"see `cdb-ops logs {svc.name}`; `cdb-ops rebuild` starts it again",
+            facts,
+        )
+    if gone is not None and gone.oom_killed:
+        return CheckResult(
+            name, "fail", f"running again, but its last run ended {gone.describe()}", oom_remedy(svc.name, True), facts
+        )
+    if killed_now:
+        limit = human_mib(c.memory_limit) if c.memory_limit else "no memory limit"
+        return CheckResult(
+            name,
+            "fail",
+            f"running, but the OOM killer ended {killed_now} of its processes in this run (memory limit {limit}; "
+            "the cgroup's oom_kill counter — Docker flags only the main process as OOMKilled)",
+            oom_remedy(svc.name, True),
+            facts,
+        )
+    return None
+
+
+def _oom_kills(ctx: CheckContext, c: ContainerFacts) -> int | None:
+    """The kernel's OOM kills in the container's current run, from its cgroup (an engine on this host only)."""
+    if not c.running or not ctx.observed.engine.local:
+        return None
+    from cdb_ops.engine.cgroups import oom_kills
+
+    return oom_kills(c.id)
 
 
 def check_health_endpoints(ctx: CheckContext) -> list[CheckResult]:

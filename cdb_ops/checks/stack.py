@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from cdb_ops.checks.context import CheckContext, ValidateOptions, core_services, service_containers
 from cdb_ops.checks.logscan import check_logs
 from cdb_ops.checks.pipeline import check_probe
-from cdb_ops.checks.services import check_health_endpoints, check_postgres, check_redis
+from cdb_ops.checks.services import check_health_endpoints, check_postgres, check_redis, exit_verdict
 from cdb_ops.engine.api import EngineFacts
 from cdb_ops.errors import CdbError
 from cdb_ops.load.desired import DesiredStack
@@ -106,7 +106,10 @@ def check_containers(ctx: CheckContext) -> list[CheckResult]:
             out.append(CheckResult(name, "fail", "does not exist", "run `cdb-ops rebuild`"))
             continue
         facts = {"state": c.state, "health": c.health, "restarts": c.restart_count, "exit_code": c.exit_code}
-        if not c.running:
+        ended = exit_verdict(ctx, svc, c)  # down, or OOM-killed: named with exit code, limit and restarts
+        if ended is not None:
+            out.append(ended)
+        elif not c.running:
             out.append(
                 CheckResult(
                     name,
@@ -131,7 +134,8 @@ def check_containers(ctx: CheckContext) -> list[CheckResult]:
                 CheckResult(
                     name,
                     "warn",
-                    f"running but restarted {c.restart_count} time(s)",
+                    f"running but restarted {c.restart_count} time(s), not OOM-killed "
+                    "(Docker keeps no exit code once it runs again)",
                     f"see `cdb-ops logs {svc.name} --errors` for why it crashed",
                     facts,
                 )

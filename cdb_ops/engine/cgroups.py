@@ -65,6 +65,22 @@ def cgroup_sample(cid: str) -> CgroupSample | None:
     return None
 
 
+def oom_kills(cid: str) -> int | None:
+    """How many processes the kernel's OOM killer ended in the container's current run (its cgroup's
+    `oom_kill` counter: v1 memory.oom_control, v2 memory.events); None when the cgroup is not readable here.
+    Docker's State.OOMKilled flags only the main process's death: a worker process killed while the main one
+    lives on shows up here alone."""
+    v1 = _CGROUP / "memory" / "docker" / cid / "memory.oom_control"
+    for path in (
+        v1,
+        _CGROUP / "system.slice" / f"docker-{cid}.scope" / "memory.events",
+        _CGROUP / "docker" / cid / "memory.events",
+    ):
+        if path.is_file():
+            return _memory_stat(path, "oom_kill")
+    return None
+
+
 def load_samples(path: Path) -> dict[str, CgroupSample]:
     """The readings an earlier `status` left (container id -> sample); {} when there are none."""
     try:

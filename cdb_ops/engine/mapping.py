@@ -88,6 +88,9 @@ def inspect_facts(c: dict[str, Any]) -> ContainerFacts:
         volumes=tuple(sorted(m["Name"] for m in c.get("Mounts") or [] if m.get("Type") == "volume")),
         health_output=(log[-1].get("Output") or "").strip() if log else "",
         network_ids=tuple(sorted(n.get("NetworkID", "") for n in nets.values())),
+        oom_killed=bool(state.get("OOMKilled")),
+        memory_limit=int(c.get("HostConfig", {}).get("Memory") or 0),
+        finished_at=parse_docker_time(state.get("FinishedAt")),
     )
 
 

@@ -44,4 +44,6 @@ def postgres_conninfo(desired: DesiredStack, settings: Settings) -> dict[str, An
         "user": settings.get("POSTGRES_USER"),
         "password": settings.get("POSTGRES_PASSWORD"),
         "dbname": settings.get("POSTGRES_DB"),
+        # named in Postgres' log lines (log_line_prefix): validate counts cdb-ops' own sessions as the stack's
+        "application_name": "cdb_ops",
     }

@@ -131,7 +131,10 @@ class Renderer:
             table.add_row(
                 Text(r.service),
                 Text(r.container),
-                Text(r.state, style="green" if r.state == "running" else "red"),
+                Text(
+                    r.state + (f"\n{r.exit_note}" if r.exit_note else ""),
+                    style="green" if r.state == "running" and not r.exit_note else "red",
+                ),
                 Text(r.health or "-", style=health_style),
                 Text(_human_duration(r.uptime_seconds)),
                 Text(str(r.restarts), style="yellow" if r.restarts else ""),

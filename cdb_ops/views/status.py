@@ -65,17 +65,36 @@ def _row(
         return StatusRow(service, container, "missing", None, None, 0, [], None, None, "", role, priority)
     uptime = (now - c.started_at).total_seconds() if c.running and c.started_at else None
     ports = [f"{p.bind}:{p.host}->{p.container}/{p.protocol}" for p in c.ports]
-    return StatusRow(
-        service,
-        container,
-        c.state,
-        c.health,
-        uptime,
-        c.restart_count,
-        ports,
-        st.memory_bytes if st else None,
-        st.cpu_percent if st else None,
-        c.labels.get(LABEL_IMAGE, c.image_ref),
-        role,
-        priority,
+    return _with_exit(
+        c,
+        StatusRow(
+            service,
+            container,
+            c.state,
+            c.health,
+            uptime,
+            c.restart_count,
+            ports,
+            st.memory_bytes if st else None,
+            st.cpu_percent if st else None,
+            c.labels.get(LABEL_IMAGE, c.image_ref),
+            role,
+            priority,
+        ),
+    )
+
+
+def _with_exit(c: ContainerFacts, row: StatusRow) -> StatusRow:
+    """The row with how the container's last run ended (OOMKilled, exit code) and its memory limit — all from
+    the inspect `status` already made — plus the kernel's OOM kills in the current run from its cgroup (a
+    file read on a local engine: a worker killed while the main process lives is flagged nowhere else)."""
+    from dataclasses import replace
+
+    from cdb_ops.engine.cgroups import oom_kills
+
+    return replace(
+        row,
+        memory_limit=c.memory_limit or None,
+        last_exit=c.last_exit,
+        oom_kills=oom_kills(c.id) if c.running else None,
     )

@@ -62,3 +62,53 @@ def test_never_ready_times_out_with_its_facts(project_dir):
         waiter.wait(svc, timeout=5)
     assert 5.0 <= clock.now < 5.5
     assert err.value.details["docker_health"] == "starting"
+
+
+def _oom_looping(engine, name: str, restarts: int, state: str = "restarting"):
+    engine.containers_[name] = replace(
+        engine.containers_[name],
+        state=state,
+        oom_killed=True,
+        exit_code=137 if state != "running" else 0,
+        restart_count=restarts,
+        memory_limit=12 * 1024 * 1024,
+    )
+
+
+def test_an_oom_kill_while_starting_fails_at_once_naming_it(project_dir):
+    """Docker restarting the container after the kernel's OOM kill: no 30 s of waiting, no 'no output'."""
+    svc, engine, waiter, clock = _setup(project_dir)
+    engine.add_container(svc.container.name)
+    _oom_looping(engine, svc.container.name, restarts=2)
+    with pytest.raises(StepFailed, match="was OOM-killed while starting") as err:
+        waiter.wait(svc, timeout=30)
+    assert clock.now == 0.0
+    assert "last exit: OOMKilled (exit code 137, memory limit 12 MiB), restarted 2×" in err.value.message
+    assert "mem_limit" in err.value.remedy and svc.name in err.value.remedy
+    assert err.value.details["last_exit"] == {
+        "oom_killed": True,
+        "exit_code": 137,
+        "memory_limit_bytes": 12 * 1024 * 1024,
+        "restarts": 2,
+        "finished_at": None,
+    }
+
+
+def test_an_oom_kill_of_an_earlier_run_does_not_fail_a_wait_that_succeeds(project_dir):
+    """OOMKilled stays true while a container Docker restarted runs again: only a kill during the wait counts."""
+    svc, engine, waiter, _ = _setup(project_dir)
+    engine.add_container(svc.container.name)
+    _oom_looping(engine, svc.container.name, restarts=1, state="running")
+    engine.containers_[svc.container.name] = replace(engine.containers_[svc.container.name], health="healthy")
+    assert waiter.wait(svc).detail == "docker: healthy"
+
+
+def test_a_timeout_names_the_last_exit(project_dir):
+    svc, engine, waiter, _ = _setup(project_dir)
+    engine.add_container(svc.container.name)
+    _oom_looping(engine, svc.container.name, restarts=1, state="running")
+    engine.containers_[svc.container.name] = replace(engine.containers_[svc.container.name], health="starting")
+    with pytest.raises(HealthTimeout, match="was not ready after 5 s") as err:
+        waiter.wait(svc, timeout=5)
+    # running again: Docker zeroed ExitCode, but OOMKilled of the last run says what the code was
+    assert "last exit: OOMKilled (exit code 137, memory limit 12 MiB), restarted 1×" in err.value.message

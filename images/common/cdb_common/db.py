@@ -29,6 +29,12 @@ class Conflict(Unavailable):
     """The transaction lost a race (serialization failure, deadlock); retry at once, the link is fine."""
 
 
+def application_name(service: str) -> str:
+    """`cdb_<service>`: Postgres logs it with each line of the session (log_line_prefix), so cdb-ops'
+    validate tells the stack's own errors from those of another client's session (a user's psql)."""
+    return f"cdb_{service}"[:63]  # Postgres keeps 63 bytes of it
+
+
 class Database:
     def __init__(self, settings: PostgresSettings, log: logging.Logger) -> None:
         self.settings = settings
@@ -44,7 +50,8 @@ class Database:
 
     async def _ensure(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(autocommit=True, **self.settings.conninfo())
+            conninfo = {**self.settings.conninfo(), "application_name": application_name(self.log.name)}
+            self._conn = await psycopg.AsyncConnection.connect(autocommit=True, **conninfo)
             self.outage.up()
             DEPENDENCY_UP.labels("postgres").set(1)
         return self._conn
