@@ -7,10 +7,10 @@ session holds (FOR UPDATE SKIP LOCKED) and gives up on a table lock at once (loc
 never waits behind retention. Autovacuum (tuned per table in schema/007_retention.sql) then hands the
 freed space to new rows, so a table's size levels off instead of growing.
 
-The clock is the table's own: the median time of its newest rows, not the wall clock. A fast-forward
+The clock is the table's own: the median time of its 21 newest rows, not the wall clock. A fast-forward
 replay (event time running ahead of wall time) so keeps N days of *its* data, not N wall-days of it; a
-replay of an old recording is not deleted the moment it is written; and one row with a bogus future
-time (a hostile frame) cannot move the median. docs/retention.md has the reasoning.
+replay of an old recording is not deleted the moment it is written; and a few rows with a bogus future
+time cannot move the median. docs/retention.md has the reasoning.
 
 Standard library only, plus psycopg at call time: cdb-ops imports the policies too.
 """
@@ -24,8 +24,8 @@ from typing import Any
 
 from .config import env_int
 
-# the median of this many newest rows is a table's clock: a bogus row or a few cannot move it
-CLOCK_ROWS = 1001
+# the median of this many newest rows is a table's clock: up to ten rows with a bogus time cannot move it
+CLOCK_ROWS = 21
 # a transaction that would wait for a table lock (a migration, a VACUUM FULL) gives up at once
 LOCK_TIMEOUT = "200ms"
 # no batch may run long: its row locks are held until it commits
@@ -74,7 +74,7 @@ class Policy:
         )
 
 
-MARKET_SNAPSHOTS = Policy("market_snapshots", "id", "minute", "id DESC", "MARKET_SNAPSHOT_RETENTION_DAYS")
+MARKET_SNAPSHOTS = Policy("market_snapshots", "id", "minute", "minute DESC", "MARKET_SNAPSHOT_RETENTION_DAYS")
 PORTFOLIO_SNAPSHOTS = Policy(
     "portfolio_snapshots", "id", "taken_at", "id DESC", "PORTFOLIO_SNAPSHOT_RETENTION_DAYS", keep_latest_in="portfolio"
 )

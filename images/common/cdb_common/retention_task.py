@@ -56,10 +56,8 @@ class RetentionTask:
             else:
                 LAST_PASS.labels(self.policy.table).set_to_current_time()
                 if self.last.deleted or self.last.stopped_early:
-                    self.log.info(
-                        "retention pass",
-                        extra={**self.last.as_dict(), "days": self.days, "seconds": round(time.monotonic() - started, 2)},
-                    )
+                    took = round(time.monotonic() - started, 2)
+                    self.log.info("retention pass", extra={**self.last.as_dict(), "days": self.days, "seconds": took})
             await sleep_or_stop(stop, self.interval)
 
     async def prune(self, stop: asyncio.Event | None = None) -> Pruned:
@@ -89,4 +87,3 @@ class RetentionTask:
             else:
                 result.stopped_early = "stopping"
         return result
-
