@@ -71,7 +71,6 @@ def prune(conn: Any, settings: Settings) -> int:
     """Delete the runs past their retention; how many. Never fails the recording: a run that cannot prune
     (a lock held, a statement cancelled) leaves it to the next run."""
     import psycopg
-
     from cdb_common.config import ConfigError
     from cdb_common.retention import OPS_RUNS, batch_rows, prune_sync
 

@@ -114,7 +114,10 @@ def test_a_batch_is_small_skips_locked_rows_and_keeps_each_books_newest_snapshot
     for policy in POLICIES:
         sql = policy.batch_sql()
         assert "LIMIT %(batch)s" in sql and "FOR UPDATE SKIP LOCKED" in sql
-    assert "max(n.id)" in PORTFOLIO_SNAPSHOTS.batch_sql() and "n.portfolio = s.portfolio" in PORTFOLIO_SNAPSHOTS.batch_sql()
+    assert (
+        "max(n.id)" in PORTFOLIO_SNAPSHOTS.batch_sql()
+        and "n.portfolio = s.portfolio" in PORTFOLIO_SNAPSHOTS.batch_sql()
+    )
     assert "max(" not in MARKET_SNAPSHOTS.batch_sql()
 
 

@@ -7,10 +7,10 @@ session holds (FOR UPDATE SKIP LOCKED) and gives up on a table lock at once (loc
 never waits behind retention. Autovacuum (tuned per table in schema/007_retention.sql) then hands the
 freed space to new rows, so a table's size levels off instead of growing.
 
-The clock is the table's own: the median time of its 21 newest rows, not the wall clock. A fast-forward
+The clock is the table's own: the time of its 11th newest row, not the wall clock. A fast-forward
 replay (event time running ahead of wall time) so keeps N days of *its* data, not N wall-days of it; a
 replay of an old recording is not deleted the moment it is written; and a few rows with a bogus future
-time cannot move the median. docs/retention.md has the reasoning.
+time cannot move the clock. docs/retention.md has the reasoning.
 
 Standard library only, plus psycopg at call time: cdb-ops imports the policies too.
 """
@@ -24,8 +24,9 @@ from typing import Any
 
 from .config import env_int
 
-# the median of this many newest rows is a table's clock: up to ten rows with a bogus time cannot move it
-CLOCK_ROWS = 21
+# a table's clock is the time of its 11th newest row: up to ten rows with a bogus future time cannot move
+# it, and a table of ten rows or fewer has no clock (nothing to age out)
+CLOCK_SKIP = 10
 # a transaction that would wait for a table lock (a migration, a VACUUM FULL) gives up at once
 LOCK_TIMEOUT = "200ms"
 # no batch may run long: its row locks are held until it commits
@@ -54,10 +55,7 @@ class Policy:
         return env_int(env, self.setting, 0)
 
     def clock_sql(self) -> str:
-        return (
-            f"SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY t) FROM "
-            f"(SELECT {self.time_column} AS t FROM {self.table} ORDER BY {self.newest_first} LIMIT {CLOCK_ROWS}) newest"
-        )
+        return f"SELECT {self.time_column} FROM {self.table} ORDER BY {self.newest_first} OFFSET {CLOCK_SKIP} LIMIT 1"
 
     def batch_sql(self) -> str:
         """One batch: at most %(batch)s rows older than %(cutoff)s, none that another session holds."""
@@ -115,24 +113,26 @@ class Pruned:
 
 
 def prune_sync(conn: Any, policy: Policy, days: int, batch: int, *, max_batches: int = 10_000) -> Pruned:
-    """One retention pass over `policy.table` on a psycopg (sync) connection in autocommit mode:
-    batches until one comes back short. A lock timeout ends the pass (the next one carries on)."""
+    """One retention pass over `policy.table` on a psycopg (sync) connection in autocommit mode: the
+    table's clock, then batches until one comes back short. Every statement runs under LIMITS, so a
+    table lock held elsewhere ends the pass at once (the next pass carries on) instead of queueing the
+    table's writers behind this pass's own lock request."""
     import psycopg.errors
 
-    row = conn.execute(policy.clock_sql()).fetchone()
-    result = Pruned(policy.table, cutoff_of(row[0] if row else None, days))
-    if result.cutoff is None:
-        return result
-    while result.batches < max_batches:
-        try:
+    result = Pruned(policy.table, None)
+    try:
+        with conn.transaction():
+            conn.execute(LIMITS_SQL, LIMITS)
+            row = conn.execute(policy.clock_sql()).fetchone()
+        result.cutoff = cutoff_of(row[0] if row else None, days)
+        while result.cutoff is not None and result.batches < max_batches:
             with conn.transaction():
                 conn.execute(LIMITS_SQL, LIMITS)
-                deleted = conn.execute(policy.batch_sql(), {"cutoff": result.cutoff, "batch": batch}).rowcount
-        except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
-            result.stopped_early = type(exc).__name__
-            break
-        result.batches += 1
-        result.deleted += max(deleted, 0)
-        if deleted < batch:
-            break
+                deleted = max(conn.execute(policy.batch_sql(), {"cutoff": result.cutoff, "batch": batch}).rowcount, 0)
+            result.batches += 1
+            result.deleted += deleted
+            if deleted < batch:
+                break
+    except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
+        result.stopped_early = type(exc).__name__
     return result

@@ -61,29 +61,31 @@ class RetentionTask:
             await sleep_or_stop(stop, self.interval)
 
     async def prune(self, stop: asyncio.Event | None = None) -> Pruned:
-        """One pass: the table's clock, then batches until one comes back short (or the service stops)."""
+        """One pass: the table's clock, then batches until one comes back short (or the service stops);
+        every statement under LIMITS (cdb_common.retention.prune_sync is the same pass, synchronous)."""
+        result = Pruned(self.policy.table, None)
         conn: Any = await psycopg.AsyncConnection.connect(autocommit=True, **self.conninfo)
         async with conn:
-            row = await (await conn.execute(self.policy.clock_sql())).fetchone()
-            result = Pruned(self.policy.table, cutoff_of(row[0] if row else None, self.days))
-            if result.cutoff is None:
-                return result
-            CUTOFF.labels(self.policy.table).set(result.cutoff.timestamp())
-            sql, params = self.policy.batch_sql(), {"cutoff": result.cutoff, "batch": self.batch}
-            while stop is None or not stop.is_set():
-                try:
+            try:
+                async with conn.transaction():
+                    await conn.execute(LIMITS_SQL, LIMITS)
+                    row = await (await conn.execute(self.policy.clock_sql())).fetchone()
+                result.cutoff = cutoff_of(row[0] if row else None, self.days)
+                if result.cutoff is None:
+                    return result
+                CUTOFF.labels(self.policy.table).set(result.cutoff.timestamp())
+                sql, params = self.policy.batch_sql(), {"cutoff": result.cutoff, "batch": self.batch}
+                while not (stop and stop.is_set()):
                     async with conn.transaction():
                         await conn.execute(LIMITS_SQL, LIMITS)
                         deleted = max((await conn.execute(sql, params)).rowcount, 0)
-                except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
-                    result.stopped_early = type(exc).__name__  # the next pass carries on
-                    break
-                result.batches += 1
-                result.deleted += deleted
-                ROWS_DELETED.labels(self.policy.table).inc(deleted)
-                if deleted < self.batch:
-                    break
-                await asyncio.sleep(BATCH_PAUSE_SECONDS)
-            else:
+                    result.batches += 1
+                    result.deleted += deleted
+                    ROWS_DELETED.labels(self.policy.table).inc(deleted)
+                    if deleted < self.batch:
+                        return result
+                    await asyncio.sleep(BATCH_PAUSE_SECONDS)
                 result.stopped_early = "stopping"
+            except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
+                result.stopped_early = type(exc).__name__  # the next pass carries on
         return result
