@@ -29,8 +29,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     remove_system(SYSTEM)
     root = make_project(tmp_path_factory.mktemp("retention"), SYSTEM, prefix="cdbg_", offset=35000)
     # a pass every second (the period a test may shorten), small batches so a pass takes several
-    with (root / ".env").open("a") as env:
-        env.write("RETENTION_INTERVAL_SECONDS=1\nRETENTION_BATCH_ROWS=50\n")
+    env = root / ".env"
+    lines = [ln for ln in env.read_text().splitlines() if not ln.startswith(("RETENTION_INTERVAL", "RETENTION_BATCH"))]
+    env.write_text("\n".join([*lines, "RETENTION_INTERVAL_SECONDS=1", "RETENTION_BATCH_ROWS=50", ""]))
     out = cdb_json("rebuild", "--profile", "core", "--profile", "replay", project=root)
     assert out["result"] == "ok"
     yield root
