@@ -1,5 +1,7 @@
 """Record every rebuild / validate / run in the `ops_runs` table (when, what, result), best effort:
-a stack whose Postgres is down must still get its run reported on screen."""
+a stack whose Postgres is down must still get its run reported on screen. A finished run also ages out
+the runs older than OPS_RUN_RETENTION_DAYS (cdb_common.retention): cdb-ops is the table's only writer,
+so this is where its retention runs, in small batches that never wait for a lock."""
 
 from __future__ import annotations
 
@@ -58,6 +60,23 @@ def record(
                     __version__,
                 ),
             )
+            if result != "running":
+                prune(conn, settings)
     except psycopg.Error as exc:
         return redact(str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__)
     return None
+
+
+def prune(conn: Any, settings: Settings) -> int:
+    """Delete the runs past their retention; how many. Never fails the recording: a run that cannot prune
+    (a lock held, a statement cancelled) leaves it to the next run."""
+    import psycopg
+    from cdb_common.config import ConfigError
+    from cdb_common.retention import OPS_RUNS, batch_rows, prune_sync
+
+    keys = (OPS_RUNS.setting, "RETENTION_BATCH_ROWS")
+    env = {k: settings.get(k) or "" for k in keys}
+    try:
+        return prune_sync(conn, OPS_RUNS, OPS_RUNS.days(env), batch_rows(env)).deleted
+    except (psycopg.Error, ConfigError):
+        return 0

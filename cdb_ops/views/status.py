@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from cdb_ops.engine.api import ContainerReads
 from cdb_ops.load.outline import OutlineService, StackOutline
@@ -98,3 +98,115 @@ def _with_exit(c: ContainerFacts, row: StatusRow) -> StatusRow:
         last_exit=c.last_exit,
         oom_kills=oom_kills(c.id) if c.running else None,
     )
+
+
+# -- disk use: the latest sample of `.cdb/disk-history.jsonl` and the growth per day ---------------------
+
+# growth is measured against the oldest sample at most this old, and only over at least GROWTH_MIN_HOURS
+GROWTH_WINDOW_DAYS = 7
+GROWTH_MIN_HOURS = 1.0
+
+
+def disk_summary(history: list[dict[str, Any]], now: datetime | None = None) -> dict[str, Any] | None:
+    """What `status` shows of the disk: the newest sample with its age, and per volume, table and for the
+    logs the growth per day against an older sample (None until two samples lie an hour apart)."""
+    if not history:
+        return None
+    now = now or datetime.now(UTC)
+    latest = history[-1]
+    taken = _when(latest)
+    if taken is None:
+        return None
+    base = next(
+        (
+            h
+            for h in history[:-1]
+            if (t := _when(h)) is not None
+            and timedelta(hours=GROWTH_MIN_HOURS) <= taken - t <= timedelta(days=GROWTH_WINDOW_DAYS)
+        ),
+        None,
+    )
+    base_at = _when(base) if base else None
+    days = (taken - base_at).total_seconds() / 86400 if base_at else None
+
+    def growth(now_bytes: int | None, then_bytes: Any) -> float | None:
+        if days is None or now_bytes is None or not isinstance(then_bytes, int):
+            return None
+        return round((now_bytes - then_bytes) / days, 1)
+
+    then = base or {}
+    logs = {k: v for k, v in (latest.get("logs") or {}).items()}
+    known_logs = [v for v in logs.values() if isinstance(v, int)]
+    logs_total = sum(known_logs) if known_logs else None
+    then_logs = [v for v in (then.get("logs") or {}).values() if isinstance(v, int)]
+    return {
+        "sampled_at": taken.isoformat(),
+        "age_seconds": round(max(0.0, (now - taken).total_seconds()), 1),
+        "growth_over_hours": round(days * 24, 1) if days is not None else None,
+        "volumes": [
+            {"name": n, "bytes": b, "growth_bytes_per_day": growth(b, (then.get("volumes") or {}).get(n))}
+            for n, b in (latest.get("volumes") or {}).items()
+        ],
+        "logs": {
+            "bytes": logs_total,
+            "growth_bytes_per_day": growth(logs_total, sum(then_logs) if then_logs else None),
+            "containers": logs,
+        },
+        "tables": [
+            {"name": n, "bytes": b, "growth_bytes_per_day": growth(b, (then.get("tables") or {}).get(n))}
+            for n, b in (latest.get("tables") or {}).items()
+        ],
+        "data_filesystem": latest.get("data_fs"),
+        "problems": list(latest.get("problems") or []),
+    }
+
+
+def _when(sample: dict[str, Any] | None) -> datetime | None:
+    try:
+        t = datetime.fromisoformat(str((sample or {}).get("taken_at")))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def disk_lines(disk: dict[str, Any] | None) -> list[str]:
+    """The status footer's disk lines (plain text; the renderer styles them)."""
+    if disk is None:
+        return ["disk: no sample yet — `cdb-ops status --disk` (or validate / rebuild) takes one"]
+    age = _age(disk["age_seconds"])
+    vols = ", ".join(f"{v['name']} {_size(v['bytes'])}{_per_day(v['growth_bytes_per_day'])}" for v in disk["volumes"])
+    logs = disk["logs"]
+    out = [f"disk (sampled {age} ago): volumes {vols or '-'}"]
+    out.append(f"  logs {_size(logs['bytes'])}{_per_day(logs['growth_bytes_per_day'])}")
+    fs = disk.get("data_filesystem")
+    if fs:
+        out.append(f"  data filesystem {fs['used_percent']:.0f} % full ({_size(fs['available_bytes'])} free)")
+    biggest = sorted(disk["tables"], key=lambda t: -(t["bytes"] or 0))[:3]
+    if biggest:
+        out.append(
+            "  largest tables "
+            + ", ".join(f"{t['name']} {_size(t['bytes'])}{_per_day(t['growth_bytes_per_day'])}" for t in biggest)
+        )
+    if disk["growth_over_hours"] is None:
+        out.append("  growth per day: needs two samples at least an hour apart (`cdb-ops status --disk`)")
+    return out
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit, step in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= step:
+            return f"{n / step:.1f} {unit}"
+    return f"{n} B"
+
+
+def _per_day(g: float | None) -> str:
+    return "" if g is None else f" ({'+' if g >= 0 else '-'}{_size(int(abs(g)))}/day)"
+
+
+def _age(seconds: float) -> str:
+    for unit, step in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= step:
+            return f"{seconds / step:.0f} {unit}"
+    return f"{seconds:.0f} s"

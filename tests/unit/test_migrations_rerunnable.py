@@ -31,6 +31,9 @@ def _rerunnable(stmt: str, before: list[str]) -> bool:
         return True
     if re.match(r"ALTER TABLE \S+ ALTER COLUMN \S+ (SET NOT NULL|DROP DEFAULT)$", stmt, re.IGNORECASE):
         return True
+    # storage parameters (autovacuum per table): setting them again sets the same values
+    if re.match(r"ALTER TABLE \S+ SET \((\s*\w+ = [\d.]+\s*,?)+\)$", stmt, re.IGNORECASE):
+        return True
     # a relabel touches only rows not yet labelled, so the second run finds none
     if re.match(r"(WITH .* )?UPDATE (\S+) SET .* WHERE \2\.portfolio (IS NULL|= 'main')$", stmt, re.IGNORECASE):
         return True

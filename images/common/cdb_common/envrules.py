@@ -153,8 +153,70 @@ _RULES = (
         hint="e.g. 24",
     ),
 )
-RULES: dict[str, EnvRule] = {r.key: r for r in _RULES}
-SECRET_KEYS = tuple(r.key for r in _RULES if r.kind == "secret")
+# Retention of the time-series tables (cdb_common.retention; docs/retention.md says why these defaults).
+# The account's own history (signals, risk events, orders, trades, positions, daily PnL) has no such key:
+# it is never deleted. Whole days: the cutoff is measured on the table's own clock, see the docs.
+_RETENTION_MAX_DAYS = Decimal(3650)
+_RETENTION = (
+    EnvRule(
+        "MARKET_SNAPSHOT_RETENTION_DAYS",
+        "integer",
+        "7",
+        Decimal(1),
+        high=_RETENTION_MAX_DAYS,
+        unit="days",
+        required=False,
+        read_by=("screener",),
+        hint="e.g. 7; the live feed writes ~150 MB a day, so 30 days are ~4.5 GB",
+    ),
+    EnvRule(
+        "PORTFOLIO_SNAPSHOT_RETENTION_DAYS",
+        "integer",
+        "90",
+        Decimal(1),
+        high=_RETENTION_MAX_DAYS,
+        unit="days",
+        required=False,
+        read_by=("execution",),
+        hint="e.g. 90; each book's newest snapshot is always kept",
+    ),
+    EnvRule(
+        "OPS_RUN_RETENTION_DAYS",
+        "integer",
+        "90",
+        Decimal(1),
+        high=_RETENTION_MAX_DAYS,
+        unit="days",
+        required=False,
+        read_by=("cdb-ops",),
+        hint="e.g. 90",
+    ),
+    # How often a service looks for rows past their retention, and how many it deletes per transaction.
+    EnvRule(
+        "RETENTION_INTERVAL_SECONDS",
+        "integer",
+        "3600",
+        Decimal(1),
+        high=Decimal(86400),
+        unit="seconds",
+        required=False,
+        read_by=("screener", "execution"),
+        hint="e.g. 3600",
+    ),
+    EnvRule(
+        "RETENTION_BATCH_ROWS",
+        "integer",
+        "2000",
+        Decimal(10),
+        high=Decimal(100_000),
+        unit="rows per transaction",
+        required=False,
+        read_by=("screener", "execution", "cdb-ops"),
+        hint="e.g. 2000; smaller batches hold their row locks for less time",
+    ),
+)
+RULES: dict[str, EnvRule] = {r.key: r for r in (*_RULES, *_RETENTION)}
+SECRET_KEYS = tuple(r.key for r in RULES.values() if r.kind == "secret")
 
 
 @dataclass(frozen=True)

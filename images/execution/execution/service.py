@@ -23,6 +23,8 @@ from cdb_common.config import Settings, env_int
 from cdb_common.db import Unavailable, sleep_or_stop
 from cdb_common.events import STREAM_FILLS, STREAM_ORDERS, STREAM_TICKS, EventError, Order, book_of, plain
 from cdb_common.health import HealthReport
+from cdb_common.retention import PORTFOLIO_SNAPSHOTS
+from cdb_common.retention_task import RetentionTask
 from cdb_common.runtime import BaseService
 from cdb_common.streams import REDIS_ERRORS, Outputs, StreamConsumer, marks_key, observe_latency
 from cdb_common.timeutil import utcnow
@@ -59,9 +61,10 @@ class ExecutionService(BaseService):
         self.last_mark_change: float | None = None
         self.fills = 0
         self.orders = StreamConsumer(self.redis_bus, self.db, STREAM_ORDERS, "execution", self.handle_order, log=log)
+        self.retention = RetentionTask(PORTFOLIO_SNAPSHOTS, settings, log)  # ages out old portfolio_snapshots
 
     def loops(self) -> list[Any]:
-        return [self.orders.run(self.stop), self.mark_loop()]
+        return [self.orders.run(self.stop), self.mark_loop(), self.retention.run(self.stop)]
 
     async def open(self) -> None:
         # Earlier versions consumed cdb:ticks in a group of this name: without a reader its lag only grows.

@@ -30,6 +30,8 @@ from cdb_common.db import Unavailable, sleep_or_stop
 from cdb_common.events import STREAM_TICKS, now_ms, random_ids, tick_json
 from cdb_common.health import HealthReport
 from cdb_common.holdings import HoldingsWatcher
+from cdb_common.retention import MARKET_SNAPSHOTS
+from cdb_common.retention_task import RetentionTask
 from cdb_common.runtime import BaseService
 from cdb_common.streams import REDIS_ERRORS
 from prometheus_client import Counter, Gauge
@@ -83,9 +85,11 @@ class ScreenerService(BaseService):
         self.holdings = HoldingsWatcher(
             self.db, env_int(settings.env, "HELD_REFRESH_SECONDS", 1, minimum=1), settings.feed
         )
+        self.retention = RetentionTask(MARKET_SNAPSHOTS, settings, log)  # ages out old market_snapshots
 
     def loops(self) -> list[Any]:
-        return [self.feed_loop(), self.publish_loop(), self.flush_loop(), self.holdings.run(self.stop), self._wake()]
+        return [self.feed_loop(), self.publish_loop(), self.flush_loop(), self.holdings.run(self.stop), self._wake(),
+                self.retention.run(self.stop)]  # fmt: skip
 
     async def _wake(self) -> None:
         """SIGTERM wakes the publisher at once: it drains the queue and returns instead of sleeping out its
