@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from cdb_ops.model.facts import ContainerFacts, ContainerStats, ImageFacts, NetworkFacts, VolumeFacts
+from cdb_ops.model.facts import ContainerFacts, ContainerPosture, ContainerStats, ImageFacts, NetworkFacts, VolumeFacts
 from cdb_ops.model.resources import PortBinding
 
 
@@ -88,6 +88,25 @@ def inspect_facts(c: dict[str, Any]) -> ContainerFacts:
         volumes=tuple(sorted(m["Name"] for m in c.get("Mounts") or [] if m.get("Type") == "volume")),
         health_output=(log[-1].get("Output") or "").strip() if log else "",
         network_ids=tuple(sorted(n.get("NetworkID", "") for n in nets.values())),
+        posture=posture_facts(c),
+    )
+
+
+def posture_facts(c: dict[str, Any]) -> ContainerPosture:
+    """The security posture from `inspect` (HostConfig and Config), as docker-bench-security reads it."""
+    host = c.get("HostConfig") or {}
+    log = host.get("LogConfig") or {}
+    return ContainerPosture(
+        user=str((c.get("Config") or {}).get("User") or ""),
+        cap_drop=tuple(host.get("CapDrop") or ()),
+        cap_add=tuple(host.get("CapAdd") or ()),
+        security_opt=tuple(host.get("SecurityOpt") or ()),
+        read_only=bool(host.get("ReadonlyRootfs")),
+        tmpfs=tuple(sorted(host.get("Tmpfs") or {})),
+        pids_limit=max(int(host.get("PidsLimit") or 0), 0),  # -1 and 0 both mean none
+        memory=int(host.get("Memory") or 0),
+        log_driver=str(log.get("Type") or ""),
+        log_options=dict(log.get("Config") or {}),
     )
 
 

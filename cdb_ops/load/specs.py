@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from cdb_ops.load.hardening import HardeningPolicy, HardeningSpec, LoggingSpec
 from cdb_ops.load.validation import BindAddress, EnvName, ImageRef, ProjectPath, docker_duration, project_path
 
 PRIORITIES = ("critical", "high", "medium", "optional")
@@ -172,6 +173,8 @@ class ServiceSpec(SpecModel):
     restart: Literal["no", "always", "unless-stopped", "on-failure"] = "unless-stopped"
     mem_limit: str | None = Field(default=None, pattern=r"^\d+[kmg]$")
     user: str | None = None
+    logging: LoggingSpec | None = None  # over the stack's `logging:`, key by key
+    hardening: HardeningSpec | None = None  # over the stack's `hardening:` default and role, key by key
 
     @field_validator("fallback_build")
     @classmethod
@@ -209,6 +212,10 @@ class StackSpec(SpecModel):
     services: dict[Name, ServiceSpec] = Field(min_length=1)
     feeds: dict[str, FeedSpec] = Field(default_factory=dict)
     default_feed: str | None = None
+    # every container's log is capped, even where the playbook says nothing (Docker's own default keeps
+    # every line forever)
+    logging: LoggingSpec = Field(default_factory=LoggingSpec)
+    hardening: HardeningPolicy | None = None
 
     @property
     def profiles(self) -> set[str]:

@@ -77,6 +77,11 @@ def config_errors_from(exc: ValidationError, doc: YamlDocument, model: type[Base
             errors.append(
                 ConfigError(f"missing required key {where!r}", f"add `{loc[-1]}:`", file=str(doc.path), line=line)
             )
+        elif etype == "cdb_fix":  # a validator that knows the fix (load/hardening.py)
+            got = err.get("input")
+            shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+            fix = str((err.get("ctx") or {}).get("fix", ""))
+            errors.append(ConfigError(f"{where}: {err['msg']}{shown}", fix, file=str(doc.path), line=line))
         else:
             msg = err["msg"].removeprefix("Value error, ")
             got = err.get("input")
