@@ -67,6 +67,8 @@ class ContainersMixin(DockerBase):
             port_bindings = {f"{p.container}/{p.protocol}": (p.bind, p.host) for p in spec.ports}
             mounts = [docker.types.Mount(m.target, m.source, type=m.kind, read_only=m.read_only) for m in spec.mounts]
             restart = {"Name": spec.restart} if spec.restart != "no" else None
+            hard = spec.hardening
+            log = spec.logging
             host_config = api.create_host_config(
                 port_bindings=port_bindings or None,
                 mounts=mounts or None,
@@ -74,6 +76,13 @@ class ContainersMixin(DockerBase):
                 mem_limit=spec.mem_limit,
                 network_mode=spec.network,
                 init=True,  # reap zombies and forward SIGTERM even when the entrypoint is a shell
+                log_config=docker.types.LogConfig(type=log.driver, config=dict(log.options)) if log else None,
+                cap_drop=list(hard.cap_drop) or None if hard else None,
+                cap_add=list(hard.cap_add) or None if hard else None,
+                security_opt=list(hard.security_opt) or None if hard else None,
+                read_only=hard.read_only or None if hard else None,
+                tmpfs=dict(hard.tmpfs) or None if hard else None,
+                pids_limit=hard.pids_limit if hard else None,
             )
             networking = None
             if spec.network:
@@ -223,14 +232,21 @@ class ContainersMixin(DockerBase):
         return size
 
     def copy_in(self, name: str, src: Path, directory: str, filename: str) -> None:
-        """Put a host file into a container's `directory` as `filename` (readable by every user)."""
+        """Put a host file into a container's `directory` as `filename` (readable by every user), owned by
+        the numeric user the container runs as: a non-root process (Postgres as 70:70) can then remove it
+        from a sticky /tmp, which it could not for a file of root's."""
         import tarfile
         import tempfile
 
+        with translate():
+            user = str((self._api.inspect_container(name).get("Config") or {}).get("User") or "")
+        uid, _, gid = user.partition(":")
+        owner = (int(uid), int(gid) if gid.isdigit() else int(uid)) if uid.isdigit() else (0, 0)
         with tempfile.TemporaryFile() as tmp:
             with tarfile.open(fileobj=tmp, mode="w") as tar:
                 info = tar.gettarinfo(str(src), arcname=filename)
-                info.mode, info.uid, info.gid, info.uname, info.gname = 0o644, 0, 0, "root", "root"
+                info.mode, info.uname, info.gname = 0o644, "", ""
+                info.uid, info.gid = owner
                 with open(src, "rb") as f:
                     tar.addfile(info, f)
             tmp.seek(0)

@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from cdb_ops.model.facts import ContainerFacts, ContainerStats, ImageFacts, NetworkFacts, VolumeFacts
+from cdb_ops.model.facts import ContainerFacts, ContainerPosture, ContainerStats, ImageFacts, NetworkFacts, VolumeFacts
 from cdb_ops.model.resources import PortBinding
 
 
@@ -91,6 +91,25 @@ def inspect_facts(c: dict[str, Any]) -> ContainerFacts:
         oom_killed=bool(state.get("OOMKilled")),
         memory_limit=int(c.get("HostConfig", {}).get("Memory") or 0),
         finished_at=parse_docker_time(state.get("FinishedAt")),
+        posture=posture_facts(c),
+    )
+
+
+def posture_facts(c: dict[str, Any]) -> ContainerPosture:
+    """The security posture from `inspect` (HostConfig and Config), as docker-bench-security reads it."""
+    host = c.get("HostConfig") or {}
+    log = host.get("LogConfig") or {}
+    return ContainerPosture(
+        user=str((c.get("Config") or {}).get("User") or ""),
+        cap_drop=tuple(host.get("CapDrop") or ()),
+        cap_add=tuple(host.get("CapAdd") or ()),
+        security_opt=tuple(host.get("SecurityOpt") or ()),
+        read_only=bool(host.get("ReadonlyRootfs")),
+        tmpfs=tuple(sorted(host.get("Tmpfs") or {})),
+        pids_limit=max(int(host.get("PidsLimit") or 0), 0),  # -1 and 0 both mean none
+        memory=int(host.get("Memory") or 0),
+        log_driver=str(log.get("Type") or ""),
+        log_options=dict(log.get("Config") or {}),
     )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cdb_ops.errors import ConfigError, UsageError
 from cdb_ops.fsutil import regular_file_problem
+from cdb_ops.load import hardening
 from cdb_ops.load.buildhash import build_context_hash, path_digest, sha256
 from cdb_ops.load.project import Project
 from cdb_ops.load.settings import Settings
@@ -256,6 +257,8 @@ def resolve(
             mem_limit=svc.mem_limit,
             user=svc.user,
             hostname=svc.container,
+            logging=hardening.log_config(stack.logging, svc.logging),
+            hardening=hardening.hardening(hardening.effective(stack.hardening, svc.role, svc.hardening)),
         )
         services[name] = DesiredService(name, svc, container, image, secret_files, file_digests)
     volumes = {
@@ -294,6 +297,9 @@ def config_parts(
         "healthcheck": h(spec.healthcheck.__dict__ if spec.healthcheck else None),
         "runtime": h([spec.restart, spec.mem_limit, spec.user]),
         "labels": h(spec.labels),
+        # Docker applies log options and hardening only when it creates a container: a change recreates it
+        "logging": h(spec.logging.__dict__ if spec.logging else None),
+        "hardening": h(spec.hardening.__dict__ if spec.hardening else None),
     }
     if file_digests:  # only containers that mount project files have this part
         parts["files"] = h(file_digests)

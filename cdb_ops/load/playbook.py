@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cdb_ops.errors import ConfigError, ConfigErrors
+from cdb_ops.load import hardening
 from cdb_ops.load.specs import RunbookSpec, SpecModel, StackSpec
 from cdb_ops.load.validation import config_errors_from
 from cdb_ops.load.yamlsource import YamlDocument, load_yaml
@@ -108,6 +109,7 @@ def _stack_problems(stack: StackSpec, doc: YamlDocument) -> list[ConfigError]:
                 f"ready.port {svc.ready.port} is not one of {name!r}'s container ports",
                 "use a container port listed under ports:",
             )
+    hardening.problems(stack, err)
     for feed, spec in stack.feeds.items():
         for svc_name, deps in spec.depends_on.items():
             for dep in [svc_name, *deps]:

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from cdb_ops.load.hardening import HardeningPolicy, HardeningSpec, LoggingSpec
 from cdb_ops.load.validation import BindAddress, EnvName, ImageRef, ProjectPath, docker_duration, project_path
 
 NAME_RE = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
@@ -72,7 +73,7 @@ def _parse_port(value: Any) -> Any:
             pass
         raise ValueError("a port like '8000:8000' (host:container) or '127.0.0.1:8000:8000'")
     if not isinstance(value, dict):  # a float (8001.5), a bool, a list: not a port in any syntax
-        raise ValueError("a port is written \"HOST:CONTAINER\", like \"8000:8000\" (quoted), or as one number")
+        raise ValueError('a port is written "HOST:CONTAINER", like "8000:8000" (quoted), or as one number')
     return value
 
 
@@ -173,6 +174,8 @@ class ServiceSpec(SpecModel):
     restart: Literal["no", "always", "unless-stopped", "on-failure"] = "unless-stopped"
     mem_limit: str | None = Field(default=None, pattern=r"^\d+[kmg]$")
     user: str | None = None
+    logging: LoggingSpec | None = None  # over the stack's `logging:`, key by key
+    hardening: HardeningSpec | None = None  # over the stack's `hardening:` default and role, key by key
 
     @field_validator("fallback_build")
     @classmethod
@@ -210,6 +213,10 @@ class StackSpec(SpecModel):
     services: dict[Name, ServiceSpec] = Field(min_length=1)
     feeds: dict[str, FeedSpec] = Field(default_factory=dict)
     default_feed: str | None = None
+    # every container's log is capped, even where the playbook says nothing (Docker's own default keeps
+    # every line forever)
+    logging: LoggingSpec = Field(default_factory=LoggingSpec)
+    hardening: HardeningPolicy | None = None
 
     @property
     def profiles(self) -> set[str]:

@@ -87,6 +87,11 @@ def config_errors_from(exc: ValidationError, doc: YamlDocument, model: type[Base
             errors.append(
                 ConfigError(f"missing required key {where!r}", f"add `{loc[-1]}:`", file=str(doc.path), line=line)
             )
+        elif etype == "cdb_fix":  # a validator that knows the fix (load/hardening.py)
+            got = err.get("input")
+            shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+            fix = str((err.get("ctx") or {}).get("fix", ""))
+            errors.append(ConfigError(f"{where}: {err['msg']}{shown}", fix, file=str(doc.path), line=line))
         elif "input" in err and err["input"] is None:
             # `KEY:` with nothing after it is null in YAML: whatever the key takes, it has no value yet
             expected = _one_of(_expected(e["type"]) for e in errs)

@@ -10,6 +10,23 @@ from cdb_ops.model.resources import PortBinding
 
 
 @dataclass(frozen=True)
+class ContainerPosture:
+    """A container's security posture as `docker inspect` reports it (what CIS Docker Benchmark §5
+    checks): read from HostConfig and Config, compared with the playbook by `doctor`."""
+
+    user: str  # Config.User: "" is the image's default, root unless the image says otherwise
+    cap_drop: tuple[str, ...]
+    cap_add: tuple[str, ...]
+    security_opt: tuple[str, ...]
+    read_only: bool
+    tmpfs: tuple[str, ...]  # mount points
+    pids_limit: int  # 0: none
+    memory: int  # bytes; 0: none
+    log_driver: str
+    log_options: dict[str, str]
+
+
+@dataclass(frozen=True)
 class ContainerFacts:
     id: str
     name: str
@@ -32,6 +49,7 @@ class ContainerFacts:
     oom_killed: bool = False
     memory_limit: int = 0  # HostConfig.Memory in bytes; 0: no limit
     finished_at: datetime | None = None  # the end of the last run (None: it never ended)
+    posture: ContainerPosture | None = None  # from inspect only (the list endpoint has none of it)
 
     @property
     def running(self) -> bool:

@@ -31,6 +31,26 @@ class Healthcheck:
 
 
 @dataclass(frozen=True)
+class LogConfig:
+    """Docker's log driver and its options (`max-size`/`max-file`: the rotation that caps a log)."""
+
+    driver: str
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hardening:
+    """What a container may do beyond running its process (CIS Docker Benchmark §5)."""
+
+    cap_drop: tuple[str, ...] = ()
+    cap_add: tuple[str, ...] = ()
+    security_opt: tuple[str, ...] = ()
+    read_only: bool = False
+    tmpfs: dict[str, str] = field(default_factory=dict)  # path -> mount options (size=16m)
+    pids_limit: int | None = None
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     name: str
     image: str  # image id (sha256:...) or reference
@@ -46,3 +66,5 @@ class ContainerSpec:
     mem_limit: str | None = None
     user: str | None = None
     hostname: str | None = None
+    logging: LogConfig | None = None  # None: the engine's default driver, uncapped
+    hardening: Hardening | None = None  # None: the engine's defaults

@@ -35,7 +35,7 @@ ACTION_STYLE = {
 
 class ConsoleProgress:
     def __init__(self, redact: Redactor, console: Console | None = None, verbose: bool = False):
-        self.console = console or Console(stderr=True, highlight=False)
+        self.console = console or Console(stderr=True, highlight=False, emoji=False)
         self.redact = redact
         self.verbose = verbose
 

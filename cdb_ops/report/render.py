@@ -47,9 +47,9 @@ class Renderer:
         self.json = json_output
         self.redact = redact or Redactor()
         if console is None:
-            console = Console(highlight=False, soft_wrap=False)
+            console = Console(highlight=False, emoji=False, soft_wrap=False)
             if not console.is_terminal:  # a pipe or a file: wide enough that ids and paths stay on one line
-                console = Console(highlight=False, soft_wrap=False, width=160)
+                console = Console(highlight=False, emoji=False, soft_wrap=False, width=160)
         self.console = console
 
     def document(self, command: str, payload: dict[str, Any]) -> None:
@@ -258,14 +258,14 @@ class Renderer:
         if self.json:
             self.document(command, {"error": err.to_dict()})
             return
-        err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+        err_console = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
         err_console.print(f"[bold red]error:[/bold red] {escape(self.redact(err.message))}")
         if err.remedy:
             err_console.print(f"[bold]fix:[/bold] {escape(self.redact(err.remedy))}")
 
     def warn(self, text: str) -> None:
         """A warning on stderr (with --json too: stdout stays one document)."""
-        Console(stderr=True, highlight=False, soft_wrap=True).print(
+        Console(stderr=True, highlight=False, emoji=False, soft_wrap=True).print(
             f"[bold yellow]warning:[/bold yellow] {escape(self.redact(text))}"
         )
 
@@ -288,5 +288,5 @@ def prime() -> None:
         for state, health, restarts in (("running", "healthy", 0), ("exited", "unhealthy", 2), ("running", None, 0))
     ]
     last = {"command": "rebuild", "result": "ok", "finished_at": "2026-01-01T00:00:00+00:00", "feed": "replay"}
-    console = Console(file=io.StringIO(), highlight=False, soft_wrap=False, width=160)
+    console = Console(file=io.StringIO(), highlight=False, emoji=False, soft_wrap=False, width=160)
     Renderer(False, console=console).status(rows, last)
