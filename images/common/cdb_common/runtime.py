@@ -147,7 +147,13 @@ def main(service_cls: Callable[[Settings, logging.Logger], BaseService], name: s
             return refuse(exc)
         return await service.run()
 
-    code = asyncio.run(_run())
+    # Not asyncio.run(): its teardown waits for the default executor's threads, and while a dependency's
+    # container is not running (after a reboot the engine starts containers in no order) a thread may sit
+    # in getaddrinfo() for its name for 5-10 s, which every `docker stop` and the daemon's own shutdown then
+    # waited out. The loop is left as it is; os._exit below ends the threads with the process.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    code = loop.run_until_complete(_run())
     # Everything is closed and flushed by now (connections, HTTP, the "stopped" line): skip the
     # interpreter's teardown of every module, a tenth of a second of a `docker stop` here.
     logging.shutdown()
