@@ -113,7 +113,8 @@ def write(path: Path, hours: float, symbols: int = 300, seed: int = 7) -> tuple[
     tmp = path.with_name(path.name + ".part")
     count = ticks = 0
     with open(tmp, "wb") as raw:
-        out = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=5) if path.suffix == ".gz" else raw
+        gz = path.suffix == ".gz"
+        out = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=5) if gz else raw
         try:
             for line in frames(hours, symbols, seed):
                 out.write(line.encode() + b"\n")

@@ -21,8 +21,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))  # its sibling modules (the folder also holds bench.py)
 
-from bench.stackwatch import CORE, Stack, consumer_groups, containers, memory_mib, row_counts  # noqa: E402
+from stackwatch import CORE, Stack, consumer_groups, containers, memory_mib, row_counts  # noqa: E402
+
 from tests.helpers import cdb_json, env_values, make_project, remove_system  # noqa: E402
 
 SYSTEM, PREFIX, OFFSET = "cdb_soak", "cdbs_", 25000

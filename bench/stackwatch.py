@@ -237,3 +237,13 @@ def validate(root: Path, probe: bool = True) -> dict[str, Any]:
     bad = {c["name"]: f"{c['status']}: {c.get('detail') or c.get('message') or ''}"[:300] for c in checks
            if c.get("status") not in ("pass", "skip")}  # fmt: skip
     return {"passed": r.returncode == 0, "seconds": took, "not_passed": bad}
+
+
+def stream_lengths(stack: Stack) -> dict[str, int]:
+    """XLEN of each stream: they fill up to their MAXLEN (cdb:ticks 200,000), then stay (trimmed)."""
+    out = {}
+    with contextlib.suppress(redis.RedisError):
+        r = stack.redis()
+        for stream in STREAMS:
+            out[stream] = int(r.xlen(stream))
+    return out
