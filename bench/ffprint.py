@@ -22,6 +22,8 @@ def render(r: dict[str, Any]) -> None:
     console.print(f"[bold]A day of the exchange in fast-forward[/bold]: {span}, file {a['file']}")
     if a.get("note"):
         console.print(f"note: {a['note']}")
+    h = r["host"]
+    console.print(f"host: {h['cpus']} CPUs, mean 1-min load average during the load {h['loadavg_1m_mean']}")
     if r["extrapolated"]:
         how = "a shorter run" if r["finished"] else "the run did not finish; from the part played"
         console.print(f"wall time per day is extrapolated ({how}: {r['event_days_played'] * 24:.2f} h played)")
@@ -73,6 +75,8 @@ def render(r: dict[str, Any]) -> None:
     ret = proj["retention"]
     for name, info in sorted(end["tables"].items(), key=lambda kv: -kv[1]["bytes"]):
         how = f"kept {ret[name]['days']:g} d ({ret[name]['source']})" if name in ret else "never deleted"
+        if name == "portfolio_snapshots":
+            how += "; at least the live rate (one per SNAPSHOT_INTERVAL_SECONDS of wall time)"
         g.add_row(f"table {name}", _mib(info["bytes"]), _mib(grow["tables"].get(name)), _mib(proj["tables"][name]), how)
     for name, size in end["volumes"].items():
         how = ("tables projected + the rest as at the end" if "postgres" in name
@@ -92,6 +96,10 @@ def render(r: dict[str, Any]) -> None:
     if fits is not None:
         console.print(f"market_snapshots retention that keeps the 30-day footprint within 2 GiB: {fits:g} days")
 
+    clock = r["end"].get("event_clock") or {}
+    if clock:
+        console.print(f"event clock: market minutes {clock['first_minute']} .. {clock['last_minute']} "
+                      f"(wall clock at the end {clock['wall_now']})")  # fmt: skip
     console.print("trading:", {k: v for k, v in r["trading"].items() if not k.startswith("market")})
     console.print(f"max lag seen {r['max_lag']}; a lag Redis could not tell (stream trimmed past a group): "
                   f"{'yes - ticks were lost' if r['lag_unknown_seen'] else 'never'}")  # fmt: skip

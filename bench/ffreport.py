@@ -8,6 +8,7 @@ and says which it used.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from typing import Any
 
@@ -53,6 +54,7 @@ class SampleLog:
             "groups": stackwatch.consumer_groups(self.stack),
             "redis": stackwatch.redis_memory(self.stack),
             "streams": stackwatch.stream_lengths(self.stack),
+            "loadavg_1m": round(os.getloadavg()[0], 2),  # the machine is shared: a busy host slows the day
         }
         self.samples.append(s)
         return s
@@ -75,8 +77,19 @@ class SampleLog:
                 trading = {k: int(v) for k, v in conn.execute(TRADING).fetchall()}
         except Exception as exc:  # noqa: BLE001 - reported, the rest of the snapshot still counts
             trading = {"error: " + str(exc)[:200]: 0}
+        clock: dict[str, Any] = {}
+        with contextlib.suppress(Exception), self.stack.pg() as conn:
+            first, last = conn.execute(
+                "SELECT min(minute), max(minute) FROM market_snapshots WHERE NOT is_probe"
+            ).fetchone()
+            clock = {
+                "first_minute": str(first),
+                "last_minute": str(last),
+                "wall_now": time.strftime("%Y-%m-%d %H:%M:%S+00"),
+            }
         return {
             "label": label,
+            "event_clock": clock,
             "at": time.time(),
             "containers": {n: {k: v for k, v in c.items() if k != "id"} for n, c in found.items()},
             "memory_mib": stackwatch.memory_mib(self.stack, found),
@@ -196,6 +209,10 @@ def summarize(
         "memory_mib": memory,
         "core_mib": {k: core(k) for k in ("rest", "start", "end", "peak")},
         "warm_up": warm_rule,
+        "host": {
+            "cpus": os.cpu_count(),
+            "loadavg_1m_mean": round(sum(x["loadavg_1m"] for x in samples) / len(samples), 2) if samples else None,
+        },
         "core_end_vs_start_pct": None if flat_pct is None else round(flat_pct, 1),
         "restarts": restarts,
         "oom_killed": oom,
@@ -213,6 +230,20 @@ def summarize(
     }
 
 
+def live_rate(final: dict[str, Any], table: str, env: dict[str, str]) -> float:
+    """Bytes a day a table takes on the live feed where its rows follow the wall clock, not event time:
+    execution writes a portfolio snapshot at most every SNAPSHOT_INTERVAL_SECONDS (wall) while a held
+    price moves, so fast-forward writes fewer per day of event time than a live day does. Worst case:
+    one every interval all day, at the bytes a row takes now."""
+    if table != "portfolio_snapshots":
+        return 0.0
+    info = final["tables"].get(table, {})
+    if not info.get("rows"):
+        return 0.0
+    interval = float(env.get("SNAPSHOT_INTERVAL_SECONDS") or 10)
+    return 86_400 / interval * info["bytes"] / info["rows"]
+
+
 def project(rest: dict[str, Any], final: dict[str, Any], growth: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     """Bytes on disk after PROJECT_DAYS days at the measured rate, from the stack at rest before the
     load: each table grows until its retention window is full (then deletes free as much as inserts
@@ -226,7 +257,7 @@ def project(rest: dict[str, Any], final: dict[str, Any], growth: dict[str, Any],
     for t in tables_end:
         days = min(PROJECT_DAYS, kept[t][0]) if t in kept else PROJECT_DAYS
         base = rest["tables"].get(t, {}).get("bytes", 0)
-        tables[t] = base + max(0.0, growth["tables"].get(t, 0)) * days
+        tables[t] = base + max(0.0, growth["tables"].get(t, 0), live_rate(final, t, env)) * days
     volumes = {}
     for v, size in final["volumes"].items():
         if "postgres" in v:
