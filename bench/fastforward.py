@@ -9,6 +9,7 @@ log; a 30-day projection with retention applied; `cdb-ops validate` (with the pr
     python bench/fastforward.py                      # a day of event time at REPLAY_SPEED=60 (~24 min)
     python bench/fastforward.py --hours 0.25         # a quarter hour; wall time per day extrapolated
     python bench/fastforward.py --speed 0 --json out.json --keep
+    python bench/fastforward.py --report out.json    # print a saved result again
 
 Its own copy of the stack (system cdb_ffwd, containers cdbv_*, ports +45000, project .cache/fastforward
 with a replays/ folder of its own for the generated file) is removed at the end unless --keep.
@@ -218,7 +219,11 @@ def main() -> int:
     ap.add_argument("--plain", action="store_true", help="write plain .jsonl even when the replay reads gzip")
     ap.add_argument("--keep", action="store_true", help="leave the stack up afterwards")
     ap.add_argument("--json", type=Path, default=None, help="write the result as JSON to this file")
+    ap.add_argument("--report", type=Path, default=None, help="print the report of an earlier --json file, run nothing")
     args = ap.parse_args()
+    if args.report:
+        print_report(json.loads(args.report.read_text()))
+        return 0
     if args.hours <= 0 or args.symbols < 2 * ffmarket.LIQUID or args.speed < 0:
         ap.error("--hours must be > 0, --symbols >= 120, --speed >= 0")
     if args.timeout_minutes is None:

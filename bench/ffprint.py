@@ -81,9 +81,12 @@ def render(r: dict[str, Any]) -> None:
     for name, size in end["volumes"].items():
         how = ("tables projected + the rest as at the end" if "postgres" in name
                else "AOF x2 (rewrite at +100 %)" if "redis" in name else "linear")  # fmt: skip
-        g.add_row(f"volume {name}", _mib(size), _mib(grow["volumes"].get(name)), _mib(proj["volumes"][name]), how)
+        # Redis' volume (the AOF) fills while the streams fill to their MAXLEN, then stays: no rate per day
+        per_day = "bounded" if "redis" in name else _mib(grow["volumes"].get(name))
+        g.add_row(f"volume {name}", _mib(size), per_day, _mib(proj["volumes"][name]), how)
     redis = end["redis"]
-    g.add_row("redis used_memory", _mib(redis.get("used_memory")), _mib(grow["redis_memory"]), "-", "streams trimmed")
+    g.add_row("redis used_memory (per day: after warm-up)", _mib(redis.get("used_memory")), _mib(grow["redis_memory"]),
+              "-", "streams trimmed")  # fmt: skip
     g.add_row("redis AOF", _mib(redis.get("aof_bytes")), _mib(grow["aof"]), "-",
               f"{redis.get('aof_rewrites', 0)} rewrites")  # fmt: skip
     for name, size in end["logs"].items():

@@ -87,9 +87,14 @@ class SampleLog:
                 "last_minute": str(last),
                 "wall_now": time.strftime("%Y-%m-%d %H:%M:%S+00"),
             }
+        row_bytes: dict[str, float] = {}
+        with contextlib.suppress(Exception), self.stack.pg() as conn:
+            avg = conn.execute("SELECT avg(pg_column_size(p.*)) FROM portfolio_snapshots p").fetchone()[0]
+            row_bytes = {"portfolio_snapshots": float(avg)} if avg is not None else {}
         return {
             "label": label,
             "event_clock": clock,
+            "row_bytes": row_bytes,
             "at": time.time(),
             "containers": {n: {k: v for k, v in c.items() if k != "id"} for n, c in found.items()},
             "memory_mib": stackwatch.memory_mib(self.stack, found),
@@ -234,14 +239,13 @@ def live_rate(final: dict[str, Any], table: str, env: dict[str, str]) -> float:
     """Bytes a day a table takes on the live feed where its rows follow the wall clock, not event time:
     execution writes a portfolio snapshot at most every SNAPSHOT_INTERVAL_SECONDS (wall) while a held
     price moves, so fast-forward writes fewer per day of event time than a live day does. Worst case:
-    one every interval all day, at the bytes a row takes now."""
-    if table != "portfolio_snapshots":
-        return 0.0
-    info = final["tables"].get(table, {})
-    if not info.get("rows"):
+    one every interval all day; a row as its average stored size plus the tuple header, line pointer
+    and the entries of its two indexes (id; portfolio, taken_at), ~70 bytes."""
+    row = final.get("row_bytes", {}).get(table)
+    if table != "portfolio_snapshots" or not row:
         return 0.0
     interval = float(env.get("SNAPSHOT_INTERVAL_SECONDS") or 10)
-    return 86_400 / interval * info["bytes"] / info["rows"]
+    return 86_400 / interval * (row + 70)
 
 
 def project(rest: dict[str, Any], final: dict[str, Any], growth: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
