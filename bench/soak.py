@@ -21,49 +21,18 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))  # its sibling modules (the folder also holds bench.py)
 
-import docker  # noqa: E402
-import psycopg  # noqa: E402
-import redis  # noqa: E402
+from stackwatch import CORE, Stack, consumer_groups, containers, memory_mib, row_counts  # noqa: E402
 
 from tests.helpers import cdb_json, env_values, make_project, remove_system  # noqa: E402
 
 SYSTEM, PREFIX, OFFSET = "cdb_soak", "cdbs_", 25000
-CORE = ("postgres", "redis", "screener_ws", "signal", "risk", "execution")
 
 
-def sample(client: docker.DockerClient, env: dict[str, str], started: float) -> dict:
-    from cdb_ops.engine.docker import DockerEngine
-
-    engine = DockerEngine()
-    containers = {c.name: c for c in engine.containers(label=f"cdb.system={SYSTEM}")}
-    stats = engine.stats_many([c.id for c in containers.values() if c.running])
-    mem = {
-        n.removeprefix(PREFIX): round(stats[c.id].memory_bytes / 2**20, 1)
-        for n, c in containers.items()
-        if c.id in stats
-    }
-    restarts = {n.removeprefix(PREFIX): c.restart_count for n, c in containers.items()}
-    r = redis.Redis(host="127.0.0.1", port=6379 + OFFSET, password=env["REDIS_PASSWORD"], decode_responses=True)
-    groups = {}
-    for stream in ("cdb:ticks", "cdb:signals", "cdb:orders"):
-        try:
-            for g in r.xinfo_groups(stream):
-                groups[f"{stream}/{g['name']}"] = {"lag": g.get("lag"), "pending": g["pending"]}
-        except redis.ResponseError:
-            pass
-    with psycopg.connect(
-        host="127.0.0.1",
-        port=5432 + OFFSET,
-        user=env["POSTGRES_USER"],
-        password=env["POSTGRES_PASSWORD"],
-        dbname=env["POSTGRES_DB"],
-    ) as conn:
-        counts = dict(
-            conn.execute("""SELECT 'signals', count(*) FROM signals UNION ALL
-                                      SELECT 'trades', count(*) FROM trades UNION ALL
-                                      SELECT 'snapshots', count(*) FROM market_snapshots""").fetchall()
-        )
+def sample(stack: Stack, started: float) -> dict:
+    found = containers(stack)
+    mem = memory_mib(stack, found)
     ticks = 0.0
     try:
         import httpx
@@ -74,14 +43,15 @@ def sample(client: docker.DockerClient, env: dict[str, str], started: float) -> 
         )
     except Exception:  # noqa: BLE001 - a missed sample shows as 0
         pass
+    counts = row_counts(stack, ("signals", "trades", "market_snapshots"))
     return {
         "minute": round((time.monotonic() - started) / 60, 1),
         "at": datetime.now(UTC).isoformat(),
         "memory_mb": mem,
         "core_mb": round(sum(v for k, v in mem.items() if k in CORE), 1),
-        "restarts": restarts,
-        "groups": groups,
-        "rows": counts,
+        "restarts": {n: c["restarts"] for n, c in found.items()},
+        "groups": consumer_groups(stack),
+        "rows": {"snapshots" if k == "market_snapshots" else k: v for k, v in counts.items()},
         "ticks_published": ticks,
     }
 
@@ -101,13 +71,12 @@ def main() -> int:
             f.write("REPLAY_SPEED=10\nREPLAY_LOOP=1\n")  # the recorded 18 minutes every ~2 minutes, looping
     out = cdb_json("rebuild", "--feed", "replay", project=root)
     print(f"stack up in {out['duration_seconds']}s; soaking {args.minutes} min", flush=True)
-    env = env_values(root)
-    client = docker.from_env()
+    stack = Stack(SYSTEM, PREFIX, OFFSET, env_values(root))
     started = time.monotonic()
     samples = []
     try:
         while True:
-            s = sample(client, env, started)
+            s = sample(stack, started)
             samples.append(s)
             lag = {k: v["lag"] for k, v in s["groups"].items()}
             print(
