@@ -18,7 +18,7 @@ import typer.main
 
 from cdb_ops import __version__
 from cdb_ops.cli.invocation import Invocation
-from cdb_ops.errors import EXIT_CODE_MEANINGS, CdbError, ExitCode
+from cdb_ops.errors import EXIT_CODE_MEANINGS, CdbError, ExitCode, UsageError
 
 # typer >= 0.25 vendors click; find its exception base through a public class instead of importing click
 _ClickException: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -157,9 +157,14 @@ def command() -> Any:
 def run(args: list[str] | None = None) -> int:
     """One invocation: the exit code, with every error shown the way the command shows its output.
     In-process callers (tests) get exactly what `cdb-ops ARGS` prints and returns."""
-    inv = Invocation()
+    argv = sys.argv[1:] if args is None else list(args)
+    # Known before the command's own code runs: an error raised while its options are still being read
+    # (a usage error, a playbook its option defaults read) is shown the way the command shows its output,
+    # so `--json` always gets exactly one JSON document on stdout.
+    words = argv[: argv.index("--")] if "--" in argv else argv
+    inv = Invocation(command=next((w for w in words if not w.startswith("-")), "cdb-ops"), json="--json" in words)
     try:
-        rc = command().main(args=args, prog_name="cdb-ops", standalone_mode=False, obj=inv)
+        rc = command().main(args=argv, prog_name="cdb-ops", standalone_mode=False, obj=inv)
     except CdbError as err:
         inv.renderer().error(err, inv.command)
         return int(err.exit_code)
@@ -168,7 +173,9 @@ def run(args: list[str] | None = None) -> int:
     except typer.Abort:
         return int(ExitCode.INTERRUPTED)
     except _ClickException as e:  # usage errors: unknown option, bad value, missing argument
-        e.show()  # type: ignore[attr-defined]
+        # shown like every other error (error:, fix:; one JSON document with --json)
+        problem = UsageError(e.format_message(), f"see `cdb-ops {inv.command} --help`")  # type: ignore[attr-defined]
+        inv.renderer().error(problem, inv.command)
         return int(ExitCode.USAGE)
     except KeyboardInterrupt:
         print("interrupted; run the same command again to finish", file=sys.stderr)

@@ -172,6 +172,8 @@ def resolve(
     profiles: list[str] | None = None,
     feed: str | None = None,
 ) -> DesiredStack:
+    if feed is not None and not feed.strip():  # `--feed ""`: a name left out, not "use the default"
+        raise UsageError("--feed is empty", f"name a feed: one of {', '.join(sorted(stack.feeds))}")
     # --feed wins; else the CDB_FEED that `init` chose and wrote into .env; else the playbook's default
     feed = feed or (settings.get("CDB_FEED") or "").lower() or stack.default_feed
     if feed is not None and feed not in stack.feeds:

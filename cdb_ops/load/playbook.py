@@ -119,6 +119,12 @@ def _stack_problems(stack: StackSpec, doc: YamlDocument) -> list[ConfigError]:
                         f"feed {feed!r} names unknown service {dep!r}",
                         f"use one of: {', '.join(sorted(names))}",
                     )
+            if svc_name in deps:  # the shortest cycle: the merged graphs below leave self-edges out
+                err(
+                    ("feeds", feed, "depends_on", svc_name),
+                    f"feed {feed!r} makes service {svc_name!r} depend on itself",
+                    f"remove {svc_name!r} from feeds.{feed}.depends_on.{svc_name}",
+                )
         for svc_name in spec.env:
             if svc_name not in names:
                 err(

@@ -506,6 +506,46 @@ CASES = [
         ("export", "compose", "--feed", "replay"),
         json=False,
     ),  # fmt: skip
+    # -- checks that need no engine run before the first engine call, for every command ------------------
+    stack_case(
+        "feed-self-dependency",
+        "screener: {market_replay: healthy}",
+        "screener: {screener: healthy}",
+        "screener: {screener: healthy}",
+        "makes service 'screener' depend on itself",
+        args=REPLAY,
+    ),
+    stack_case(
+        "feed-self-dependency-validate",
+        "screener: {market_replay: healthy}",
+        "screener: {market_replay: healthy, screener: started}",
+        "screener: started",
+        "depend on itself",
+        args=("validate",),
+    ),
+    stack_case(
+        "feed-self-dependency-down",
+        "screener: {market_replay: healthy}",
+        "screener: {screener: healthy}",
+        "screener: {screener: healthy}",
+        "depend on itself",
+        args=("portfolio",),
+    ),
+    Case("feed-empty-plan", lambda p: None, "--feed is empty", ("plan", "--feed", ""), code=2),
+    Case("feed-blank-rebuild", lambda p: None, "--feed is empty", ("rebuild", "--feed", "  "), code=2),
+    Case("feed-empty-validate", lambda p: None, "--feed is empty", ("validate", "--feed", ""), code=2),
+    # -- with --json, every error is one JSON document, also before the command's own code runs ------------
+    stack_case(
+        "logs-json-port-twice",
+        RISK_PORTS,
+        '    ports: ["8001:8002"]',
+        '"8001:8002"',
+        "published by both",
+        args=("logs",),
+    ),
+    Case("usage-unknown-option-json", lambda p: None, "No such option: --bogus", ("status", "--bogus"), code=2),
+    Case("usage-bad-value-json", lambda p: None, "--tail", ("logs", "--tail", "zero"), code=2),
+    Case("usage-unknown-phase-json", lambda p: None, "nosuch", ("rebuild", "--phase", "nosuch"), code=2),
     # -- playbook files that are not what they seem ---------------------------------------------------
     Case("stack-is-a-folder", _stack_is("folder"), "is a folder, not a playbook file"),
     Case("stack-symlink-loop", _stack_is("loop"), "symlink loop"),
