@@ -210,8 +210,10 @@ def test_daemon_restart_while_a_replay_trades(
     # the pipeline goes on: the looping replay keeps producing snapshots, signals and trades
     _wait(
         "new trades and market snapshots after the restart",
-        lambda: _count(stack, "trades") > len(keys["trades"])
-        and _count(stack, "market_snapshots") > len(keys["market_snapshots"]),
+        lambda: (
+            _count(stack, "trades") > len(keys["trades"])
+            and _count(stack, "market_snapshots") > len(keys["market_snapshots"])
+        ),
         timeout=180,
     )
     _validate(stack)
