@@ -76,7 +76,10 @@ def quick_status(args: list[str]) -> int | None:
 
         write_document(redact, "status", status_payload(rows, last_run))
     else:
-        from cdb_ops.report.render import Renderer
+        from cdb_ops.report.status_text import print_status
 
-        Renderer(False, redact).status(rows, last_run)
+        if not print_status(rows, last_run):
+            from cdb_ops.report.render import Renderer
+
+            Renderer(False, redact).status(rows, last_run)
     return 0

@@ -6,8 +6,9 @@ Two kinds, by what the command does:
   playbook and stack, the settings and the redactor, and the desired stack resolved from them. Nothing
   only a run needs: a build context that cannot be read does not stop `cdb-ops portfolio`.
 - `open_run` (rebuild, run, down, plan, validate, backup, restore, schema migrate): the same, then the
-  run's phases chosen, every build context hashed when those phases need images, and every migration
-  file read — so bad input is refused before the engine is contacted, not after four phases ran."""
+  run's phases chosen, then what those phases will read checked — every build context hashed when they
+  build or start images, every migration file read when they apply or validate the schema — so bad
+  input is refused before the engine is contacted, not after four phases ran."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from cdb_ops.cli.invocation import Invocation, begin, invocation
 from cdb_ops.cli.options import ProgressMode
 from cdb_ops.errors import NeedsConfirmation
 from cdb_ops.load.desired import DesiredStack, resolve
-from cdb_ops.load.phases import select_phases
+from cdb_ops.load.phases import needs_migrations, select_phases
 from cdb_ops.load.playbook import load_runbook
 from cdb_ops.load.project import Project, find_project
 from cdb_ops.load.settings import Settings, load_settings
@@ -102,12 +103,13 @@ def open_run(
 ) -> Session:
     """What a command that changes or checks the stack needs: the read session, then everything the run
     will read — its phases (`--phase nosuch` is a usage error), the build contexts it builds from and the
-    migrations — refused now, before the engine is even contacted."""
+    migrations it applies — refused now, before the engine is even contacted."""
     s = open_read(ctx, command, json_output, project_dir, playbook, profiles, feed)
     chosen = select_phases(s.book, phases)
     if needs_images(chosen):
         s.desired.hash_builds()  # an unreadable build context is refused now too
-    if os.path.lexists(s.project.schema_dir):  # (a project without one is told so by the schema phase)
+    # (a project without schema/ is told so by the schema phase)
+    if needs_migrations(chosen) and os.path.lexists(s.project.schema_dir):
         from cdb_ops.db.migrations import discover
 
         discover(s.project.schema_dir)  # a bad migration is refused now, not after four phases ran

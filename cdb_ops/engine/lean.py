@@ -22,7 +22,7 @@ _DEFAULT_SOCKET = "/var/run/docker.sock"
 MIN_CPU_WINDOW = 0.03
 # A reading an earlier `status` left is the window's start when it is at most this old: CPU over the seconds
 # since then (a steadier figure than 30 ms), and no waiting for a window (the 30 ms were most of the time
-# `status` took once the warm server had made starting it cheap).
+# `status` takes once its start-up is cheap).
 EARLIER_SAMPLE_SECONDS = 10.0
 
 

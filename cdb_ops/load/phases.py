@@ -15,3 +15,13 @@ def select_phases(book: RunbookSpec, only: list[str] | None) -> list[PhaseSpec]:
     if unknown:
         raise UsageError(f"unknown phase {unknown[0]!r} in playbook {book.name}", f"use one of: {', '.join(names)}")
     return [p for p in book.phases if p.name in only]
+
+
+# phases that read the migrations in schema/: the schema phase applies them, validate compares them with
+# the database's record
+MIGRATION_KINDS: frozenset[str] = frozenset({"schema", "validate"})
+
+
+def needs_migrations(phases: list[PhaseSpec]) -> bool:
+    """Whether a run of `phases` reads schema/ (so a bad migration file is refused before it starts)."""
+    return any(p.kind in MIGRATION_KINDS for p in phases)

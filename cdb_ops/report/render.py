@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 from rich.console import Console, Group
@@ -17,29 +16,8 @@ from cdb_ops.model.results import CheckResult, Finding, MigrationState, RunResul
 from cdb_ops.redact import Redactor
 from cdb_ops.report.document import status_payload, write_document
 from cdb_ops.report.progress import ACTION_STYLE
-
-
-def _human_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
-
-
-def _human_duration(s: float | None) -> str:
-    if s is None:
-        return "-"
-    s = int(s)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
+from cdb_ops.report.units import human_bytes as _human_bytes
+from cdb_ops.report.units import human_duration as _human_duration
 
 
 class Renderer:
@@ -274,19 +252,3 @@ class Renderer:
             self.document(command, {"message": text} | fields)
         else:
             self.console.print(self.redact(text))
-
-
-def prime() -> None:
-    """Render a status table off-screen once: rich fills its caches (parsed styles, character widths,
-    the markup of titles) on first use, ~9 ms of the first table a process prints. The warm server calls
-    this before it forks, so every worker starts with them filled."""
-    from cdb_ops.model.results import StatusRow
-
-    ports = ["127.0.0.1:8000->8000/tcp"]
-    rows = [
-        StatusRow("svc", "cdb_svc", state, health, 61.0, restarts, ports, 2**20, 1.0, "img", "role", "high")
-        for state, health, restarts in (("running", "healthy", 0), ("exited", "unhealthy", 2), ("running", None, 0))
-    ]
-    last = {"command": "rebuild", "result": "ok", "finished_at": "2026-01-01T00:00:00+00:00", "feed": "replay"}
-    console = Console(file=io.StringIO(), highlight=False, emoji=False, soft_wrap=False, width=160)
-    Renderer(False, console=console).status(rows, last)

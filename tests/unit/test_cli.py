@@ -112,3 +112,89 @@ def test_help_lists_exit_codes(tmp_path):
     assert r.returncode == 0
     for code in ("0", "1", "2", "3", "4", "5", "6", "7", "70", "130"):
         assert f"\n{code:>5}  " in r.stdout or f" {code}  " in r.stdout
+
+
+def test_help_lists_every_command_with_its_own_summary():
+    """`--help` lists commands from app.COMMANDS without importing them: each summary must be the
+    command's own (the first paragraph of its help), or `--help` and `cdb-ops CMD --help` would disagree."""
+    from cdb_ops.cli.app import COMMANDS, load_command
+
+    for name, (_, _, summary) in COMMANDS.items():
+        command = load_command(name)
+        assert command.name == name
+        assert " ".join((command.help or "").split("\n\n")[0].split()) == summary, name
+
+
+def _imported(*args: str, cwd: Path) -> set[str]:
+    """Every module a fresh process has loaded once it ran `cdb-ops ARGS` (sys.modules, so modules
+    imported through importlib count too, unlike -X importtime's list)."""
+    env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    env.pop("CDB_PROJECT_DIR", None)
+    code = (
+        "import json, sys; from cdb_ops.cli import dispatch; dispatch(sys.argv[1:]); "
+        "print(json.dumps(sorted(sys.modules)), file=sys.stderr)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    return set(json.loads(r.stderr.splitlines()[-1]))
+
+
+def test_a_command_imports_only_what_it_uses(tmp_path):
+    heavy = {"docker", "pydantic", "psycopg", "redis", "httpx", "yaml", "rich"}
+    others = {f"cdb_ops.cli.{m}" for m in ("converge", "down", "checks", "trading", "logs", "export", "init")}
+    for args in (["--help"], ["--version"]):
+        loaded = _imported(*args, cwd=tmp_path)
+        assert "cdb_ops" in loaded, args  # (the measurement saw the package at all)
+        assert not heavy & loaded, (args, heavy & loaded)
+        assert not others & loaded, (args, others & loaded)
+    assert "typer" not in _imported("--version", cwd=tmp_path)
+    loaded = _imported("status", "--help", cwd=tmp_path)  # its own module, no other command's
+    assert "cdb_ops.cli.status" in loaded and not others & loaded, others & loaded
+
+
+def test_the_status_path_imports_no_typer_rich_pydantic_or_docker(tmp_path, monkeypatch):
+    """The quick status path (cli/quick.py and what it imports), in this very interpreter: a fresh import
+    of it must not pull in the libraries that make a command slow to start."""
+    code = (
+        "import sys; import cdb_ops.cli.quick as q, cdb_ops.engine.lean, cdb_ops.engine.cgroups, "
+        "cdb_ops.load.outline, cdb_ops.load.settings, cdb_ops.views.status, cdb_ops.report.status_text, "
+        "cdb_ops.report.document; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'rich', 'pydantic', 'docker', "
+        "'requests', 'yaml', 'psycopg', 'redis', 'httpx'}))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def test_read_commands_do_not_read_what_only_a_run_needs(tmp_path):
+    """A build context that cannot be read, or a broken migration, stops `rebuild` before the engine is
+    asked (exit 3, naming the file), but not `portfolio` or `status`: they go on to the engine or the
+    database (here: neither answers, exit 4 or 1)."""
+    p = _project(tmp_path)
+    shutil.copytree(REPO / "schema", p / "schema")
+    assert cdb("init", cwd=p).returncode == 0
+    stack = p / "playbooks" / "stack.yaml"
+    stack.write_text(stack.read_text().replace("context: images/redis,", "context: images/no-such-folder,"))
+    for args in (["portfolio"], ["status"], ["status", "--json"], ["trades"], ["schema", "status"]):
+        r = cdb(*args, cwd=p)
+        assert r.returncode in (1, 4) and "no-such-folder" not in r.stderr, (args, r.stderr)
+    r = cdb("rebuild", cwd=p)
+    assert r.returncode == 3 and "images/no-such-folder" in r.stderr, r.stderr
+    stack.write_text(stack.read_text().replace("context: images/no-such-folder,", "context: images/redis,"))
+    first = sorted((p / "schema").glob("*.sql"))[0]
+    first.write_bytes(b"\xff\xfe not utf-8")
+    r = cdb("portfolio", cwd=p)
+    assert r.returncode == 1 and "cannot read the paper account" in r.stderr, r.stderr
+    r = cdb("rebuild", cwd=p)
+    assert r.returncode == 3 and first.name in r.stderr, r.stderr
+    # `down` applies no migration: the broken file does not stop it (here it reaches for the engine)
+    r = cdb("down", cwd=p)
+    assert r.returncode == 4, r.stderr

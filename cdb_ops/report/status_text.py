@@ -1,0 +1,131 @@
+"""The status table without rich: what `Renderer.status` prints, byte for byte, for the quick `status`
+path (rich's import is most of a short command's start-up). It lays out only what it can lay out exactly
+as rich does — one box style, cells of plain single-width characters, a table and footer that fit the
+width — and returns None otherwise, so the caller prints through rich. tests/unit/test_status_text.py
+compares the two on many tables, in colour and without."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from cdb_ops.model.results import StatusRow
+from cdb_ops.report.units import human_bytes, human_duration
+
+COLUMNS = ("service", "container", "state", "health", "uptime", "restarts", "ports", "cpu", "memory", "image")
+PIPE_WIDTH = 160  # Renderer's width when stdout is not a terminal
+# rich's standard-colour SGR codes for the styles the status table uses
+_SGR = {"green": "32", "red": "31", "yellow": "33", "dim": "2", "bold": "1", "italic": "3", "": ""}
+# characters rich measures as one cell and prints as they are (no wide, combining or control characters)
+_PLAIN = frozenset(chr(c) for c in range(0x20, 0x7F)) | {"—", "…", "→", "✓", "✗"}
+
+Cell = tuple[str, str]  # text, style
+
+
+def _cells(r: StatusRow) -> list[Cell]:
+    health_style = {"healthy": "green", "unhealthy": "red", "starting": "yellow"}.get(r.health or "", "dim")
+    return [
+        (r.service, ""),
+        (r.container, ""),
+        (r.state, "green" if r.state == "running" else "red"),
+        (r.health or "-", health_style),
+        (human_duration(r.uptime_seconds), ""),
+        (str(r.restarts), "yellow" if r.restarts else ""),
+        ("\n".join(r.ports) or "-", ""),
+        ("-" if r.cpu_percent is None else f"{r.cpu_percent:.1f}%", ""),
+        (human_bytes(r.memory_bytes), ""),
+        (r.image, ""),
+    ]
+
+
+def _footer(rows: list[StatusRow], last_run: dict[str, Any] | None) -> list[list[Cell]]:
+    total = sum(r.memory_bytes or 0 for r in rows)
+    lines: list[list[Cell]] = [[(f"memory total: {human_bytes(total)}", "")]]
+    if not last_run:
+        return [*lines, [("no rebuild recorded yet", "dim")]]
+    style = "green" if last_run.get("result") == "ok" else "red"
+    error = last_run.get("error") or {}
+    message = error.get("message", "")
+    tail = (
+        f" at {last_run.get('finished_at') or last_run.get('started_at')} ({last_run.get('changed', 0)} change(s))"
+        + (f" — {message.splitlines()[0]}" if message else "")
+    )
+    lines.append([(f"last {last_run.get('command')}: ", ""), (str(last_run.get("result")), style), (tail, "")])
+    if last_run.get("command") in ("rebuild", "run") and last_run.get("feed"):
+        feed = last_run["feed"]
+        kind = "live paper" if feed == "live" else "replay"
+        lines.append([(f"trading book: {feed} ({kind}; the feed of the last rebuild) — `cdb-ops portfolio`", "")])
+    return lines
+
+
+def _paint(text: str, style: str, color: bool) -> str:
+    return f"\x1b[{_SGR[style]}m{text}\x1b[0m" if color and style and text else text
+
+
+def status_text(rows: list[StatusRow], last_run: dict[str, Any] | None, width: int, color: bool) -> str | None:
+    """The table and footer as rich prints them on a console `width` wide (with `color`: as on a terminal
+    with standard colours); None when rich would print it otherwise (folded, wrapped, other characters)."""
+    body = [_cells(r) for r in rows]
+    footer = _footer(rows, last_run)
+    texts = [t for row in body for t, _ in row] + [t for line in footer for t, _ in line]
+    if any(not _PLAIN.issuperset(t.replace("\n", "")) for t in texts):
+        return None
+    widths = [len(c) for c in COLUMNS]
+    for row in body:
+        for i, (text, _) in enumerate(row):
+            widths[i] = max(widths[i], *(len(x) for x in text.split("\n")))
+    table_width = sum(widths) + 3 * len(widths) + 1
+    if table_width > width or any(sum(len(t) for t, _ in line) > width for line in footer):
+        return None
+
+    def rule(left: str, fill: str, mid: str, right: str) -> str:
+        return left + mid.join(fill * (w + 2) for w in widths) + right
+
+    def line(cells: list[Cell], bar: str, header: bool = False) -> list[str]:
+        """One table row (as many lines as its tallest cell). rich styles a cell's text padded to the
+        column's width; a header's style covers its padding too, painted apart."""
+        parts = [(text.split("\n"), style) for text, style in cells]
+        out = []
+        for k in range(max(len(p) for p, _ in parts)):
+            segs = []
+            for (lines_, style), w in zip(parts, widths, strict=True):
+                text = (lines_[k] if k < len(lines_) else "").ljust(w)
+                pad = _paint(" ", style, color) if header else " "
+                segs.append(pad + _paint(text, style if k < len(lines_) else "", color) + pad)
+            out.append(bar + bar.join(segs) + bar)
+        return out
+
+    title = "cdb-ops status"
+    out = [_paint(title.ljust(table_width), "italic", color)]
+    out.append(rule("┏", "━", "┳", "┓"))
+    out += line([(c, "bold") for c in COLUMNS], "┃", header=True)
+    out.append(rule("┡", "━", "╇", "┩"))
+    for row in body:
+        out += line(row, "│")
+    out.append(rule("└", "─", "┴", "┘"))
+    for parts in footer:
+        out.append("".join(_paint(t, s, color) for t, s in parts))
+    return "\n".join(out) + "\n"
+
+
+def print_status(rows: list[StatusRow], last_run: dict[str, Any] | None) -> bool:
+    """Print the table on stdout when it can be printed without rich; False when the caller must."""
+    env = os.environ
+    if any(env.get(k) for k in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS", "LINES")):
+        return False  # rich's own settings: only rich honours them exactly
+    terminal = sys.stdout.isatty()
+    if terminal:
+        if env.get("TERM", "").strip().lower() in ("dumb", "unknown"):
+            return False  # rich prints no colours there
+        try:
+            width = os.get_terminal_size(sys.stdout.fileno()).columns
+        except OSError:
+            return False
+    else:
+        width = PIPE_WIDTH
+    text = status_text(rows, last_run, width, color=terminal)
+    if text is None:
+        return False
+    sys.stdout.write(text)
+    return True
