@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +67,9 @@ def _check(doc: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def test_a_visitors_bad_query_is_information_and_a_services_fails_validate(project: Path) -> None:
+    with _session(project, "psql") as conn:  # every service names its sessions, as validate expects
+        names = {r[0] for r in conn.execute("SELECT application_name FROM pg_stat_activity WHERE datname IS NOT NULL")}
+    assert {"cdb_execution", "cdb_risk_manager", "cdb_screener", "cdb_signal_engine"} <= names, names
     _bad_query(project, "psql")
     out = cdb_json("validate", "--no-probe", project=project)  # exit 0
     logs = _check(out, "logs postgres")
@@ -125,7 +129,9 @@ def test_an_oom_kill_is_named_by_rebuild_status_validate_and_doctor(project: Pat
     assert row["last_exit"]["restarts"] >= 2 and row["restarts"] >= 2
 
     table = cdb_json_text(project, "status")
-    replay_rows = table[table.index(f"│ market_replay │ {REPLAY} ") :].split("\n")[:4]  # one part a line
+    lines = table[table.index(f"│ market_replay │ {REPLAY} ") :].split("\n")
+    # the row's lines: its first and those continuing it (blank service cell), one part of the note a line
+    replay_rows = [lines[0], *itertools.takewhile(lambda line: line.startswith("│               │"), lines[1:])]
     for part in ("OOMKilled", "exit 137", "limit 12 MiB"):
         assert any(f"│ {part} " in line for line in replay_rows), table
 
