@@ -40,7 +40,10 @@ def exit_verdict(ctx: CheckContext, svc: DesiredService, c: ContainerFacts) -> C
         return CheckResult(
             name,
             "fail",
-            f"{c.state}: {gone.describe()}",
+            f"{c.state}: {gone.describe()}"
+            if gone.killed
+            else f"{c.state} (exit code {c.exit_code})"
+            + (f", restarted {c.restart_count}×" if c.restart_count else ""),
             oom_remedy(svc.name, gone.oom_killed)
             if gone.killed
             else f"see `cdb-ops logs {svc.name}`; `cdb-ops rebuild` starts it again",

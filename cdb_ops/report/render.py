@@ -110,7 +110,7 @@ class Renderer:
                 Text(r.service),
                 Text(r.container),
                 Text(
-                    r.state + (f"\n{r.exit_note}" if r.exit_note else ""),
+                    "\n".join([r.state, *filter(None, r.exit_note.split(" · "))]),  # one part a line
                     style="green" if r.state == "running" and not r.exit_note else "red",
                 ),
                 Text(r.health or "-", style=health_style),
