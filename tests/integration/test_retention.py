@@ -126,7 +126,7 @@ def test_the_services_age_out_their_tables_while_they_keep_writing(project: Path
         # market rows ten days old (the default keeps 7): more than one batch of 50
         conn.execute(
             "INSERT INTO market_snapshots (symbol, minute, price, open_24h, high_24h, low_24h, base_volume,"
-            " quote_volume, change_pct, event_time, source) SELECT 'RETOLD' || (g % 7) || 'USDT',"
+            " quote_volume, change_pct, event_time, source) SELECT 'RETOLD' || (g %% 7) || 'USDT',"
             " date_trunc('minute', %s::timestamptz) - g * interval '1 minute', 1, 1, 1, 1, 1, 1, 0, %s, 'replay'"
             " FROM generate_series(1, 400) g",
             (now - timedelta(days=10), now - timedelta(days=10)),
