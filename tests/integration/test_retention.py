@@ -291,3 +291,35 @@ def test_a_tables_size_levels_off_once_rows_age_out(project: Path, capsys: pytes
 
 def _autovacuums(conn: Any) -> int:
     return _count(conn, "SELECT autovacuum_count FROM pg_stat_user_tables WHERE relname = 'ret_levels_off'")
+
+
+# -- disk use: sampled by validate and `status --disk`, shown by the plain (quick) status ---------------
+
+
+def test_validate_and_status_disk_sample_the_stack_and_status_shows_it(project: Path):
+    from tests.unit.test_json_schemas import problems
+
+    validated = cdb_json("validate", "--no-probe", project=project, expect=None)
+    disk_checks = [c for c in validated["checks"] if c["name"] == "disk cdbg_postgres_data"]
+    assert len(disk_checks) == 1 and disk_checks[0]["status"] in ("pass", "warn"), disk_checks
+    fs = disk_checks[0]["facts"]
+    assert fs["size_bytes"] > 0 and 0 <= fs["used_percent"] <= 100
+    assert (disk_checks[0]["status"] == "warn") == (fs["used_percent"] > 80)
+
+    measured = cdb_json("status", "--disk", project=project)
+    assert problems("status", measured) == []
+    disk = measured["disk"]
+    assert disk["age_seconds"] < 60
+    volumes = {v["name"]: v["bytes"] for v in disk["volumes"]}
+    assert volumes["cdbg_postgres_data"] > 10 * 2**20  # a database cluster is tens of MiB at least
+    tables = {t["name"]: t["bytes"] for t in disk["tables"]}
+    assert set(tables) == set(ACCOUNT_HISTORY) | {"market_snapshots", "portfolio_snapshots", "ops_runs"}
+    assert tables["market_snapshots"] > 0
+    assert disk["logs"]["bytes"] > 0 and disk["logs"]["containers"]["cdbg_postgres"] is not None
+    assert disk["data_filesystem"]["used_percent"] == pytest.approx(fs["used_percent"], abs=5)
+
+    # the plain status (the quick path: no docker-py, no measuring) shows that sample, a little older
+    plain = cdb_json("status", project=project)
+    assert problems("status", plain) == []
+    assert plain["disk"]["sampled_at"] == disk["sampled_at"]
+    assert (project / ".cdb" / "disk-history.jsonl").read_text().count("\n") >= 2
