@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cdb_ops.checks.disk import DATA_FS_WARN_PERCENT, DiskSample, FsReading, check_disk, judge_data_fs, parse_df
-from cdb_ops.load.diskhistory import HISTORY_FILE, MAX_SAMPLES, append_sample, load_history
+from cdb_ops.load.diskhistory import HISTORY_FILE, KEEP_DAYS, MAX_SAMPLES, RECENT_HOURS, append_sample, load_history
 from cdb_ops.report.document import status_payload
 from cdb_ops.views.status import disk_lines, disk_summary
 from tests.unit.test_json_schemas import problems
@@ -92,7 +92,7 @@ def test_the_fake_engine_has_nothing_to_sample(project_dir: Path):
 
 def _sample(at: datetime, pg: int, logs: int, snapshots: int) -> dict:
     return DiskSample(
-        taken_at=at.isoformat(),
+        taken_at=at.isoformat(timespec="seconds"),
         volumes={"cdb_postgres_data": pg, "cdb_redis_data": 1000},
         logs={"cdb_screener_ws": logs, "cdb_postgres": None},
         tables={"market_snapshots": snapshots, "trades": 8192},
@@ -131,15 +131,31 @@ def test_one_sample_or_samples_minutes_apart_give_no_growth_yet(tmp_path: Path):
     assert "no sample yet" in disk_lines(None)[0]
 
 
-def test_the_history_is_bounded_and_survives_a_torn_line(tmp_path: Path):
+def test_the_history_is_thinned_and_bounded_however_often_it_is_sampled(tmp_path: Path):
     t0 = datetime(2030, 5, 1, tzinfo=UTC)
-    for i in range(MAX_SAMPLES + 25):
-        append_sample(tmp_path, {"taken_at": (t0 + timedelta(minutes=i)).isoformat(), "volumes": {}})
-    with (tmp_path / HISTORY_FILE).open("a") as f:
-        f.write('{"taken_at": "2030-\n')
+    # a validate from cron every minute for ten days: 14,400 samples
+    for i in range(0, 10 * 24 * 60, 7):  # (every 7 minutes here, to keep the test quick; same shape)
+        append_sample(tmp_path, {"taken_at": (t0 + timedelta(minutes=i)).isoformat(timespec="seconds")})
     history = load_history(tmp_path)
-    assert len(history) == MAX_SAMPLES
-    assert history[-1]["taken_at"] == (t0 + timedelta(minutes=MAX_SAMPLES + 24)).isoformat()
+    newest = history[-1].taken_at
+    assert len(history) <= MAX_SAMPLES
+    assert newest - history[0].taken_at <= timedelta(days=KEEP_DAYS)  # nothing older than 8 days
+    recent = [h for h in history if newest - h.taken_at < timedelta(hours=RECENT_HOURS)]
+    assert len(recent) >= RECENT_HOURS * 60 // 7  # every sample of the last two hours
+    older = [h.stamp[:13] for h in history if newest - h.taken_at >= timedelta(hours=RECENT_HOURS)]
+    assert len(older) == len(set(older))  # one per hour before that
+    assert (tmp_path / HISTORY_FILE).stat().st_size < 64 * 1024
+
+
+def test_a_torn_last_line_leaves_the_sample_before_it(tmp_path: Path):
+    t0 = datetime(2030, 5, 1, tzinfo=UTC)
+    append_sample(tmp_path, _sample(t0, 100, 10, 50))
+    with (tmp_path / HISTORY_FILE).open("a") as f:
+        f.write('{"taken_at": "2030-05-01T01:00:00+00:00", "volu\n{"foreign": 1}\nnot json\n')
+    history = load_history(tmp_path)
+    assert len(history) == 2 and history[-1].data() is None
+    summary = disk_summary(history)
+    assert summary is not None and summary["sampled_at"] == t0.isoformat()
 
 
 def test_status_json_carries_the_disk_summary_as_its_schema_says(tmp_path: Path):
