@@ -89,15 +89,23 @@ def judge_data_fs(reading: FsReading | None, volume: str, why_unknown: str = "")
 
 
 def check_disk(ctx: CheckContext) -> list[CheckResult]:
-    """validate's disk check: takes a sample (kept for `status`) and judges the data volume's filesystem."""
+    """validate's disk check: takes a sample (kept for `status`) and judges the data volume's filesystem.
+    It reads what the engine interface does not carry (/system/df, LogPath, exec) through docker-py's
+    APIClient of the engine itself; an engine without one (the unit tests' fake) has nothing to sample."""
     volume = data_volume(ctx.desired)
-    if volume is None:
+    api = engine_api(ctx.engine)
+    if volume is None or api is None:
         return []
-    sample = take_sample(ctx.desired, ctx.settings)
+    sample = take_sample(api, ctx.engine.info().local, ctx.desired, ctx.settings)
     with contextlib.suppress(OSError):  # a read-only project folder must not fail validate
         append_sample(ctx.desired.project.state_dir, sample.to_dict())
     why = "; ".join(p for p in sample.problems if "filesystem" in p)
     return [judge_data_fs(sample.data_fs, volume, why)]
+
+
+def engine_api(engine: object) -> Any:
+    """docker-py's low-level client behind a DockerEngine (the same host, TLS and timeouts), or None."""
+    return getattr(engine, "_api", None)
 
 
 # -- taking a sample ------------------------------------------------------------------------------------
@@ -108,14 +116,12 @@ def data_volume(desired: DesiredStack) -> str | None:
     return db.data_volume if db else None
 
 
-def take_sample(desired: DesiredStack, settings: Settings) -> DiskSample:
+def take_sample(api: Any, local: bool, desired: DesiredStack, settings: Settings) -> DiskSample:
     """Every figure it can get; what it cannot (a remote engine's files, Postgres down) goes to `problems`."""
     import docker
 
     sample = DiskSample(taken_at=datetime.now(UTC).isoformat(timespec="seconds"))
-    api = docker.from_env(timeout=30).api
     try:
-        local = _engine_is_local(api)
         df = api.df()
         sizes = {v.get("Name"): (v.get("UsageData") or {}).get("Size") for v in df.get("Volumes") or []}
         for name in desired.volumes:
@@ -136,11 +142,6 @@ def take_sample(desired: DesiredStack, settings: Settings) -> DiskSample:
         sample.problems.append(f"engine: {str(exc)[:200]}")
     sample.tables = _table_sizes(desired, settings, sample.problems)
     return sample
-
-
-def _engine_is_local(api: Any) -> bool:
-    base = str(getattr(api, "base_url", ""))
-    return base.startswith(("http+unix://", "http+docker://localunixsocket")) or "localhost" in base
 
 
 def _log_bytes(api: Any, container: str, docker_root: str) -> int | None:

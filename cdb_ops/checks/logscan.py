@@ -25,9 +25,10 @@ PLAIN_ERROR = re.compile(r"\b(ERROR|FATAL|PANIC)\b")
 # the services' reconnect loops) do exactly that, so these lines are expected, not a fault.
 # A serialization failure (SQLSTATE 40001) is the contract of REPEATABLE READ: the risk manager retries
 # its transaction when execution changed the portfolio under it; Postgres logs it anyway.
+# A lock timeout is how a retention batch (cdb_common.retention) steps aside for a migration: by design.
 BENIGN = re.compile(
     r"the database system is (starting up|shutting down|in recovery mode|not yet accepting connections)|"
-    r"terminating connection due to administrator command|"
+    r"terminating connection due to administrator command|canceling statement due to lock timeout|"
     r"could not serialize access due to (concurrent update|read/write dependencies)"
 )
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from cdb_ops.checks.context import CheckContext, ValidateOptions, core_services, service_containers
+from cdb_ops.checks.disk import check_disk
 from cdb_ops.checks.logscan import check_logs
 from cdb_ops.checks.pipeline import check_probe
 from cdb_ops.checks.services import check_health_endpoints, check_postgres, check_redis, exit_verdict
@@ -187,6 +188,7 @@ CHECKS: list[Callable[[CheckContext], list[CheckResult]]] = [
     check_redis,
     check_logs,
     check_memory,
+    check_disk,
     check_probe,
 ]
 

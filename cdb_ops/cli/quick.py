@@ -69,17 +69,21 @@ def quick_status(args: list[str]) -> int | None:
             return None  # cgroups not readable here: the full command asks the stats endpoint
         save_samples(samples, reader.latest)
         last_run = load_last_run(project)
+        from cdb_ops.load.diskhistory import load_history
+        from cdb_ops.views.status import disk_summary
+
+        disk = disk_summary(load_history(project.state_dir))  # the latest sample: a small file, no measuring
     except (CdbError, LeanUnavailable, OSError):
         return None
     if json_output:
         from cdb_ops.report.document import status_payload, write_document
 
-        write_document(redact, "status", status_payload(rows, last_run))
+        write_document(redact, "status", status_payload(rows, last_run, disk))
     else:
         from cdb_ops.report.status_text import print_status
 
-        if not print_status(rows, last_run):
+        if not print_status(rows, last_run, disk):
             from cdb_ops.report.render import Renderer
 
-            Renderer(False, redact).status(rows, last_run)
+            Renderer(False, redact).status(rows, last_run, disk)
     return 0

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from cdb_ops.cli.options import JsonOpt, ProfileOpt, ProjectDir
 from cdb_ops.cli.session import open_read
 from cdb_ops.engine.docker import DockerEngine
+from cdb_ops.load.diskhistory import load_history
 from cdb_ops.load.lastrun import load_last_run
 from cdb_ops.load.outline import outline_key, save_outline
-from cdb_ops.views.status import gather, outline_of
+from cdb_ops.views.status import disk_summary, gather, outline_of
 
 
 def status(
@@ -23,6 +24,9 @@ def status(
     json_output: JsonOpt = False,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh every --interval seconds until Ctrl-C.")] = False,
     interval: Annotated[float, typer.Option("--interval", min=0.5, help="Seconds between refreshes.")] = 2.0,
+    disk: Annotated[
+        bool, typer.Option("--disk", help="Measure the disk use now (volumes, logs, tables) and keep the sample.")
+    ] = False,
 ) -> None:
     """One table of the stack's containers: state, health, uptime, restarts, ports, CPU, memory, image."""
     s = open_read(ctx, "status", json_output, project_dir, "rebuild", profile, None)
@@ -31,13 +35,23 @@ def status(
     if not s.settings.warnings:  # (the quick path shows no warnings: with one, status always runs in full)
         save_outline(s.project, outline_key(s.project, "rebuild", profile), outline)
     engine = DockerEngine()
+    if disk:  # /system/df walks every volume: only when asked (validate and rebuild sample too)
+        from cdb_ops.checks.disk import engine_api, take_sample
+        from cdb_ops.load.diskhistory import append_sample
+
+        sample = take_sample(engine_api(engine), engine.info().local, s.desired, s.settings)
+        append_sample(s.project.state_dir, sample.to_dict())
+
+    def disk_now() -> dict[str, Any] | None:
+        return disk_summary(load_history(s.project.state_dir))
+
     if not watch or json_output:
-        out.status(gather(engine, outline), load_last_run(s.project))
+        out.status(gather(engine, outline), load_last_run(s.project), disk_now())
         return
     from rich.live import Live
 
     def view() -> object:
-        return out.status_view(gather(engine, outline), load_last_run(s.project))
+        return out.status_view(gather(engine, outline), load_last_run(s.project), disk_now())
 
     try:
         if not out.console.is_terminal:  # a pipe or a log: one table per refresh, nothing redrawn

@@ -31,11 +31,13 @@ def write_document(redact: Redactor, command: str, payload: dict[str, Any]) -> N
     sys.stdout.flush()
 
 
-def status_payload(rows: list[StatusRow], last_run: dict[str, Any] | None) -> dict[str, Any]:
+def status_payload(
+    rows: list[StatusRow], last_run: dict[str, Any] | None, disk: dict[str, Any] | None = None
+) -> dict[str, Any]:
     last = None
     if last_run:
         last = {k: last_run.get(k) for k in _LAST_RUN_KEYS}
         if last_run.get("error"):
             last["error"] = last_run["error"].get("message")
     book = (last_run or {}).get("feed") if (last_run or {}).get("command") in ("rebuild", "run") else None
-    return {"services": [r.to_dict() for r in rows], "last_run": last, "book": book}
+    return {"services": [r.to_dict() for r in rows], "last_run": last, "book": book, "disk": disk}

@@ -18,6 +18,7 @@ from cdb_ops.report.document import status_payload, write_document
 from cdb_ops.report.progress import ACTION_STYLE
 from cdb_ops.report.units import human_bytes as _human_bytes
 from cdb_ops.report.units import human_duration as _human_duration
+from cdb_ops.views.status import disk_lines
 
 
 class Renderer:
@@ -92,13 +93,17 @@ class Renderer:
             self.console.print(f"[red]✗ {result.playbook} {result.result}[/red] after {took:.1f}s")
 
     # -- status
-    def status(self, rows: list[StatusRow], last_run: dict[str, Any] | None) -> None:
+    def status(
+        self, rows: list[StatusRow], last_run: dict[str, Any] | None, disk: dict[str, Any] | None = None
+    ) -> None:
         if self.json:
-            self.document("status", status_payload(rows, last_run))
+            self.document("status", status_payload(rows, last_run, disk))
             return
-        self.console.print(self.status_view(rows, last_run))
+        self.console.print(self.status_view(rows, last_run, disk))
 
-    def status_view(self, rows: list[StatusRow], last_run: dict[str, Any] | None) -> Group:
+    def status_view(
+        self, rows: list[StatusRow], last_run: dict[str, Any] | None, disk: dict[str, Any] | None = None
+    ) -> Group:
         """The status table and its footer as one renderable (printed once, or refreshed by --watch)."""
         table = Table(title="cdb-ops status", title_justify="left")
         for col in ("service", "container", "state", "health", "uptime", "restarts", "ports", "cpu", "memory", "image"):
@@ -142,6 +147,7 @@ class Renderer:
                 )  # fmt: skip
         else:
             footer.append(Text("no rebuild recorded yet", style="dim"))
+        footer += [Text(line, style="dim" if disk is None else "") for line in disk_lines(disk)]
         return Group(table, *footer)
 
     # -- validate

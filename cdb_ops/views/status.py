@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cdb_ops.engine.api import ContainerReads
+from cdb_ops.load.diskhistory import Sample
 from cdb_ops.load.outline import OutlineService, StackOutline
 from cdb_ops.model.facts import ContainerFacts, ContainerStats
 from cdb_ops.model.labels import LABEL_IMAGE, LABEL_PRIORITY, LABEL_ROLE, LABEL_SERVICE
@@ -107,35 +108,30 @@ GROWTH_WINDOW_DAYS = 7
 GROWTH_MIN_HOURS = 1.0
 
 
-def disk_summary(history: list[dict[str, Any]], now: datetime | None = None) -> dict[str, Any] | None:
+def disk_summary(history: list[Sample], now: datetime | None = None) -> dict[str, Any] | None:
     """What `status` shows of the disk: the newest sample with its age, and per volume, table and for the
     logs the growth per day against an older sample (None until two samples lie an hour apart)."""
+    while history and history[-1].data() is None:  # a torn last line: the one before it is the latest
+        history = history[:-1]
     if not history:
         return None
+    latest = history[-1].data() or {}
     now = now or datetime.now(UTC)
-    latest = history[-1]
-    taken = _when(latest)
-    if taken is None:
-        return None
-    base = next(
-        (
-            h
-            for h in history[:-1]
-            if (t := _when(h)) is not None
-            and timedelta(hours=GROWTH_MIN_HOURS) <= taken - t <= timedelta(days=GROWTH_WINDOW_DAYS)
-        ),
-        None,
-    )
-    base_at = _when(base) if base else None
-    days = (taken - base_at).total_seconds() / 86400 if base_at else None
+    taken = history[-1].taken_at
+    # the oldest sample in the window, found by comparing the stamps as text (all UTC, one format)
+    lo = (taken - timedelta(days=GROWTH_WINDOW_DAYS)).isoformat(timespec="seconds")
+    hi = (taken - timedelta(hours=GROWTH_MIN_HOURS)).isoformat(timespec="seconds")
+    base = next((h for h in history[:-1] if lo <= h.stamp <= hi), None)
+    then = base.data() if base else None
+    days = (taken - base.taken_at).total_seconds() / 86400 if base and then is not None else None
+    then = then or {}
 
     def growth(now_bytes: int | None, then_bytes: Any) -> float | None:
         if days is None or now_bytes is None or not isinstance(then_bytes, int):
             return None
         return round((now_bytes - then_bytes) / days, 1)
 
-    then = base or {}
-    logs = {k: v for k, v in (latest.get("logs") or {}).items()}
+    logs = dict(latest.get("logs") or {})
     known_logs = [v for v in logs.values() if isinstance(v, int)]
     logs_total = sum(known_logs) if known_logs else None
     then_logs = [v for v in (then.get("logs") or {}).values() if isinstance(v, int)]
@@ -159,14 +155,6 @@ def disk_summary(history: list[dict[str, Any]], now: datetime | None = None) -> 
         "data_filesystem": latest.get("data_fs"),
         "problems": list(latest.get("problems") or []),
     }
-
-
-def _when(sample: dict[str, Any] | None) -> datetime | None:
-    try:
-        t = datetime.fromisoformat(str((sample or {}).get("taken_at")))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def disk_lines(disk: dict[str, Any] | None) -> list[str]:

@@ -25,6 +25,7 @@ def test_plain_text_logs():
         [
             "2026-11-24 09:44:59.763 UTC [19] FATAL:  the database system is starting up",
             "2026-11-24 10:10:25.816 UTC [58] ERROR:  could not serialize access due to concurrent update",
+            "2026-11-24 10:11:00.000 UTC [61] ERROR:  canceling statement due to lock timeout",  # retention steps aside
             "2026-11-24 11:00:00.100 UTC [30] FATAL:  the database system is not yet accepting connections",
             "2026-11-24 09:45:00.001 UTC [1] LOG:  database system is ready to accept connections",
             '2026-11-24 09:46:00.000 UTC [55] ERROR:  relation "signals" does not exist',

@@ -48,9 +48,10 @@ class RetentionTask:
             started = time.monotonic()
             try:
                 self.last = await self.prune(stop)
-            except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
+            except (psycopg.Error, OSError) as exc:
+                # down, or not migrated yet (a missing table): the service keeps trading, the next pass retries
                 self.log.warning(
-                    "retention pass postponed: postgres unavailable",
+                    "retention pass postponed",
                     extra={"table": self.policy.table, "error": str(exc).strip()[:200], "retry_in_s": self.interval},
                 )
             else:
