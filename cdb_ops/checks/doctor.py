@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from cdb_ops.checks.posture import posture
 from cdb_ops.checks.probes import InContainerTcpProbe, PgIsReadyProbe
 from cdb_ops.engine.api import Engine
 from cdb_ops.load.desired import DesiredStack
@@ -37,6 +38,7 @@ def diagnose(engine: Engine, desired: DesiredStack, project: Project, redact: Re
     found += _reach_postgres(engine, desired, redact)
     found += _ports(engine, desired, info.local)
     found += _oom_kills(engine, desired, info.local)
+    found += posture(engine, desired)  # CIS Docker Benchmark §5, per container (checks/posture.py)
     return found
 
 

@@ -21,7 +21,7 @@ from cdb_ops.model.resources import Hardening, LogConfig
 SIZE_RE = re.compile(r"^\d+[kmg]$")
 # Linux capabilities (capabilities(7), kernel 5.x) as Docker names them: without the CAP_ prefix
 CAPABILITIES = frozenset(
-    [
+    {
         "AUDIT_CONTROL",
         "AUDIT_READ",
         "AUDIT_WRITE",
@@ -63,7 +63,7 @@ CAPABILITIES = frozenset(
         "SYS_TTY_CONFIG",
         "SYSLOG",
         "WAKE_ALARM",
-    ]
+    }
 )
 NO_NEW_PRIVILEGES = "no-new-privileges:true"
 
@@ -169,9 +169,19 @@ def hardening(spec: HardeningSpec) -> Hardening:
     )
 
 
+def _source(policy: HardeningPolicy | None, name: str, svc: Any, key: str) -> tuple[str | int, ...]:
+    """Where the effective `key` of service `name` is set: its own layer, its role's, or the default."""
+    if svc.hardening is not None and key in svc.hardening.model_fields_set:
+        return ("services", name, "hardening", key)
+    if policy is not None and key in getattr(policy.roles.get(svc.role), "model_fields_set", ()):
+        return ("hardening", "roles", svc.role, key)
+    return ("hardening", "default", key)
+
+
 def problems(stack: Any, err: Callable[[tuple[str | int, ...], str, str], None]) -> None:
     """Cross-checks the models cannot make alone: roles that exist, ALL never added, no tmpfs over a
-    volume, and a memory limit wherever the root filesystem is read-only (tmpfs is memory)."""
+    volume, and a memory limit wherever there is a tmpfs (a tmpfs is memory). Each reported once, at
+    the layer that sets the value."""
     policy: HardeningPolicy | None = stack.hardening
     roles = {s.role for s in stack.services.values()}
     if policy is not None:
@@ -182,22 +192,24 @@ def problems(stack: Any, err: Callable[[tuple[str | int, ...], str, str], None])
                     f"hardening names unknown role {role!r}",
                     f"use one of: {', '.join(sorted(roles))}",
                 )
+    seen: set[tuple[str | int, ...]] = set()
     for name, svc in stack.services.items():
         spec = effective(policy, svc.role, svc.hardening)
-        where = ("services", name, "hardening") if svc.hardening is not None else ("hardening",)
-        if "ALL" in (spec.cap_add or []):
+        where = _source(policy, name, svc, "cap_add")
+        if "ALL" in (spec.cap_add or []) and where not in seen:
+            seen.add(where)
             err(
-                where + ("cap_add",),
-                f"service {name!r} would add every capability (cap_add: ALL)",
+                where,
+                "cap_add: ALL would give every capability",
                 "add only the capabilities the process needs, e.g. [CHOWN, SETUID]",
             )
         targets = {m.target.rstrip("/") for m in svc.volumes}
         for path in spec.tmpfs or {}:
             if path in targets:
                 err(
-                    where + ("tmpfs",),
+                    _source(policy, name, svc, "tmpfs"),
                     f"service {name!r} mounts both a volume and a tmpfs at {path}",
-                    f"remove {path} from its tmpfs (set `tmpfs:` under services.{name}.hardening without it)",
+                    f"remove {path} from the tmpfs (or set `tmpfs:` under services.{name}.hardening without it)",
                 )
         if spec.tmpfs and svc.mem_limit is None:
             err(

@@ -153,6 +153,8 @@ def _remedy_for(etype: str) -> str:
         return "write a string (quote it if it contains ':' or starts with a digit)"
     if etype == "literal_error":
         return "use one of the values listed"
+    if etype in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return "write a number within the bound named"
     return "see the playbook reference in docs/configuration.md"
 
 

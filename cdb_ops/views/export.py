@@ -16,7 +16,7 @@ import yaml
 from cdb_ops.load.buildhash import dockerfile_of
 from cdb_ops.load.desired import SECRETS_MOUNT, DesiredService, DesiredStack
 from cdb_ops.model.labels import LABEL_SERVICE, base_labels
-from cdb_ops.model.resources import Healthcheck
+from cdb_ops.model.resources import ContainerSpec, Healthcheck
 
 MIGRATE = "migrate"
 TARGETS = ("compose", "swarm")
@@ -75,6 +75,27 @@ def healthcheck(h: Healthcheck) -> dict[str, Any]:
         "retries": h.retries,
         "start_period": duration(h.start_period),
     }
+
+
+def hardening(c: ContainerSpec) -> dict[str, Any]:
+    """The container's hardening as Compose writes it (each key exactly as the engine gets it)."""
+    h = c.hardening
+    if h is None:
+        return {}
+    out: dict[str, Any] = {}
+    if h.cap_drop:
+        out["cap_drop"] = list(h.cap_drop)
+    if h.cap_add:
+        out["cap_add"] = list(h.cap_add)
+    if h.security_opt:
+        out["security_opt"] = list(h.security_opt)
+    if h.read_only:
+        out["read_only"] = True
+    if h.tmpfs:
+        out["tmpfs"] = [f"{path}:{opts}" for path, opts in h.tmpfs.items()]
+    if h.pids_limit:
+        out["pids_limit"] = h.pids_limit
+    return out
 
 
 def rel(path: Path, base: Path) -> str:
@@ -166,6 +187,9 @@ def _service(svc: DesiredService, desired: DesiredStack, base: Path, offline: bo
         out["mem_limit"] = c.mem_limit
     if c.user:
         out["user"] = c.user
+    out |= hardening(c)
+    if c.logging:
+        out["logging"] = {"driver": c.logging.driver, "options": dict(c.logging.options)}
     out["labels"] = dict(c.labels) | {LABEL_SERVICE: svc.name}
     out["networks"] = {desired.network: {"aliases": list(c.aliases)}}
     return out

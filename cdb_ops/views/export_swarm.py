@@ -5,8 +5,11 @@ host-IP-bound ports; each of those is translated (or left out) and said so in th
 images by tag (built beforehand by `cdb-ops export compose --build`), values inlined, secrets as swarm
 secrets, the migrations as files in swarm configs run once by a `migrate` service restarted only on
 failure (the trading services restart until the tables exist), an attachable overlay network, restart
-policies and memory limits under `deploy:`, and every service with a volume or a bind-mounted file
-pinned to the manager node (Postgres and its volume stay on one node)."""
+policies, memory and pids limits under `deploy:`, tmpfs as `type: tmpfs` volumes (the short `tmpfs:` key
+is dropped by `docker stack deploy` without a word), and every service with a volume or a bind-mounted file
+pinned to the manager node (Postgres and its volume stay on one node). Capabilities, read_only and
+logging carry over as they are; `security_opt` (no-new-privileges) cannot be expressed — a swarm ignores
+it (moby/moby#41371) — so it is left out and the notes say so."""
 
 from __future__ import annotations
 
@@ -37,6 +40,13 @@ PIN = ["node.role == manager"]  # where the volumes (and bind-mounted files) are
 def _memory(limit: str) -> str:
     """Docker's `160m` as the stack file's `160M`."""
     return limit[:-1] + limit[-1].upper() if limit[-1:].isalpha() else limit
+
+
+def tmpfs_bytes(opts: str) -> int:
+    """`size=16m` (the engine's tmpfs options) as the byte count a stack file's tmpfs.size takes."""
+    size = dict(o.split("=", 1) for o in opts.split(",") if "=" in o).get("size", "0")
+    factor = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(size[-1:].lower(), 1)
+    return int(size.rstrip("kmgKMG")) * factor
 
 
 def _restart(policy: str) -> dict[str, Any]:
@@ -70,6 +80,10 @@ def _service(svc: DesiredService, desired: DesiredStack, offline: bool, notes: N
         elif not m.target.startswith(SECRETS_MOUNT + "/"):
             volumes.append({"type": "bind", "source": os.path.abspath(m.source), "target": m.target, "read_only": True})
             note(f"bind mount {m.target}", f"absolute path {m.source}, which must exist on the manager node")
+    h = c.hardening
+    for path, opts in (h.tmpfs if h else {}).items():
+        # the short `tmpfs:` key is silently dropped by `docker stack deploy`; a tmpfs mount is not
+        volumes.append({"type": "tmpfs", "target": path, "tmpfs": {"size": tmpfs_bytes(opts)}})
     if volumes:
         out["volumes"] = volumes
     if c.ports:
@@ -103,14 +117,37 @@ def _service(svc: DesiredService, desired: DesiredStack, offline: bool, notes: N
         "labels": dict(c.labels) | {LABEL_SERVICE: name},
     }
     note(f"restart: {c.restart}", f"deploy.restart_policy condition {deploy['restart_policy']['condition']}")
+    limits: dict[str, Any] = {}
     if c.mem_limit:
-        deploy["resources"] = {"limits": {"memory": _memory(c.mem_limit)}}
+        limits["memory"] = _memory(c.mem_limit)
         note("mem_limit", "deploy.resources.limits.memory")
+    if h and h.pids_limit:
+        limits["pids"] = h.pids_limit
+        note("pids_limit", "deploy.resources.limits.pids (engine 20.10+)")
+    if limits:
+        deploy["resources"] = {"limits": limits}
     if volumes:
         deploy["placement"] = {"constraints": list(PIN)}
     out["deploy"] = deploy
     if c.user:
         out["user"] = c.user
+    if h:
+        if h.cap_drop:
+            out["cap_drop"] = list(h.cap_drop)  # a swarm honours both since engine 20.10 (docker/cli#2663)
+        if h.cap_add:
+            out["cap_add"] = list(h.cap_add)
+        if h.read_only:
+            out["read_only"] = True
+        if h.tmpfs:
+            note("tmpfs", "volumes of type tmpfs with their size (mode: the kernel's 1777)")
+        if h.security_opt:
+            note(
+                f"security_opt {', '.join(h.security_opt)}",
+                "NOT EXPRESSIBLE: a swarm ignores security_opt (moby/moby#41371); set "
+                '`"no-new-privileges": true` in every node\'s /etc/docker/daemon.json instead',
+            )
+    if c.logging:
+        out["logging"] = {"driver": c.logging.driver, "options": dict(c.logging.options)}
     out["networks"] = {desired.network: {"aliases": list(c.aliases) + [c.name]}}
     return out
 

@@ -17,6 +17,7 @@ from cdb_ops.errors import PullFailed, StepFailed
 from cdb_ops.model.facts import (
     ContainerExit,
     ContainerFacts,
+    ContainerPosture,
     ContainerStats,
     EngineInfo,
     ImageFacts,
@@ -30,6 +31,25 @@ _ids = itertools.count(1)
 
 def _id(prefix: str = "") -> str:
     return hashlib.sha256(f"{prefix}{next(_ids)}".encode()).hexdigest()
+
+
+def _posture(spec: ContainerSpec) -> ContainerPosture:
+    """What Docker's inspect reports for a container created from `spec` (json-file, uncapped, and root
+    without a user: the engine's defaults)."""
+    h, log = spec.hardening, spec.logging
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    return ContainerPosture(
+        user=spec.user or "",
+        cap_drop=h.cap_drop if h else (),
+        cap_add=h.cap_add if h else (),
+        security_opt=h.security_opt if h else (),
+        read_only=h.read_only if h else False,
+        tmpfs=tuple(sorted(h.tmpfs)) if h else (),
+        pids_limit=(h.pids_limit or 0) if h else 0,
+        memory=int(spec.mem_limit[:-1]) * units[spec.mem_limit[-1]] if spec.mem_limit else 0,
+        log_driver=log.driver if log else "json-file",
+        log_options=dict(log.options) if log else {},
+    )
 
 
 @dataclass
@@ -96,6 +116,7 @@ class FakeEngine:
             spec.ports,
             tuple(m.source for m in spec.mounts if m.kind == "volume"),
             network_ids=(net.id,) if net else (),
+            posture=_posture(spec),
         )
         self.containers_[spec.name] = c
         return c.id

@@ -69,7 +69,7 @@ def test_swarm_file_keeps_no_ignored_key_and_names_each_one_left_out(tmp_path: P
         assert key in notes, key
     assert doc["services"]["postgres"]["image"] == "cdb_ops/postgres:15-fallback"
     assert doc["services"]["postgres"]["deploy"]["placement"] == {"constraints": ["node.role == manager"]}
-    assert doc["services"]["execution"]["deploy"]["resources"] == {"limits": {"memory": "160M"}}
+    assert doc["services"]["execution"]["deploy"]["resources"] == {"limits": {"memory": "160M", "pids": 64}}
     assert doc["services"]["execution"]["deploy"]["restart_policy"]["condition"] == "any"
     assert doc["networks"]["cdbu_network"] | {"labels": None} == {
         "name": "cdbu_network",
