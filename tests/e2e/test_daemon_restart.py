@@ -36,7 +36,7 @@ import psycopg
 import pytest
 
 from tests import engine_daemon
-from tests.helpers import cdb, make_project, pg_connect, remove_system
+from tests.helpers import cdb, cdb_json, make_project, pg_connect, remove_system
 
 pytestmark = pytest.mark.e2e
 
@@ -82,13 +82,6 @@ def daemon() -> Iterator[engine_daemon.Daemon]:
         engine_daemon.wait_answers(found.socket)
 
 
-def _cdb_json(*args: str, project: Path, expect: int | None = 0) -> dict[str, Any]:
-    r = cdb(*args, "--json", project=project)
-    if expect is not None:
-        assert r.returncode == expect, f"exit {r.returncode}\nstdout: {r.stdout[-4000:]}\nstderr: {r.stderr[-3000:]}"
-    return json.loads(r.stdout)
-
-
 @pytest.fixture(scope="module")
 def stack(daemon: engine_daemon.Daemon, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     remove_system(SYSTEM)
@@ -96,7 +89,7 @@ def stack(daemon: engine_daemon.Daemon, tmp_path_factory: pytest.TempPathFactory
     with open(root / ".env", "a") as f:
         # the recorded market again and again (55 s a pass), its times rewritten to now: it keeps trading
         f.write("REPLAY_SPEED=20\nREPLAY_LOOP=1\n")
-    _cdb_json("rebuild", "--feed", "replay", *PROFILES, project=root)
+    cdb_json("rebuild", "--feed", "replay", *PROFILES, project=root)
     yield root
     remove_system(SYSTEM)
 
@@ -121,6 +114,12 @@ def _healthy(state: dict[str, Any]) -> bool:
 def _keys(project: Path) -> dict[str, set[Any]]:
     with pg_connect(project, PG_PORT) as conn:
         return {t: {r[0] for r in conn.execute(f"SELECT {k} FROM {t}")} for t, k in TABLES.items()}  # noqa: S608
+
+
+def _count(project: Path, table: str) -> int:
+    with pg_connect(project, PG_PORT) as conn:
+        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
+    return int(row[0]) if row else 0
 
 
 def _wait(what: str, check: Any, timeout: float, every: float = 0.5) -> Any:
@@ -235,17 +234,13 @@ def test_daemon_restart_while_a_replay_trades(
     # the pipeline goes on: the looping replay keeps producing snapshots, signals and trades
     _wait(
         "new trades and market snapshots after the restart",
-        lambda: _count(stack, "trades") > len(keys["trades"])
-        and _count(stack, "market_snapshots") > len(keys["market_snapshots"]),
+        lambda: (
+            _count(stack, "trades") > len(keys["trades"])
+            and _count(stack, "market_snapshots") > len(keys["market_snapshots"])
+        ),
         timeout=180,
     )
     _validate(stack)
-
-
-def _count(project: Path, table: str) -> int:
-    with pg_connect(project, PG_PORT) as conn:
-        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
-    return int(row[0]) if row else 0
 
 
 def test_services_started_before_postgres_and_redis_exist_recover_by_themselves(
@@ -263,12 +258,16 @@ def test_services_started_before_postgres_and_redis_exist_recover_by_themselves(
         client.containers.get(PREFIX + name).restart(timeout=10)
     started = {name: _containers()[PREFIX + name] for name in SERVICES}
 
-    def waiting(name: str, port: int) -> bool:
-        checks = httpx.get(f"http://127.0.0.1:{port + OFFSET}/health", timeout=3).json()["checks"]
-        return checks["postgres_connected"] is False and checks["redis_connected"] is False
+    def waiting() -> list[str]:
+        """The services that answer /health and say both dependencies are missing; all of them or nothing."""
+        out = []
+        for name, port in SERVICES.items():
+            checks = httpx.get(f"http://127.0.0.1:{port + OFFSET}/health", timeout=3).json()["checks"]
+            if checks["postgres_connected"] is False and checks["redis_connected"] is False:
+                out.append(name)
+        return out if len(out) == len(SERVICES) else []
 
-    for name, port in SERVICES.items():
-        _wait(f"{name} to serve /health while its dependencies are missing", lambda: waiting(name, port), timeout=60)
+    _wait("every service to serve /health while its dependencies are missing", waiting, timeout=60)
     # past the 30 s grace Docker marks them unhealthy, and Docker never restarts an unhealthy container:
     # from here only the services' own retries can bring the stack back
     _wait(
@@ -277,7 +276,8 @@ def test_services_started_before_postgres_and_redis_exist_recover_by_themselves(
         timeout=120,
         every=1,
     )
-    r = cdb("rebuild", "--feed", "replay", *PROFILES, "--phase", "postgres", "--phase", "redis", "--json", project=stack)
+    back = ("--phase", "postgres", "--phase", "redis")  # only these two: the services are left to themselves
+    r = cdb("rebuild", "--feed", "replay", *PROFILES, *back, "--json", project=stack)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     deps_back = time.monotonic()
     healthy_at: dict[str, float] = {}
