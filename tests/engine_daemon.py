@@ -93,9 +93,19 @@ def _fd_target(pid: int, fd: int) -> str:
 
 
 def _systemd_unit(pid: int) -> str | None:
+    """The systemd unit whose main process is `pid`. Being in a unit's cgroup is not enough: a dockerd that a
+    CI runner's job started by hand sits in the runner's unit, and stopping that unit would stop the runner."""
+    systemctl = shutil.which("systemctl")
+    if not systemctl:
+        return None
     for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
         leaf = line.rsplit("/", 1)[-1]
-        if leaf.endswith(".service") and shutil.which("systemctl"):
+        if not leaf.endswith(".service"):
+            continue
+        main = subprocess.run(
+            [systemctl, "show", "--property=MainPID", "--value", leaf], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        if main == str(pid):
             return leaf
     return None
 

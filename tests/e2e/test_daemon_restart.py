@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +36,7 @@ import psycopg
 import pytest
 
 from tests import engine_daemon
-from tests.helpers import cdb, make_project, pg_connect, remove_system
+from tests.helpers import cdb, cdb_json, make_project, pg_connect, remove_system
 
 pytestmark = pytest.mark.e2e
 
@@ -81,13 +82,6 @@ def daemon() -> Iterator[engine_daemon.Daemon]:
         engine_daemon.wait_answers(found.socket)
 
 
-def _cdb_json(*args: str, project: Path, expect: int | None = 0) -> dict[str, Any]:
-    r = cdb(*args, "--json", project=project)
-    if expect is not None:
-        assert r.returncode == expect, f"exit {r.returncode}\nstdout: {r.stdout[-4000:]}\nstderr: {r.stderr[-3000:]}"
-    return json.loads(r.stdout)
-
-
 @pytest.fixture(scope="module")
 def stack(daemon: engine_daemon.Daemon, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     remove_system(SYSTEM)
@@ -95,7 +89,7 @@ def stack(daemon: engine_daemon.Daemon, tmp_path_factory: pytest.TempPathFactory
     with open(root / ".env", "a") as f:
         # the recorded market again and again (55 s a pass), its times rewritten to now: it keeps trading
         f.write("REPLAY_SPEED=20\nREPLAY_LOOP=1\n")
-    _cdb_json("rebuild", "--feed", "replay", *PROFILES, project=root)
+    cdb_json("rebuild", "--feed", "replay", *PROFILES, project=root)
     yield root
     remove_system(SYSTEM)
 
@@ -120,6 +114,12 @@ def _healthy(state: dict[str, Any]) -> bool:
 def _keys(project: Path) -> dict[str, set[Any]]:
     with pg_connect(project, PG_PORT) as conn:
         return {t: {r[0] for r in conn.execute(f"SELECT {k} FROM {t}")} for t, k in TABLES.items()}  # noqa: S608
+
+
+def _count(project: Path, table: str) -> int:
+    with pg_connect(project, PG_PORT) as conn:
+        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
+    return int(row[0]) if row else 0
 
 
 def _wait(what: str, check: Any, timeout: float, every: float = 0.5) -> Any:
@@ -149,10 +149,34 @@ def _report(request: pytest.FixtureRequest, line: str) -> None:
         reporter.write_line(f"[daemon restart] {line}")
 
 
-def _validate(project: Path) -> None:
+# The ERROR a service logs once a dependency has been away for 60 s (cdb_common.backoff.Outage).
+OUTAGE_ERROR = re.compile(r'"level":"ERROR".*"msg":"(database|redis) connection failing for \d+ s')
+
+
+def _outage_only(check: dict[str, Any]) -> bool:
+    """A failed log check whose every ERROR line is a service reporting an outage of Postgres or Redis."""
+    facts = check.get("facts", {})
+    lines = facts.get("first", [])
+    return (
+        check["name"].startswith("logs ")
+        and bool(lines)
+        and facts.get("error_lines") == len(lines)
+        and all(OUTAGE_ERROR.search(line) for line in lines)
+    )
+
+
+def _validate(project: Path, *, outage_seen: bool = False) -> None:
+    """`cdb-ops validate` with its probe passes. After an outage longer than 60 s (`outage_seen`) the services'
+    log checks still show it (validate reads every line since the container started): those, and only those,
+    may fail then."""
     r = cdb("validate", "--feed", "replay", *PROFILES, "--json", project=project)
-    failed = [c for c in json.loads(r.stdout)["checks"] if c["status"] == "fail"] if r.stdout else r.stderr
-    assert r.returncode == 0 and not failed, json.dumps(failed, indent=1)[-4000:]
+    assert r.stdout, r.stderr[-3000:]
+    failed = [c for c in json.loads(r.stdout)["checks"] if c["status"] == "fail"]
+    if outage_seen:
+        failed = [c for c in failed if not _outage_only(c)]
+    else:
+        assert r.returncode == 0, json.dumps(failed, indent=1)[-4000:]
+    assert not failed, json.dumps(failed, indent=1)[-4000:]
 
 
 # -- the tests ------------------------------------------------------------------------------------------
@@ -219,7 +243,110 @@ def test_daemon_restart_while_a_replay_trades(
     _validate(stack)
 
 
-def _count(project: Path, table: str) -> int:
-    with pg_connect(project, PG_PORT) as conn:
-        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
-    return int(row[0]) if row else 0
+def test_services_started_before_postgres_and_redis_exist_recover_by_themselves(
+    stack: Path, request: pytest.FixtureRequest
+) -> None:
+    _wait("a healthy stack", lambda: all(_healthy(s) for s in _containers().values()), timeout=120)
+    keys = _keys(stack)
+    client = docker.from_env()
+    for name in ("postgres", "redis"):
+        container = client.containers.get(PREFIX + name)
+        container.stop(timeout=10)
+        container.remove()  # the volumes stay: the data comes back with the containers
+    # each service process starts afresh, as after a reboot that started it first
+    for name in SERVICES:
+        client.containers.get(PREFIX + name).restart(timeout=10)
+    started = {name: _containers()[PREFIX + name] for name in SERVICES}
+
+    def waiting() -> list[str]:
+        """The services that answer /health and say both dependencies are missing; all of them or nothing."""
+        out = []
+        for name, port in SERVICES.items():
+            checks = httpx.get(f"http://127.0.0.1:{port + OFFSET}/health", timeout=3).json()["checks"]
+            if checks["postgres_connected"] is False and checks["redis_connected"] is False:
+                out.append(name)
+        return out if len(out) == len(SERVICES) else []
+
+    _wait("every service to serve /health while its dependencies are missing", waiting, timeout=60)
+    # past the 30 s grace Docker marks them unhealthy, and Docker never restarts an unhealthy container:
+    # from here only the services' own retries can bring the stack back
+    _wait(
+        "Docker to report the waiting services unhealthy",
+        lambda: all(_containers()[PREFIX + n].get("Health", {}).get("Status") == "unhealthy" for n in SERVICES),
+        timeout=120,
+        every=1,
+    )
+    back = ("--phase", "postgres", "--phase", "redis")  # only these two: the services are left to themselves
+    r = cdb("rebuild", "--feed", "replay", *PROFILES, *back, "--json", project=stack)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    deps_back = time.monotonic()
+    healthy_at: dict[str, float] = {}
+
+    def all_healthy() -> bool:
+        states = _containers()
+        for name in SERVICES:
+            if name not in healthy_at and _healthy(states[PREFIX + name]):
+                healthy_at[name] = time.monotonic() - deps_back
+        return len(healthy_at) == len(SERVICES)
+
+    _wait("the services to be healthy again by themselves", all_healthy, timeout=120, every=0.25)
+    _report(
+        request,
+        "services started before Postgres and Redis: healthy "
+        + ", ".join(f"{n} {s:.1f} s" for n, s in sorted(healthy_at.items(), key=lambda i: i[1]))
+        + " after both were ready",
+    )
+    now = _containers()
+    for name, was in started.items():
+        state = now[PREFIX + name]
+        assert (state["StartedAt"], state["RestartCount"]) == (was["StartedAt"], was["RestartCount"]), (
+            f"{name} was restarted while it waited: {was['StartedAt']} -> {state['StartedAt']}"
+        )
+    after = _keys(stack)
+    assert all(keys[t] <= after[t] for t in TABLES), {t: len(keys[t] - after[t]) for t in TABLES}
+    _wait("new trades", lambda: _count(stack, "trades") > len(keys["trades"]), timeout=180)
+    _validate(stack, outage_seen=True)
+
+
+# A service whose one loop waits on a thread of the default executor, as loop.getaddrinfo() does for a
+# dependency's name while its container is not running (5-10 s per lookup, depending on the resolver).
+STUCK_SERVICE = """
+import asyncio, time
+from cdb_common.runtime import BaseService, main
+
+class Stuck(BaseService):
+    name = "stuck"
+    uses_postgres = False
+    uses_redis = False
+
+    def loops(self):
+        async def lookup():
+            await asyncio.get_running_loop().run_in_executor(None, time.sleep, 30)
+        return [lookup()]
+
+main(Stuck, "stuck", 8099)
+"""
+
+
+def test_a_service_stops_at_once_while_a_lookup_thread_hangs(stack: Path) -> None:
+    """`docker stop` (and so the daemon's own shutdown) is not held by a thread stuck in a name lookup: the
+    process exits within its 2 s budget, with exit code 0, not after the lookup or by SIGKILL."""
+    client = docker.from_env()
+    container = client.containers.run(
+        f"{PREFIX}signal:latest",
+        ["python3", "-c", STUCK_SERVICE],
+        name=f"{PREFIX}stuck_lookup",
+        labels={"cdb.system": SYSTEM},
+        detach=True,
+    )
+    try:
+        _wait("the service to start its loops", lambda: b'"msg":"started"' in container.logs(), timeout=30)
+        time.sleep(0.3)  # the lookup thread is asleep by now
+        sent = time.monotonic()
+        container.stop(timeout=10)
+        took = time.monotonic() - sent
+        container.reload()
+        assert container.attrs["State"]["ExitCode"] == 0, container.logs()[-2000:]
+        assert took < 4.0, f"docker stop took {took:.1f} s: the exit waited for the stuck lookup thread"
+    finally:
+        container.remove(force=True)
