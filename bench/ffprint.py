@@ -23,7 +23,10 @@ def render(r: dict[str, Any]) -> None:
     if a.get("note"):
         console.print(f"note: {a['note']}")
     h = r["host"]
-    console.print(f"host: {h['cpus']} CPUs, mean 1-min load average during the load {h['loadavg_1m_mean']}")
+    console.print(
+        f"host: {h['cpus']} CPUs, mean 1-min load average during the load {h['loadavg_1m_mean']}; "
+        f"{r.get('ticks_per_s_through_signal') or '-'} ticks/s through the signal engine over the load"
+    )
     if r["extrapolated"]:
         how = "a shorter run" if r["finished"] else "the run did not finish; from the part played"
         console.print(f"wall time per day is extrapolated ({how}: {r['event_days_played'] * 24:.2f} h played)")
