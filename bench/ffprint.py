@@ -51,11 +51,14 @@ def render(r: dict[str, Any]) -> None:
         ("validate (with probe) during the load", _verdict(v.get("during")), "pass", "validate passes during the load"),
         ("validate (with probe) after the load", _verdict(v.get("after")), "pass", "validate passes after the load"),
         ("30-day footprint, retention applied", _mib(proj["total_bytes"]), "<= 2 GiB", "30-day footprint <= 2 GiB"),
+        ("the screener's feed connection", "held" if not r.get("feed_dropped") else
+         f"dropped after {r['feed_dropped']['at_wall_s']} s: {r['feed_dropped']['reason']}", "held",
+         "the feed stayed connected (no replay started over)"),
         ("trades (BUY / SELL fills)", f"{r['trading'].get('trades BUY', 0)} / {r['trading'].get('trades SELL', 0)}",
          "> 0 each", "the pipeline traded (BUY and SELL fills)"),
     ]  # fmt: skip
     for name, measured, target, key in rows:
-        ok = r["targets"][key]
+        ok = r["targets"].get(key, True)
         t.add_row(name, measured, target, "[green]met[/green]" if ok else "[red]MISSED[/red]")
     console.print(t)
 

@@ -160,6 +160,7 @@ def summarize(
     finished: bool,
     validations: dict[str, Any],
     env: dict[str, str],
+    feed_dropped: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     progress = 1.0 if finished else max((s["progress"] for s in log.samples), default=0.0)
     days = max(args["hours"] / 24 * progress, 1e-9)
@@ -211,12 +212,14 @@ def summarize(
         "validate passes during the load": bool(validations.get("during", {}).get("passed")),
         "validate passes after the load": bool(validations.get("after", {}).get("passed")),
         "30-day footprint <= 2 GiB": projection["total_bytes"] <= TARGETS["footprint_30d_gib"] * GIB,
+        "the feed stayed connected (no replay started over)": feed_dropped is None,
         "the pipeline traded (BUY and SELL fills)": final["trading"].get("trades BUY", 0) > 0
         and final["trading"].get("trades SELL", 0) > 0,
     }  # fmt: skip
     return {
         "args": args,
         "finished": finished,
+        "feed_dropped": feed_dropped,
         "event_days_played": round(days, 4),
         "wall_seconds": round(wall_seconds, 1),
         "wall_minutes_per_day": round(wall_per_day, 2),
