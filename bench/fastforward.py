@@ -20,6 +20,7 @@ cdb:ticks is trimmed at 200,000 entries, so a backlog beyond that loses ticks (t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -123,20 +124,43 @@ def replay_health() -> dict[str, Any]:
         return {}
 
 
-def load_started_at(after: float) -> float:
-    """Wall time (epoch s) of the replay's first client after `after`: when the load began."""
+def replay_logs(after: float) -> list[tuple[float, str]]:
+    """(epoch s, line) of the replay's log since `after`."""
     import docker
 
-    client = docker.from_env()
     try:
-        logs = client.api.logs(f"{PREFIX}market_replay", timestamps=True, since=int(after) - 1).decode(errors="replace")
+        raw = docker.from_env().api.logs(f"{PREFIX}market_replay", timestamps=True, since=int(after) - 1)
     except docker.errors.APIError:
-        return after
-    for line in logs.splitlines():
-        if "client connected" in line:
-            stamp = line.split(" ", 1)[0]
-            return datetime.fromisoformat(stamp[:26] + "+00:00").timestamp()
-    return after
+        return []
+    out = []
+    for line in raw.decode(errors="replace").splitlines():
+        stamp, _, text = line.partition(" ")
+        with contextlib.suppress(ValueError):
+            at = datetime.fromisoformat(stamp[:26] + "+00:00").timestamp()
+            if at >= after:
+                out.append((at, text))
+    return out
+
+
+def connections(after: float) -> list[float]:
+    """When a client (the screener) connected to the replay since `after`. Each connection is played the
+    file from its first frame, its E shifted to that moment: a second one means the screener dropped the
+    feed and the market started over, with event time turned back."""
+    return [at for at, text in replay_logs(after) if "client connected" in text]
+
+
+def last_feed_drop() -> str:
+    """The screener's last reason for losing the feed (e.g. 'connection closed (1011)': its keepalive
+    ping got no pong within 20 s, the pong stuck behind the frames it had not read yet)."""
+    import docker
+
+    with contextlib.suppress(docker.errors.APIError):
+        raw = docker.from_env().api.logs(f"{PREFIX}screener_ws", tail=2000).decode(errors="replace")
+        drops = [ln for ln in raw.splitlines() if "feed disconnected" in ln]
+        if drops:
+            with contextlib.suppress(ValueError):
+                return str(json.loads(drops[-1]).get("reason"))
+    return ""
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -160,9 +184,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     set_env(REPLAY_FILE=name, REPLAY_SPEED=f"{args.speed:g}", REPLAY_LOOP="0")
     before = time.time()
     cdb("rebuild", "--feed", "replay", "--phase", "start")  # recreates the replay with the market file
-    started = load_started_at(before)
+    # The screener reconnects when the replay is recreated, possibly after the rebuild returned: the load
+    # starts with its connection to the new replay (the last one made once one is there).
+    wait_until = time.time() + 60
+    while not (seen := connections(before)) and time.time() < wait_until:
+        time.sleep(0.5)
+    if not seen:
+        raise SystemExit("the screener did not connect to the recreated replay within 60 s")
+    started = seen[-1]
     print(f"load: {frames} frames ({args.hours:g} h of event time) at REPLAY_SPEED={args.speed:g}", flush=True)
     validations: dict[str, Any] = {}
+    dropped: dict[str, Any] | None = None
     checker: threading.Thread | None = None
     deadline = time.time() + args.timeout_minutes * 60
     end = None
@@ -173,6 +205,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if time.time() >= next_sample:
             next_sample += args.every
             print(log.line(log.sample(started, progress=min(1.0, sent / frames))), flush=True)
+            again = connections(started + 0.5)
+            if again:
+                dropped = {"at_wall_s": round(again[0] - started, 1), "sent": sent, "reason": last_feed_drop()}
+                print(
+                    f"the screener lost the feed after {dropped['at_wall_s']} s ({dropped['reason']}) and the "
+                    "replay started the market over: stopping, the rest would not be the same day",
+                    flush=True,
+                )
+                break
         if checker is None and sent >= frames / 2:
             checker = threading.Thread(
                 target=lambda: validations.__setitem__("during", stackwatch.validate(ROOT)), daemon=True
@@ -198,6 +239,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     validations["after"] = stackwatch.validate(ROOT)
     return summarize(
         args=vars(args) | {"file": name, "frames": frames, "ticks": ticks, "note": note, "streaming": streaming},
+        feed_dropped=dropped,
         rest=rest,
         final=final,
         log=log,

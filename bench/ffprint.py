@@ -23,7 +23,10 @@ def render(r: dict[str, Any]) -> None:
     if a.get("note"):
         console.print(f"note: {a['note']}")
     h = r["host"]
-    console.print(f"host: {h['cpus']} CPUs, mean 1-min load average during the load {h['loadavg_1m_mean']}")
+    console.print(
+        f"host: {h['cpus']} CPUs, mean 1-min load average during the load {h['loadavg_1m_mean']}; "
+        f"{r.get('ticks_per_s_through_signal') or '-'} ticks/s through the signal engine over the load"
+    )
     if r["extrapolated"]:
         how = "a shorter run" if r["finished"] else "the run did not finish; from the part played"
         console.print(f"wall time per day is extrapolated ({how}: {r['event_days_played'] * 24:.2f} h played)")
@@ -48,11 +51,14 @@ def render(r: dict[str, Any]) -> None:
         ("validate (with probe) during the load", _verdict(v.get("during")), "pass", "validate passes during the load"),
         ("validate (with probe) after the load", _verdict(v.get("after")), "pass", "validate passes after the load"),
         ("30-day footprint, retention applied", _mib(proj["total_bytes"]), "<= 2 GiB", "30-day footprint <= 2 GiB"),
+        ("the screener's feed connection", "held" if not r.get("feed_dropped") else
+         f"dropped after {r['feed_dropped']['at_wall_s']} s: {r['feed_dropped']['reason']}", "held",
+         "the feed stayed connected (no replay started over)"),
         ("trades (BUY / SELL fills)", f"{r['trading'].get('trades BUY', 0)} / {r['trading'].get('trades SELL', 0)}",
          "> 0 each", "the pipeline traded (BUY and SELL fills)"),
     ]  # fmt: skip
     for name, measured, target, key in rows:
-        ok = r["targets"][key]
+        ok = r["targets"].get(key, True)
         t.add_row(name, measured, target, "[green]met[/green]" if ok else "[red]MISSED[/red]")
     console.print(t)
 

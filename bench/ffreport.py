@@ -59,12 +59,19 @@ class SampleLog:
         self.samples.append(s)
         return s
 
-    @staticmethod
-    def line(s: dict[str, Any]) -> str:
+    def line(self, s: dict[str, Any]) -> str:
         core = sum(v for k, v in s["memory_mib"].items() if k in stackwatch.CORE)
+        rate = "-"
+        if len(self.samples) >= 2:  # ticks/s through the signal engine since the sample before
+            a, b = self.samples[-2], self.samples[-1]
+            key = "cdb:ticks/signal_engine"
+            ra, rb = (x["groups"].get(key, {}).get("read") for x in (a, b))
+            if ra is not None and rb is not None and b["wall_s"] > a["wall_s"]:
+                rate = f"{(rb - ra) / (b['wall_s'] - a['wall_s']):,.0f}"
         lag = ", ".join(f"{k.split(':')[1]}={v['lag']}/{v['pending']}" for k, v in s["groups"].items())
         return (
-            f"[{s['wall_s'] / 60:5.1f} min] {s['progress'] * 100:5.1f} % of the market  core {core:.0f} MiB  "
+            f"[{s['wall_s'] / 60:5.1f} min] {s['progress'] * 100:5.1f} % sent, {rate} ticks/s through signal  "
+            f"core {core:.0f} MiB  "
             f"replay {s['memory_mib'].get('market_replay', '-')} MiB  restarts {sum(s['restarts'].values())}  "
             f"lag/pending {lag}"
         )
@@ -153,6 +160,7 @@ def summarize(
     finished: bool,
     validations: dict[str, Any],
     env: dict[str, str],
+    feed_dropped: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     progress = 1.0 if finished else max((s["progress"] for s in log.samples), default=0.0)
     days = max(args["hours"] / 24 * progress, 1e-9)
@@ -190,6 +198,9 @@ def summarize(
     }
     projection = project(rest, final, growth, env)
     wall_per_day = wall_seconds / 60 / days
+    key = "cdb:ticks/signal_engine"
+    read = [x["groups"].get(key, {}).get("read") for x in (rest, final)]
+    through = (read[1] - read[0]) / wall_seconds if None not in read and wall_seconds > 0 else None
     groups_end = final["groups"]
     targets = {
         "a day of event time in <= 30 min": finished and wall_per_day <= TARGETS["wall_minutes_per_day"],
@@ -201,15 +212,18 @@ def summarize(
         "validate passes during the load": bool(validations.get("during", {}).get("passed")),
         "validate passes after the load": bool(validations.get("after", {}).get("passed")),
         "30-day footprint <= 2 GiB": projection["total_bytes"] <= TARGETS["footprint_30d_gib"] * GIB,
+        "the feed stayed connected (no replay started over)": feed_dropped is None,
         "the pipeline traded (BUY and SELL fills)": final["trading"].get("trades BUY", 0) > 0
         and final["trading"].get("trades SELL", 0) > 0,
     }  # fmt: skip
     return {
         "args": args,
         "finished": finished,
+        "feed_dropped": feed_dropped,
         "event_days_played": round(days, 4),
         "wall_seconds": round(wall_seconds, 1),
         "wall_minutes_per_day": round(wall_per_day, 2),
+        "ticks_per_s_through_signal": None if through is None else round(through),
         "extrapolated": args["hours"] < 24 or not finished,
         "memory_mib": memory,
         "core_mib": {k: core(k) for k in ("rest", "start", "end", "peak")},

@@ -97,14 +97,19 @@ def memory_mib(stack: Stack, found: dict[str, dict[str, Any]] | None = None) -> 
 
 
 def consumer_groups(stack: Stack) -> dict[str, dict[str, int | None]]:
-    """'stream/group' -> lag (entries not yet read; None when Redis cannot tell) and pending (read, not acked)."""
+    """'stream/group' -> lag (entries not yet read; None when Redis cannot tell), pending (read, not acked)
+    and read (entries the group has read since it was made; Redis >= 7)."""
     out: dict[str, dict[str, int | None]] = {}
     with contextlib.suppress(redis.RedisError):
         r = stack.redis()
         for stream in STREAMS:
             try:
                 for g in r.xinfo_groups(stream):
-                    out[f"{stream}/{g['name']}"] = {"lag": g.get("lag"), "pending": g["pending"]}
+                    out[f"{stream}/{g['name']}"] = {
+                        "lag": g.get("lag"),
+                        "pending": g["pending"],
+                        "read": g.get("entries-read"),
+                    }
             except redis.ResponseError:
                 pass  # no such stream (yet)
     return out
