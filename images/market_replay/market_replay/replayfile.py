@@ -4,6 +4,7 @@ Every non-empty line is one frame, sent as recorded (a broken line too: it exerc
 rejection path). A frame's time is the largest E of its items; pacing follows those times divided by
 the speed (0 = as fast as possible). Lines without a readable E are sent right after the previous one.
 Optionally E is shifted so the first frame of each loop carries "now" and loops stay monotonic.
+Files are read as streams (source.py): nothing here holds more than one frame.
 """
 
 from __future__ import annotations
@@ -32,14 +33,34 @@ class ReplayFrame:
         own text holds the marker), and `shifted` serialises as before."""
         if self.items is None:
             return None
-        marked, times = [], []
-        for item in self.items:
-            if isinstance(item, dict) and isinstance(item.get("E"), int):
-                times.append(int(item["E"]))
-                item = {**item, "E": _MARK}
-            marked.append(item)
+        times = [int(item["E"]) for item in self.items if isinstance(item, dict) and isinstance(item.get("E"), int)]
+        cut = _cut_compact(self.raw, times)
+        if cut is not None:
+            return cut, tuple(times)
+        marked = [{**i, "E": _MARK} if isinstance(i, dict) and isinstance(i.get("E"), int) else i for i in self.items]
         parts = json.dumps(marked, separators=(",", ":")).split(_MARK_JSON)
         return (tuple(parts), tuple(times)) if len(parts) == len(times) + 1 else None
+
+
+def _cut_compact(raw: str, times: list[int]) -> tuple[str, ...] | None:
+    """The recorded line itself cut around its Es, when that is certain to be right: the line is compact
+    (no `": `, as the exchange and every recorder here write it), so every `"E":<digits>` in it - at any
+    depth - is found, and they are exactly the items' Es, in order. Streaming a file, every pass parses
+    each frame again: cutting the text is ~40x cheaper than serialising a 300-pair frame. Anything else
+    (spaces, an E nested in an item, a boolean E) is left to the serialising path."""
+    if '": ' in raw:
+        return None
+    pieces = raw.split('"E":')
+    if len(pieces) != len(times) + 1:
+        return None
+    parts = [pieces[0] + '"E":']
+    for piece, value in zip(pieces[1:], times, strict=True):
+        digits = str(value)
+        if not piece.startswith(digits) or piece[len(digits) : len(digits) + 1] not in (",", "}"):
+            return None
+        parts.append(piece[len(digits) :] + '"E":')
+    parts[-1] = parts[-1][: -len('"E":')]
+    return tuple(parts)
 
 
 def frame_event_time(data: Any) -> int | None:
@@ -72,30 +93,40 @@ def load_frames(lines: Iterable[str]) -> list[ReplayFrame]:
 
 
 def load_file(path: str) -> list[ReplayFrame]:
-    """A replay file's frames. A corrupt byte (not UTF-8) spoils its own line, not the whole replay:
-    it becomes U+FFFD and the line is sent as recorded, for the screener to reject."""
+    """A small replay file's frames, all at once (tests, tools); the service streams (source.py). A corrupt
+    byte (not UTF-8) spoils its own line, not the whole replay: it becomes U+FFFD and the line is sent as
+    recorded, for the screener to reject."""
     with open(path, encoding="utf-8", errors="replace") as handle:
         return load_frames(handle)
 
 
-def schedule(event_times: list[int | None], speed: float) -> list[float]:
-    """Seconds after playback start at which each frame is due.
+class Pacer:
+    """When each frame of a stream is due, in seconds after playback start, one frame at a time.
 
     Offsets are absolute (from the first timed frame), so sleeping until each one never accumulates
-    drift; they never go backwards (an out-of-order E is sent at once).
+    drift; they never go backwards (an out-of-order E is sent at once). A frame without a readable E
+    is due with the one before it.
     """
-    if speed < 0:
-        raise ValueError("speed must be >= 0")
-    offsets: list[float] = []
-    first: int | None = None
-    current = 0.0
-    for event_time in event_times:
-        if speed > 0 and event_time is not None:
-            if first is None:
-                first = event_time
-            current = max(current, (event_time - first) / 1000.0 / speed)
-        offsets.append(current)
-    return offsets
+
+    def __init__(self, speed: float) -> None:
+        if speed < 0:
+            raise ValueError("speed must be >= 0")
+        self.speed = speed
+        self.first: int | None = None
+        self.current = 0.0
+
+    def offset(self, event_time: int | None) -> float:
+        if self.speed > 0 and event_time is not None:
+            if self.first is None:
+                self.first = event_time
+            self.current = max(self.current, (event_time - self.first) / 1000.0 / self.speed)
+        return self.current
+
+
+def schedule(event_times: list[int | None], speed: float) -> list[float]:
+    """Seconds after playback start at which each frame is due (Pacer over a whole list)."""
+    pacer = Pacer(speed)
+    return [pacer.offset(event_time) for event_time in event_times]
 
 
 def shifted(frame: ReplayFrame, shift_ms: int) -> str:

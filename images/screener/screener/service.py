@@ -1,7 +1,8 @@
 """Screener service: exchange websocket → filtered ticks on cdb:ticks + market_snapshots (batched).
 
-Three loops: the feed (websocket client with backoff + jitter, rotates before the 24 h limit,
-reconnects on `serverShutdown`), the publisher (XADD from a bounded in-memory queue, so a Redis
+Three loops: the feed (feed.py: websocket connections under the exchange's rules - silence detected,
+`serverShutdown` and the 24 h limit met by a make-before-break rotation, ticks published once, every
+gap reported), the publisher (XADD from a bounded in-memory queue, so a Redis
 restart loses nothing that fits in the queue), and the snapshot flusher (one upsert per symbol and
 minute every few seconds, kept and retried while Postgres is down). POST /probe injects the
 end-to-end probe's synthetic frames through the same path as real frames. A fourth loop reads what the
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import time
@@ -22,7 +22,6 @@ from decimal import Decimal, InvalidOperation
 from itertools import islice
 from typing import Any
 
-import websockets
 from aiohttp import web
 from cdb_common.backoff import Backoff
 from cdb_common.config import Settings, env_int
@@ -34,13 +33,15 @@ from cdb_common.retention import MARKET_SNAPSHOTS
 from cdb_common.retention_task import RetentionTask
 from cdb_common.runtime import BaseService
 from cdb_common.streams import REDIS_ERRORS
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
 
-from .frames import MAX_FRAME_BYTES, FrameResult, MiniTicker, parse_frame, probe_frame
+from .feed import Feed
+from .feedlinks import LinkState
+from .frames import FrameResult, MiniTicker, parse_frame, probe_frame
 from .snapshots import UPSERT_SNAPSHOTS, snapshot_rows_json
 
 DEFAULT_FEED_URL = "wss://stream.binance.com:9443/ws/!miniTicker@arr"
-MAX_CONNECTION_SECONDS = 23 * 3600 + 50 * 60  # Binance closes a connection after 24 h: rotate first
+ROTATE_SECONDS = 23 * 3600 + 50 * 60  # Binance closes a connection after 24 h: rotate before, at this age
 # ticks of a feed frame queued per turn of the event loop (a 300-pair frame: six turns, ~1.5 ms each)
 FEED_SLICE = 50
 
@@ -54,8 +55,9 @@ TICKS_HELD = Counter(
 TICKS_PUBLISHED = Counter("cdb_ticks_published_total", "Ticks added to cdb:ticks")
 TICKS_DROPPED = Counter("cdb_ticks_dropped_total", "Ticks dropped because the publish queue overflowed")
 SNAPSHOT_ROWS = Counter("cdb_snapshot_rows_written_total", "market_snapshots rows upserted")
-FEED_CONNECTED = Gauge("cdb_feed_connected", "1 while the websocket feed is connected")
-FEED_RECONNECTS = Counter("cdb_feed_reconnects_total", "Websocket (re)connection attempts that failed or ended")
+TICKS_DUPLICATE = Counter(
+    "cdb_ticks_duplicate_total", "Ticks not published again: another connection delivered them (rotation overlap)"
+)
 PROBES = Counter("cdb_probes_total", "End-to-end probes injected")
 
 
@@ -77,7 +79,15 @@ class ScreenerService(BaseService):
         self.queue_ready = asyncio.Event()
         self.snapshots: dict[tuple[str, int], tuple[MiniTicker, bool]] = {}
         self.last_frame_at: float | None = None
-        self.feed_connected = False
+        self.feed = Feed(
+            self.feed_url,
+            self.stop,
+            log,
+            self.on_feed_frame,
+            silence_seconds=env_int(settings.env, "FEED_SILENCE_SECONDS", 30, minimum=1),
+            rotate_seconds=env_int(settings.env, "FEED_ROTATE_SECONDS", ROTATE_SECONDS, minimum=1),
+            oversized=lambda: FRAMES_REJECTED.labels("oversized").inc(),
+        )
         self.published = 0
         self.dropped = 0
         self.http.add_route("POST", "/probe", self.probe)
@@ -110,7 +120,7 @@ class ScreenerService(BaseService):
             self._emit(result, result.tickers, now_ms(), is_probe)
         return result
 
-    async def handle_feed_frame(self, raw: str | bytes) -> FrameResult:
+    async def handle_feed_frame(self, raw: str | bytes, link: LinkState | None = None) -> FrameResult:
         """handle_frame for the feed: the ticks are queued in slices with the event loop let in between,
         so the publisher sends the first slice to Redis (and the signal engine works on it) while the
         rest of a 300-pair frame is still being turned into ticks, and a probe waiting on the HTTP port
@@ -118,11 +128,17 @@ class ScreenerService(BaseService):
         result = self._accept(raw, False)
         if not result.tickers or result.rejected or result.shutdown:
             return result
+        tickers = result.tickers
+        if link is not None:
+            accept = self.feed.dedupe.accept
+            tickers = [t for t in tickers if accept(link, t.symbol, t.event_time)]
+            if len(tickers) < len(result.tickers):
+                TICKS_DUPLICATE.inc(len(result.tickers) - len(tickers))
         received = now_ms()
-        for start in range(0, len(result.tickers), FEED_SLICE):
+        for start in range(0, len(tickers), FEED_SLICE):
             if start:
                 await asyncio.sleep(0)
-            self._emit(result, result.tickers[start : start + FEED_SLICE], received, False)
+            self._emit(result, tickers[start : start + FEED_SLICE], received, False)
         return result
 
     def _accept(self, raw: str | bytes, is_probe: bool) -> FrameResult:
@@ -170,72 +186,12 @@ class ScreenerService(BaseService):
 
     # -- feed -------------------------------------------------------------------------------------
     async def feed_loop(self) -> None:
-        backoff = Backoff(base=1.0, cap=30.0)  # polite to the exchange, back within 30 s
-        while not self.stop.is_set():
-            reason = "closed"
-            try:
-                async with websockets.connect(
-                    self.feed_url,
-                    ping_interval=20,
-                    ping_timeout=20,
-                    close_timeout=1,
-                    open_timeout=10,
-                    max_size=MAX_FRAME_BYTES * 4,  # larger frames are counted by parse_frame, not fatal
-                    max_queue=64,
-                ) as ws:
-                    self.feed_connected = True
-                    FEED_CONNECTED.set(1)
-                    self.log.info("feed connected", extra={"url": self.feed_url})
-                    reason = await self._read(ws, backoff)
-            except websockets.exceptions.ConnectionClosed as exc:
-                code = exc.rcvd.code if exc.rcvd else (exc.sent.code if exc.sent else None)
-                if code == 1009:
-                    FRAMES_REJECTED.labels("oversized").inc()
-                reason = f"connection closed ({code})"
-            except (TimeoutError, OSError, websockets.exceptions.WebSocketException) as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-            finally:
-                self.feed_connected = False
-                FEED_CONNECTED.set(0)
-            # A dropped connection leaves reference cycles (exception, traceback, protocol) that hold its
-            # read buffers - up to max_size. Collect them now: left to the GC's own pace, a feed that keeps
-            # dropping the connection grows the heap by megabytes per reconnect up to the memory limit.
-            gc.collect()
-            if self.stop.is_set():
-                return
-            FEED_RECONNECTS.inc()
-            delay = backoff.next_delay()
-            self.log.warning("feed disconnected, reconnecting", extra={"reason": reason, "retry_in_s": round(delay, 2)})
-            await sleep_or_stop(self.stop, delay)
+        await self.feed.run()
 
-    async def _read(self, ws: Any, backoff: Backoff) -> str:
-        connected_at = time.monotonic()
-        last_message = connected_at
-        stopping = asyncio.ensure_future(self.stop.wait())
-        try:
-            while True:
-                now = time.monotonic()
-                if now - connected_at > MAX_CONNECTION_SECONDS:
-                    return "rotating before the 24 h connection limit"
-                if now - last_message > 2 * self.stale_seconds:
-                    return "no message for too long"
-                receiving = asyncio.ensure_future(ws.recv())
-                # Wait for a frame or for SIGTERM, whichever comes first (recv() is safe to cancel).
-                done, _ = await asyncio.wait({receiving, stopping}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
-                if receiving not in done:
-                    receiving.cancel()
-                    if stopping in done:
-                        await ws.close()
-                        return "stopping"
-                    continue
-                last_message = time.monotonic()
-                result = await self.handle_feed_frame(receiving.result())
-                if result.shutdown:
-                    return "serverShutdown announced"
-                if not result.rejected:
-                    backoff.reset()
-        finally:
-            stopping.cancel()
+    async def on_feed_frame(self, link: LinkState, raw: str | bytes) -> FrameResult:
+        """A feed frame from one of the exchange connections: last_frame_at counts any of them; a tick
+        another connection already delivered (a rotation's overlap) is published once."""
+        return await self.handle_feed_frame(raw, link)
 
     # -- publisher --------------------------------------------------------------------------------
     async def publish_loop(self) -> None:
@@ -318,15 +274,16 @@ class ScreenerService(BaseService):
         age = None if self.last_frame_at is None else time.monotonic() - self.last_frame_at
         since_start = time.monotonic() - self.started
         report.checks["feed_url"] = self.feed_url
-        report.checks["feed_connected"] = self.feed_connected
+        report.checks["feed_connected"] = self.feed.connected
         report.checks["last_frame_age_seconds"] = None if age is None else round(age, 1)
         report.checks["ticks_published"] = self.published
         report.checks["pending_ticks"] = len(self.queue)
         report.checks["pending_snapshots"] = len(self.snapshots)
         report.checks["held_symbols"] = len(self.holdings.current.symbols)
+        report.checks.update(self.feed.facts())
         stale = (age if age is not None else since_start) > self.stale_seconds
         if stale:
             report.checks["frame_stale"] = f"no frame for more than {self.stale_seconds} s"
             report.worsen("unhealthy")
-        elif not self.feed_connected:
+        elif not self.feed.connected:
             report.worsen("degraded")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from execution.paper import Book, FillRejected, apply_fill
 from market_replay.replayfile import (
+    _cut_compact,
     frame_event_time,
     hold_frame,
     load_frames,
@@ -146,3 +147,27 @@ def test_shipped_scenario_drives_a_filled_buy_an_open_position_and_rejections() 
     assert book.positions["SOLUSDT"].qty > 0  # still open at the end
     assert book.positions["ETHUSDT"].qty == 0  # opened and closed
     assert "LOWVOLUSDT" not in book.positions and "ETHBTC" not in book.positions
+
+
+def test_a_compact_line_is_shifted_by_cutting_its_own_text() -> None:
+    """The fast path (the recorded text cut at each E, no re-serialising): taken only when certain - a
+    compact line whose every `"E":` is an item's E - and then byte for byte what serialising gives."""
+    cases = {
+        '[{"e":"24hrMiniTicker","E":1000,"s":"AUSDT"},{"E":-4,"s":"B"}]': True,
+        '[{"E":12,"s":"E"},3,{"E":7}]': True,  # a value "E" is no key
+        '[{"E":5},{"s":"a\\"E\\":5"}]': True,  # an escaped "E": inside a string is no key
+        '[{"E":5,"x":{"E":5}}]': False,  # a nested E: the cut would find two
+        '[{"E": 5, "s": "A"}]': False,  # not compact
+        '[{"E":true,"s":"A"},{"E":9}]': False,  # a boolean E counts as an int for the shift, not for the cut
+    }
+    for line, fast in cases.items():
+        (frame,) = load_frames([line])
+        assert frame.items is not None
+        times = [i["E"] for i in frame.items if isinstance(i, dict) and isinstance(i.get("E"), int)]
+        assert (_cut_compact(frame.raw, times) is not None) is fast, line
+        shifted_items = [
+            {**i, "E": i["E"] + 100} if isinstance(i, dict) and isinstance(i.get("E"), int) else i for i in frame.items
+        ]
+        assert json.loads(shifted(frame, 100)) == shifted_items, line
+        if fast:
+            assert shifted(frame, 100) == json.dumps(shifted_items, separators=(",", ":")), line
