@@ -90,8 +90,9 @@ def test_status_rows_show_it_and_match_the_schema() -> None:
     assert rows[1].exit_note == "OOMKilled · exit 137 · limit 12 MiB"
     assert rows[1].oom_kills is None  # no such cgroup here: unread, not 0
     assert rows[2].exit_note == "" and rows[2].last_exit is None
-    doc = {"schema_version": 1, "command": "status", "services": [r.to_dict() for r in rows], "last_run": None}
-    doc["book"] = None
+    from cdb_ops.report.document import status_payload
+
+    doc = {"schema_version": 1, "command": "status", **status_payload(rows, None)}
     assert problems("status", doc) == []
     assert doc["services"][0]["last_exit"]["oom_killed"] is True
     assert doc["services"][0]["memory_limit_bytes"] == LIMIT
