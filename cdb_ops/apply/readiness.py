@@ -12,7 +12,7 @@ from cdb_ops.engine.api import EngineFacts
 from cdb_ops.errors import HealthTimeout, StepFailed
 from cdb_ops.load.desired import DesiredService
 from cdb_ops.load.settings import Settings
-from cdb_ops.model.facts import ContainerFacts, oom_remedy
+from cdb_ops.model.facts import SIGKILL_EXIT, ContainerFacts, oom_remedy
 from cdb_ops.redact import Redactor
 
 POLL_SECONDS = 0.1  # a refused connection costs nothing; an inspect a few ms of the engine
@@ -128,10 +128,16 @@ class ContainerReady(Probe):
             if self.restarts_at_start is None:
                 self.restarts_at_start = facts.restart_count
             # OOM-killed while we wait (Docker restarting it, or restarted it since): a loop that waiting out
-            # the timeout would only hide; an OOM kill from before this wait (restarts unchanged) is not one
+            # the timeout would only hide; an OOM kill from before this wait (restarts unchanged) is not one.
+            # `restarting` means it has just exited, so its flag and code are this exit's: a SIGKILL (137) the
+            # engine did not flag as OOMKilled (some cgroup v2 setups) is the same loop.
             if facts.oom_killed and (facts.state == "restarting" or facts.restart_count > self.restarts_at_start):
                 raise owner._failure(
                     StepFailed, svc, facts, self.last, f"{svc.container.name} was OOM-killed while starting"
+                )
+            if facts.state == "restarting" and facts.exit_code == SIGKILL_EXIT:
+                raise owner._failure(
+                    StepFailed, svc, facts, self.last, f"{svc.container.name} was killed (SIGKILL) while starting"
                 )
         if facts is None or facts.state != "running":
             return ProbeResult(False, f"container {facts.state if facts else 'absent'}")

@@ -112,3 +112,18 @@ def test_a_timeout_names_the_last_exit(project_dir):
         waiter.wait(svc, timeout=5)
     # running again: Docker zeroed ExitCode, but OOMKilled of the last run says what the code was
     assert "last exit: OOMKilled (exit code 137, memory limit 12 MiB), restarted 1×" in err.value.message
+
+
+def test_a_sigkill_the_engine_did_not_flag_fails_at_once_too(project_dir):
+    """Exit 137 with OOMKilled false (some cgroup v2 setups): named as a SIGKILL, with the OOM fix."""
+    svc, engine, waiter, clock = _setup(project_dir)
+    engine.add_container(svc.container.name)
+    _oom_looping(engine, svc.container.name, restarts=1)
+    engine.containers_[svc.container.name] = replace(engine.containers_[svc.container.name], oom_killed=False)
+    with pytest.raises(StepFailed, match=r"was killed \(SIGKILL\) while starting") as err:
+        waiter.wait(svc, timeout=30)
+    assert clock.now == 0.0
+    assert "killed by SIGKILL — the OOM killer or `docker kill` (exit code 137, memory limit 12 MiB)" in str(
+        err.value.message
+    )
+    assert "exit 137 is a SIGKILL" in err.value.remedy and "mem_limit" in err.value.remedy
