@@ -72,7 +72,8 @@ def daemon() -> Iterator[engine_daemon.Daemon]:
     if others and not os.environ.get("CI") and not os.environ.get("CDB_TEST_ENGINE_RESTART"):
         pytest.skip(
             f"restarting the engine would stop {len(others)} container(s) of other projects "
-            f"({', '.join(sorted(others)[:5])}…); set CDB_TEST_ENGINE_RESTART=1 to allow it"
+            f"({', '.join(sorted(others)[:5])}{', …' if len(others) > 5 else ''}); "
+            "set CDB_TEST_ENGINE_RESTART=1 to allow it"
         )
     yield found
     try:
