@@ -13,7 +13,7 @@ import gzip
 import io
 import os
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -83,7 +83,7 @@ class ReplaySource:
     has_frames: bool = False
     last_pass: PassStats | None = field(default=None)
 
-    def frames(self) -> Iterator[ReplayFrame]:
+    def frames(self) -> Generator[ReplayFrame, None, None]:
         """One pass: every frame in order; the pass's counts land in `last_pass` when it ends."""
         stats = PassStats()
         try:

@@ -109,6 +109,7 @@ class Feed:
         self.retry_rotation_at = 0.0
         self.lost: tuple[LinkState, str] | None = None  # the connection lost unplanned, and why
         self.links_opened = 0
+        self.open_error = ""  # why the last connection attempt failed
         self.rotations = 0
         self.backoff = Backoff(base=1.0, cap=30.0)  # polite to the exchange, back within 30 s
 
@@ -128,7 +129,7 @@ class Feed:
                 max_queue=64,
             )
         except (TimeoutError, OSError, websockets.exceptions.WebSocketException) as exc:
-            self.log.warning("feed connection failed", extra={"reason": f"{type(exc).__name__}: {exc}"})
+            self.open_error = f"{type(exc).__name__}: {exc}"
             return None
         self.links_opened += 1
         link = Link(self.links_opened, ws, self.inbox, self.oversized)
@@ -169,7 +170,11 @@ class Feed:
         link = await self._open()
         if link is None:
             FEED_RECONNECTS.inc()
-            await sleep_or_stop(self.stop, self.backoff.next_delay())
+            delay = self.backoff.next_delay()
+            self.log.warning(
+                "feed disconnected, reconnecting", extra={"reason": self.open_error, "retry_in_s": round(delay, 2)}
+            )
+            await sleep_or_stop(self.stop, delay)
             return False
         self.current = link
         self._publish_state()
@@ -272,6 +277,7 @@ class Feed:
             self.opening = None
             if link is None:
                 self.retry_rotation_at = now + ROTATION_RETRY_SECONDS
+                self.log.warning("feed rotation: the new connection failed", extra={"reason": self.open_error})
             elif self.current is None:
                 self.current = link  # the old one died meanwhile: this one is the feed now
             else:
