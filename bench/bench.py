@@ -454,7 +454,9 @@ def main() -> int:
     import shutil
 
     shutil.copy(REPO / "replays" / "momentum_demo.jsonl", replays / "momentum_demo.jsonl")
-    make_project(ROOT, SYSTEM, prefix=PREFIX, offset=OFFSET)
+    make_project(ROOT, SYSTEM, prefix=PREFIX, offset=OFFSET, init=False)
+    if not (ROOT / ".env").exists():
+        cdb("init", "--feed", "replay")  # the bench runs the replay: no need to ask the exchange
     set_env(REPLAY_SPEED="10", REPLAY_LOOP="0", REPLAY_FILE="momentum_demo.jsonl")
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),

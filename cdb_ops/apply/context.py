@@ -34,15 +34,14 @@ class RunOptions:
     requested_by: tuple[str, str] = ("--clean", "--wipe-data")  # how plan reasons name the request
     validate: ValidateOptions = field(default_factory=ValidateOptions)
 
-    def plan_options(
-        self,
-        check_ports: bool = True,
-        pending_rotations: frozenset[str] = frozenset(),
-        known_passwords: dict[str, dict[str, str]] | None = None,
-    ) -> PlanOptions:
+    def plan_options(self, project: Project, check_ports: bool = True) -> PlanOptions:
+        """The planner's options for these options in `project` — made here only, so the run, `plan` and
+        the preview `--wipe-data` confirms plan alike — with the rotation state under .cdb/ read now."""
+        from cdb_ops.apply.rotate import known_passwords, pending_rotations
+
         return PlanOptions(
-            pending_rotations=pending_rotations,
-            known_passwords=known_passwords or {},
+            pending_rotations=pending_rotations(project),
+            known_passwords=known_passwords(project),
             remove_orphans=self.remove_orphans,
             no_cache=self.no_cache,
             clean=self.clean,

@@ -13,7 +13,7 @@ from cdb_ops.apply.context import PhaseContext, RunOptions
 from cdb_ops.apply.lock import run_lock
 from cdb_ops.apply.phases import registry
 from cdb_ops.apply.readiness import HealthWait
-from cdb_ops.apply.rotate import VOLUME_MISMATCH, known_passwords, pending_rotations
+from cdb_ops.apply.rotate import VOLUME_MISMATCH
 from cdb_ops.engine.api import Engine
 from cdb_ops.errors import CdbError, Conflict, ExitCode
 from cdb_ops.load.desired import DesiredStack
@@ -107,11 +107,7 @@ def execute(
     ctx: PhaseContext | None = None
     with run_lock(project.state_dir, f"{command} {book.name} since {result.started_at:%H:%M:%S}"):
         try:
-            plan_options = options.plan_options(
-                check_ports=any(p.kind == "services" for p in phases),
-                pending_rotations=pending_rotations(project),
-                known_passwords=known_passwords(project),
-            )
+            plan_options = options.plan_options(project, check_ports=any(p.kind == "services" for p in phases))
             # images matter to runs that build, start or check containers; `down` (one cleanup phase)
             # needs neither their inspects nor the build contexts' hashes
             with_images = needs_images(phases)

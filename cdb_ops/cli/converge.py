@@ -45,7 +45,8 @@ def run_playbook(
     engine = DockerEngine()
     if options.wipe_data:
         # the planner names what --wipe-data would delete; the run plans again under its lock
-        planned = plan_stack(s.desired, observe(engine, s.desired, host_ports=False), options.plan_options(False))
+        observed = observe(engine, s.desired, host_ports=False)
+        planned = plan_stack(s.desired, observed, options.plan_options(s.project, check_ports=False))
         doomed = [c.name for c in planned.removals if c.resource == "volume" and c.action == "remove"]
         s.confirm(
             f"{wipe_flag} deletes the data volumes {', '.join(doomed) or '(none exist)'} after backing them up into "

@@ -6,13 +6,13 @@ from typing import Annotated
 
 import typer
 
-from cdb_ops.apply.rotate import known_passwords, pending_rotations
+from cdb_ops.apply.context import RunOptions
 from cdb_ops.cli.options import FeedOpt, JsonOpt, ProfileOpt, ProjectDir
 from cdb_ops.cli.session import open_run
 from cdb_ops.engine.docker import DockerEngine
 from cdb_ops.errors import ExitCode
 from cdb_ops.plan.observe import observe
-from cdb_ops.plan.planner import PlanOptions, plan_stack
+from cdb_ops.plan.planner import plan_stack
 
 
 def plan(
@@ -27,12 +27,7 @@ def plan(
     """Show what `rebuild` would change, resource by resource. Changes nothing."""
     s = open_run(ctx, "plan", json_output, project_dir, "rebuild", profile, feed)
     observed = observe(DockerEngine(), s.desired)
-    options = PlanOptions(
-        remove_orphans=remove_orphans,
-        no_cache=no_cache,
-        pending_rotations=pending_rotations(s.project),
-        known_passwords=known_passwords(s.project),
-    )
+    options = RunOptions(remove_orphans=remove_orphans, no_cache=no_cache).plan_options(s.project)
     result = plan_stack(s.desired, observed, options)
     s.out.plan(result, list(s.desired.profiles), s.desired.feed)
     if result.conflicts:

@@ -105,3 +105,17 @@ def test_the_rule_catches_an_import_against_the_flow(tmp_path: Path):
     good.write_text("from cdb_ops.model.plan import Plan\nfrom cdb_ops.load.desired import DesiredStack\n")
     assert _against_the_flow(good, "cdb_ops.plan.planner") == []
     assert len(_against_the_flow(good, "cdb_ops.errors")) == 2  # a leaf imports no layer
+
+
+def test_the_root_and_the_session_import_only_what_they_use():
+    """Commands are registered lazily: the root (cli/__init__.py, cli/app.py) imports no command module —
+    a command's module is imported by name when it runs. Phases are selected in load/, so opening a session
+    imports nothing of apply/."""
+    app = {t for _, t in _imports(PACKAGE / "cli" / "app.py")}
+    assert app <= {"cdb_ops", "cdb_ops.errors", "cdb_ops.cli.invocation"}, app
+    root = {t for _, t in _imports(PACKAGE / "cli" / "__init__.py")}
+    assert root <= {"cdb_ops", "cdb_ops.cli.app", "cdb_ops.cli.quick"}, root
+    for name in ("session", "invocation", "options"):
+        found = _imports(PACKAGE / "cli" / f"{name}.py")
+        wrong = [f"{line}: {t}" for line, t in found if t.startswith("cdb_ops.apply")]
+        assert wrong == [], f"cli/{name}.py imports apply/: {wrong}"
