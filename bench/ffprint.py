@@ -93,8 +93,8 @@ def render(r: dict[str, Any]) -> None:
     redis = end["redis"]
     g.add_row("redis used_memory (per day: after warm-up)", _mib(redis.get("used_memory")), _mib(grow["redis_memory"]),
               "-", "streams trimmed")  # fmt: skip
-    g.add_row("redis AOF", _mib(redis.get("aof_bytes")), _mib(grow["aof"]), "-",
-              f"{redis.get('aof_rewrites', 0)} rewrites")  # fmt: skip
+    g.add_row("redis AOF (per day: written after warm-up)", _mib(redis.get("aof_bytes")), _mib(grow["aof"]), "-",
+              f"rewritten at +100 %: {redis.get('aof_rewrites', 0)} rewrites")  # fmt: skip
     for name, size in end["logs"].items():
         cap = proj["logs_capped"].get(name)
         how = "uncapped (json-file, no max-size)" if cap is None else f"capped at {_mib(cap)}"
