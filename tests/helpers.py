@@ -10,8 +10,11 @@ import re
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import docker
 import psycopg
@@ -19,6 +22,113 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 PORT_OFFSET = 20000
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TestStack:
+    """One test module's own copy of the stack: its `cdb.system` label, its container-name prefix and the
+    offset added to every published host port, so modules (and a user's own `cdb_*` stack) never meet."""
+
+    system: str
+    prefix: str
+    offset: int
+
+    def port(self, container_port: int) -> int:
+        return container_port + self.offset
+
+    @property
+    def pg_port(self) -> int:
+        return self.port(5432)
+
+    @property
+    def redis_port(self) -> int:
+        return self.port(6379)
+
+    def container(self, service: str) -> str:
+        """'screener_ws' -> 'cdbf_screener_ws'."""
+        return f"{self.prefix}{service}"
+
+
+# The one registry of test stacks: each module (and bench script) takes its names and ports from here,
+# and tests/unit/test_scaffolding.py proves no two share a system, a prefix or a host port.
+STACKS: dict[str, TestStack] = {
+    "rebuild": TestStack("cdb_test", "cdbt_", 20000),
+    "backup": TestStack("cdb_testb", "cdbb_", 16000),
+    "json_schemas": TestStack("cdb_tests", "cdbs_", 11500),
+    "rotation": TestStack("cdb_rot", "cdbr_", 12500),
+    "pipeline": TestStack("cdb_e2e", "cdbx_", 22000),
+    "breakage": TestStack("cdb_brk", "cdbk_", 23000),
+    "faults": TestStack("cdb_flt", "cdbf_", 24000),
+    "lifecycle": TestStack("cdb_life", "cdbl_", 14000),
+    "corners": TestStack("cdb_corners", "cdbq_", 13000),
+    "books": TestStack("cdb_books", "cdbw_", 27500),
+    "export": TestStack("cdb_compose", "cdbc_", 13500),
+    "export_swarm": TestStack("cdb_swarm", "cdbz_", 29500),
+    "hardening": TestStack("cdb_hard", "cdbd_", 33000),
+    "retention": TestStack("cdb_ret", "cdbg_", 35000),
+    "oom": TestStack("cdb_oom", "cdbo_", 37000),
+    "exchange": TestStack("cdb_xchg", "cdbe_", 39000),
+    "daemon_restart": TestStack("cdb_boot", "cdbj_", 41000),
+    "process": TestStack("cdb_proc", "cdbp_", 43000),
+    "backups_scheduled": TestStack("cdb_bak", "cdba_", 47000),
+    "trading_controls": TestStack("cdb_ctl", "cdbu_", 49000),
+    # bench scripts (never part of the tests, but never on a test's ports either)
+    "bench": TestStack("cdb_bench", "cdbm_", 26000),
+    "soak": TestStack("cdb_soak", "cdbso_", 10000),
+    "scale": TestStack("cdb_scale", "cdbn_", 51000),
+    "fastforward": TestStack("cdb_ffwd", "cdbv_", 45000),
+}
+
+
+def wait_until(what: str, check: Callable[[], T], timeout: float = 60.0, every: float = 0.25) -> T:
+    """The one polling helper: call `check` until it returns something truthy (which is returned), or fail
+    after `timeout` seconds naming `what` and the last value or exception seen."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+            last = value
+        except Exception as exc:  # noqa: BLE001 - a check that raises is not there yet; shown if it never is
+            last = exc
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {last!r})")
+        time.sleep(every)
+
+
+@dataclass
+class StackFixture:
+    """What a module's stack fixture needs: which stack, what to add to `.env`, how to converge it."""
+
+    stack: TestStack
+    env: dict[str, str] = field(default_factory=dict)
+    rebuild_args: tuple[str, ...] = ()
+    init: bool = True
+    converge: bool = True
+
+    def up(self, root: Path) -> Path:
+        remove_system(self.stack.system)
+        project = make_project(root, self.stack.system, self.stack.prefix, self.stack.offset, init=self.init)
+        if self.env:
+            with open(project / ".env", "a") as f:
+                f.writelines(f"{k}={v}\n" for k, v in self.env.items())
+        if self.converge:
+            r = cdb("rebuild", *self.rebuild_args, "--json", project=project)
+            assert r.returncode == 0, f"rebuild: exit {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+        return project
+
+    def down(self) -> None:
+        remove_system(self.stack.system)
+
+    def around(self, root: Path) -> Iterator[Path]:
+        """remove -> make project -> .env -> rebuild -> yield -> remove: the body of a module's fixture."""
+        try:
+            yield self.up(root)
+        finally:
+            self.down()
 
 
 def rename(text: str, prefix: str) -> str:
