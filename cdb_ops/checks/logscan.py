@@ -72,11 +72,29 @@ def error_lines(text: str) -> tuple[list[str], list[str]]:
 def scan_lines(text: str) -> tuple[list[str], list[str], list[str]]:
     """(ERROR lines, database-connection error lines, a visitor's error lines) of a log. Services log JSON
     lines with a `level`; Postgres and Redis log plain text."""
-    errors, db_errors, visitors = [], [], []
+    errors, db_errors, visitors, _ = scan(text)
+    return errors, db_errors, visitors
+
+
+# A service says a dependency is back (cdb_common.backoff.Outage.up): "<dependency> reachable again"
+RECOVERED = re.compile(r"reachable again$")
+
+
+def scan(text: str) -> tuple[list[str], list[str], list[str], list[str]]:
+    """`scan_lines` plus the outage errors a service has since recovered from. A service logs one ERROR
+    when a dependency (Postgres, Redis) has been unreachable for a minute, tagged with the dependency,
+    and a line when it is reachable again: an outage it came back from (a slow reboot, a database
+    restart) is history to show, not a fault now; one with no recovery after it still fails."""
+    errors: list[str] = []
+    db_errors: list[str] = []
+    visitors: list[str] = []
+    recovered: list[str] = []
+    open_outages: dict[str, list[str]] = {}  # dependency -> its outage lines not yet recovered from
     for line in text.splitlines():
         line = line.strip()
         if not line:
             continue
+        dependency = None
         session = PG_SESSION.match(line)
         if session is not None:  # Postgres' own words for the level: a statement quoting 'ERROR' is none
             is_error, leveled = session["level"] in ("ERROR", "FATAL", "PANIC"), True
@@ -88,7 +106,16 @@ def scan_lines(text: str) -> tuple[list[str], list[str], list[str]]:
             level = None
             if line.startswith("{"):
                 try:
-                    level = str(json.loads(line).get("level", "")).upper()
+                    doc = json.loads(line)
+                    level = str(doc.get("level", "")).upper()
+                    dependency = doc.get("dependency")
+                    if dependency and RECOVERED.search(str(doc.get("msg") or doc.get("message") or "")):
+                        for old in open_outages.pop(str(dependency), []):
+                            recovered.append(old)
+                            errors.remove(old)
+                            if old in db_errors:
+                                db_errors.remove(old)
+                        continue
                 except (ValueError, AttributeError):
                     level = None
             is_error = level in ("ERROR", "CRITICAL") if level is not None else bool(PLAIN_ERROR.search(line))
@@ -97,9 +124,11 @@ def scan_lines(text: str) -> tuple[list[str], list[str], list[str]]:
             continue
         if is_error:
             errors.append(line)
+            if dependency:
+                open_outages.setdefault(str(dependency), []).append(line)
         if DB_CONNECTION_ERROR.search(line) and (is_error or not leveled):
             db_errors.append(line)
-    return errors, db_errors, visitors
+    return errors, db_errors, visitors, recovered
 
 
 def _repaired_at(ctx: CheckContext) -> dict[str, datetime]:
@@ -128,7 +157,7 @@ def check_logs(ctx: CheckContext) -> list[CheckResult]:
         if repaired.get(svc.container.name, since) > since:
             since, since_what = repaired[svc.container.name], "the schema repair"
         text = ctx.redact(ctx.engine.logs(svc.container.name, tail=LOG_SCAN_LINES, since=since))
-        errors, db_errors, visitors = scan_lines(text)
+        errors, db_errors, visitors, recovered = scan(text)
         name = f"logs {svc.name}"
         facts = {
             "error_lines": len(errors),
@@ -137,6 +166,8 @@ def check_logs(ctx: CheckContext) -> list[CheckResult]:
             "since": since.isoformat(),
             "visitor_error_lines": len(visitors),
             "visitor_first": visitors[:3],
+            "recovered_outage_lines": len(recovered),
+            "recovered_first": recovered[:3],
         }
         if db_errors:
             out.append(
@@ -159,7 +190,10 @@ def check_logs(ctx: CheckContext) -> list[CheckResult]:
                 )
             )
         else:
-            out.append(CheckResult(name, "pass", _clean(since_what, visitors), facts=facts))
+            detail = _clean(since_what, visitors)
+            if recovered:
+                detail += f"; info: recovered from {len(recovered)} dependency outage(s), e.g. {recovered[-1][:200]}"
+            out.append(CheckResult(name, "pass", detail, facts=facts))
     return out
 
 

@@ -112,3 +112,29 @@ def test_lines_of_other_programs_are_judged_as_before():
     assert scan_lines(log)[2] == [] and len(scan_lines(log)[0]) == 1
     assert visitor_session("2026-12-07 09:07:29.000 UTC [55] [app=psql] ERROR:  x") == "psql"
     assert visitor_session("2026-12-07 09:07:29.000 UTC [55] [app=cdb_risk] ERROR:  x") is None
+
+
+def _jl(level: str, msg: str, **extra: object) -> str:
+    import json
+
+    return json.dumps({"ts": "2026-12-07T09:00:00Z", "level": level, "service": "signal", "msg": msg, **extra})
+
+
+def test_an_outage_the_service_recovered_from_is_history_not_a_fault() -> None:
+    """After a slow reboot or a database restart a service logs one ERROR (its dependency unreachable for a
+    minute) and later "reachable again": validate shows that as information, and fails only while an
+    outage has no recovery after it — also for a second outage after a first recovered one."""
+    from cdb_ops.checks.logscan import scan
+
+    down = _jl("ERROR", "database connection failing for 61 s: connection refused", dependency="postgres")
+    back = _jl("WARNING", "postgres reachable again", dependency="postgres")
+    redis_down = _jl("ERROR", "redis connection failing for 70 s: refused", dependency="redis")
+    other = _jl("ERROR", "could not handle signal 42")
+    errors, db, _, recovered = scan("\n".join([down, back]))
+    assert (errors, db, recovered) == ([], [], [down])
+    errors, db, _, recovered = scan("\n".join([down, back, down]))  # down again, not back yet
+    assert errors == [down] and db == [down] and recovered == [down]
+    errors, _, _, recovered = scan("\n".join([redis_down, back, other]))  # postgres' recovery is not redis'
+    assert errors == [redis_down, other] and recovered == []
+    errors, _, _, recovered = scan("\n".join([back, down]))  # a recovery before the outage recovers nothing
+    assert errors == [down] and recovered == []
