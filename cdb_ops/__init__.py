@@ -2,5 +2,5 @@
 
 __version__ = "0.1.0"
 
-# the version of every --json document (schemas/*.schema.json); bumped only on incompatible changes
+# the version of every --json document (json_schemas/*.schema.json); bumped only on incompatible changes
 JSON_SCHEMA_VERSION = 1

@@ -9,7 +9,7 @@ from typing import Any
 
 from cdb_ops.checks.context import CheckContext
 from cdb_ops.checks.probes import HttpError, http_request
-from cdb_ops.db.probes import DEFAULT_RETENTION_HOURS, prune_probe_rows
+from cdb_ops.db.probe_rows import DEFAULT_RETENTION_HOURS, prune_probe_rows
 from cdb_ops.load.endpoints import host_address, postgres_conninfo
 from cdb_ops.model.results import CheckResult
 

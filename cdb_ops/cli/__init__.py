@@ -1,7 +1,7 @@
 """The command line: one module per command (or group), a session opened once per invocation.
 
 Every command runs in its own process and leaves nothing behind. `main()` imports only what the
-command needs: `--version` is answered here; `status` in its plain forms by `cli.quick` (no typer, rich,
+command needs: `--version` is answered here; `status` in its plain forms by `cli.status_plain` (no typer, rich,
 pydantic or docker-py; it falls back to the full command otherwise); anything else goes through
 `cli.app`, which imports only the module of the command that runs."""
 
@@ -22,7 +22,7 @@ def dispatch(args: list[str]) -> int:
         print(f"cdb-ops {__version__}")
         return 0
     if args[:1] == ["status"]:
-        from cdb_ops.cli.quick import quick_status
+        from cdb_ops.cli.status_plain import quick_status
 
         try:
             rc = quick_status(args[1:])

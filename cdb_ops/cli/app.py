@@ -35,13 +35,13 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Write .env from .env.example with freshly generated secrets (mode 0600), and CDB_FEED: live when the "
         "exchange's stream answers from the engine's network, else replay (offline, recorded frames).",
     ),
-    "plan": ("planning", "plan", "Show what `rebuild` would change, resource by resource. Changes nothing."),
+    "plan": ("plan", "plan", "Show what `rebuild` would change, resource by resource. Changes nothing."),
     "rebuild": (
-        "converge",
+        "rebuild",
         "rebuild",
         "Converge the whole stack: cleanup, network, volumes, postgres + schema, redis, builds, start.",
     ),
-    "run": ("converge", "run", "Run any phase playbook (rebuild is one)."),
+    "run": ("rebuild", "run", "Run any phase playbook (rebuild is one)."),
     "down": (
         "down",
         "down",
@@ -55,42 +55,42 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "One table of the stack's containers: state, health, uptime, restarts, ports, CPU, memory, image.",
     ),
     "validate": (
-        "checks",
+        "validate",
         "validate",
         "Check the memo's success criteria: engine, network, volumes, containers, /health, Postgres (9 tables, "
         "migrations), Redis, logs, memory, and an end-to-end probe. Exit 0 only when nothing failed.",
     ),
     "backup": (
-        "backups",
+        "backup",
         "backup",
         "pg_dump of the stack's database (custom format) into backups/, verified (pg_restore --list reads it, "
         "checksums match), with a .sha256 file and retention.",
     ),
     "restore": (
-        "backups",
+        "backup",
         "restore",
         "Replace the database's contents with a backup: checksum verified, current state backed up first.",
     ),
     "doctor": (
-        "checks",
+        "doctor",
         "doctor",
         "Diagnose the known risks: Docker down, failed builds, Postgres not starting, services that cannot "
         "reach Postgres, ports held by other processes. Each finding comes with its fix.",
     ),
     "logs": ("logs", "logs", "The stack's logs merged by time, one colour per service."),
     "portfolio": (
-        "trading",
+        "portfolio",
         "portfolio",
         "Cash, equity, exposure (% of the cap), realized/unrealized PnL, today's drawdown and the breaker, "
         "headroom for the next entry, and the open positions with their marks (a stale mark is flagged).",
     ),
     "trades": (
-        "trading",
+        "trades",
         "trades",
         "Fills with side, qty, price, fee and realized PnL, and the signal and risk decision behind each.",
     ),
     "report": (
-        "trading",
+        "report",
         "report",
         "Per day and per pair: trades, win rate, realized PnL, fees; the equity curve (drawn in the terminal) "
         "with its max drawdown; with --html FILE the same as one self-contained HTML file.",

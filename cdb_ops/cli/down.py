@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from cdb_ops.apply.context import RunOptions
-from cdb_ops.cli.converge import run_playbook
 from cdb_ops.cli.options import JsonOpt, ProgressMode, ProgressOpt, ProjectDir, VerboseOpt, YesOpt
+from cdb_ops.cli.rebuild import run_playbook
 
 
 def down(

@@ -15,7 +15,8 @@ from cdb_ops.cli.session import Session, open_read
 from cdb_ops.errors import Conflict, UsageError
 from cdb_ops.fsutil import atomic_write
 from cdb_ops.model.labels import LABEL_IMAGE_SERVICE, LABEL_IMAGE_SYSTEM
-from cdb_ops.views.export import TARGETS, build_jobs, render
+from cdb_ops.views.export import TARGETS, build_jobs
+from cdb_ops.views.export_file import render
 
 
 def export_compose(

@@ -23,7 +23,7 @@ from cdb_ops.model.resources import ContainerSpec, MountBinding
 
 
 class ContainerReads(Protocol):
-    """The two reads `status` makes (what the lean read path in `engine.lean` answers too)."""
+    """The two reads `status` makes (what `engine.socket_reader` answers too, straight off the socket)."""
 
     def containers(self, label: str | None = None, detail: bool = True) -> list[ContainerFacts]: ...
 

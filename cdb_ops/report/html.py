@@ -9,7 +9,7 @@ from decimal import Decimal
 from html import escape
 
 from cdb_ops.views.book import dec, money2, pct2
-from cdb_ops.views.report import Report, Tally, thin
+from cdb_ops.views.performance import Report, Tally, thin
 
 W, H, PAD_L, PAD_R, PAD_T, PAD_B = 900, 320, 80, 20, 20, 40
 

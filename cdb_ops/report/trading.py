@@ -1,7 +1,7 @@
 """The trader's views on the terminal (rich tables, a plotext equity chart) or as one JSON document each.
 
 Every view opens with the book it shows and says that probe rows are not in it; the JSON carries the
-same numbers as exact Decimal strings (schemas/portfolio|trades|report.schema.json)."""
+same numbers as exact Decimal strings (json_schemas/portfolio|trades|report.schema.json)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from rich.text import Text
 
 from cdb_ops.report.render import Renderer, _human_duration
 from cdb_ops.views.book import dec, money2, pct2
+from cdb_ops.views.performance import Report, Tally, thin
 from cdb_ops.views.portfolio import Portfolio
-from cdb_ops.views.report import Report, Tally, thin
 from cdb_ops.views.trades import Trades
 
 PROBE_NOTE = "validate's probe rows are in book 'probe', not here"

@@ -1,4 +1,4 @@
-"""Every command's real `--json` output on the engine, checked against schemas/<command>.schema.json:
+"""Every command's real `--json` output on the engine, checked against json_schemas/<command>.schema.json:
 a renamed copy of the stack (cdbs_*, ports +17000, system cdb_tests) is rebuilt once, then each
 command runs against it — including the failure paths (a port held by another process, the lock held,
 restore without --yes) — and every stdout must match its schema, document every field it carries, and
@@ -143,14 +143,14 @@ OUTPUTS = [
 def test_every_schema_is_exercised(outputs):
     assert set(OUTPUTS) == set(outputs)
     used = {o.schema for o in outputs.values()}
-    assert used == {p.name.removesuffix(".schema.json") for p in (Path(__file__).parents[2] / "schemas").iterdir()
+    assert used == {p.name.removesuffix(".schema.json") for p in (Path(__file__).parents[2] / "json_schemas").iterdir()
                     if p.name.endswith(".schema.json")}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", OUTPUTS)
 def test_real_output_matches_its_schema(outputs, name):
     o = outputs[name]
-    assert problems(o.schema, o.doc) == [], f"{name} ({' '.join(o.args)}) vs schemas/{o.schema}.schema.json"
+    assert problems(o.schema, o.doc) == [], f"{name} ({' '.join(o.args)}) vs json_schemas/{o.schema}.schema.json"
     _agrees_with_itself(o)
 
 
@@ -318,4 +318,4 @@ def test_an_added_field_is_allowed_but_must_be_documented(outputs):
     doc = copy.deepcopy(outputs["plan"].doc)
     doc["changes"][0]["estimate_seconds"] = 1.0
     assert problems("plan", doc, documented=False) == []  # a consumer's view: fields may be added
-    assert problems("plan", doc) != []  # ours: add it to schemas/plan.schema.json first
+    assert problems("plan", doc) != []  # ours: add it to json_schemas/plan.schema.json first

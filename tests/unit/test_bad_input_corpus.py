@@ -7,7 +7,7 @@ case that got past validation would exit 4. For each run: the exit code; `file:l
 in the message; every file under the temp dir hashed before and after (nothing written, no `.cdb/`);
 no secret value (the .env passwords, a custom secret, the content a symlinked .env points at) in
 stdout, stderr or the JSON; and the JSON run's stdout is exactly one document valid against
-schemas/error.schema.json. `cdb_ops.cli.app.run` is `main()` without `sys.exit`, so the corpus runs
+json_schemas/error.schema.json. `cdb_ops.cli.app.run` is `main()` without `sys.exit`, so the corpus runs
 in-process and takes a few seconds: `python3 -m pytest tests/unit/test_bad_input_corpus.py -q`.
 """
 
@@ -32,7 +32,7 @@ from tests.unit.conftest import ENV
 
 REPO = Path(__file__).resolve().parents[2]
 STACK_TEXT = (REPO / "playbooks" / "stack.yaml").read_text()
-ERROR_SCHEMA = jsonschema.Draft202012Validator(json.loads((REPO / "schemas" / "error.schema.json").read_text()))
+ERROR_SCHEMA = jsonschema.Draft202012Validator(json.loads((REPO / "json_schemas" / "error.schema.json").read_text()))
 # the .env `cdb-ops init` writes holds GRAFANA_PASSWORD too (logs selects every profile, monitoring's too)
 FULL_ENV = ENV + "GRAFANA_PASSWORD=unit-test-grafana-password-0123456789\n"
 PASSWORDS = [ln.split("=", 1)[1] for ln in FULL_ENV.splitlines() if "PASSWORD=" in ln]

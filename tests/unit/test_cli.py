@@ -160,10 +160,10 @@ def test_a_command_imports_only_what_it_uses(tmp_path):
 
 
 def test_the_status_path_imports_no_typer_rich_pydantic_or_docker(tmp_path, monkeypatch):
-    """The quick status path (cli/quick.py and what it imports), in this very interpreter: a fresh import
+    """The quick status path (cli/status_plain.py and what it imports), in this very interpreter: a fresh import
     of it must not pull in the libraries that make a command slow to start."""
     code = (
-        "import sys; import cdb_ops.cli.quick as q, cdb_ops.engine.lean, cdb_ops.engine.cgroups, "
+        "import sys; import cdb_ops.cli.status_plain as q, cdb_ops.engine.socket_reader, cdb_ops.engine.cgroups, "
         "cdb_ops.load.outline, cdb_ops.load.settings, cdb_ops.views.status, cdb_ops.report.status_text, "
         "cdb_ops.report.document; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'rich', 'pydantic', 'docker', "

@@ -1,4 +1,4 @@
-"""`--json` is a contract: schemas/*.schema.json (JSON Schema 2020-12) describe every command's output.
+"""`--json` is a contract: json_schemas/*.schema.json (JSON Schema 2020-12) describe every command's output.
 Here, without Docker: every schema is a valid schema, its enums match the code, and the error shape
 (plus what doctor, validate and init print without an engine) matches what the CLI really prints.
 tests/integration/test_json_schemas.py checks every command's real output on the engine."""
@@ -24,7 +24,7 @@ import cdb_ops
 from tests.helpers import no_exchange
 
 REPO = Path(__file__).resolve().parents[2]
-SCHEMAS_DIR = REPO / "schemas"
+SCHEMAS_DIR = REPO / "json_schemas"
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 # file name -> the `command` values it describes
 COMMAND_SCHEMAS: dict[str, set[str]] = {
@@ -73,7 +73,7 @@ def closed(schema: Any, root: bool = True) -> Any:
 
 
 def problems(name: str, doc: Any, *, documented: bool = True) -> list[str]:
-    """Why `doc` does not match schemas/<name>.schema.json (empty: it does). With `documented`, also
+    """Why `doc` does not match json_schemas/<name>.schema.json (empty: it does). With `documented`, also
     every field of `doc` must be described by the schema."""
     schema = load_schema(name)
     errors: list[str] = []
@@ -98,7 +98,7 @@ def test_one_schema_per_command_and_a_readme():
     )
     readme = (SCHEMAS_DIR / "README.md").read_text()
     for name in COMMAND_SCHEMAS:
-        assert f"{name}.schema.json" in readme, f"schemas/README.md does not document {name}.schema.json"
+        assert f"{name}.schema.json" in readme, f"json_schemas/README.md does not document {name}.schema.json"
     assert "schema_version" in readme
 
 

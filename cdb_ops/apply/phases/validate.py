@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cdb_ops.apply.context import PhaseContext
-from cdb_ops.checks.stack import run_checks
+from cdb_ops.checks.validate import run_checks
 from cdb_ops.errors import StepFailed
 from cdb_ops.load.specs import PhaseSpec
 from cdb_ops.model.results import CheckResult

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cdb_ops.cli.quick import _parse, quick_status
+from cdb_ops.cli.status_plain import _parse, quick_status
 from cdb_ops.engine.cgroups import CgroupSample, load_samples, save_samples
-from cdb_ops.engine.lean import MIN_CPU_WINDOW, _dechunk, _http_get, _http_get_many
+from cdb_ops.engine.socket_reader import MIN_CPU_WINDOW, _dechunk, _http_get, _http_get_many
 from cdb_ops.load.outline import OutlineService, StackOutline, load_outline, outline_key, save_outline
 from cdb_ops.load.project import find_project
 from cdb_ops.load.settings import parse_env_file
@@ -137,13 +137,13 @@ class _Cgroups:
 
 
 def _reader(monkeypatch, readings, earlier):
-    from cdb_ops.engine import lean
+    from cdb_ops.engine import socket_reader
 
     sleeps: list[float] = []
-    monkeypatch.setattr(lean, "cgroup_sample", _Cgroups(readings))
-    monkeypatch.setattr(lean.time, "sleep", sleeps.append)
-    monkeypatch.setattr(lean.time, "monotonic", lambda: 1000.0)
-    reader = lean.LeanReader("/nonexistent.sock", earlier=earlier)
+    monkeypatch.setattr(socket_reader, "cgroup_sample", _Cgroups(readings))
+    monkeypatch.setattr(socket_reader.time, "sleep", sleeps.append)
+    monkeypatch.setattr(socket_reader.time, "monotonic", lambda: 1000.0)
+    reader = socket_reader.SocketReader("/nonexistent.sock", earlier=earlier)
     reader._first_at = 1000.0
     return reader, sleeps
 

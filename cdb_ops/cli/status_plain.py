@@ -1,4 +1,4 @@
-"""`cdb-ops status` the quick way: no typer, pydantic or docker-py. The stack's outline comes from the
+"""`cdb-ops status` in plain Python: no typer, pydantic or docker-py. The stack's outline comes from the
 cache under `.cdb/` (valid while no input file changed), the containers from one list call and
 concurrent inspects over the engine's Unix socket. Whenever that cannot answer exactly as the full
 command would (a flag it does not parse, no cache, a warning to show, a remote engine, an error) it
@@ -42,7 +42,7 @@ def quick_status(args: list[str]) -> int | None:
         return None
     json_output, project_dir, profiles = parsed
     from cdb_ops.engine.cgroups import load_samples, save_samples
-    from cdb_ops.engine.lean import LeanReader, LeanUnavailable, local_socket
+    from cdb_ops.engine.socket_reader import LeanUnavailable, SocketReader, local_socket
     from cdb_ops.errors import CdbError
     from cdb_ops.load.outline import load_outline, outline_key
     from cdb_ops.load.project import find_project
@@ -63,7 +63,7 @@ def quick_status(args: list[str]) -> int | None:
         values = {k: e.value for k, e in parse_env_file(project.env_file).items()}
         redact = Redactor(values[k] for k in outline.secret_keys if values.get(k))
         samples = project.state_dir / "cpu-samples.json"
-        reader = LeanReader(sock, earlier=load_samples(samples))
+        reader = SocketReader(sock, earlier=load_samples(samples))
         rows = gather(reader, outline)
         if any(r.state == "running" and r.memory_bytes is None for r in rows):
             return None  # cgroups not readable here: the full command asks the stats endpoint

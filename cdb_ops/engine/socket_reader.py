@@ -1,4 +1,4 @@
-"""A lean read path to a local engine: the two reads `status` makes (one list call, one inspect per
+"""Reads from a local engine straight off its Unix socket: the two reads `status` makes (one list call,
 container, all at once) over the Unix socket with the standard library — no docker-py, requests or
 urllib3 to import. Anything it cannot do (a remote engine, an error) is left to `DockerEngine`: the
 caller falls back, so every error is still reported one way."""
@@ -27,7 +27,7 @@ EARLIER_SAMPLE_SECONDS = 10.0
 
 
 class LeanUnavailable(Exception):
-    """The lean path cannot answer; use `DockerEngine` (which reports the real problem, if any)."""
+    """The socket reader cannot answer; use `DockerEngine` (which reports the real problem, if any)."""
 
 
 def local_socket() -> str | None:
@@ -103,7 +103,7 @@ def _dechunk(body: bytes) -> bytes:
         i = j + 2 + size + 2
 
 
-class LeanReader:
+class SocketReader:
     """`containers()` and `stats_many()` of `EngineFacts`, for a local engine, read-only."""
 
     def __init__(self, path: str, timeout: float = 10.0, earlier: dict[str, CgroupSample] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""`cdb-ops validate` and `cdb-ops doctor`: check the stack, diagnose what is wrong."""
+"""`cdb-ops validate`: the memo's success criteria as named checks, ending with the end-to-end probe."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from typing import Annotated
 
 import typer
 
-from cdb_ops.checks import doctor as doc
 from cdb_ops.checks.context import ValidateOptions
-from cdb_ops.checks.stack import run_checks
+from cdb_ops.checks.validate import run_checks
 from cdb_ops.cli.options import FeedOpt, JsonOpt, ProfileOpt, ProjectDir
-from cdb_ops.cli.session import open_read, open_run
+from cdb_ops.cli.session import open_run
 from cdb_ops.db.opsruns import record
 from cdb_ops.engine.docker import DockerEngine
 from cdb_ops.errors import CdbError, ExitCode
@@ -64,19 +63,3 @@ def validate(
     )
     s.out.checks(results, run_id, why_not is None)
     raise typer.Exit(int(ExitCode.CHECKS_FAILED) if failed else 0)
-
-
-def doctor(
-    ctx: typer.Context, project_dir: ProjectDir = None, profile: ProfileOpt = None, json_output: JsonOpt = False
-) -> None:
-    """Diagnose the known risks: Docker down, failed builds, Postgres not starting, services that cannot
-    reach Postgres, ports held by other processes. Each finding comes with its fix."""
-    s = open_read(ctx, "doctor", json_output, project_dir, "rebuild", profile, None)
-    try:
-        engine = DockerEngine()
-    except CdbError as exc:
-        s.out.findings(doc.engine_down(exc.message, exc.remedy))
-        raise typer.Exit(int(exc.exit_code)) from None
-    findings = doc.diagnose(engine, s.desired, s.project, s.redact)
-    s.out.findings(findings)
-    raise typer.Exit(int(ExitCode.CHECKS_FAILED) if any(f.verdict == "problem" for f in findings) else 0)
