@@ -124,6 +124,20 @@ def replay_health() -> dict[str, Any]:
         return {}
 
 
+def replay_sent(stack: stackwatch.Stack, started: float, hours: float, frames: int) -> int:
+    """Frames the replay has sent: from its /health, or (a replay that does not report frames_sent) from
+    the event clock — its first frame carries the moment the screener connected (REPLAY_REWRITE_TIME=1),
+    one frame per second of event time after it."""
+    sent = replay_health().get("frames_sent")
+    if isinstance(sent, int):
+        return sent
+    newest = stackwatch.newest_tick_time(stack)
+    if newest is None:
+        return 0
+    start_ms = started * 1000 if newest > started * 1000 - 86_400_000 else ffmarket.START_MS
+    return max(0, min(frames, int((newest - start_ms) / 1000) + 1))
+
+
 def replay_logs(after: float) -> list[tuple[float, str]]:
     """(epoch s, line) of the replay's log since `after`."""
     import docker
@@ -201,7 +215,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     next_sample = time.time() + args.every
     while time.time() < deadline:
         time.sleep(1)
-        sent = int(replay_health().get("frames_sent") or 0)
+        sent = replay_sent(stack, started, args.hours, frames)
         if time.time() >= next_sample:
             next_sample += args.every
             print(log.line(log.sample(started, progress=min(1.0, sent / frames))), flush=True)

@@ -252,3 +252,16 @@ def stream_lengths(stack: Stack) -> dict[str, int]:
         for stream in STREAMS:
             out[stream] = int(r.xlen(stream))
     return out
+
+
+def newest_tick_time(stack: Stack) -> int | None:
+    """E (epoch ms) of the newest market tick in cdb:ticks (probe ticks left out): how far the event clock
+    of the feed has come, whatever the replay reports about itself."""
+    import json
+
+    with contextlib.suppress(redis.RedisError, ValueError, KeyError):
+        for _id, fields in stack.redis().xrevrange("cdb:ticks", count=50):
+            data = json.loads(fields["data"])
+            if not data.get("is_probe"):
+                return int(data["tick_time"])
+    return None
