@@ -280,10 +280,11 @@ class ScreenerService(BaseService):
         report.checks["pending_ticks"] = len(self.queue)
         report.checks["pending_snapshots"] = len(self.snapshots)
         report.checks["held_symbols"] = len(self.holdings.current.symbols)
-        report.checks.update(self.feed.facts())
         stale = (age if age is not None else since_start) > self.stale_seconds
         if stale:
             report.checks["frame_stale"] = f"no frame for more than {self.stale_seconds} s"
             report.worsen("unhealthy")
         elif not self.feed.connected:
             report.worsen("degraded")
+        # last: a probe shows the first 500 characters of these facts, the verdict's reasons must be in them
+        report.checks.update(self.feed.facts())
