@@ -38,9 +38,7 @@ FlattenOpt = Annotated[
     bool,
     typer.Option("--flatten", help="Also close every open position of the book (SELL at market) before halting."),
 ]
-TimeoutOpt = Annotated[
-    float, typer.Option("--timeout", min=1, max=600, help="Seconds --flatten waits for the fills.")
-]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", min=1, max=600, help="Seconds --flatten waits for the fills.")]
 
 
 @contextmanager
@@ -71,7 +69,7 @@ def _book(s: Session, feed: str | None) -> BookChoice:
 def _reason(reason: str | None, verb: str) -> str:
     text = (reason or "").strip()
     if not text:
-        raise UsageError(f"`trading {verb}` needs a reason", f'say why: --reason "…" (recorded with who and when)')
+        raise UsageError(f"`trading {verb}` needs a reason", 'say why: --reason "…" (recorded with who and when)')
     if len(text) > 500:
         raise UsageError(f"--reason is {len(text)} characters long", "keep it to 500 characters")
     return text
@@ -94,7 +92,8 @@ def _print(s: Session, command: str, states: list[ts.BookState], changed: dict[s
     if flatten is not None:
         con.print(
             f"flatten: {len(flatten['sold'])} SELL signal(s) published, {flatten['closed']} position(s) closed in "
-            f"{flatten['seconds']} s" + (f"; still open: {', '.join(flatten['still_open'])}" if flatten["still_open"] else "")
+            f"{flatten['seconds']} s"
+            + (f"; still open: {', '.join(flatten['still_open'])}" if flatten["still_open"] else "")
         )
     for b in states:
         style = {"ACTIVE": "green", "REDUCING": "yellow", "HALTED": "red"}[b.state]
@@ -178,7 +177,9 @@ def trading_halt(
         raise typer.Exit(int(ExitCode.CHECKS_FAILED))
 
 
-def _flatten(s: Session, conn: Any, book: str, positions: list[ts.OpenLong], why: str, timeout: float) -> dict[str, Any]:
+def _flatten(
+    s: Session, conn: Any, book: str, positions: list[ts.OpenLong], why: str, timeout: float
+) -> dict[str, Any]:
     """REDUCING (exits pass), one SELL signal per position, then wait until the book holds nothing and no
     order of it is unfilled."""
     import redis

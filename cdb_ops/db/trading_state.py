@@ -119,7 +119,9 @@ def _text(value: Decimal) -> str:
 
 
 def has_states(conn: Any) -> bool:
-    row = conn.execute("SELECT to_regclass('public.book_states')").fetchone()
+    from psycopg.rows import tuple_row
+
+    row = conn.cursor(row_factory=tuple_row).execute("SELECT to_regclass('public.book_states')").fetchone()
     return bool(row and row[0] is not None)
 
 
@@ -132,7 +134,9 @@ def require_states(conn: Any) -> None:
 
 
 def read_state(conn: Any, book: str) -> BookState:
-    stored, tripped, next_day = conn.execute(SELECT_STATE, {"book": book}).fetchone()
+    from psycopg.rows import tuple_row  # whatever rows the connection makes (validate's are dicts)
+
+    stored, tripped, next_day = conn.cursor(row_factory=tuple_row).execute(SELECT_STATE, {"book": book}).fetchone()
     stored = stored or {}
     return BookState(
         book=book,

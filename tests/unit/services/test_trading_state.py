@@ -36,7 +36,10 @@ SELL_ETH = SignalIn("ETHUSDT", "SELL", D("2500"))
 
 def holding_eth(state: str, **kw: object) -> PortfolioView:
     return PortfolioView(
-        cash=D("900"), holdings={"ETHUSDT": Holding(D("0.04"), D("2500"))}, trading_state=state, **kw  # type: ignore[arg-type]
+        cash=D("900"),
+        holdings={"ETHUSDT": Holding(D("0.04"), D("2500"))},
+        trading_state=state,
+        **kw,  # type: ignore[arg-type]
     )
 
 
