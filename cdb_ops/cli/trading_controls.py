@@ -173,7 +173,10 @@ def trading_halt(
     _print(s, "trading halt", [after], changed, result, history)
     if result["still_open"]:
         if not s.json:
-            s.out.warn("not every position closed in time; the book is halted anyway — see `cdb-ops trades --rejected`")
+            s.out.warn(
+                "not every position closed in time; the book is halted anyway — see `cdb-ops portfolio` and "
+                "`cdb-ops logs risk`"
+            )
         raise typer.Exit(int(ExitCode.CHECKS_FAILED))
 
 
