@@ -10,6 +10,7 @@ from typing import Any
 from cdb_ops.checks.context import CheckContext
 from cdb_ops.checks.probes import HttpError, http_request
 from cdb_ops.db.probe_rows import DEFAULT_RETENTION_HOURS, prune_probe_rows
+from cdb_ops.db.trading_state import has_states, read_state
 from cdb_ops.load.endpoints import host_address, postgres_conninfo
 from cdb_ops.model.results import CheckResult
 
@@ -77,6 +78,7 @@ def check_probe(ctx: CheckContext) -> list[CheckResult]:
                 time.sleep(0.02)  # the pipeline takes tens of milliseconds: look often, so the probe ends soon after
             took = time.monotonic() - started
             pruned = prune_probe_rows(conn, retention)
+            book_state = read_state(conn, ctx.desired.feed) if ctx.desired.feed and has_states(conn) else None
     except psycopg.OperationalError as exc:
         # the database went away while the probe ran: a fault of the stack to report, not a bug of cdb-ops
         return [
@@ -111,12 +113,15 @@ def check_probe(ctx: CheckContext) -> list[CheckResult]:
     if reached == 3:
         facts["portfolio"] = row["portfolio"] if row else None
         facts["active_book"] = ctx.desired.feed  # the feed's book the stack trades in; the probe is in neither
+        facts["active_book_state"] = book_state.state if book_state else None  # the probe's book is never halted
         return [
             CheckResult(
                 "pipeline probe",
                 "pass",
                 f"screener → signal → risk → execution in {took * 1000:.0f} ms ({symbol}, book 'probe'; "
-                f"the stack trades in the {ctx.desired.feed} book)",
+                f"the stack trades in the {ctx.desired.feed} book"
+                + (f", which is {book_state.summary}" if book_state and book_state.state != "ACTIVE" else "")
+                + ")",
                 facts=facts,
             )
         ]

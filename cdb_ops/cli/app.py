@@ -95,6 +95,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Per day and per pair: trades, win rate, realized PnL, fees; the equity curve (drawn in the terminal) "
         "with its max drawdown; with --html FILE the same as one self-contained HTML file.",
     ),
+    "trading": (
+        "trading",
+        "register",
+        "A book's trading state: status, halt (--flatten), reduce (exits only), resume; persisted, enforced by risk.",
+    ),
     "schema": ("schema", "register", "Versioned SQL migrations in schema/: status and migrate."),
     "export": ("export", "register", "Write the stack in other formats."),
 }

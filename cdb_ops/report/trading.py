@@ -64,6 +64,7 @@ def show_portfolio(out: Renderer, p: Portfolio) -> None:
         pct2(p.daily_drawdown_pct),
         f"of {money2(p.day_start_equity)} start equity (breaker at {pct2(p.limits.max_daily_drawdown_pct)}): {breaker}",
     )
+    summary.add_row("trading state", p.trading_state.summary if p.trading_state else "-", "`cdb-ops trading status`")
     summary.add_row("headroom", money2(p.headroom), f"USDT for the next entry (limited by {p.headroom_limited_by})")
     out.console.print(summary)
     if not p.positions:

@@ -7,11 +7,12 @@ of the book's last snapshot (every fill writes one), INITIAL_CAPITAL for a book 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from cdb_ops.db.trading_state import BookState, has_states, read_state
 from cdb_ops.views.book import HUNDRED, ZERO, dec
 
 # A mark older than this is flagged: the feed stopped sending the symbol (or the stack is down).
@@ -108,6 +109,7 @@ class Portfolio:
     headroom: Decimal
     headroom_limited_by: str
     positions: list[OpenPosition] = field(default_factory=list)
+    trading_state: BookState | None = None  # None: the database predates the trading states (migration 008)
 
     @property
     def exposure_pct(self) -> Decimal:
@@ -142,6 +144,7 @@ class Portfolio:
             "headroom": {"next_entry_usdt": dec(self.headroom), "limited_by": self.headroom_limited_by},
             "stale_after_seconds": STALE_MARK_SECONDS,
             "positions": [p.to_dict() for p in self.positions],
+            "trading_state": self.trading_state.to_dict() if self.trading_state else None,
         }
 
 
@@ -171,6 +174,7 @@ def load_portfolio(conn: Any, book: str, chosen_by: str, limits: Limits) -> Port
         pending = conn.execute(SELECT_PENDING_BUYS, (book,)).fetchone()[0]
         day = conn.execute(SELECT_DAY, (book,)).fetchone()
         rows = conn.execute(SELECT_POSITIONS, {"book": book}).fetchall()
+        state = read_state(conn, book) if has_states(conn) else None
     positions = []
     for symbol, qty, entry, mark, opened, marked in rows:
         mark_age = (now - marked).total_seconds() if marked else None
@@ -192,4 +196,5 @@ def load_portfolio(conn: Any, book: str, chosen_by: str, limits: Limits) -> Port
         unrealized_pnl=sum((p.unrealized_pnl for p in positions), ZERO), day_start_equity=start,
         daily_drawdown_pct=drawdown, breaker_tripped=tripped, headroom=room, headroom_limited_by=limited_by,
         positions=positions,
+        trading_state=replace(state, breaker_tripped=tripped) if state else None,
     )  # fmt: skip

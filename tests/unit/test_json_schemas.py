@@ -41,9 +41,11 @@ COMMAND_SCHEMAS: dict[str, set[str]] = {
     "portfolio": {"portfolio"},
     "trades": {"trades"},
     "report": {"report"},
+    "trading": {"trading status", "trading halt", "trading reduce", "trading resume"},
     "error": {
         "init", "plan", "rebuild", "run", "down", "status", "validate", "doctor", "logs", "backup", "restore",
         "schema status", "schema migrate", "portfolio", "trades", "report",
+        "trading status", "trading halt", "trading reduce", "trading resume",
     },
 }  # fmt: skip
 

@@ -1,6 +1,10 @@
 """The risk checks of SPEC §4, free of I/O: one signal + a portfolio view + limits → one decision.
 
 Order of the checks (the first that fails decides):
+0. the book's trading state (table book_states, set by `cdb-ops trading halt|reduce|resume`): HALTED
+   rejects every signal (`halted`), REDUCING rejects BUYs (`reducing`) and lets exits through. The breaker
+   below is the same model: while it is tripped the book is REDUCING until the next UTC day, so
+   `effective_state` is the one answer to "may this book open a position now?".
 1. daily-drawdown circuit breaker, on the EQUITY curve (cash + positions marked to market) against
    the start-of-UTC-day equity: down by ≥ MAX_DAILY_DRAWDOWN % halts BUYs until the next UTC day
    (latched: a recovery within the day does not re-open it). SELLs always pass (exits are never blocked).
@@ -34,6 +38,19 @@ MONEY_STEP = Decimal("0.000000000001")
 PCT_STEP = Decimal("0.000001")
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
+
+# The trading states of a book (NautilusTrader's names): ACTIVE trades, REDUCING takes exits only,
+# HALTED takes nothing new.
+ACTIVE, REDUCING, HALTED = "ACTIVE", "REDUCING", "HALTED"
+TRADING_STATES = (ACTIVE, REDUCING, HALTED)
+
+
+def effective_state(stored: str, breaker_tripped: bool) -> str:
+    """The state a book trades under: the trader's (stored) one, made at least REDUCING while the daily
+    breaker is tripped (exits pass, entries wait for the next UTC day)."""
+    if stored == HALTED:
+        return HALTED
+    return REDUCING if stored == REDUCING or breaker_tripped else ACTIVE
 
 
 def floor_qty(value: Decimal) -> Decimal:
@@ -121,6 +138,7 @@ class PortfolioView:
     day: date | None = None  # UTC day that `day_start_equity` and `breaker_latched` belong to
     day_start_equity: Decimal | None = None
     breaker_latched: bool = False
+    trading_state: str = ACTIVE  # the trader's state of the book (book_states); ACTIVE when none is stored
 
     @classmethod
     def fresh(cls, capital: Decimal) -> PortfolioView:
@@ -151,6 +169,7 @@ class RiskDecision:
     daily_drawdown_pct: Decimal
     breaker_tripped: bool
     limits: dict[str, str]
+    trading_state: str = ACTIVE  # effective_state(the stored state, breaker_tripped) at this decision
 
     @property
     def approved(self) -> bool:
@@ -209,10 +228,17 @@ def evaluate(signal: SignalIn, view: PortfolioView, limits: RiskLimits, now: dat
             daily_drawdown_pct=daily_dd.quantize(PCT_STEP),
             breaker_tripped=tripped,
             limits=facts | extra,
+            trading_state=effective_state(view.trading_state, tripped),
         )
 
     held = view.holdings.get(signal.symbol)
     pending_sides = {o.side for o in view.pending if o.symbol == signal.symbol}
+
+    # 0. the trader's state: HALTED takes nothing, REDUCING no entry (its exits go on below)
+    if view.trading_state == HALTED:
+        return decide(REJECTED, "halted", ZERO, ZERO)
+    if signal.side == "BUY" and view.trading_state == REDUCING:
+        return decide(REJECTED, "reducing", ZERO, ZERO)
 
     if signal.side == "SELL":
         # Exits pass the breaker and the size/exposure checks: they only reduce risk.

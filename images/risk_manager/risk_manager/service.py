@@ -66,6 +66,7 @@ class RiskService(BaseService):
         self.consumer = StreamConsumer(self.redis_bus, self.db, STREAM_SIGNALS, "risk_manager", self.handle, log=log)
         self.decisions = {"APPROVED": 0, "REJECTED": 0}
         self.breaker_tripped = False
+        self.trading_state = "ACTIVE"  # effective state of the feed's book at the last decision
         self.order_ttl = env_int(settings.env, "ORDER_TTL_SECONDS", 300, minimum=1)
         self.orders_expired = 0
 
@@ -164,6 +165,7 @@ class RiskService(BaseService):
         DAILY_DRAWDOWN.labels(portfolio).set(float(decision.daily_drawdown_pct))
         if portfolio == self.settings.feed:
             self.breaker_tripped = decision.breaker_tripped
+            self.trading_state = decision.trading_state
             BREAKER.labels(portfolio).set(1 if decision.breaker_tripped else 0)
         record = {
             "ts": utcnow().isoformat(timespec="milliseconds"),
@@ -174,6 +176,7 @@ class RiskService(BaseService):
             "limits": decision.limits,
             "portfolio": portfolio,
             "is_probe": signal.is_probe,
+            "trading_state": decision.trading_state,
         }
         self._audit(record)
         self.log.info(
@@ -191,6 +194,7 @@ class RiskService(BaseService):
         report.checks["decisions_rejected"] = self.decisions["REJECTED"]
         report.checks["book"] = self.settings.feed
         report.checks["circuit_breaker_tripped"] = self.breaker_tripped
+        report.checks["trading_state"] = self.trading_state
         report.checks["audit_path"] = self.audit.path
         report.checks["audit_lines_written"] = self.audit.lines_written
         report.checks["order_ttl_seconds"] = self.order_ttl

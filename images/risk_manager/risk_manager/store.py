@@ -14,11 +14,12 @@ from typing import Any
 
 from cdb_common.events import Order, Signal
 
-from .rules import Holding, PendingOrder, PortfolioView, RiskDecision
+from .rules import ACTIVE, Holding, PendingOrder, PortfolioView, RiskDecision
 
 # Everything a decision reads, in one statement (one round trip where six took six: at ~0.5 ms a round trip
 # on a busy 2-core host that was most of the risk manager's share of tick-to-order): an earlier decision
-# for the signal (a redelivery), the holdings, the unfilled orders, the cash, the day's latch. Numbers
+# for the signal (a redelivery), the holdings, the unfilled orders, the cash, the day's latch, the book's trading
+# state (its newest book_states row; none: ACTIVE; the probe's book never has one). Numbers
 # travel as text inside the JSON, so they come back as the exact Decimals the columns hold.
 # {narrow}: "" or " AND symbol = %(symbol)s" (the probe reads its own symbol only).
 SELECT_STATE = """
@@ -33,7 +34,8 @@ SELECT
      FROM orders WHERE portfolio = %(portfolio)s AND status = 'NEW'{narrow}),
   (SELECT cash::text FROM portfolio_snapshots WHERE portfolio = %(portfolio)s ORDER BY id DESC LIMIT 1),
   (SELECT json_build_array(start_equity::text, breaker_tripped) FROM daily_pnl
-    WHERE portfolio = %(portfolio)s AND day = %(day)s)
+    WHERE portfolio = %(portfolio)s AND day = %(day)s),
+  (SELECT state FROM book_states WHERE portfolio = %(portfolio)s ORDER BY id DESC LIMIT 1)
 """
 
 INSERT_RISK_EVENT = """
@@ -123,7 +125,7 @@ async def load_state(
     narrow = "" if only_symbol is None else " AND symbol = %(symbol)s"
     params = {"signal_id": signal_id, "portfolio": portfolio, "day": today, "symbol": only_symbol}
     row = await (await conn.execute(SELECT_STATE.format(narrow=narrow), params)).fetchone()
-    earlier, holding_rows, pending_rows, cash_text, day_row = row
+    earlier, holding_rows, pending_rows, cash_text, day_row, state = row
     existing = None
     if earlier is not None:
         risk_event_id, decision, reason, order_id, qty, reference_price, order_portfolio = earlier
@@ -143,6 +145,7 @@ async def load_state(
         day=today if day_row else None,
         day_start_equity=Decimal(day_row[0]) if day_row else None,
         breaker_latched=bool(day_row[1]) if day_row else False,
+        trading_state=state or ACTIVE,
     )
     return existing, view
 
