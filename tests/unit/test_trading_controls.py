@@ -1,5 +1,5 @@
 """`cdb-ops trading …` without Docker: bad input (no --reason, unknown feed → 2; resume without --yes → 7),
-the error and state shapes against schemas/trading.schema.json, and the pieces of flatten: the exit
+the error and state shapes against json_schemas/trading.schema.json, and the pieces of flatten: the exit
 signal it publishes is a valid cdb:signals event of the book."""
 
 from __future__ import annotations

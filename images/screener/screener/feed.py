@@ -121,8 +121,11 @@ class Feed:
         try:
             ws = await websockets.connect(
                 self.url,
-                ping_interval=20,
-                ping_timeout=20,
+                # No pings of our own: the exchange pings every 20 s (the library answers with the payload)
+                # and a silent connection is caught by FEED_SILENCE_SECONDS. Our own keepalive only hurt:
+                # under a burst its pong queues behind unread frames and the library closed a healthy
+                # connection (1011) that was merely busy.
+                ping_interval=None,
                 close_timeout=1,
                 open_timeout=10,
                 max_size=MAX_FRAME_BYTES * 4,  # larger frames are counted by parse_frame, not fatal
