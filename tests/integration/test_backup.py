@@ -10,24 +10,20 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.helpers import cdb, cdb_json, env_values, make_project, pg_connect, remove_system
+from tests.helpers import STACKS, StackFixture, cdb, cdb_json, env_values, pg_connect
 
 pytestmark = pytest.mark.integration
 
-SYSTEM = "cdb_testb"
+STACK = STACKS["backup"]
+SYSTEM = STACK.system
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory):
-    remove_system(SYSTEM)
-    root = make_project(tmp_path_factory.mktemp("backup"), SYSTEM, prefix="cdbb_", offset=16000)
-    out = cdb_json("rebuild", project=root)
-    assert out["result"] == "ok"
-    yield root
-    remove_system(SYSTEM)
+    yield from StackFixture(STACK).around(tmp_path_factory.mktemp("backup"))
 
 
-_pg = functools.partial(pg_connect, port=21432)
+_pg = functools.partial(pg_connect, port=STACK.pg_port)
 
 
 def _markers(project: Path) -> list[str]:
