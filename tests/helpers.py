@@ -215,9 +215,10 @@ def env_values(project: Path) -> dict[str, str]:
 
 
 def pg_connect(
-    project: Path, port: int, *, password: str | None = None, autocommit: bool = True
+    project: Path, port: int, *, password: str | None = None, autocommit: bool = True, **options: Any
 ) -> psycopg.Connection[Any]:
-    """A connection to a test project's Postgres on its published port, as the user in its .env."""
+    """A connection to a test project's Postgres on its published port, as the user in its .env (`options`:
+    more connection parameters, e.g. application_name)."""
     env = env_values(project)
     return psycopg.connect(
         host="127.0.0.1",
@@ -227,6 +228,7 @@ def pg_connect(
         dbname=env["POSTGRES_DB"],
         connect_timeout=5,
         autocommit=autocommit,
+        **options,
     )
 
 
