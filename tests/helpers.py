@@ -112,9 +112,10 @@ class StackFixture:
     def up(self, root: Path) -> Path:
         remove_system(self.stack.system)
         project = make_project(root, self.stack.system, self.stack.prefix, self.stack.offset, init=self.init)
-        if self.env:
-            with open(project / ".env", "a") as f:
-                f.writelines(f"{k}={v}\n" for k, v in self.env.items())
+        if self.env:  # each key set once: a line `init` wrote for it is replaced, not shadowed by a second
+            env_file = project / ".env"
+            kept = [ln for ln in env_file.read_text().splitlines() if ln.split("=", 1)[0].strip() not in self.env]
+            env_file.write_text("\n".join([*kept, *(f"{k}={v}" for k, v in self.env.items())]) + "\n")
         if self.converge:
             r = cdb("rebuild", *self.rebuild_args, "--json", project=project)
             assert r.returncode == 0, f"rebuild: exit {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
