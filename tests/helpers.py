@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import docker
 import psycopg
+import redis
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -206,6 +207,17 @@ def cdb_json(*args: str, project: Path, expect: int | None = 0) -> dict[str, Any
     return json.loads(r.stdout)
 
 
+def cdb_exit_json(*args: str, project: Path) -> tuple[int, dict[str, Any]]:
+    """`cdb-ops ARGS --json`'s exit code and document, whatever the exit code (for tests of failures)."""
+    r = cdb(*args, "--json", project=project)
+    try:
+        return r.returncode, json.loads(r.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(
+            f"`cdb-ops {' '.join(args)} --json` printed no JSON (exit {r.returncode}):\n{r.stderr}"
+        ) from None
+
+
 def env_values(project: Path) -> dict[str, str]:
     out = {}
     for line in (project / ".env").read_text().splitlines():
@@ -231,6 +243,12 @@ def pg_connect(
         autocommit=autocommit,
         **options,
     )
+
+
+def redis_connect(project: Path, port: int, **options: Any) -> redis.Redis:
+    """A client of a test project's Redis on its published port, with the password in its .env (`options`:
+    more client parameters, e.g. decode_responses, socket_timeout)."""
+    return redis.Redis(host="127.0.0.1", port=port, password=env_values(project)["REDIS_PASSWORD"], **options)
 
 
 def remove_system(system: str) -> None:
