@@ -1,6 +1,6 @@
 """Faults on the real engine (issue 6, item 3) and a hostile feed (item 4), on a stack of our own.
 
-The stack is a renamed copy (`cdbf_*`, ports +24000, system `cdb_flt`) brought up with the replay feed,
+The stack is a renamed copy (STACKS["faults"]) brought up with the replay feed,
 so nothing here touches the user's `cdb_*` stack or the other test stacks. What is proven:
 
 * kill -9 of Postgres, of Redis and of a consumer (risk) while events flow: afterwards every signal
