@@ -39,11 +39,12 @@ def test_wait_until_returns_the_first_truthy_value_and_names_what_it_waited_for(
 # Modules other helpers are editing while this guard lands; the integrator clears this list once they
 # are converted too.
 ALLOWED = {"test_exchange_rules.py", "test_trading_controls.py", "test_backups_scheduled.py"}
+TESTS = Path(__file__).resolve().parents[1]
+# every module of the Docker tests and what they share (helpers.py is the one place the scaffolding lives)
 TEST_MODULES = sorted(
     p
-    for folder in ("integration", "e2e")
-    for p in (Path(__file__).resolve().parents[1] / folder).glob("test_*.py")
-    if p.name not in ALLOWED and not p.name.startswith("test_trading_controls")
+    for p in [*TESTS.glob("*.py"), *(TESTS / "integration").glob("*.py"), *(TESTS / "e2e").glob("*.py")]
+    if p.name not in {*ALLOWED, "helpers.py", "__init__.py"} and not p.name.startswith("test_trading_controls")
 )
 
 
