@@ -11,8 +11,8 @@ log; a 30-day projection with retention applied; `cdb-ops validate` (with the pr
     python bench/fastforward.py --speed 0 --json out.json --keep
     python bench/fastforward.py --report out.json    # print a saved result again
 
-Its own copy of the stack (system cdb_ffwd, containers cdbv_*, ports +45000, project .cache/fastforward
-with a replays/ folder of its own for the generated file) is removed at the end unless --keep.
+Its own copy of the stack (STACKS["fastforward"] in tests/helpers.py; project .cache/fastforward with a
+replays/ folder of its own for the generated file) is removed at the end unless --keep.
 `--speed 0` plays as fast as the screener reads: faster than the signal engine consumes on 2 cores, and
 cdb:ticks is trimmed at 200,000 entries, so a backlog beyond that loses ticks (the run says so).
 """

@@ -124,6 +124,12 @@ def _restart_counts() -> dict[str, int]:
     return {s: _container(s).attrs["RestartCount"] for s in SERVICES}
 
 
+def _wait(what: str, check: Any, timeout: float = 90.0, every: float = 0.5) -> Any:
+    """wait_until with this module's old defaults, only for test_exchange_rules (which imports it and is
+    being edited elsewhere): the integrator removes it once that module calls wait_until itself."""
+    return wait_until(what, check, timeout, every)
+
+
 # -- probes ----------------------------------------------------------------------------------------
 
 
@@ -609,7 +615,7 @@ def _rss_mib(container: Any) -> float:
 
 
 def test_hostile_feed_frames_are_counted_and_skipped_and_good_ones_kept(stack, tmp_path):
-    """The screener fed by a hostile websocket server: a `cdbf_hostile` container from the replay image
+    """The screener fed by a hostile websocket server: a `<prefix>hostile` container of the replay image
     plays a file of good frames with broken ones in between (see _hostile_replay), the test project's
     FEED_URL points the screener at it. Over PASSES connections (each ended by a frame larger than the
     websocket client accepts): the screener never restarts and counts every rejected frame by reason,

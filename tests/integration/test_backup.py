@@ -69,7 +69,7 @@ def test_wipe_data_without_yes_changes_nothing(project):
 
 def test_failed_backup_wipes_nothing(project):
     client = docker.from_env()
-    pg = client.containers.get("cdbb_postgres")
+    pg = client.containers.get(STACK.container("postgres"))
     # make pg_dump fail: a database name the server does not know (the container still runs)
     env_file = project / ".env"
     original = env_file.read_text()
@@ -99,7 +99,7 @@ def test_wipe_then_restore_gives_back_the_same_rows(project):
     assert kinds[0] == "archive" and "pg_dump" in kinds
     assert all("verified" in s["detail"] for s in backups)
     removed = sorted(s["name"] for s in out["steps"] if s["resource"] == "volume" and s["action"] == "remove")
-    assert removed == ["cdbb_postgres_data", "cdbb_redis_data", "cdbb_risk_logs"]
+    assert removed == [STACK.container(v) for v in ("postgres_data", "redis_data", "risk_logs")]
     assert _markers(project) == []  # a fresh database
     dump = next(Path(project / "backups" / s["name"]) for s in backups if "pg_dump" in s["detail"])
     for s in backups:  # every backup is complete and checksummed
