@@ -7,7 +7,7 @@ core stack's memory at rest and under that load. Prints a table and writes bench
     python bench/bench.py --runs 3 --skip-compose
     python bench/bench.py --runs 3 --skip-pipeline   # the lifecycle commands vs Compose v2 only
 
-Its own copy of the stack (system cdb_bench, containers cdbm_*, ports +26000) is removed at the end.
+Its own copy of the stack (STACKS["bench"] in tests/helpers.py) is removed at the end.
 Compose is Docker Compose v2.40.3 (tools/compose-v2.sh: the Go binary users run) on the file
 `cdb-ops export compose --offline --feed replay` writes, measured in the same run; the ratios are
 cdb-ops / Compose v2 (the targets: cold start <= 0.2, no-op <= 0.35, status <= 0.8, down <= 0.9).
@@ -38,9 +38,10 @@ sys.path.insert(0, str(REPO))
 import docker  # noqa: E402
 import httpx  # noqa: E402
 
-from tests.helpers import make_project, remove_system  # noqa: E402
+from tests.helpers import STACKS, make_project, remove_system  # noqa: E402
+from tests.helpers import cdb as run_cdb  # noqa: E402
 
-SYSTEM, PREFIX, OFFSET = "cdb_bench", "cdbm_", 26000
+SYSTEM, PREFIX, OFFSET = STACKS["bench"].system, STACKS["bench"].prefix, STACKS["bench"].offset
 CORE = ("postgres", "redis", "screener_ws", "signal", "risk", "execution")
 ROOT = REPO / ".cache" / "bench"
 
@@ -55,21 +56,10 @@ def _use(system: str, prefix: str, offset: int) -> None:
 
 def cdb(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """`cdb-ops ARGS` as a user runs it: a process of its own."""
-    r = subprocess.run(
-        [sys.executable, "-m", "cdb_ops", *args],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-        stdin=subprocess.DEVNULL,
-    )
+    r = run_cdb(*args, project=ROOT, timeout=900)
     if check and r.returncode != 0:
         raise SystemExit(f"cdb-ops {' '.join(args)} failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
     return r
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "CDB_PROJECT_DIR": str(ROOT)}
 
 
 def _python(*args: str) -> None:
@@ -325,11 +315,10 @@ def _rates(seconds: float, probe: bool) -> dict[str, Any]:
 
 def wait_drained(timeout: float = 300) -> float:
     """Seconds until every consumer group of cdb:ticks has read the whole stream (XINFO GROUPS lag 0)."""
-    import redis
 
-    from tests.helpers import env_values
+    from tests.helpers import redis_connect
 
-    r = redis.Redis(port=6379 + OFFSET, password=env_values(ROOT)["REDIS_PASSWORD"], decode_responses=True)
+    r = redis_connect(ROOT, 6379 + OFFSET, decode_responses=True)
     t = time.perf_counter()
     while time.perf_counter() - t < timeout:
         groups = r.xinfo_groups("cdb:ticks")

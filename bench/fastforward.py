@@ -11,8 +11,8 @@ log; a 30-day projection with retention applied; `cdb-ops validate` (with the pr
     python bench/fastforward.py --speed 0 --json out.json --keep
     python bench/fastforward.py --report out.json    # print a saved result again
 
-Its own copy of the stack (system cdb_ffwd, containers cdbv_*, ports +45000, project .cache/fastforward
-with a replays/ folder of its own for the generated file) is removed at the end unless --keep.
+Its own copy of the stack (STACKS["fastforward"] in tests/helpers.py; project .cache/fastforward with a
+replays/ folder of its own for the generated file) is removed at the end unless --keep.
 `--speed 0` plays as fast as the screener reads: faster than the signal engine consumes on 2 cores, and
 cdb:ticks is trimmed at 200,000 entries, so a backlog beyond that loses ticks (the run says so).
 """
@@ -40,9 +40,11 @@ import stackwatch  # noqa: E402
 import yaml  # noqa: E402
 from ffreport import SampleLog, print_report, summarize  # noqa: E402
 
-from tests.helpers import env_values, make_project, remove_system  # noqa: E402
+from tests.helpers import STACKS, env_values, make_project, remove_system, wait_until  # noqa: E402
+from tests.helpers import cdb as run_cdb  # noqa: E402
 
-SYSTEM, PREFIX, OFFSET = "cdb_ffwd", "cdbv_", 45000
+STACK = STACKS["fastforward"]
+SYSTEM, PREFIX, OFFSET = STACK.system, STACK.prefix, STACK.offset
 ROOT = REPO / ".cache" / "fastforward"
 REPLAY_PKG = REPO / "images" / "market_replay" / "market_replay"
 
@@ -54,16 +56,7 @@ def replay_streams() -> bool:
 
 
 def cdb(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    import os
-
-    r = subprocess.run(
-        [sys.executable, "-m", "cdb_ops", *args],
-        env={**os.environ, "CDB_PROJECT_DIR": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
+    r = run_cdb(*args, project=ROOT, timeout=timeout)
     if r.returncode != 0:
         raise SystemExit(f"cdb-ops {' '.join(args)} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-2000:]}")
     return r
@@ -192,7 +185,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cdb("rebuild", "--feed", "replay")
     print(f"stack up in {time.monotonic() - t:.0f} s; resting 30 s", flush=True)
     time.sleep(30)
-    stack = stackwatch.Stack(SYSTEM, PREFIX, OFFSET, env_values(ROOT))
+    stack = stackwatch.Stack(SYSTEM, PREFIX, OFFSET, env_values(ROOT), ROOT)
     log = SampleLog(stack)
     rest = log.snapshot("rest")
     set_env(REPLAY_FILE=name, REPLAY_SPEED=f"{args.speed:g}", REPLAY_LOOP="0")
@@ -200,11 +193,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cdb("rebuild", "--feed", "replay", "--phase", "start")  # recreates the replay with the market file
     # The screener reconnects when the replay is recreated, possibly after the rebuild returned: the load
     # starts with its connection to the new replay (the last one made once one is there).
-    wait_until = time.time() + 60
-    while not (seen := connections(before)) and time.time() < wait_until:
-        time.sleep(0.5)
-    if not seen:
-        raise SystemExit("the screener did not connect to the recreated replay within 60 s")
+    try:
+        seen = wait_until("the screener connecting to the recreated replay", lambda: connections(before), 60, 0.5)
+    except AssertionError:
+        raise SystemExit("the screener did not connect to the recreated replay within 60 s") from None
     started = seen[-1]
     print(f"load: {frames} frames ({args.hours:g} h of event time) at REPLAY_SPEED={args.speed:g}", flush=True)
     validations: dict[str, Any] = {}

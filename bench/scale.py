@@ -4,7 +4,7 @@ image, no ports, a health check), and the growth factor of each (linear would be
 
     python bench/scale.py --runs 3
 
-Its own stack (system cdb_scale, containers cdbn_*, ports +30000) is removed at the end.
+Its own stack (STACKS["scale"] in tests/helpers.py) is removed at the end.
 """
 
 from __future__ import annotations
@@ -23,23 +23,18 @@ sys.path.insert(0, str(REPO))
 
 import yaml  # noqa: E402
 
-from tests.helpers import make_project, remove_system  # noqa: E402
+from tests.helpers import STACKS, make_project, remove_system  # noqa: E402
+from tests.helpers import cdb as run_cdb  # noqa: E402
 
-SYSTEM, PREFIX, OFFSET = "cdb_scale", "cdbn_", 30000
+STACK = STACKS["scale"]
+SYSTEM, PREFIX, OFFSET = STACK.system, STACK.prefix, STACK.offset
 ROOT = REPO / ".cache" / "scale"
 EXTRA_IMAGE = "cdb_ops/redis:7-fallback"  # built by every rebuild of the core stack (or pulled redis)
 
 
 def cdb(*args: str) -> float:
     t = time.perf_counter()
-    r = subprocess.run(
-        [sys.executable, "-m", "cdb_ops", *args],
-        env={**__import__("os").environ, "CDB_PROJECT_DIR": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=900,
-        stdin=subprocess.DEVNULL,
-    )
+    r = run_cdb(*args, project=ROOT, timeout=900)
     took = time.perf_counter() - t
     if r.returncode != 0:
         raise SystemExit(f"cdb-ops {' '.join(args)} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-2000:]}")

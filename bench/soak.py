@@ -5,7 +5,7 @@ ticks/s and fills, then a summary (also written as JSON).
     python bench/soak.py --minutes 30            # default 30
     python bench/soak.py --minutes 2 --keep      # leave the stack up afterwards
 
-It runs its own copy of the stack (system cdb_soak, containers cdbs_*, ports +25000), so it never
+It runs its own copy of the stack (STACKS["soak"] in tests/helpers.py), so it never
 touches your cdb_* stack; it is removed at the end unless --keep.
 """
 
@@ -25,9 +25,9 @@ sys.path.insert(0, str(REPO / "bench"))  # its sibling modules (the folder also 
 
 from stackwatch import CORE, Stack, consumer_groups, containers, memory_mib, row_counts  # noqa: E402
 
-from tests.helpers import cdb_json, env_values, make_project, remove_system  # noqa: E402
+from tests.helpers import STACKS, StackFixture, cdb_json, env_values  # noqa: E402
 
-SYSTEM, PREFIX, OFFSET = "cdb_soak", "cdbs_", 25000
+STACK = STACKS["soak"]
 
 
 def sample(stack: Stack, started: float) -> dict:
@@ -37,7 +37,7 @@ def sample(stack: Stack, started: float) -> dict:
     try:
         import httpx
 
-        text = httpx.get(f"http://127.0.0.1:{8000 + OFFSET}/metrics", timeout=5).text
+        text = httpx.get(f"http://127.0.0.1:{STACK.port(8000)}/metrics", timeout=5).text
         ticks = sum(
             float(line.split()[-1]) for line in text.splitlines() if line.startswith("cdb_ticks_published_total")
         )
@@ -63,15 +63,12 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "soak.json")
     args = ap.parse_args()
     root = REPO / ".cache" / "soak"
-    remove_system(SYSTEM)
-    make_project(root, SYSTEM, prefix=PREFIX, offset=OFFSET)
-    env_file = root / ".env"
-    if "REPLAY_LOOP" not in env_file.read_text():
-        with open(env_file, "a") as f:
-            f.write("REPLAY_SPEED=10\nREPLAY_LOOP=1\n")  # the recorded 18 minutes every ~2 minutes, looping
+    # the recorded 18 minutes every ~2 minutes, looping
+    fixture = StackFixture(STACK, env={"REPLAY_SPEED": "10", "REPLAY_LOOP": "1"}, converge=False)
+    fixture.up(root)
     out = cdb_json("rebuild", "--feed", "replay", project=root)
     print(f"stack up in {out['duration_seconds']}s; soaking {args.minutes} min", flush=True)
-    stack = Stack(SYSTEM, PREFIX, OFFSET, env_values(root))
+    stack = Stack(STACK.system, STACK.prefix, STACK.offset, env_values(root), root)
     started = time.monotonic()
     samples = []
     try:
@@ -90,7 +87,7 @@ def main() -> int:
     finally:
         validate = cdb_json("validate", project=root, expect=None)
         if not args.keep:
-            remove_system(SYSTEM)
+            fixture.down()
     first, last = samples[0], samples[-1]
     minutes = max(last["minute"], 1e-9)
     summary = {

@@ -25,6 +25,8 @@ import docker  # noqa: E402
 import psycopg  # noqa: E402
 import redis  # noqa: E402
 
+from tests.helpers import cdb, pg_connect, redis_connect  # noqa: E402
+
 CORE = ("postgres", "redis", "screener_ws", "signal", "risk", "execution")
 # Every stream a service consumes in a group (cdb:fills has no reader group today; listed so a future one
 # is seen): XINFO GROUPS on a missing stream is an error, which just leaves that stream out.
@@ -34,35 +36,22 @@ MIB = 2**20
 
 @dataclass(frozen=True)
 class Stack:
-    """One running copy of the stack: its label, its container prefix, its port offset, its .env."""
+    """One running copy of the stack: its label, its container prefix, its port offset, its .env, its folder."""
 
     system: str
     prefix: str
     offset: int
     env: dict[str, str]
+    project: Path  # its folder: the one Postgres and Redis helpers read the .env there
 
     def short(self, name: str) -> str:
         return name.removeprefix(self.prefix)
 
     def redis(self) -> redis.Redis:
-        return redis.Redis(
-            host="127.0.0.1",
-            port=6379 + self.offset,
-            password=self.env["REDIS_PASSWORD"],
-            decode_responses=True,
-            socket_timeout=10,
-        )
+        return redis_connect(self.project, 6379 + self.offset, decode_responses=True, socket_timeout=10)
 
     def pg(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(
-            host="127.0.0.1",
-            port=5432 + self.offset,
-            user=self.env["POSTGRES_USER"],
-            password=self.env["POSTGRES_PASSWORD"],
-            dbname=self.env["POSTGRES_DB"],
-            connect_timeout=5,
-            autocommit=True,
-        )
+        return pg_connect(self.project, 5432 + self.offset)
 
 
 def containers(stack: Stack) -> dict[str, dict[str, Any]]:
@@ -222,18 +211,9 @@ def validate(root: Path, probe: bool = True) -> dict[str, Any]:
     """`cdb-ops validate --json` (with the end-to-end probe unless told otherwise): passed, seconds, the
     checks that did not pass."""
     import json
-    import subprocess
 
-    args = [sys.executable, "-m", "cdb_ops", "validate", "--json", *(() if probe else ("--no-probe",))]
     started = time.monotonic()
-    r = subprocess.run(
-        args,
-        env={**os.environ, "CDB_PROJECT_DIR": str(root)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        stdin=subprocess.DEVNULL,
-    )
+    r = cdb("validate", "--json", *(() if probe else ("--no-probe",)), project=root)
     took = round(time.monotonic() - started, 1)
     try:
         checks = json.loads(r.stdout).get("checks", [])

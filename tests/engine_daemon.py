@@ -19,6 +19,8 @@ from pathlib import Path
 
 import docker
 
+from tests.helpers import wait_until
+
 DEFAULT_SOCKET = "/var/run/docker.sock"
 # __SO_ACCEPTCON in /proc/net/unix's Flags column: the socket listens (accepted connections lack it)
 _LISTENING = 0x10000
@@ -150,11 +152,7 @@ def stop(d: Daemon, timeout: float = 90.0) -> None:
         subprocess.run(["systemctl", "stop", d.unit], check=True, timeout=timeout)
         return
     os.kill(d.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while not _gone(d.pid):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"dockerd (pid {d.pid}) still runs {timeout:.0f} s after SIGTERM")
-        time.sleep(0.1)
+    wait_until(f"dockerd (pid {d.pid}) exiting after SIGTERM", lambda: _gone(d.pid), timeout, every=0.1)
 
 
 def start(d: Daemon) -> None:
@@ -184,17 +182,13 @@ def start(d: Daemon) -> None:
 
 def wait_answers(socket: str, timeout: float = 120.0) -> float:
     """Poll the engine on `socket` until it answers; the monotonic time it first did."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
+
+    def answers() -> float:  # refused, missing socket, 500 while starting: raises, so not yet
+        client = docker.DockerClient(base_url=f"unix://{socket}", timeout=5)
         try:
-            client = docker.DockerClient(base_url=f"unix://{socket}", timeout=5)
-            try:
-                client.ping()
-                return time.monotonic()
-            finally:
-                client.close()
-        except Exception as exc:  # noqa: BLE001 - refused, missing socket, 500 while starting: not yet
-            last = exc
-        time.sleep(0.1)
-    raise AssertionError(f"the engine on {socket} did not answer within {timeout:.0f} s after its start: {last}")
+            client.ping()
+            return time.monotonic()
+        finally:
+            client.close()
+
+    return wait_until(f"the engine on {socket} answering after its start", answers, timeout, every=0.1)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import docker
 import psycopg
+import redis
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,9 +113,10 @@ class StackFixture:
     def up(self, root: Path) -> Path:
         remove_system(self.stack.system)
         project = make_project(root, self.stack.system, self.stack.prefix, self.stack.offset, init=self.init)
-        if self.env:
-            with open(project / ".env", "a") as f:
-                f.writelines(f"{k}={v}\n" for k, v in self.env.items())
+        if self.env:  # each key set once: a line `init` wrote for it is replaced, not shadowed by a second
+            env_file = project / ".env"
+            kept = [ln for ln in env_file.read_text().splitlines() if ln.split("=", 1)[0].strip() not in self.env]
+            env_file.write_text("\n".join([*kept, *(f"{k}={v}" for k, v in self.env.items())]) + "\n")
         if self.converge:
             r = cdb("rebuild", *self.rebuild_args, "--json", project=project)
             assert r.returncode == 0, f"rebuild: exit {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
@@ -205,6 +207,17 @@ def cdb_json(*args: str, project: Path, expect: int | None = 0) -> dict[str, Any
     return json.loads(r.stdout)
 
 
+def cdb_exit_json(*args: str, project: Path) -> tuple[int, dict[str, Any]]:
+    """`cdb-ops ARGS --json`'s exit code and document, whatever the exit code (for tests of failures)."""
+    r = cdb(*args, "--json", project=project)
+    try:
+        return r.returncode, json.loads(r.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(
+            f"`cdb-ops {' '.join(args)} --json` printed no JSON (exit {r.returncode}):\n{r.stderr}"
+        ) from None
+
+
 def env_values(project: Path) -> dict[str, str]:
     out = {}
     for line in (project / ".env").read_text().splitlines():
@@ -215,9 +228,10 @@ def env_values(project: Path) -> dict[str, str]:
 
 
 def pg_connect(
-    project: Path, port: int, *, password: str | None = None, autocommit: bool = True
+    project: Path, port: int, *, password: str | None = None, autocommit: bool = True, **options: Any
 ) -> psycopg.Connection[Any]:
-    """A connection to a test project's Postgres on its published port, as the user in its .env."""
+    """A connection to a test project's Postgres on its published port, as the user in its .env (`options`:
+    more connection parameters, e.g. application_name)."""
     env = env_values(project)
     return psycopg.connect(
         host="127.0.0.1",
@@ -227,7 +241,14 @@ def pg_connect(
         dbname=env["POSTGRES_DB"],
         connect_timeout=5,
         autocommit=autocommit,
+        **options,
     )
+
+
+def redis_connect(project: Path, port: int, **options: Any) -> redis.Redis:
+    """A client of a test project's Redis on its published port, with the password in its .env (`options`:
+    more client parameters, e.g. decode_responses, socket_timeout)."""
+    return redis.Redis(host="127.0.0.1", port=port, password=env_values(project)["REDIS_PASSWORD"], **options)
 
 
 def remove_system(system: str) -> None:

@@ -36,24 +36,24 @@ Today     (1000 − 999.060561706787) / 1000 = 0.0939438293213 % → 0.093944; e
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import shutil
 import subprocess
-import time
 from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.helpers import cdb, cdb_json, make_project, pg_connect, remove_system
+from tests.helpers import STACKS, StackFixture, cdb, cdb_json, pg_connect, wait_until
 
 pytestmark = pytest.mark.e2e
 
-SYSTEM, PREFIX, OFFSET = "cdb_books", "cdbw_", 27500
-PG_PORT = 5432 + OFFSET
+STACK = STACKS["books"]
+SYSTEM, PREFIX = STACK.system, STACK.prefix
 TABLES = ("signals", "risk_events", "orders", "trades", "positions", "portfolio_snapshots", "daily_pnl")
 FINAL_EQUITY = D("999.060561706787")
 
@@ -92,7 +92,7 @@ def frames(start_ms: int = 1_767_225_600_000) -> list[str]:
     return lines
 
 
-_pg = functools.partial(pg_connect, port=PG_PORT)
+_pg = functools.partial(pg_connect, port=STACK.pg_port)
 
 
 def rows_per_book(project: Path) -> dict[str, dict[str, int]]:
@@ -122,30 +122,33 @@ def decisions(project: Path, book: str) -> list[tuple]:
 
 def wait_until_traded(project: Path, book: str, timeout: float = 240) -> None:
     """Five fills and the final BTC mark in `book`'s last snapshot."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
+    seen: dict[str, tuple] = {}
+
+    def traded() -> bool:
         with _pg(project) as conn:
             trades = conn.execute("SELECT count(*) FROM trades WHERE portfolio = %s", (book,)).fetchone()[0]
             snap = conn.execute(
                 "SELECT equity FROM portfolio_snapshots WHERE portfolio = %s ORDER BY id DESC LIMIT 1", (book,)
             ).fetchone()
-        last = (trades, snap)
-        if trades == 5 and snap and snap[0] == FINAL_EQUITY:
-            return
-        time.sleep(1)
-    pytest.fail(f"book {book} did not reach the hand-computed end state: (trades, last equity) = {last}")
+        seen["last"] = (trades, snap)
+        return bool(trades == 5 and snap and snap[0] == FINAL_EQUITY)
+
+    with contextlib.suppress(AssertionError):  # on time out: the failure below names the state it reached
+        wait_until(f"book {book} traded", traded, timeout, every=1)
+        return
+    pytest.fail(f"book {book} did not reach the hand-computed end state: (trades, last equity) = {seen.get('last')}")
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory):
-    remove_system(SYSTEM)
     root = tmp_path_factory.mktemp("books") / "project"
     (root / "replays").mkdir(parents=True)
     (root / "replays" / "books.jsonl").write_text("\n".join(frames()) + "\n")
-    make_project(root, SYSTEM, prefix=PREFIX, offset=OFFSET)
-    with open(root / ".env", "a") as f:
-        f.write("REPLAY_FILE=books.jsonl\nREPLAY_SPEED=50\nREPLAY_LOOP=0\n")
+    # converged below, once the playbook has its second feed
+    fixture = StackFixture(
+        STACK, env={"REPLAY_FILE": "books.jsonl", "REPLAY_SPEED": "50", "REPLAY_LOOP": "0"}, converge=False
+    )
+    fixture.up(root)
     # No exchange here: the "live" feed of this project is a second stand-in exchange, the same replay
     # server under another source name, so switching feeds is exercised end to end offline.
     stack_file = root / "playbooks" / "stack.yaml"
@@ -160,11 +163,13 @@ def project(tmp_path_factory: pytest.TempPathFactory):
         "depends_on": {"screener": {"market_replay": "healthy"}},
     }
     stack_file.write_text(yaml.safe_dump(stack, sort_keys=False))
-    out = cdb_json("rebuild", "--feed", "replay", project=root)
-    assert out["result"] == "ok", out["error"]
-    wait_until_traded(root, "replay")
-    yield root
-    remove_system(SYSTEM)
+    try:
+        out = cdb_json("rebuild", "--feed", "replay", project=root)
+        assert out["result"] == "ok", out["error"]
+        wait_until_traded(root, "replay")
+        yield root
+    finally:
+        fixture.down()
 
 
 def test_replay_trades_land_in_the_replay_book_only_and_probe_rows_in_neither(project):

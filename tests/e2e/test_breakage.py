@@ -1,6 +1,6 @@
 """Breaking the stack on purpose (issue 4, items 2 and 6), on the real engine, as a user would see it.
 
-A stack of our own (`cdbk_*`, ports +23000, system `cdb_brk`, replay feed) is broken one way per test:
+A stack of our own (STACKS["breakage"], replay feed) is broken one way per test:
 a stopped service, a service cut off from the network (so from Postgres), a dropped table, an ERROR line
 in a service's log, and a service that never gets healthy while rebuild waits for it. Each test asserts
 what the user sees — exit codes, the failing check by name with its detail and remedy in
@@ -25,29 +25,23 @@ import pytest
 import redis
 import yaml
 
-from tests.helpers import REPO, cdb, env_values, make_project, remove_system
+from tests.helpers import REPO, STACKS, StackFixture, cdb_exit_json, pg_connect, redis_connect, wait_until
 
 pytestmark = pytest.mark.e2e
 
-SYSTEM = "cdb_brk"
-PREFIX = "cdbk_"
-OFFSET = 23000
-PG_PORT, REDIS_PORT = 5432 + OFFSET, 6379 + OFFSET
-NETWORK = f"{PREFIX}network"
+STACK = STACKS["breakage"]
+SYSTEM, PREFIX = STACK.system, STACK.prefix
+NETWORK = STACK.container("network")
 # how long validate's pipeline probe may wait for a stage we broke on purpose (default 30 s)
 PROBE_TIMEOUT = "10"
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    remove_system(SYSTEM)
-    root = make_project(tmp_path_factory.mktemp("breakage"), SYSTEM, prefix=PREFIX, offset=OFFSET)
-    with open(root / ".env", "a") as f:
-        f.write("REPLAY_SPEED=0\n")  # the recorded scenario at once; then the replay holds a flat market
-    code, out = rebuild(root)
-    assert code == 0, out["error"]
-    yield root
-    remove_system(SYSTEM)
+    # REPLAY_SPEED=0: the recorded scenario at once; then the replay holds a flat market
+    yield from StackFixture(STACK, env={"REPLAY_SPEED": "0"}, rebuild_args=("--feed", "replay")).around(
+        tmp_path_factory.mktemp("breakage")
+    )
 
 
 @pytest.fixture
@@ -61,26 +55,16 @@ def stack(project: Path) -> Path:
 # -- what the user runs ---------------------------------------------------------------------------
 
 
-def _run_json(*args: str, project: Path) -> tuple[int, dict[str, Any]]:
-    r = cdb(*args, "--json", project=project)
-    try:
-        return r.returncode, json.loads(r.stdout)
-    except json.JSONDecodeError:
-        raise AssertionError(
-            f"`cdb-ops {' '.join(args)} --json` printed no JSON (exit {r.returncode}):\n{r.stderr}"
-        ) from None
-
-
 def rebuild(project: Path) -> tuple[int, dict[str, Any]]:
-    return _run_json("rebuild", "--feed", "replay", project=project)
+    return cdb_exit_json("rebuild", "--feed", "replay", project=project)
 
 
 def validate(project: Path) -> tuple[int, dict[str, Any]]:
-    return _run_json("validate", "--probe-timeout", PROBE_TIMEOUT, project=project)
+    return cdb_exit_json("validate", "--probe-timeout", PROBE_TIMEOUT, project=project)
 
 
 def doctor(project: Path) -> tuple[int, dict[str, Any]]:
-    return _run_json("doctor", project=project)
+    return cdb_exit_json("doctor", project=project)
 
 
 def check(out: dict[str, Any], name: str) -> dict[str, Any]:
@@ -113,32 +97,13 @@ def container(service: str) -> Any:
     return docker.from_env().containers.get(PREFIX + service)
 
 
-def wait_for(what: str, ready: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = ready()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def docker_healthy(service: str) -> bool:
     c = container(service)
     return c.status == "running" and c.attrs["State"].get("Health", {}).get("Status") == "healthy"
 
 
 def pg(project: Path) -> psycopg.Connection:
-    env = env_values(project)
-    return psycopg.connect(
-        host="127.0.0.1",
-        port=PG_PORT,
-        user=env["POSTGRES_USER"],
-        password=env["POSTGRES_PASSWORD"],
-        dbname=env["POSTGRES_DB"],
-        connect_timeout=5,
-        autocommit=True,
-    )
+    return pg_connect(project, STACK.pg_port)
 
 
 def table_exists(project: Path, table: str) -> bool:
@@ -147,9 +112,7 @@ def table_exists(project: Path, table: str) -> bool:
 
 
 def bus(project: Path) -> redis.Redis:
-    return redis.Redis(
-        host="127.0.0.1", port=REDIS_PORT, password=env_values(project)["REDIS_PASSWORD"], socket_timeout=5
-    )
+    return redis_connect(project, STACK.redis_port, socket_timeout=5)
 
 
 @contextmanager
@@ -277,7 +240,9 @@ def test_an_error_line_in_a_log_fails_validate_until_the_service_restarts(stack)
     try:
         # a signal without any of its fields: not a valid event
         entry_id = r.xadd("cdb:signals", {"data": json.dumps({"event_id": str(uuid.uuid4())})}).decode()
-        wait_for("risk to log the invalid entry", lambda: entry_id in container("risk").logs(tail=50).decode(), 30)
+        wait_until(
+            "risk to log the invalid entry", lambda: entry_id in container("risk").logs(tail=50).decode(), 30, 0.5
+        )
 
         code, out = validate(stack)
         assert code == 1
@@ -287,7 +252,7 @@ def test_an_error_line_in_a_log_fails_validate_until_the_service_restarts(stack)
         assert "cdb-ops logs risk --errors" in logs["remedy"], logs
         assert list(failed(out)) == ["logs risk"]  # nothing else is wrong: the bad entry was skipped
 
-        code, shown = _run_json("logs", "risk", "--errors", project=stack)
+        code, shown = cdb_exit_json("logs", "risk", "--errors", project=stack)
         assert code == 0
         assert any(entry_id in ln["line"] and '"level":"ERROR"' in ln["line"] for ln in shown["lines"]), shown
         dead = [f for _, f in r.xrange("cdb:deadletter") if f.get(b"entry_id") == entry_id.encode()]
@@ -299,17 +264,17 @@ def test_an_error_line_in_a_log_fails_validate_until_the_service_restarts(stack)
 
         container("risk").restart(timeout=10)
         restarted = True
-        wait_for("risk to be healthy again", lambda: docker_healthy("risk"), 60)
+        wait_until("risk to be healthy again", lambda: docker_healthy("risk"), 60, 0.5)
         code, out = validate(stack)
         assert code == 0, failed(out)
         assert check(out, "logs risk")["detail"] == "no ERROR lines since start"
-        code, shown = _run_json("logs", "risk", "--errors", project=stack)
+        code, shown = cdb_exit_json("logs", "risk", "--errors", project=stack)
         assert any(entry_id in ln["line"] for ln in shown["lines"])  # still in the history
     finally:
         r.close()
         if not restarted:
             container("risk").restart(timeout=10)
-            wait_for("risk to be healthy again", lambda: docker_healthy("risk"), 60)
+            wait_until("risk to be healthy again", lambda: docker_healthy("risk"), 60, 0.5)
 
 
 def test_a_health_wait_that_times_out_shows_the_probe_docker_health_and_the_last_log_lines(stack):

@@ -4,7 +4,7 @@ replay trades; and a service that starts before Postgres and Redis exist.
 After a reboot the engine starts every `unless-stopped` container at once, in no order: Compose's
 `depends_on` does not apply then (docker/compose#12589) and an unhealthy container is never restarted
 (moby#28400), so the stack only comes back if every service waits for its dependencies by itself. What
-is proven, on a stack of our own (`cdbj_*`, ports +41000, system `cdb_boot`), with the core, replay and
+is proven, on a stack of our own (STACKS["daemon_restart"]), with the core, replay and
 monitoring profiles:
 
 * the daemon behind DOCKER_HOST is stopped (SIGTERM, or its systemd unit) and started again with the same
@@ -32,18 +32,15 @@ from typing import Any
 
 import docker
 import httpx
-import psycopg
 import pytest
 
 from tests import engine_daemon
-from tests.helpers import cdb, cdb_json, make_project, pg_connect, remove_system
+from tests.helpers import STACKS, StackFixture, cdb, pg_connect, wait_until
 
 pytestmark = pytest.mark.e2e
 
-SYSTEM = "cdb_boot"
-PREFIX = "cdbj_"
-OFFSET = 41000
-PG_PORT = 5432 + OFFSET
+STACK = STACKS["daemon_restart"]
+SYSTEM, PREFIX = STACK.system, STACK.prefix
 PROFILES = ("--profile", "core", "--profile", "replay", "--profile", "monitoring")
 SERVICES = {"screener_ws": 8000, "signal": 8001, "risk": 8002, "execution": 8003}
 # what the pipeline writes and must never lose: table -> its key
@@ -85,14 +82,10 @@ def daemon() -> Iterator[engine_daemon.Daemon]:
 
 @pytest.fixture(scope="module")
 def stack(daemon: engine_daemon.Daemon, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    remove_system(SYSTEM)
-    root = make_project(tmp_path_factory.mktemp("restarts"), SYSTEM, prefix=PREFIX, offset=OFFSET)
-    with open(root / ".env", "a") as f:
-        # the recorded market again and again (55 s a pass), its times rewritten to now: it keeps trading
-        f.write("REPLAY_SPEED=20\nREPLAY_LOOP=1\n")
-    cdb_json("rebuild", "--feed", "replay", *PROFILES, project=root)
-    yield root
-    remove_system(SYSTEM)
+    # the recorded market again and again (55 s a pass), its times rewritten to now: it keeps trading
+    yield from StackFixture(
+        STACK, env={"REPLAY_SPEED": "20", "REPLAY_LOOP": "1"}, rebuild_args=("--feed", "replay", *PROFILES)
+    ).around(tmp_path_factory.mktemp("restarts"))
 
 
 # -- facts ----------------------------------------------------------------------------------------------
@@ -113,28 +106,14 @@ def _healthy(state: dict[str, Any]) -> bool:
 
 
 def _keys(project: Path) -> dict[str, set[Any]]:
-    with pg_connect(project, PG_PORT) as conn:
+    with pg_connect(project, STACK.pg_port) as conn:
         return {t: {r[0] for r in conn.execute(f"SELECT {k} FROM {t}")} for t, k in TABLES.items()}  # noqa: S608
 
 
 def _count(project: Path, table: str) -> int:
-    with pg_connect(project, PG_PORT) as conn:
+    with pg_connect(project, STACK.pg_port) as conn:
         row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
     return int(row[0]) if row else 0
-
-
-def _wait(what: str, check: Any, timeout: float, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except (psycopg.OperationalError, httpx.HTTPError, docker.errors.APIError) as exc:
-            last = exc
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
 
 
 def _logs_tail(name: str, lines: int = 15) -> str:
@@ -186,7 +165,7 @@ def _validate(project: Path, *, outage_seen: bool = False) -> None:
 def test_daemon_restart_while_a_replay_trades(
     stack: Path, daemon: engine_daemon.Daemon, request: pytest.FixtureRequest
 ) -> None:
-    _wait("the replay to trade", lambda: _count(stack, "trades") > 0, timeout=180)
+    wait_until("the replay to trade", lambda: _count(stack, "trades") > 0, 180, 0.5)
     before = _containers()
     running = sorted(name for name, state in before.items() if state["Running"])
     assert len(running) >= 7, before.keys()  # postgres, redis, four services, the replay (+ monitoring)
@@ -213,7 +192,7 @@ def test_daemon_restart_while_a_replay_trades(
         return len(healthy_at) == len(running)
 
     try:
-        _wait("every container to be healthy again", all_healthy, timeout=240, every=0.25)
+        wait_until("every container to be healthy again", all_healthy, 240, 0.25)
     except AssertionError:
         late = [n for n in running if n not in healthy_at]
         raise AssertionError(
@@ -233,13 +212,14 @@ def test_daemon_restart_while_a_replay_trades(
         lost = before_keys - after[table]
         assert not lost, f"{len(lost)} of {len(before_keys)} {table} rows lost in the restart: {sorted(lost)[:5]}"
     # the pipeline goes on: the looping replay keeps producing snapshots, signals and trades
-    _wait(
+    wait_until(
         "new trades and market snapshots after the restart",
         lambda: (
             _count(stack, "trades") > len(keys["trades"])
             and _count(stack, "market_snapshots") > len(keys["market_snapshots"])
         ),
-        timeout=180,
+        180,
+        0.5,
     )
     _validate(stack)
 
@@ -247,7 +227,7 @@ def test_daemon_restart_while_a_replay_trades(
 def test_services_started_before_postgres_and_redis_exist_recover_by_themselves(
     stack: Path, request: pytest.FixtureRequest
 ) -> None:
-    _wait("a healthy stack", lambda: all(_healthy(s) for s in _containers().values()), timeout=120)
+    wait_until("a healthy stack", lambda: all(_healthy(s) for s in _containers().values()), 120, 0.5)
     keys = _keys(stack)
     client = docker.from_env()
     for name in ("postgres", "redis"):
@@ -263,19 +243,19 @@ def test_services_started_before_postgres_and_redis_exist_recover_by_themselves(
         """The services that answer /health and say both dependencies are missing; all of them or nothing."""
         out = []
         for name, port in SERVICES.items():
-            checks = httpx.get(f"http://127.0.0.1:{port + OFFSET}/health", timeout=3).json()["checks"]
+            checks = httpx.get(f"http://127.0.0.1:{STACK.port(port)}/health", timeout=3).json()["checks"]
             if checks["postgres_connected"] is False and checks["redis_connected"] is False:
                 out.append(name)
         return out if len(out) == len(SERVICES) else []
 
-    _wait("every service to serve /health while its dependencies are missing", waiting, timeout=60)
+    wait_until("every service to serve /health while its dependencies are missing", waiting, 60, 0.5)
     # past the 30 s grace Docker marks them unhealthy, and Docker never restarts an unhealthy container:
     # from here only the services' own retries can bring the stack back
-    _wait(
+    wait_until(
         "Docker to report the waiting services unhealthy",
         lambda: all(_containers()[PREFIX + n].get("Health", {}).get("Status") == "unhealthy" for n in SERVICES),
-        timeout=120,
-        every=1,
+        120,
+        1,
     )
     back = ("--phase", "postgres", "--phase", "redis")  # only these two: the services are left to themselves
     r = cdb("rebuild", "--feed", "replay", *PROFILES, *back, "--json", project=stack)
@@ -290,7 +270,7 @@ def test_services_started_before_postgres_and_redis_exist_recover_by_themselves(
                 healthy_at[name] = time.monotonic() - deps_back
         return len(healthy_at) == len(SERVICES)
 
-    _wait("the services to be healthy again by themselves", all_healthy, timeout=120, every=0.25)
+    wait_until("the services to be healthy again by themselves", all_healthy, 120, 0.25)
     _report(
         request,
         "services started before Postgres and Redis: healthy "
@@ -305,7 +285,7 @@ def test_services_started_before_postgres_and_redis_exist_recover_by_themselves(
         )
     after = _keys(stack)
     assert all(keys[t] <= after[t] for t in TABLES), {t: len(keys[t] - after[t]) for t in TABLES}
-    _wait("new trades", lambda: _count(stack, "trades") > len(keys["trades"]), timeout=180)
+    wait_until("new trades", lambda: _count(stack, "trades") > len(keys["trades"]), 180, 0.5)
     _validate(stack, outage_seen=True)
 
 
@@ -341,7 +321,7 @@ def test_a_service_stops_at_once_while_a_lookup_thread_hangs(stack: Path) -> Non
         detach=True,
     )
     try:
-        _wait("the service to start its loops", lambda: b'"msg":"started"' in container.logs(), timeout=30)
+        wait_until("the service to start its loops", lambda: b'"msg":"started"' in container.logs(), 30, 0.5)
         time.sleep(0.3)  # the lookup thread is asleep by now
         sent = time.monotonic()
         container.stop(timeout=10)

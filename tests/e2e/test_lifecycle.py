@@ -15,14 +15,12 @@ import docker
 import psycopg
 import pytest
 
-from tests.helpers import cdb, cdb_json, env_values, make_project, pg_connect, remove_system
+from tests.helpers import STACKS, StackFixture, cdb, cdb_json, env_values, pg_connect, wait_until
 
 pytestmark = pytest.mark.e2e
 
-SYSTEM = "cdb_life"
-PREFIX = "cdbl_"
-OFFSET = 14000
-PG_PORT = 5432 + OFFSET
+STACK = STACKS["lifecycle"]
+SYSTEM, PREFIX = STACK.system, STACK.prefix
 
 
 def _set_env(project: Path, **values: str) -> None:
@@ -36,7 +34,7 @@ def _set_env(project: Path, **values: str) -> None:
     path.write_text(text)
 
 
-_pg = functools.partial(pg_connect, port=PG_PORT)
+_pg = functools.partial(pg_connect, port=STACK.pg_port)
 
 
 def _ensure_env(project: Path) -> None:
@@ -72,12 +70,9 @@ def _ours(kind: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory):
-    remove_system(SYSTEM)
     # no .env yet: the first test runs the README's first command (`init --if-missing`) itself; the test
     # project's live feed points at a name that cannot resolve (helpers.NO_EXCHANGE)
-    root = make_project(tmp_path_factory.mktemp("life"), SYSTEM, prefix=PREFIX, offset=OFFSET, init=False)
-    yield root
-    remove_system(SYSTEM)
+    yield from StackFixture(STACK, init=False, converge=False).around(tmp_path_factory.mktemp("life"))
 
 
 def test_first_run_without_an_exchange_chooses_replay_once_and_converges(project):
@@ -208,9 +203,7 @@ def test_wipe_and_restore_three_times_while_the_replay_trades(project):
     _set_env(project, REPLAY_LOOP="1", REPLAY_SPEED="20")
     assert cdb_json("rebuild", project=project)["result"] == "ok"
     for round_ in range(3):
-        deadline = time.monotonic() + 120
-        while not _ids(project)["signals"] and time.monotonic() < deadline:
-            time.sleep(2)
+        wait_until(f"round {round_}: a signal from the looping replay", lambda: _ids(project)["signals"], 120, 2)
         seen = _ids(project)
         assert seen["signals"], f"round {round_}: the looping replay produced no signal"
         out = cdb_json("rebuild", "--wipe-data", "--yes", project=project)

@@ -4,6 +4,7 @@ up, the shipped scenario trades, and the services ride out restarts of Redis and
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 import uuid
@@ -11,57 +12,37 @@ from pathlib import Path
 
 import docker
 import httpx
-import psycopg
 import pytest
 import redis
 
-from tests.helpers import cdb, cdb_json, env_values, make_project, remove_system
+from tests.helpers import STACKS, StackFixture, cdb, cdb_json, env_values, pg_connect, wait_until
 
 pytestmark = pytest.mark.e2e
 
-SYSTEM = "cdb_e2e"
-OFFSET = 22000
-PG_PORT, SCREENER_PORT = 5432 + OFFSET, 8000 + OFFSET
+STACK = STACKS["pipeline"]
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory):
-    remove_system(SYSTEM)
-    root = make_project(tmp_path_factory.mktemp("e2e"), SYSTEM, prefix="cdbx_", offset=OFFSET)
-    with open(root / ".env", "a") as f:
-        f.write("REPLAY_SPEED=0\n")  # the recorded scenario as fast as the stack can take it
-    out = cdb_json("rebuild", "--feed", "replay", project=root)
-    assert out["result"] == "ok", out["error"]
-    yield root
-    remove_system(SYSTEM)
-
-
-def _pg(project: Path) -> psycopg.Connection:
-    env = env_values(project)
-    return psycopg.connect(
-        host="127.0.0.1",
-        port=PG_PORT,
-        user=env["POSTGRES_USER"],
-        password=env["POSTGRES_PASSWORD"],
-        dbname=env["POSTGRES_DB"],
-        connect_timeout=5,
-        autocommit=True,
+    # REPLAY_SPEED=0: the recorded scenario as fast as the stack can take it
+    yield from StackFixture(STACK, env={"REPLAY_SPEED": "0"}, rebuild_args=("--feed", "replay")).around(
+        tmp_path_factory.mktemp("e2e")
     )
 
 
+_pg = functools.partial(pg_connect, port=STACK.pg_port)
+
+
+def _rows(query: str, project: Path, params: tuple = ()) -> list[tuple]:
+    with _pg(project) as conn:
+        return conn.execute(query, params).fetchall()
+
+
 def _wait_for(query: str, project: Path, timeout: float = 90.0, params: tuple = ()) -> list[tuple]:
-    deadline = time.monotonic() + timeout
-    rows: list[tuple] = []
-    while time.monotonic() < deadline:
-        try:
-            with _pg(project) as conn:
-                rows = conn.execute(query, params).fetchall()
-            if rows:
-                return rows
-        except psycopg.OperationalError:
-            pass
-        time.sleep(0.5)
-    return rows
+    """The rows, once there are any; none after `timeout` (the caller's assert says what was missing)."""
+    with contextlib.suppress(AssertionError):
+        return wait_until("rows", lambda: _rows(query, project, params), timeout, every=0.5)
+    return []
 
 
 def test_rebuild_with_replay_feed_brings_up_every_service_and_validates(project):
@@ -120,7 +101,7 @@ def test_scenario_buys_fills_holds_and_rejects(project):
 def test_risk_audit_file_has_every_decision(project):
     client = docker.from_env()
     _wait_for("SELECT 1 FROM risk_events WHERE NOT is_probe", project)
-    code, out = client.containers.get("cdbx_risk").exec_run(["cat", "/var/log/cdb_risk/audit.jsonl"])
+    code, out = client.containers.get(STACK.container("risk")).exec_run(["cat", "/var/log/cdb_risk/audit.jsonl"])
     assert code == 0
     lines = [ln for ln in out.decode().splitlines() if ln.strip()]
     with _pg(project) as conn:
@@ -147,9 +128,9 @@ asyncio.run(main())
 
 def test_a_batch_of_ticks_and_its_marks_is_added_whole_and_in_order(project):
     password = env_values(project)["REDIS_PASSWORD"]
-    r = redis.Redis(host="127.0.0.1", port=6379 + OFFSET, password=password, decode_responses=True)
+    r = redis.Redis(host="127.0.0.1", port=STACK.redis_port, password=password, decode_responses=True)
     r.delete("cdb:test:batch", "cdb:marks:batchtest")
-    code, out = docker.from_env().containers.get("cdbx_signal").exec_run(["python3", "-c", _PUBLISH_BATCH])
+    code, out = docker.from_env().containers.get(STACK.container("signal")).exec_run(["python3", "-c", _PUBLISH_BATCH])
     assert code == 0, out.decode()
     entries = r.xrange("cdb:test:batch")
     assert [json.loads(f["data"])["n"] for _id, f in entries] == list(range(601))
@@ -192,7 +173,9 @@ def test_a_consumer_stopped_mid_stream_resumes_in_order_and_acks_everything(proj
     """Stopped after 600 entries, the consumer leaves the rest of its batch pending (delivered, never
     handled, never lost) and acks what it handled; started again under its name, it handles those first
     and then the rest: every entry once, in stream order, and nothing pending at the end."""
-    code, out = docker.from_env().containers.get("cdbx_signal").exec_run(["python3", "-c", _CONSUME_ACROSS_A_STOP])
+    code, out = (
+        docker.from_env().containers.get(STACK.container("signal")).exec_run(["python3", "-c", _CONSUME_ACROSS_A_STOP])
+    )
     assert code == 0, out.decode()
     result = json.loads(out.decode().strip().splitlines()[-1])
     assert result["seen"] == list(range(1700))
@@ -203,7 +186,7 @@ def test_a_consumer_stopped_mid_stream_resumes_in_order_and_acks_everything(proj
 
 def test_every_service_reports_its_garbage_collector_pauses(project):
     for port in (8000, 8001, 8002, 8003):
-        text = httpx.get(f"http://127.0.0.1:{port + OFFSET}/metrics", timeout=5).text
+        text = httpx.get(f"http://127.0.0.1:{STACK.port(port)}/metrics", timeout=5).text
         full = [ln for ln in text.splitlines() if ln.startswith('cdb_gc_pause_seconds_count{generation="2"}')]
         # at least the full collection each service runs once started, before it freezes what it holds
         assert full and float(full[0].split()[-1]) >= 1, (port, full)
@@ -211,7 +194,7 @@ def test_every_service_reports_its_garbage_collector_pauses(project):
 
 def _probe(move: float = 8.0) -> str:
     r = httpx.post(
-        f"http://127.0.0.1:{SCREENER_PORT}/probe", json={"probe_id": str(uuid.uuid4()), "move_pct": move}, timeout=10
+        f"http://127.0.0.1:{STACK.port(8000)}/probe", json={"probe_id": str(uuid.uuid4()), "move_pct": move}, timeout=10
     )
     assert r.status_code == 202, r.text
     return r.json()["symbol"]
@@ -234,16 +217,17 @@ def _chain_counts(project: Path, symbols: list[str]) -> dict[str, tuple[int, int
 
 
 def _wait_chains(project: Path, symbols: list[str], timeout: float = 120.0) -> dict[str, tuple[int, int, int, int]]:
-    deadline = time.monotonic() + timeout
+    """Each symbol's chain once every one has its fill; as last seen after `timeout` (the caller asserts)."""
     counts: dict[str, tuple[int, int, int, int]] = {}
-    while time.monotonic() < deadline:
-        try:
-            counts = _chain_counts(project, symbols)
-            if len(counts) == len(symbols) and all(c[3] >= 1 for c in counts.values()):
-                break
-        except psycopg.OperationalError:
-            pass
-        time.sleep(0.5)
+
+    def complete() -> bool:
+        found = _chain_counts(project, symbols)
+        counts.clear()
+        counts.update(found)
+        return len(counts) == len(symbols) and all(c[3] >= 1 for c in counts.values())
+
+    with contextlib.suppress(AssertionError):
+        wait_until("every chain filled", complete, timeout, every=0.5)
     return counts
 
 
@@ -251,7 +235,7 @@ def _wait_chains(project: Path, symbols: list[str], timeout: float = 120.0) -> d
 def test_services_ride_out_a_restart_without_losing_or_doubling_events(project, dependency):
     client = docker.from_env()
     before = [_probe() for _ in range(3)]
-    client.containers.get(f"cdbx_{dependency}").restart(timeout=10)
+    client.containers.get(STACK.container(dependency)).restart(timeout=10)
     during = []
     for _ in range(3):  # published while the services reconnect
         with contextlib.suppress(httpx.HTTPError, AssertionError):
@@ -263,7 +247,12 @@ def test_services_ride_out_a_restart_without_losing_or_doubling_events(project, 
     assert set(counts) == set(symbols), f"lost: {set(symbols) - set(counts)}"
     # exactly one signal, decision, order and fill per injected move: nothing lost, nothing doubled
     assert all(c == (1, 1, 1, 1) for c in counts.values()), counts
-    for name in ("cdbx_screener_ws", "cdbx_signal", "cdbx_risk", "cdbx_execution"):
+    for name in (
+        STACK.container("screener_ws"),
+        STACK.container("signal"),
+        STACK.container("risk"),
+        STACK.container("execution"),
+    ):
         c = client.containers.get(name)
         assert c.status == "running" and c.attrs["RestartCount"] == 0, name
     out = cdb_json("validate", "--no-probe", project=project, expect=None)
@@ -282,15 +271,15 @@ def test_monitoring_profile_scrapes_every_service(project):
     grafana_image = client.images.list("grafana/grafana")
     if not grafana_image:
         assert [s["service"] for s in skipped] == ["grafana"] and "cannot pull" in skipped[0]["detail"]
-    deadline = time.monotonic() + 60
     targets: list[dict] = []
-    while time.monotonic() < deadline:
-        targets = httpx.get(f"http://127.0.0.1:{9090 + OFFSET}/api/v1/targets", timeout=5).json()["data"][
-            "activeTargets"
-        ]
-        if targets and all(t["health"] == "up" for t in targets):
-            break
-        time.sleep(1)
+
+    def all_up() -> bool:
+        url = f"http://127.0.0.1:{STACK.port(9090)}/api/v1/targets"
+        targets[:] = httpx.get(url, timeout=5).json()["data"]["activeTargets"]
+        return bool(targets) and all(t["health"] == "up" for t in targets)
+
+    with contextlib.suppress(AssertionError):  # the targets as last seen: the assert below names them
+        wait_until("Prometheus scraping every target", all_up, 60, every=1)
     jobs = {t["labels"]["job"]: t["health"] for t in targets}
     assert jobs == {
         j: "up"
@@ -298,6 +287,6 @@ def test_monitoring_profile_scrapes_every_service(project):
     }, jobs
     # the dashboard's metrics really arrive: ticks were received and a fill happened
     q = httpx.get(
-        f"http://127.0.0.1:{9090 + OFFSET}/api/v1/query", params={"query": "cdb_ticks_received_total"}, timeout=5
+        f"http://127.0.0.1:{STACK.port(9090)}/api/v1/query", params={"query": "cdb_ticks_received_total"}, timeout=5
     ).json()
     assert q["data"]["result"] and float(q["data"]["result"][0]["value"][1]) > 0

@@ -20,59 +20,30 @@ from typing import Any
 
 import docker
 import httpx
-import psycopg
 import pytest
 
-from tests.helpers import cdb_json, env_values, make_project, remove_system
+from tests.helpers import STACKS, StackFixture, cdb_json, pg_connect, wait_until
 
 pytestmark = pytest.mark.e2e
 
-SYSTEM = "cdb_corners"
-PREFIX = "cdbq_"
-OFFSET = 27000
-PG_PORT, SCREENER_PORT, SIGNAL_PORT = 5432 + OFFSET, 8000 + OFFSET, 8001 + OFFSET
+STACK = STACKS["corners"]
+PREFIX = STACK.prefix
+SCREENER_PORT, SIGNAL_PORT = STACK.port(8000), STACK.port(8001)
 ORDER_TTL = 4
 SPEED = 8  # event seconds per real second: the REPUSDT BUY (t≈348 s) ~45 s in, WINUSDT's (t≈564 s) ~27 s later
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory):
-    remove_system(SYSTEM)
-    root = make_project(tmp_path_factory.mktemp("corners"), SYSTEM, prefix=PREFIX, offset=OFFSET)
-    _set_env(root, REPLAY_FILE="corners.jsonl", REPLAY_SPEED=str(SPEED), ORDER_TTL_SECONDS=str(ORDER_TTL))
-    out = cdb_json("rebuild", "--feed", "replay", project=root, expect=None)
-    assert out["result"] == "ok", json.dumps(out, indent=1)[-3000:]
-    yield root
-    remove_system(SYSTEM)
-
-
-def _set_env(project: Path, **values: str) -> None:
-    path = project / ".env"
-    lines = [ln for ln in path.read_text().splitlines() if ln.split("=", 1)[0] not in values]
-    path.write_text("\n".join([*lines, *(f"{k}={v}" for k, v in values.items())]) + "\n")
+    env = {"REPLAY_FILE": "corners.jsonl", "REPLAY_SPEED": str(SPEED), "ORDER_TTL_SECONDS": str(ORDER_TTL)}
+    yield from StackFixture(STACK, env=env, rebuild_args=("--feed", "replay")).around(
+        tmp_path_factory.mktemp("corners")
+    )
 
 
 def _query(project: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    env = env_values(project)
-    with psycopg.connect(
-        host="127.0.0.1", port=PG_PORT, user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"],
-        dbname=env["POSTGRES_DB"], connect_timeout=5, autocommit=True,
-    ) as conn:  # fmt: skip
+    with pg_connect(project, STACK.pg_port) as conn:
         return conn.execute(sql, params).fetchall()
-
-
-def _wait(what: str, check: Any, timeout: float = 120.0, every: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except (psycopg.OperationalError, httpx.HTTPError):
-            pass
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 def _signals(project: Path) -> list[tuple[str, str, Any, Decimal]]:
@@ -94,7 +65,7 @@ def _audit_lines() -> list[dict[str, Any]]:
 
 def test_replay_with_a_signal_engine_recreated_mid_run_decides_as_without_the_restart(project):
     # REPUSDT's BUY fired: recreate the signal container while WINUSDT's window is half-way up
-    _wait("the REPUSDT BUY", lambda: [s for s in _signals(project) if s[0] == "REPUSDT"], timeout=180)
+    wait_until("the REPUSDT BUY", lambda: [s for s in _signals(project) if s[0] == "REPUSDT"], 180, 0.3)
     time.sleep(3)  # ~24 s of event time on: past t≈342 s, where an empty window could no longer reach 3 %
     old = _container("signal")
     old_id = old.id
@@ -105,7 +76,7 @@ def test_replay_with_a_signal_engine_recreated_mid_run_decides_as_without_the_re
     assert steps.get(PREFIX + "signal") in ("create", "recreate"), steps
     new = _container("signal")
     assert new.id != old_id
-    health = _wait("the new signal engine's restore", lambda: _signal_health().get("restored"), timeout=60)
+    health = wait_until("the new signal engine's restore", lambda: _signal_health().get("restored"), 60, 0.3)
     assert health["ticks_replayed"] > 0 and health["cooldowns"] >= 2, health
 
     def scenario_done() -> list[tuple[Any, ...]] | None:
@@ -113,7 +84,7 @@ def test_replay_with_a_signal_engine_recreated_mid_run_decides_as_without_the_re
         return rows if any(r[0] == "WINUSDT" for r in rows) else None
 
     try:
-        rows = _wait("the WINUSDT BUY after the restart", scenario_done, timeout=150)
+        rows = wait_until("the WINUSDT BUY after the restart", scenario_done, 150, 0.3)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{_diagnose(project)}") from None
     time.sleep(3)  # anything doubled would show up by now
@@ -171,11 +142,12 @@ def test_an_order_execution_never_sees_expires_releases_its_symbol_and_is_never_
     try:
         probe_id = str(uuid.uuid4())
         symbol = _probe(probe_id)
-        first = _wait("the probe's order", lambda: _orders(project, symbol), timeout=60)[0][0]
-        expired = _wait(
+        first = wait_until("the probe's order", lambda: _orders(project, symbol), 60, 0.3)[0][0]
+        expired = wait_until(
             "the order to expire",
             lambda: [o for o in _orders(project, symbol) if o[1] == "EXPIRED"],
-            timeout=ORDER_TTL + 30,
+            ORDER_TTL + 30,
+            0.3,
         )
         assert expired[0][0] == first
         assert expired[0][2] == f"expired: not filled within {ORDER_TTL} s (ORDER_TTL_SECONDS)"
@@ -184,12 +156,12 @@ def test_an_order_execution_never_sees_expires_releases_its_symbol_and_is_never_
         assert Decimal(line["released_notional"]) > 0
     finally:
         execution.start()
-    _wait("execution healthy", lambda: _container("execution").attrs["State"].get("Health", {}).get("Status")
-          == "healthy", timeout=60)  # fmt: skip
+    wait_until("execution healthy", lambda: _container("execution").attrs["State"].get("Health", {}).get("Status")
+          == "healthy", 60, 0.3)  # fmt: skip
     # the same symbol again: not `position_exists` any more, approved and filled
     _probe(probe_id)
-    orders = _wait("the second order to fill", lambda: (o := _orders(project, symbol)) and len(o) == 2 and o[1][3]
-                   and o, timeout=60)  # fmt: skip
+    orders = wait_until("the second order to fill", lambda: (o := _orders(project, symbol)) and len(o) == 2 and o[1][3]
+                   and o, 60, 0.3)  # fmt: skip
     assert orders[0][1] == "EXPIRED" and orders[0][3] is None  # execution saw it later: never filled
     assert orders[1][1] == "FILLED"
     decisions = _query(project, "SELECT decision, reason FROM risk_events WHERE symbol = %s ORDER BY created_at",

@@ -10,24 +10,20 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.helpers import cdb, cdb_json, env_values, make_project, pg_connect, remove_system
+from tests.helpers import STACKS, StackFixture, cdb, cdb_json, env_values, pg_connect
 
 pytestmark = pytest.mark.integration
 
-SYSTEM = "cdb_testb"
+STACK = STACKS["backup"]
+SYSTEM = STACK.system
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory):
-    remove_system(SYSTEM)
-    root = make_project(tmp_path_factory.mktemp("backup"), SYSTEM, prefix="cdbb_", offset=16000)
-    out = cdb_json("rebuild", project=root)
-    assert out["result"] == "ok"
-    yield root
-    remove_system(SYSTEM)
+    yield from StackFixture(STACK).around(tmp_path_factory.mktemp("backup"))
 
 
-_pg = functools.partial(pg_connect, port=21432)
+_pg = functools.partial(pg_connect, port=STACK.pg_port)
 
 
 def _markers(project: Path) -> list[str]:
@@ -73,7 +69,7 @@ def test_wipe_data_without_yes_changes_nothing(project):
 
 def test_failed_backup_wipes_nothing(project):
     client = docker.from_env()
-    pg = client.containers.get("cdbb_postgres")
+    pg = client.containers.get(STACK.container("postgres"))
     # make pg_dump fail: a database name the server does not know (the container still runs)
     env_file = project / ".env"
     original = env_file.read_text()
@@ -103,7 +99,7 @@ def test_wipe_then_restore_gives_back_the_same_rows(project):
     assert kinds[0] == "archive" and "pg_dump" in kinds
     assert all("verified" in s["detail"] for s in backups)
     removed = sorted(s["name"] for s in out["steps"] if s["resource"] == "volume" and s["action"] == "remove")
-    assert removed == ["cdbb_postgres_data", "cdbb_redis_data", "cdbb_risk_logs"]
+    assert removed == [STACK.container(v) for v in ("postgres_data", "redis_data", "risk_logs")]
     assert _markers(project) == []  # a fresh database
     dump = next(Path(project / "backups" / s["name"]) for s in backups if "pg_dump" in s["detail"])
     for s in backups:  # every backup is complete and checksummed

@@ -9,6 +9,7 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import psycopg
@@ -17,11 +18,12 @@ import yaml
 from cdb_common.migrations import BOOKKEEPING
 
 from cdb_ops.db.migrations import discover
-from tests.helpers import REPO, cdb, cdb_json, env_values, make_project, remove_system
+from tests.helpers import REPO, STACKS, StackFixture, cdb, cdb_json, make_project, pg_connect
 
 pytestmark = pytest.mark.integration
 
-SYSTEM, PREFIX, OFFSET = "cdb_compose", "cdbc_", 29000
+STACK = STACKS["export"]
+SYSTEM, PREFIX = STACK.system, STACK.prefix
 PROJECT_NAME = "cdbc"  # Compose's project name (-p)
 LONG_RUNNING = ("postgres", "redis", "screener_ws", "signal", "risk", "execution", "market_replay")
 
@@ -54,15 +56,8 @@ class Stack:
     def migrate_env(self) -> dict[str, str]:
         return dict(yaml.safe_load(self.file.read_text())["services"]["migrate"]["environment"])
 
-    def conninfo(self) -> dict[str, object]:
-        env = env_values(self.project)
-        return {
-            "host": "127.0.0.1",
-            "port": 5432 + OFFSET,
-            "dbname": env["POSTGRES_DB"],
-            "user": env["POSTGRES_USER"],
-            "password": env["POSTGRES_PASSWORD"],
-        }
+    def pg(self) -> psycopg.Connection[Any]:
+        return pg_connect(self.project, STACK.pg_port)
 
 
 def _built_images() -> list[str]:
@@ -74,8 +69,9 @@ def stack(
     tmp_path_factory: pytest.TempPathFactory, compose_bin: str
 ) -> Iterator[tuple[Stack, subprocess.CompletedProcess[str]]]:
     root = tmp_path_factory.mktemp("compose")
-    remove_system(SYSTEM)  # a leftover of an interrupted run: the cold start is from empty volumes
-    project = make_project(root / "p", SYSTEM, prefix=PREFIX, offset=OFFSET)
+    # up removes a leftover of an interrupted run: the cold start is from empty volumes; Compose starts it
+    fixture = StackFixture(STACK, converge=False)
+    project = fixture.up(root / "p")
     file = root / "out" / "docker-compose.yml"
     file.parent.mkdir()
     images_before = set(_built_images())
@@ -88,7 +84,7 @@ def stack(
         yield s, s.compose("up", "-d", "--wait")
     finally:
         s.compose("down", "-v", "--remove-orphans")
-        remove_system(SYSTEM)
+        fixture.down()
         client = docker.from_env()
         for tag in set(_built_images()) - images_before:
             client.images.remove(tag, force=True)
@@ -129,7 +125,7 @@ def test_compose_and_cdb_ops_keep_one_bookkeeping(stack):
     states = {m["version"]: m["state"] for m in doc["migrations"]}
     files = discover(s.project / "schema")
     assert states == {m.version: "applied" for m in files}
-    with psycopg.connect(**s.conninfo()) as conn:  # type: ignore[arg-type]
+    with s.pg() as conn:
         rows = dict(conn.execute(f"SELECT version, checksum FROM {BOOKKEEPING}").fetchall())
     assert rows == {m.version: m.checksum for m in files}
 
@@ -170,7 +166,7 @@ def test_validate_passes_against_the_stack_compose_started(stack):
 
 def test_down_keeps_the_data_and_down_v_removes_it(stack):
     s, _ = stack
-    with psycopg.connect(**s.conninfo()) as conn:  # type: ignore[arg-type]
+    with s.pg() as conn:
         trades = conn.execute("SELECT count(*) FROM trades").fetchone()
     down = s.compose("down")
     assert down.returncode == 0, down.stderr[-2000:]
@@ -181,7 +177,7 @@ def test_down_keeps_the_data_and_down_v_removes_it(stack):
     assert volumes == {f"{PREFIX}postgres_data", f"{PREFIX}postgres_tmp", f"{PREFIX}redis_data", f"{PREFIX}risk_logs"}
     up = s.compose("up", "-d", "--wait")
     assert up.returncode == 0, up.stderr[-3000:]
-    with psycopg.connect(**s.conninfo()) as conn:  # type: ignore[arg-type]
+    with s.pg() as conn:
         again = conn.execute("SELECT count(*) FROM trades").fetchone()
     assert trades is not None and again is not None and again[0] >= trades[0]
     gone = s.compose("down", "-v")
@@ -192,7 +188,7 @@ def test_down_keeps_the_data_and_down_v_removes_it(stack):
 
 @pytest.mark.parametrize("offline", [False, True])
 def test_exported_file_is_accepted_by_compose_v2(tmp_path, compose_bin, offline):
-    project = make_project(tmp_path / "p", SYSTEM, prefix=PREFIX, offset=OFFSET)
+    project = make_project(tmp_path / "p", STACK.system, STACK.prefix, STACK.offset)
     target = tmp_path / "out" / "docker-compose.yml"
     target.parent.mkdir()
     r = cdb("export", "compose", "-o", str(target), *(["--offline"] if offline else []), project=project)
@@ -223,7 +219,7 @@ def test_exported_file_is_accepted_by_compose_v2(tmp_path, compose_bin, offline)
 
 
 def test_export_refuses_to_overwrite(tmp_path):
-    project = make_project(tmp_path / "p", SYSTEM, prefix=PREFIX, offset=OFFSET)
+    project = make_project(tmp_path / "p", STACK.system, STACK.prefix, STACK.offset)
     target = tmp_path / "compose.yml"
     target.write_text("keep me\n")
     r = cdb("export", "compose", "-o", str(target), project=project)

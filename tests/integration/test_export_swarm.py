@@ -15,15 +15,15 @@ from pathlib import Path
 
 import docker
 import httpx
-import psycopg
 import pytest
 
-from tests.helpers import cdb, env_values, make_project, remove_system
+from tests.helpers import STACKS, cdb, make_project, pg_connect, remove_system, wait_until
 
 pytestmark = pytest.mark.integration
 
-SYSTEM, PREFIX, OFFSET = "cdb_swarm", "cdbz_", 29500
-STACK = "cdbz"
+STACK = STACKS["export_swarm"]
+SYSTEM, PREFIX = STACK.system, STACK.prefix
+NAMESPACE = STACK.prefix.rstrip("_")  # the swarm stack's name
 RUNNING = ("postgres", "redis", "screener", "signal", "risk", "execution", "market_replay")
 
 
@@ -41,7 +41,7 @@ def _built_images() -> set[str]:
 
 def _tasks(service: str) -> list[dict[str, object]]:
     client = docker.from_env()
-    return client.api.tasks(filters={"service": f"{STACK}_{service}"})
+    return client.api.tasks(filters={"service": f"{NAMESPACE}_{service}"})
 
 
 def _remove_stack() -> None:
@@ -49,15 +49,17 @@ def _remove_stack() -> None:
     volumes (a swarm keeps them) — only ours, by the stack's namespace label and our system label."""
     client = docker.from_env()
     if _swarm_state() == "active":
-        _docker("stack", "rm", STACK)
-    namespace = {"label": f"com.docker.stack.namespace={STACK}"}
-    deadline = time.monotonic() + 60
+        _docker("stack", "rm", NAMESPACE)
+    namespace = {"label": f"com.docker.stack.namespace={NAMESPACE}"}
     # the low-level list: docker-py's containers.list() inspects each container it lists, and one the
-    # swarm removes in between fails that with NotFound
-    while time.monotonic() < deadline and (
-        client.api.containers(all=True, filters=namespace) or client.networks.list(filters=namespace)
-    ):
-        time.sleep(0.5)
+    # swarm removes in between fails that with NotFound; what is left after a minute is removed by force
+    with contextlib.suppress(AssertionError):
+        wait_until(
+            "the swarm removing the stack",
+            lambda: not (client.api.containers(all=True, filters=namespace) or client.networks.list(filters=namespace)),
+            60,
+            0.5,
+        )
     for c in client.api.containers(all=True, filters=namespace):
         with contextlib.suppress(docker.errors.NotFound):
             client.api.remove_container(c["Id"], force=True, v=True)
@@ -72,7 +74,7 @@ def swarm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, subp
     we_joined = False
     images_before = _built_images()
     try:
-        project = make_project(root / "p", SYSTEM, prefix=PREFIX, offset=OFFSET)
+        project = make_project(root / "p", STACK.system, STACK.prefix, STACK.offset)
         file = root / "out" / "stack.yml"
         file.parent.mkdir()
         # offline: the fallbacks, as CI has no registry; --build: a swarm builds nothing itself
@@ -82,7 +84,7 @@ def swarm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, subp
             init = _docker("swarm", "init", "--advertise-addr", "127.0.0.1")
             assert init.returncode == 0, init.stderr
             we_joined = True
-        deploy = _docker("stack", "deploy", "--resolve-image", "never", "-c", str(file), STACK, timeout=180)
+        deploy = _docker("stack", "deploy", "--resolve-image", "never", "-c", str(file), NAMESPACE, timeout=180)
         assert deploy.returncode == 0, deploy.stderr
         yield project, export
     finally:
@@ -96,16 +98,16 @@ def swarm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, subp
 
 def _wait_running(timeout: float = 240) -> dict[str, str]:
     """Each service's newest task state once all long-running ones run and migrate completed."""
-    deadline = time.monotonic() + timeout
     states: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        states = {}
+
+    def all_running() -> bool:
         for name in (*RUNNING, "migrate"):
             tasks = sorted(_tasks(name), key=lambda t: str(t["CreatedAt"]))
             states[name] = str(tasks[-1]["Status"]["State"]) if tasks else "none"  # type: ignore[index]
-        if all(states[n] == "running" for n in RUNNING) and states["migrate"] == "complete":
-            return states
-        time.sleep(1)
+        return all(states[n] == "running" for n in RUNNING) and states["migrate"] == "complete"
+
+    with contextlib.suppress(AssertionError):  # the states as last seen: the caller's assert shows them
+        wait_until("every service running", all_running, timeout, every=1)
     return states
 
 
@@ -124,43 +126,34 @@ def test_stack_deploy_runs_every_service_and_migrates_once(swarm):
 def test_probe_through_the_screeners_published_port_reaches_postgres(swarm):
     project, _ = swarm
     assert _wait_running()["execution"] == "running"
-    env = env_values(project)
     probe_id = uuid.uuid4()
-    deadline = time.monotonic() + 90
-    symbol = None
-    while symbol is None:  # the screener answers once it is healthy (its port is published in host mode)
-        try:
-            r = httpx.post(
-                f"http://127.0.0.1:{8000 + OFFSET}/probe",
-                json={"probe_id": str(probe_id), "move_pct": 6.0},
-                timeout=5,
-            )
-            r.raise_for_status()
-            symbol = r.json()["symbol"]
-        except httpx.HTTPError:
-            assert time.monotonic() < deadline, "the screener's published port never accepted the probe"
-            time.sleep(1)
-    conninfo = {
-        "host": "127.0.0.1",
-        "port": 5432 + OFFSET,
-        "dbname": env["POSTGRES_DB"],
-        "user": env["POSTGRES_USER"],
-        "password": env["POSTGRES_PASSWORD"],
-    }
-    row = None
-    with psycopg.connect(**conninfo, autocommit=True) as conn:  # type: ignore[arg-type]
-        while time.monotonic() < deadline:
-            row = conn.execute(
+    started = time.monotonic()  # one 90 s budget for the probe's way in and its trade
+
+    def probe() -> str:
+        r = httpx.post(
+            f"http://127.0.0.1:{STACK.port(8000)}/probe",
+            json={"probe_id": str(probe_id), "move_pct": 6.0},
+            timeout=5,
+        )
+        r.raise_for_status()
+        return str(r.json()["symbol"])
+
+    # the screener answers once it is healthy (its port is published in host mode)
+    symbol = wait_until("the screener's published port accepting the probe", probe, 90, every=1)
+    with pg_connect(project, STACK.pg_port) as conn:
+        row = wait_until(
+            "the probe's trade",
+            lambda: conn.execute(
                 """SELECT r.decision, t.trade_id, t.portfolio FROM signals s
                      JOIN risk_events r ON r.signal_id = s.signal_id
                      JOIN orders o ON o.risk_event_id = r.risk_event_id
                      JOIN trades t ON t.order_id = o.order_id
                     WHERE s.symbol = %s AND s.is_probe""",
                 (symbol,),
-            ).fetchone()
-            if row:
-                break
-            time.sleep(0.2)
+            ).fetchone(),
+            max(0.0, 90 - (time.monotonic() - started)),
+            every=0.2,
+        )
         migrations = conn.execute("SELECT count(*) FROM cdb_ops.schema_migrations").fetchone()
     assert row is not None and row[0] == "APPROVED" and row[2] == "probe", row
     assert migrations is not None and migrations[0] == len(list((project / "schema").glob("*.sql")))
@@ -169,9 +162,9 @@ def test_probe_through_the_screeners_published_port_reaches_postgres(swarm):
 def test_removing_the_stack_leaves_nothing(swarm):
     _remove_stack()
     client = docker.from_env()
-    namespace = {"label": f"com.docker.stack.namespace={STACK}"}
+    namespace = {"label": f"com.docker.stack.namespace={NAMESPACE}"}
     assert client.api.containers(all=True, filters=namespace) == []
     assert client.volumes.list(filters={"label": f"cdb.system={SYSTEM}"}) == []
     if _swarm_state() == "active":
         assert client.api.secrets(filters=namespace) == [] and client.api.configs(filters=namespace) == []
-        assert _docker("service", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={STACK}").stdout == ""
+        assert _docker("service", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={NAMESPACE}").stdout == ""

@@ -8,7 +8,6 @@ evicting a stream), and a changed log cap recreates the containers with it."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,26 +15,28 @@ import docker
 import pytest
 import redis
 
-from tests.helpers import cdb, cdb_json, env_values, make_project, remove_system
+from tests.helpers import STACKS, StackFixture, cdb, cdb_json, env_values, wait_until
 
 pytestmark = pytest.mark.integration
 
-SYSTEM, PREFIX, OFFSET = "cdb_hard", "cdbd_", 33000
+STACK = STACKS["hardening"]
+SYSTEM, PREFIX = STACK.system, STACK.prefix
 CONTAINERS = ("postgres", "redis", "screener_ws", "signal", "risk", "execution", "market_replay")
-REDIS_PORT = 6379 + OFFSET
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    remove_system(SYSTEM)
     # init --feed replay: no feed check (it would run the screener image on the default bridge)
-    root = make_project(tmp_path_factory.mktemp("hard"), SYSTEM, prefix=PREFIX, offset=OFFSET, init=False)
-    r = cdb("init", "--feed", "replay", project=root)
-    assert r.returncode == 0, r.stderr[-2000:]
-    out = cdb_json("rebuild", project=root)
-    assert out["result"] == "ok"
-    yield root
-    remove_system(SYSTEM)
+    fixture = StackFixture(STACK, init=False, converge=False)
+    root = fixture.up(tmp_path_factory.mktemp("hard"))
+    try:
+        r = cdb("init", "--feed", "replay", project=root)
+        assert r.returncode == 0, r.stderr[-2000:]
+        out = cdb_json("rebuild", project=root)
+        assert out["result"] == "ok"
+        yield root
+    finally:
+        fixture.down()
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +50,11 @@ def _inspect(client: docker.DockerClient) -> dict[str, dict]:
 
 
 def _healthy(client: docker.DockerClient, timeout: float = 90) -> dict[str, str]:
-    deadline = time.monotonic() + timeout
-    while True:
+    def all_healthy() -> dict[str, str] | None:
         health = {n: (c["State"].get("Health") or {}).get("Status", "") for n, c in _inspect(client).items()}
-        if all(h == "healthy" for h in health.values()) or time.monotonic() > deadline:
-            return health
-        time.sleep(2)
+        return health if all(h == "healthy" for h in health.values()) else None
+
+    return wait_until("every container healthy", all_healthy, timeout, every=2)
 
 
 def test_every_container_is_hardened_and_its_log_capped(project, client):
@@ -110,12 +110,12 @@ def test_backup_and_restore_work_with_a_read_only_root(project, client):
     dump = max((project / "backups").glob("*.dump"), key=lambda p: p.stat().st_mtime)
     r = cdb("restore", str(dump), "--yes", project=project)
     assert r.returncode == 0, r.stderr[-2000:]
-    code, out = client.containers.get(f"{PREFIX}postgres").exec_run(["ls", "-A", "/tmp"])
+    code, out = client.containers.get(STACK.container("postgres")).exec_run(["ls", "-A", "/tmp"])
     assert code == 0 and out.decode().split() == [], out  # what was staged was removed, by user 70 too
 
 
 def test_redis_refuses_writes_at_maxmemory_and_evicts_no_stream(project):
-    r = redis.Redis(host="127.0.0.1", port=REDIS_PORT, password=env_values(project)["REDIS_PASSWORD"])
+    r = redis.Redis(host="127.0.0.1", port=STACK.redis_port, password=env_values(project)["REDIS_PASSWORD"])
     assert r.config_get("maxmemory")["maxmemory"] == str(128 << 20)
     assert r.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
     stream = "cdbd:test:bounded"

@@ -1,5 +1,5 @@
 """Every command's real `--json` output on the engine, checked against json_schemas/<command>.schema.json:
-a renamed copy of the stack (cdbs_*, ports +17000, system cdb_tests) is rebuilt once, then each
+a renamed copy of the stack (STACKS["json_schemas"]) is rebuilt once, then each
 command runs against it — including the failure paths (a port held by another process, the lock held,
 restore without --yes) — and every stdout must match its schema, document every field it carries, and
 agree with itself (counts, exit codes). Mutating a real output must break validation."""
@@ -26,13 +26,12 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from tests.helpers import cdb, make_project, remove_system
+from tests.helpers import STACKS, StackFixture, cdb
 from tests.unit.test_json_schemas import load_schema, problems
 
 pytestmark = pytest.mark.integration
 
-SYSTEM = "cdb_tests"
-PREFIX = "cdbs_"
+STACK = STACKS["json_schemas"]
 
 
 @dataclass
@@ -45,10 +44,8 @@ class Output:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    remove_system(SYSTEM)
-    root = make_project(tmp_path_factory.mktemp("jsonschemas"), system=SYSTEM, prefix=PREFIX, offset=17000)
-    yield root
-    remove_system(SYSTEM)
+    # not converged here: the outputs fixture runs rebuild first, as a person would
+    yield from StackFixture(STACK, converge=False).around(tmp_path_factory.mktemp("jsonschemas"))
 
 
 def run_json(project: Path, *args: str, expect: int | set[int] = 0, schema: str | None = None) -> Output:
@@ -124,7 +121,7 @@ def outputs(project: Path) -> dict[str, Output]:
         out["rebuild (lock held)"] = run_json(project, "rebuild", expect=6)
     # a missing container whose host port another process holds: plan reports the conflict, rebuild
     # refuses in its preflight (its own shape, result failed), status shows the row as missing
-    docker.from_env().containers.get(f"{PREFIX}redis").remove(force=True)  # ours (cdbs_*), nobody else's
+    docker.from_env().containers.get(STACK.container("redis")).remove(force=True)  # ours, nobody else's
     with _port_held(_host_port(project, "redis")):
         out["plan (conflict)"] = run_json(project, "plan", expect=6)
         out["rebuild (conflict)"] = run_json(project, "rebuild", expect=6)

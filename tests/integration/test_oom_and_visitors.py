@@ -1,5 +1,4 @@
-"""Issue 23, items 3 and 8, on the real engine and a real Postgres (a stack of our own: `cdbo_*`, ports
-+37000, system `cdb_oom`):
+"""Issue 23, items 3 and 8, on the real engine and a real Postgres (a stack of our own: STACKS["oom"]):
 
 * a visitor's mistake is information: a bad query in a session named `psql` (as psql names itself) leaves
   `validate` passing and shows the line as info; the same query in a session named like a service
@@ -22,39 +21,23 @@ import psycopg
 import pytest
 import yaml
 
-from tests.helpers import cdb_json, env_values, make_project, remove_system
+from tests.helpers import STACKS, StackFixture, cdb, cdb_json, pg_connect, wait_until
 from tests.unit.test_json_schemas import problems
 
 pytestmark = pytest.mark.integration
 
-SYSTEM, PREFIX, OFFSET = "cdb_oom", "cdbo_", 37000
-PG_PORT = 5432 + OFFSET
-REPLAY = f"{PREFIX}market_replay"
+STACK = STACKS["oom"]
+REPLAY = STACK.container("market_replay")
 TINY = 12 * 1024 * 1024  # Python and its imports alone outgrow it: the kernel kills the replay at start
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    remove_system(SYSTEM)
-    root = make_project(tmp_path_factory.mktemp("oom"), SYSTEM, PREFIX, OFFSET)
-    out = cdb_json("rebuild", project=root)
-    assert out["result"] == "ok"
-    yield root
-    remove_system(SYSTEM)
+    yield from StackFixture(STACK).around(tmp_path_factory.mktemp("oom"))
 
 
 def _session(project: Path, application_name: str) -> psycopg.Connection[Any]:
-    env = env_values(project)
-    return psycopg.connect(
-        host="127.0.0.1",
-        port=PG_PORT,
-        user=env["POSTGRES_USER"],
-        password=env["POSTGRES_PASSWORD"],
-        dbname=env["POSTGRES_DB"],
-        application_name=application_name,
-        connect_timeout=5,
-        autocommit=True,
-    )
+    return pg_connect(project, STACK.pg_port, application_name=application_name)
 
 
 def _bad_query(project: Path, application_name: str) -> None:
@@ -94,12 +77,7 @@ def _set_mem_limit(project: Path, service: str, limit: str) -> None:
 
 def _inspect_until(name: str, ready: Any, timeout: float = 60) -> dict[str, Any]:
     api = docker.from_env().api
-    deadline = time.monotonic() + timeout
-    while True:
-        c = api.inspect_container(name)
-        if ready(c) or time.monotonic() > deadline:
-            return c
-        time.sleep(0.2)
+    return wait_until(f"{name} ready", lambda: c if ready(c := api.inspect_container(name)) else None, timeout, 0.2)
 
 
 def test_an_oom_kill_is_named_by_rebuild_status_validate_and_doctor(project: Path) -> None:
@@ -153,8 +131,6 @@ def test_an_oom_kill_is_named_by_rebuild_status_validate_and_doctor(project: Pat
 
 def cdb_json_text(project: Path, *args: str) -> str:
     """The plain (table) output of a command; rich folds long cells, so whitespace is normalised."""
-    from tests.helpers import cdb
-
     r = cdb(*args, project=project, env={"COLUMNS": "250"})
     assert r.returncode == 0, r.stderr
     return r.stdout

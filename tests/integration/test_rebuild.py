@@ -10,19 +10,19 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import docker
 import pytest
 import redis
 
-from tests.helpers import cdb, cdb_json, env_values, make_project, pg_connect, remove_system
+from tests.helpers import STACKS, StackFixture, cdb, cdb_json, env_values, pg_connect, wait_until
 
 pytestmark = pytest.mark.integration
 
-SYSTEM = "cdb_test"
-PG, RD = "cdbt_postgres", "cdbt_redis"
+STACK = STACKS["rebuild"]
+SYSTEM = STACK.system
+PG, RD = STACK.container("postgres"), STACK.container("redis")
 NINE_TABLES = [
     "daily_pnl",
     "market_snapshots",
@@ -38,10 +38,8 @@ NINE_TABLES = [
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory):
-    remove_system(SYSTEM)
-    root = make_project(tmp_path_factory.mktemp("stack"), SYSTEM)
-    yield root
-    remove_system(SYSTEM)
+    # not converged: the first test is the rebuild from nothing
+    yield from StackFixture(STACK, converge=False).around(tmp_path_factory.mktemp("stack"))
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +52,7 @@ def _state(client: docker.DockerClient, name: str) -> tuple[str, str, str | None
     return c["Id"], c["State"]["StartedAt"], (c["State"].get("Health") or {}).get("Status")
 
 
-_pg = functools.partial(pg_connect, port=25432, autocommit=False)
+_pg = functools.partial(pg_connect, port=STACK.pg_port, autocommit=False)
 
 
 def test_rebuild_from_nothing_brings_up_postgres_with_nine_tables_and_redis(project, client):
@@ -63,7 +61,7 @@ def test_rebuild_from_nothing_brings_up_postgres_with_nine_tables_and_redis(proj
     actions: dict[tuple[str, str], str] = {}
     for s in out["steps"]:  # the first action per resource (the start phase later reports it as ok)
         actions.setdefault((s["resource"], s["name"]), s["action"])
-    assert actions[("network", "cdbt_network")] == "create"
+    assert actions[("network", STACK.container("network"))] == "create"
     assert actions[("container", PG)] == "create" and actions[("container", RD)] == "create"
     for name in (PG, RD):
         _, _, health = _state(client, name)
@@ -80,14 +78,14 @@ def test_rebuild_from_nothing_brings_up_postgres_with_nine_tables_and_redis(proj
         versions = [r[0] for r in conn.execute("SELECT version FROM cdb_ops.schema_migrations ORDER BY 1")]
         assert versions == sorted(int(f.name[:3]) for f in (project / "schema").glob("*.sql"))
     env = env_values(project)
-    r = redis.Redis(host="127.0.0.1", port=26379, password=env["REDIS_PASSWORD"])
+    r = redis.Redis(host="127.0.0.1", port=STACK.redis_port, password=env["REDIS_PASSWORD"])
     assert r.ping()
     assert r.config_get("appendonly")["appendonly"] == "yes"
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis(host="127.0.0.1", port=26379).ping()
+        redis.Redis(host="127.0.0.1", port=STACK.redis_port).ping()
     # ports are published on loopback only
     ports = client.api.inspect_container(PG)["HostConfig"]["PortBindings"]
-    assert ports == {"5432/tcp": [{"HostIp": "127.0.0.1", "HostPort": "25432"}]}
+    assert ports == {"5432/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(STACK.pg_port)}]}
 
 
 def test_secrets_never_reach_inspect_or_output(project, client):
@@ -131,7 +129,7 @@ def test_status_shows_the_stack(project):
     out = cdb_json("status", project=project)
     rows = {r["container"]: r for r in out["services"]}
     assert rows[PG]["state"] == "running" and rows[RD]["state"] == "running"
-    assert rows[PG]["ports"] == ["127.0.0.1:25432->5432/tcp"]
+    assert rows[PG]["ports"] == [f"127.0.0.1:{STACK.pg_port}->5432/tcp"]
     assert rows[PG]["memory_bytes"] > 1_000_000
     assert rows[PG]["restarts"] == 0 and rows[PG]["uptime_seconds"] >= 0
     assert out["last_run"]["result"] == "ok" and out["last_run"]["command"] == "rebuild"
@@ -150,8 +148,8 @@ def test_config_change_recreates_exactly_one_container(project, client):
     rd_before = _state(client, RD)[0]
     original = _edit_stack(
         project,
-        "  redis:\n    container: cdbt_redis\n",
-        "  redis:\n    container: cdbt_redis\n    env:\n      TZ: UTC\n",
+        f"  redis:\n    container: {RD}\n",
+        f"  redis:\n    container: {RD}\n    env:\n      TZ: UTC\n",
     )
     try:
         plan = cdb_json("plan", project=project)
@@ -215,11 +213,11 @@ def test_port_held_by_another_process_is_named_and_nothing_changes(project, clie
     client.containers.get(RD).remove(force=True)
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", 26379))
+        s.bind(("127.0.0.1", STACK.redis_port))
         s.listen()
         r = cdb("rebuild", project=project)
         assert r.returncode == 6, r.stderr
-        assert "host port 127.0.0.1:26379 is held by python" in r.stderr
+        assert f"host port 127.0.0.1:{STACK.redis_port} is held by python" in r.stderr
         with pytest.raises(docker.errors.NotFound):
             client.containers.get(RD)
     assert cdb("rebuild", project=project).returncode == 0
@@ -228,8 +226,10 @@ def test_port_held_by_another_process_is_named_and_nothing_changes(project, clie
 
 def test_clean_never_touches_unlabelled_containers_and_keeps_data(project, client):
     with contextlib.suppress(docker.errors.NotFound):  # left by an earlier run that died half-way
-        client.containers.get("cdbt_bystander").remove(force=True)
-    bystander = client.containers.run("debian:bookworm-slim", ["sleep", "infinity"], name="cdbt_bystander", detach=True)
+        client.containers.get(STACK.container("bystander")).remove(force=True)
+    bystander = client.containers.run(
+        "debian:bookworm-slim", ["sleep", "infinity"], name=STACK.container("bystander"), detach=True
+    )
     with _pg(project) as conn:
         conn.execute(
             "INSERT INTO ops_runs (run_id, command, started_at, result, tool_version) "
@@ -241,7 +241,7 @@ def test_clean_never_touches_unlabelled_containers_and_keeps_data(project, clien
     try:
         out = cdb_json("rebuild", "--clean", project=project)
         removed = sorted(s["name"] for s in out["steps"] if s["action"] == "remove")
-        assert removed == sorted([*old_all, "cdbt_network"])
+        assert removed == sorted([*old_all, STACK.container("network")])
         bystander.reload()
         assert bystander.status == "running"
         assert all(_state(client, n)[0] != old_ids[n] for n in (PG, RD))
@@ -261,9 +261,9 @@ def test_interrupted_rebuild_is_finished_by_the_next(project, client):
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not client.containers.list(all=True, filters={"name": PG}):
-        time.sleep(0.05)
+    wait_until(
+        "the rebuild creating Postgres", lambda: client.containers.list(all=True, filters={"name": PG}), 60, 0.05
+    )
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

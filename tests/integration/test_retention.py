@@ -16,37 +16,22 @@ from typing import Any
 import pytest
 from cdb_common.retention import ACCOUNT_HISTORY, OPS_RUNS, PORTFOLIO_SNAPSHOTS, Policy, prune_sync
 
-from tests.helpers import cdb_json, make_project, pg_connect, remove_system
+from tests.helpers import STACKS, StackFixture, cdb_json, pg_connect, wait_until
 
 pytestmark = pytest.mark.integration
 
-SYSTEM = "cdb_ret"
-_pg = functools.partial(pg_connect, port=5432 + 35000)
+STACK = STACKS["retention"]
+_pg = functools.partial(pg_connect, port=STACK.pg_port)
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    remove_system(SYSTEM)
-    root = make_project(tmp_path_factory.mktemp("retention"), SYSTEM, prefix="cdbg_", offset=35000)
     # a pass every second (the period a test may shorten), small batches so a pass takes several
-    env = root / ".env"
-    lines = [ln for ln in env.read_text().splitlines() if not ln.startswith(("RETENTION_INTERVAL", "RETENTION_BATCH"))]
-    env.write_text("\n".join([*lines, "RETENTION_INTERVAL_SECONDS=1", "RETENTION_BATCH_ROWS=50", ""]))
-    out = cdb_json("rebuild", "--profile", "core", "--profile", "replay", project=root)
-    assert out["result"] == "ok"
-    yield root
-    remove_system(SYSTEM)
-
-
-def wait_until(what: str, check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.5)
+    yield from StackFixture(
+        STACK,
+        env={"RETENTION_INTERVAL_SECONDS": "1", "RETENTION_BATCH_ROWS": "50"},
+        rebuild_args=("--profile", "core", "--profile", "replay"),
+    ).around(tmp_path_factory.mktemp("retention"))
 
 
 def _count(conn: Any, sql: str, params: Any = None) -> int:
@@ -144,6 +129,8 @@ def test_the_services_age_out_their_tables_while_they_keep_writing(project: Path
         wait_until(
             "the screener to delete the old market rows",
             lambda: _count(conn, "SELECT count(*) FROM market_snapshots WHERE symbol LIKE 'RETOLD%%'") == 0,
+            timeout=30,
+            every=0.5,
         )
         wait_until(
             "execution to delete the old snapshots of the idle book but its newest",
@@ -151,6 +138,8 @@ def test_the_services_age_out_their_tables_while_they_keep_writing(project: Path
                 [r[0] for r in conn.execute("SELECT id FROM portfolio_snapshots WHERE portfolio = 'live'")]
                 == [old_ids[-1]]
             ),
+            timeout=30,
+            every=0.5,
         )
         # the screener kept writing meanwhile: its own rows are still there and more came
         wait_until(
@@ -158,6 +147,8 @@ def test_the_services_age_out_their_tables_while_they_keep_writing(project: Path
             lambda: (
                 _count(conn, "SELECT count(*) FROM market_snapshots WHERE symbol NOT LIKE 'RETOLD%%'") > written_before
             ),
+            timeout=30,
+            every=0.5,
         )
         assert _history_counts(conn) == history
         assert _count(conn, "SELECT count(*) FROM trades WHERE symbol = 'OLDHISTUSDT'") == 1
@@ -276,7 +267,9 @@ def test_a_tables_size_levels_off_once_rows_age_out(project: Path, capsys: pytes
                 vacuums = _autovacuums(conn)
                 pruned = prune_sync(conn, BENCH, days=3, batch=5000)
                 if pruned.deleted:
-                    wait_until("autovacuum after the prune", lambda v=vacuums: _autovacuums(conn) > v, timeout=60)
+                    wait_until(
+                        "autovacuum after the prune", lambda v=vacuums: _autovacuums(conn) > v, timeout=60, every=0.5
+                    )
                 sizes.append(_count(conn, "SELECT pg_total_relation_size('ret_levels_off')"))
                 rows.append(_count(conn, "SELECT count(*) FROM ret_levels_off"))
         finally:
@@ -303,7 +296,7 @@ def test_validate_and_status_disk_sample_the_stack_and_status_shows_it(project: 
     from tests.unit.test_json_schemas import problems
 
     validated = cdb_json("validate", "--no-probe", project=project, expect=None)
-    disk_checks = [c for c in validated["checks"] if c["name"] == "disk cdbg_postgres_data"]
+    disk_checks = [c for c in validated["checks"] if c["name"] == f"disk {STACK.container('postgres_data')}"]
     assert len(disk_checks) == 1 and disk_checks[0]["status"] in ("pass", "warn"), disk_checks
     fs = disk_checks[0]["facts"]
     assert fs["size_bytes"] > 0 and 0 <= fs["used_percent"] <= 100
@@ -314,11 +307,11 @@ def test_validate_and_status_disk_sample_the_stack_and_status_shows_it(project: 
     disk = measured["disk"]
     assert disk["age_seconds"] < 60
     volumes = {v["name"]: v["bytes"] for v in disk["volumes"]}
-    assert volumes["cdbg_postgres_data"] > 10 * 2**20  # a database cluster is tens of MiB at least
+    assert volumes[STACK.container("postgres_data")] > 10 * 2**20  # a database cluster is tens of MiB at least
     tables = {t["name"]: t["bytes"] for t in disk["tables"]}
     assert set(tables) == set(ACCOUNT_HISTORY) | {"market_snapshots", "portfolio_snapshots", "ops_runs"}
     assert tables["market_snapshots"] > 0
-    assert disk["logs"]["bytes"] > 0 and disk["logs"]["containers"]["cdbg_postgres"] is not None
+    assert disk["logs"]["bytes"] > 0 and disk["logs"]["containers"][STACK.container("postgres")] is not None
     assert disk["data_filesystem"]["used_percent"] == pytest.approx(fs["used_percent"], abs=5)
 
     # the plain status (the quick path: no docker-py, no measuring) shows that sample, a little older

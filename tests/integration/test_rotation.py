@@ -15,17 +15,14 @@ import docker
 import psycopg
 import pytest
 
-from tests.helpers import cdb, cdb_json, env_values, make_project, pg_connect, remove_system
+from tests.helpers import STACKS, StackFixture, cdb, cdb_json, env_values, make_project, pg_connect
 
 pytestmark = pytest.mark.integration
 
-SYSTEM = "cdb_rot"
-PREFIX = "cdbr_"
-OFFSET = 19000
-PG_PORT = 5432 + OFFSET
+STACK = STACKS["rotation"]
+SYSTEM, PREFIX = STACK.system, STACK.prefix
 
-
-_pg = functools.partial(pg_connect, port=PG_PORT)
+_pg = functools.partial(pg_connect, port=STACK.pg_port)
 
 
 def _markers(project: Path) -> list[str]:
@@ -35,24 +32,25 @@ def _markers(project: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def first(tmp_path_factory: pytest.TempPathFactory):
-    remove_system(SYSTEM)
-    root = make_project(tmp_path_factory.mktemp("rot1"), SYSTEM, prefix=PREFIX, offset=OFFSET)
-    assert cdb_json("rebuild", project=root)["result"] == "ok"
-    with _pg(root) as conn:
-        for i in range(3):
-            conn.execute(
-                "INSERT INTO ops_runs (run_id, command, started_at, result, tool_version) "
-                "VALUES (gen_random_uuid(), %s, now(), 'ok', 'test')",
-                (f"marker-{i}",),
-            )
-    yield root
-    remove_system(SYSTEM)
+    fixture = StackFixture(STACK)
+    root = fixture.up(tmp_path_factory.mktemp("rot1"))
+    try:
+        with _pg(root) as conn:
+            for i in range(3):
+                conn.execute(
+                    "INSERT INTO ops_runs (run_id, command, started_at, result, tool_version) "
+                    "VALUES (gen_random_uuid(), %s, now(), 'ok', 'test')",
+                    (f"marker-{i}",),
+                )
+        yield root
+    finally:
+        fixture.down()
 
 
 @pytest.fixture(scope="module")
 def clone(first: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Another checkout of the same project: its own `init`, so its own secrets."""
-    return make_project(tmp_path_factory.mktemp("rot2"), SYSTEM, prefix=PREFIX, offset=OFFSET)
+    return make_project(tmp_path_factory.mktemp("rot2"), STACK.system, STACK.prefix, STACK.offset)
 
 
 def test_a_second_clone_with_other_secrets_converges_onto_the_same_data(first, clone):
