@@ -172,6 +172,10 @@ def make_project(
             (root / folder).symlink_to(REPO / folder)
     if not (root / "schema").exists():
         shutil.copytree(REPO / "schema", root / "schema")
+    else:  # a project kept between runs (the bench's): the migrations added since, edited ones kept
+        for migration in (REPO / "schema").iterdir():
+            if not (root / "schema" / migration.name).exists():
+                shutil.copy(migration, root / "schema" / migration.name)
     shutil.copy(REPO / ".env.example", root / ".env.example")
     if init and not (root / ".env").exists():
         r = cdb("init", project=root)
