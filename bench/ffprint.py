@@ -85,7 +85,7 @@ def render(r: dict[str, Any]) -> None:
             how += "; at least the live rate (one per SNAPSHOT_INTERVAL_SECONDS of wall time)"
         g.add_row(f"table {name}", _mib(info["bytes"]), _mib(grow["tables"].get(name)), _mib(proj["tables"][name]), how)
     for name, size in end["volumes"].items():
-        how = ("tables projected + the rest as at the end" if "postgres" in name
+        how = ("tables projected + the rest as at the end" if name.endswith("postgres_data")
                else "AOF x2 (rewrite at +100 %)" if "redis" in name else "linear")  # fmt: skip
         # Redis' volume (the AOF) fills while the streams fill to their MAXLEN, then stays: no rate per day
         per_day = "bounded" if "redis" in name else _mib(grow["volumes"].get(name))

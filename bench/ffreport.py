@@ -278,7 +278,7 @@ def project(rest: dict[str, Any], final: dict[str, Any], growth: dict[str, Any],
         tables[t] = base + max(0.0, growth["tables"].get(t, 0), live_rate(final, t, env)) * days
     volumes = {}
     for v, size in final["volumes"].items():
-        if "postgres" in v:
+        if v.endswith("postgres_data"):  # the tables live here (not in Postgres' scratch volume for /tmp)
             volumes[v] = size - sum(tables_end.values()) + sum(tables.values())
         elif "redis" in v:
             volumes[v] = max(size, 2 * final["redis"].get("aof_bytes", 0))
