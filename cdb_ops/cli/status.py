@@ -14,6 +14,7 @@ from cdb_ops.engine.docker import DockerEngine
 from cdb_ops.load.diskhistory import load_history
 from cdb_ops.load.lastrun import load_last_run
 from cdb_ops.load.outline import outline_key, save_outline
+from cdb_ops.views.backups import backup_summary
 from cdb_ops.views.status import disk_summary, gather, outline_of
 
 
@@ -45,13 +46,16 @@ def status(
     def disk_now() -> dict[str, Any] | None:
         return disk_summary(load_history(s.project.state_dir))
 
+    def backups_now() -> dict[str, Any]:
+        return backup_summary(s.project.root, s.desired.system, s.settings.values)
+
     if not watch or json_output:
-        out.status(gather(engine, outline), load_last_run(s.project), disk_now())
+        out.status(gather(engine, outline), load_last_run(s.project), disk_now(), backups_now())
         return
     from rich.live import Live
 
     def view() -> object:
-        return out.status_view(gather(engine, outline), load_last_run(s.project), disk_now())
+        return out.status_view(gather(engine, outline), load_last_run(s.project), disk_now(), backups_now())
 
     try:
         if not out.console.is_terminal:  # a pipe or a log: one table per refresh, nothing redrawn

@@ -19,6 +19,7 @@ from cdb_ops.load.buildhash import build_context_hash, path_digest, sha256
 from cdb_ops.load.project import Project
 from cdb_ops.load.settings import Settings
 from cdb_ops.load.specs import BuildSpec, ServiceSpec, StackSpec
+from cdb_ops.load.validation import project_path
 from cdb_ops.load.yamlsource import load_yaml
 from cdb_ops.model.labels import (
     LABEL_DATA,
@@ -102,9 +103,11 @@ class DesiredStack:
             _ = svc.image.build_hash
 
 
-def _interpolate(value: str, settings: Settings, where: tuple[str, ...], project: Project) -> str:
+def _interpolate(value: str, settings: Settings, where: tuple[str, ...], project: Project, system: str = "") -> str:
     def sub(m: re.Match[str]) -> str:
         key, default = m.group(1), m.group(2)
+        if key == "CDB_SYSTEM" and system:  # the playbook's own system name (the backup files carry it)
+            return system
         if key in settings.secret_keys:
             raise ConfigError(
                 f"{'.'.join(where)} interpolates the secret {key}",
@@ -195,7 +198,7 @@ def resolve(
         svc = stack.services[name]
         env: dict[str, str] = {}
         for key, raw in svc.env.items():
-            env[key] = _interpolate(_env_value(raw), settings, ("services", name, "env", key), project)
+            env[key] = _interpolate(_env_value(raw), settings, ("services", name, "env", key), project, system)
         if feed:
             env.update(stack.feeds[feed].env.get(name, {}))
         secret_files: dict[str, bytes] = {}
@@ -215,8 +218,20 @@ def resolve(
         file_digests: dict[str, str] = {}
         for m in svc.volumes:
             if m.is_bind:
-                src = Path(os.path.normpath(project.root / m.source))  # lexical: a loop is reported, not raised
-                why = None if src.is_dir() else regular_file_problem(src)
+                where = ("services", name, "volumes")
+                source = _interpolate(m.source, settings, where, project, system)  # ./${BACKUP_SECOND_DIR:-backups}
+                try:
+                    source = project_path(source)
+                except ValueError as exc:
+                    raise ConfigError(
+                        f"service {name!r} mounts {source}: {exc}",
+                        "name a folder inside the project (BACKUP_SECOND_DIR and the like in .env)",
+                        file=str(project.stack_file),
+                        line=load_yaml(project.stack_file).line_of(where),
+                    ) from None
+                src = Path(os.path.normpath(project.root / source))  # lexical: a loop is reported, not raised
+                # a folder a service writes into (backups/) is made when its container is (phases/services.py)
+                why = None if src.is_dir() or (not m.read_only and not src.exists()) else regular_file_problem(src)
                 if why is not None:
                     raise ConfigError(
                         f"service {name!r} mounts {m.source}, which {why}",
@@ -225,8 +240,10 @@ def resolve(
                         line=load_yaml(project.stack_file).line_of(("services", name, "volumes")),
                     )
                 mounts.append(MountBinding("bind", str(src), m.target, m.read_only))
-                # a config file's *content* is part of the container's config: editing it recreates
-                file_digests[m.source] = path_digest(src)
+                # a config file's *content* is part of the container's config: editing it recreates (a
+                # writable folder is the service's output, e.g. backups/: its content changes nothing)
+                if m.read_only:
+                    file_digests[m.source] = path_digest(src)
             else:
                 mounts.append(MountBinding("volume", m.source, m.target, m.read_only))
         ports = tuple(PortBinding(p.bind or stack.bind, p.host, p.container, p.protocol) for p in svc.ports)

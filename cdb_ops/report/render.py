@@ -18,6 +18,7 @@ from cdb_ops.report.document import status_payload, write_document
 from cdb_ops.report.progress import ACTION_STYLE
 from cdb_ops.report.units import human_bytes as _human_bytes
 from cdb_ops.report.units import human_duration as _human_duration
+from cdb_ops.views.backups import backup_lines
 from cdb_ops.views.status import disk_lines
 
 
@@ -94,15 +95,23 @@ class Renderer:
 
     # -- status
     def status(
-        self, rows: list[StatusRow], last_run: dict[str, Any] | None, disk: dict[str, Any] | None = None
+        self,
+        rows: list[StatusRow],
+        last_run: dict[str, Any] | None,
+        disk: dict[str, Any] | None = None,
+        backups: dict[str, Any] | None = None,
     ) -> None:
         if self.json:
-            self.document("status", status_payload(rows, last_run, disk))
+            self.document("status", status_payload(rows, last_run, disk, backups))
             return
-        self.console.print(self.status_view(rows, last_run, disk))
+        self.console.print(self.status_view(rows, last_run, disk, backups))
 
     def status_view(
-        self, rows: list[StatusRow], last_run: dict[str, Any] | None, disk: dict[str, Any] | None = None
+        self,
+        rows: list[StatusRow],
+        last_run: dict[str, Any] | None,
+        disk: dict[str, Any] | None = None,
+        backups: dict[str, Any] | None = None,
     ) -> Group:
         """The status table and its footer as one renderable (printed once, or refreshed by --watch)."""
         table = Table(title="cdb-ops status", title_justify="left")
@@ -148,6 +157,7 @@ class Renderer:
         else:
             footer.append(Text("no rebuild recorded yet", style="dim"))
         footer += [Text(line, style="dim" if disk is None else "") for line in disk_lines(disk)]
+        footer += [Text(line) for line in backup_lines(backups)]
         return Group(table, *footer)
 
     # -- validate

@@ -37,12 +37,13 @@ COMMAND_SCHEMAS: dict[str, set[str]] = {
     "logs": {"logs"},
     "backup": {"backup"},
     "restore": {"restore"},
+    "drill": {"drill"},
     "schema": {"schema status", "schema migrate"},
     "portfolio": {"portfolio"},
     "trades": {"trades"},
     "report": {"report"},
     "error": {
-        "init", "plan", "rebuild", "run", "down", "status", "validate", "doctor", "logs", "backup", "restore",
+        "init", "plan", "rebuild", "run", "down", "status", "validate", "doctor", "logs", "backup", "drill", "restore",
         "schema status", "schema migrate", "portfolio", "trades", "report",
     },
 }  # fmt: skip

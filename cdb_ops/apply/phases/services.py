@@ -6,6 +6,7 @@ config or image changed."""
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -26,6 +27,14 @@ from cdb_ops.model.resources import ContainerSpec
 T = TypeVar("T")
 
 
+def _output_dirs(spec: ContainerSpec) -> None:
+    """A project folder a service writes into (backups/) exists before its container, private (0700):
+    the engine refuses a missing bind source, and one it made would belong to root."""
+    for m in spec.mounts:
+        if m.kind == "bind" and not m.read_only and not os.path.exists(m.source):
+            os.makedirs(m.source, mode=0o700, exist_ok=True)
+
+
 def _replace(ctx: PhaseContext, svc: DesiredService, spec: ContainerSpec) -> None:
     """Swap a container for a new one without ever leaving neither: the old one is stopped and set
     aside under another name, put back if the new one cannot even be created or started, and
@@ -35,6 +44,7 @@ def _replace(ctx: PhaseContext, svc: DesiredService, spec: ContainerSpec) -> Non
     ctx.engine.stop(name, timeout=10)
     ctx.engine.rename(name, aside)
     try:
+        _output_dirs(spec)
         ctx.engine.create_container(spec)
         ctx.engine.start(name)
     except CdbError:
@@ -63,6 +73,7 @@ def converge_one(ctx: PhaseContext, svc: DesiredService, phase: str) -> str:
             if spec is None:
                 raise StepFailed(f"the image of {svc.name} is not there after the images were seen to", "run again")
             if change.action == "create":
+                _output_dirs(spec)
                 ctx.engine.create_container(spec)
                 ctx.engine.start(name)
             else:
