@@ -72,8 +72,8 @@ class BackupService(BaseService):
         second = Path(settings.get("BACKUP_SECOND_TARGET", "/backups2"))
         self.second = second if settings.get("BACKUP_SECOND_DIR") else None
         self.system = settings.get("CDB_SYSTEM", "claire_de_binare")
-        self.db = settings.postgres.dbname
-        self.prefix = f"{self.system}_{self.db}"
+        self.dbname = settings.postgres.dbname
+        self.prefix = f"{self.system}_{self.dbname}"
         self.tools = LocalTools(settings.postgres, self.directory)
         self.running: str | None = None
         self.dumps: list[bf.DumpFile] = []  # checked by refresh() in a thread, never by /health itself
@@ -134,7 +134,7 @@ class BackupService(BaseService):
             self.running = "backup"
             try:
                 made = await asyncio.to_thread(
-                    take_backup, self.tools, self.directory, self.system, self.db, self.retention, self.second
+                    take_backup, self.tools, self.directory, self.system, self.dbname, self.retention, self.second
                 )
             except Exception as exc:  # noqa: BLE001 - every failure is retried, counted and recorded
                 ATTEMPT_FAILURES.inc()
@@ -181,7 +181,7 @@ class BackupService(BaseService):
         self.running = "drill"
         started = time.monotonic()
         try:
-            result = (await asyncio.to_thread(drill, self.tools, self.directory, self.system, self.db)).to_dict()
+            result = (await asyncio.to_thread(drill, self.tools, self.directory, self.system, self.dbname)).to_dict()
         except Exception as exc:  # noqa: BLE001 - a failed drill is recorded and shown, never fatal
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             seconds = round(time.monotonic() - started, 3)

@@ -180,7 +180,7 @@ def inventory(directory: Path, prefix: str) -> list[DumpFile]:
 
 def newest_verified(directory: Path, prefix: str) -> tuple[DumpFile | None, list[DumpFile]]:
     """The newest dump that verifies, and the damaged ones newer than it; reads only those files."""
-    damaged = []
+    damaged: list[DumpFile] = []
     for p, when in listing(directory, prefix):
         d = check_dump(p, when)
         if d.verified:

@@ -91,7 +91,7 @@ def connect_args(pg: PgTools, dbname: str | None = None) -> dict[str, Any]:
 
 def count_rows(conn: Any) -> dict[str, int]:
     tables = [r[0] for r in conn.execute(COUNT_SQL).fetchall()]
-    return {t: int(conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]) for t in tables}  # noqa: S608
+    return {t: int(conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]) for t in tables}  # noqa: S608 - names from the catalog
 
 
 def list_entries(pg: PgTools, staged: str) -> tuple[int, str]:
@@ -126,7 +126,8 @@ def take_backup(
     try:
         with psycopg.connect(**connect_args(pg), autocommit=True) as conn:  # BEGIN/COMMIT below, explicit
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+            exported = conn.execute("SELECT pg_export_snapshot()").fetchone()
+            snapshot = str(exported[0]) if exported else ""
             rows = count_rows(conn)  # in the snapshot pg_dump is about to dump
             code, out = pg.run(["pg_dump", "-Fc", "--snapshot", snapshot, "-f", staged], db)
             conn.execute("COMMIT")
