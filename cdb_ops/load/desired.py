@@ -103,11 +103,25 @@ class DesiredStack:
             _ = svc.image.build_hash
 
 
+# the services' own user (images/*/Dockerfile: useradd --uid 10001 cdb)
+SERVICE_UID = 10001
+
+
+def output_user() -> str:
+    """`${CDB_OUTPUT_USER}`: who a service that writes into the project (backups/) runs as — the person
+    running cdb-ops, so the files are theirs; never root: run by root, the services' own user, and the
+    folder is handed to it when its container is made (apply/phases/services.py)."""
+    uid, gid = os.getuid(), os.getgid()
+    return f"{uid}:{gid}" if uid != 0 else f"{SERVICE_UID}:{SERVICE_UID}"
+
+
 def _interpolate(value: str, settings: Settings, where: tuple[str, ...], project: Project, system: str = "") -> str:
     def sub(m: re.Match[str]) -> str:
         key, default = m.group(1), m.group(2)
         if key == "CDB_SYSTEM" and system:  # the playbook's own system name (the backup files carry it)
             return system
+        if key == "CDB_OUTPUT_USER":
+            return output_user()
         if key in settings.secret_keys:
             raise ConfigError(
                 f"{'.'.join(where)} interpolates the secret {key}",
@@ -274,7 +288,7 @@ def resolve(
             healthcheck=hc,
             restart=svc.restart,
             mem_limit=svc.mem_limit,
-            user=svc.user,
+            user=_interpolate(svc.user, settings, ("services", name, "user"), project, system) if svc.user else None,
             hostname=svc.container,
             logging=hardening.log_config(stack.logging, svc.logging),
             hardening=hardening.hardening(hardening.effective(stack.hardening, svc.role, svc.hardening)),

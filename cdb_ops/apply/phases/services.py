@@ -28,11 +28,22 @@ T = TypeVar("T")
 
 
 def _output_dirs(spec: ContainerSpec) -> None:
-    """A project folder a service writes into (backups/) exists before its container, private (0700):
-    the engine refuses a missing bind source, and one it made would belong to root."""
+    """A project folder a service writes into (backups/) exists before its container, private (0700),
+    and belongs to the container's user: the engine refuses a missing bind source, and one it made
+    would belong to root. Run by root, cdb-ops hands the folder and what is in it to that user (the
+    files it writes there later follow the folder's owner, cdb_common.backupfiles)."""
     for m in spec.mounts:
-        if m.kind == "bind" and not m.read_only and not os.path.exists(m.source):
-            os.makedirs(m.source, mode=0o700, exist_ok=True)
+        if m.kind != "bind" or m.read_only:
+            continue
+        os.makedirs(m.source, mode=0o700, exist_ok=True)
+        uid, _, gid = (spec.user or "").partition(":")
+        if os.geteuid() != 0 or not uid.isdigit() or int(uid) == 0:
+            continue
+        owner = (int(uid), int(gid) if gid.isdigit() else int(uid))
+        for path in [m.source, *(os.path.join(m.source, n) for n in os.listdir(m.source))]:
+            st = os.lstat(path)
+            if (st.st_uid, st.st_gid) != owner:
+                os.lchown(path, *owner)
 
 
 def _replace(ctx: PhaseContext, svc: DesiredService, spec: ContainerSpec) -> None:

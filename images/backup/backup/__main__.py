@@ -1,8 +1,5 @@
-"""`python3 -m backup`: take the owner of the backups folder, then run the service.
-
-The process starts as root (no other capability than SETUID/SETGID, see the playbook) only to become
-the user who owns the project's backups/ (a bind mount): its files then belong to the person who runs
-cdb-ops, as the ones `cdb-ops backup` writes, and a 0700 folder stays writable for both."""
+"""`python3 -m backup`. The playbook runs it as the user who owns the project's backups/ (see
+`${CDB_OUTPUT_USER}` in docs/backups.md): every file it writes is private to that user."""
 
 import os
 
@@ -10,10 +7,5 @@ from cdb_common.runtime import main
 
 from .service import BackupService
 
-if os.getuid() == 0:
-    st = os.stat(os.environ.get("BACKUP_DIR", "/backups"))
-    os.setgroups([])
-    os.setgid(st.st_gid)
-    os.setuid(st.st_uid)  # for uid 0 (a root-owned project) this keeps root, whose capabilities are dropped
-os.umask(0o077)
+os.umask(0o077)  # pg_dump's staging file too, before the seal sets 0600
 main(BackupService, BackupService.name, BackupService.default_port)

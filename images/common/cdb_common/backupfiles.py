@@ -71,6 +71,17 @@ def write_private(path: Path, data: str | bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    adopt(path)
+
+
+def adopt(path: Path) -> None:
+    """Run as root (cdb-ops by root), a file takes its folder's owner: the backup service runs as that
+    user and must read every dump to verify it. Anyone else owns what they write already."""
+    if os.geteuid() != 0:
+        return
+    st = path.parent.stat()
+    if st.st_uid != 0 and path.stat().st_uid != st.st_uid:
+        os.chown(path, st.st_uid, st.st_gid)
 
 
 def private_dir(path: Path) -> Path:
@@ -100,6 +111,7 @@ def seal(tmp: Path, final: Path, expected: str) -> tuple[int, str]:
     write_private(sidecar(final), f"{digest}  {final.name}\n")
     os.chmod(tmp, 0o600)
     tmp.replace(final)
+    adopt(final)
     check_sidecar(final)
     return final.stat().st_size, digest
 

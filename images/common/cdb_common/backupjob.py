@@ -184,8 +184,7 @@ def copy_verified(src: Path, target_dir: Path) -> Path:
         seal(tmp, dest, check_sidecar(src))
     finally:
         tmp.unlink(missing_ok=True)
-    shutil.copyfile(manifest_path(src), manifest_path(dest))
-    manifest_path(dest).chmod(0o600)
+    write_private(manifest_path(dest), manifest_path(src).read_bytes())
     return dest
 
 
