@@ -73,7 +73,7 @@ def quick_status(args: list[str]) -> int | None:
         from cdb_ops.views.status import disk_summary
 
         disk = disk_summary(load_history(project.state_dir))  # the latest sample: a small file, no measuring
-        from cdb_ops.views.backups import backup_summary
+        from cdb_ops.checks.backups import backup_summary
 
         backups = backup_summary(project.root, outline.system_label.split("=", 1)[1], values)
     except (CdbError, LeanUnavailable, OSError, ValueError):  # ValueError: a bad schedule, the full path says where

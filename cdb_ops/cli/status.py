@@ -8,13 +8,13 @@ from typing import Annotated, Any
 
 import typer
 
+from cdb_ops.checks.backups import backup_summary
 from cdb_ops.cli.options import JsonOpt, ProfileOpt, ProjectDir
 from cdb_ops.cli.session import open_read
 from cdb_ops.engine.docker import DockerEngine
 from cdb_ops.load.diskhistory import load_history
 from cdb_ops.load.lastrun import load_last_run
 from cdb_ops.load.outline import outline_key, save_outline
-from cdb_ops.views.backups import backup_summary
 from cdb_ops.views.status import disk_summary, gather, outline_of
 
 

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from cdb_ops.checks.backups import backup_lines
 from cdb_ops.errors import CdbError
 from cdb_ops.model.plan import Plan
 from cdb_ops.model.results import CheckResult, Finding, MigrationState, RunResult, StatusRow
@@ -18,7 +19,6 @@ from cdb_ops.report.document import status_payload, write_document
 from cdb_ops.report.progress import ACTION_STYLE
 from cdb_ops.report.units import human_bytes as _human_bytes
 from cdb_ops.report.units import human_duration as _human_duration
-from cdb_ops.views.backups import backup_lines
 from cdb_ops.views.status import disk_lines
 
 

@@ -10,9 +10,9 @@ import os
 import sys
 from typing import Any
 
+from cdb_ops.checks.backups import backup_lines
 from cdb_ops.model.results import StatusRow
 from cdb_ops.report.units import human_bytes, human_duration
-from cdb_ops.views.backups import backup_lines
 from cdb_ops.views.status import disk_lines
 
 COLUMNS = ("service", "container", "state", "health", "uptime", "restarts", "ports", "cpu", "memory", "image")

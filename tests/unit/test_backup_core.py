@@ -14,9 +14,9 @@ from cdb_common import backupfiles as bf
 from cdb_common import cron
 from cdb_common.backupjob import compare
 
+from cdb_ops.checks.backups import backup_summary, backup_verdict
 from cdb_ops.errors import CdbError
 from cdb_ops.load.settings import check_settings, parse_env_text, render_env_from_example
-from cdb_ops.views.backups import backup_summary, backup_verdict
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 15, 3, 30, tzinfo=UTC)  # a Sunday
