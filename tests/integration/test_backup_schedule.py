@@ -130,3 +130,36 @@ def test_a_damaged_newest_dump_does_not_count_and_is_never_pruned(project):
     )
     assert newest.name in _dumps(project)
     assert wait_until("the damaged-files gauge", lambda: _metrics()["cdb_backup_damaged_files"] == 1, timeout=30)
+
+
+def _health() -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{BACKUP_PORT}/health", timeout=5) as r:  # noqa: S310 - loopback
+        return json.loads(r.read())
+
+
+def test_a_failed_backup_is_visible_deletes_nothing_and_is_retried(project):
+    before = _backups(project)["newest_verified"]["file"]
+    failures = _metrics()["cdb_backup_attempt_failures_total"]
+    # an exclusive lock held longer than the backup waits (backupjob.LOCK_WAIT_SECONDS): the run fails
+    with pg_connect(project, PG_PORT, autocommit=False) as blocker:
+        blocker.execute("LOCK TABLE ops_runs IN ACCESS EXCLUSIVE MODE")
+        health = wait_until(
+            "a failed backup attempt on /health",
+            lambda: (h := _health())["checks"]["backup_consecutive_failures"] >= 1 and h,
+            timeout=120,
+            every=2,
+        )
+        assert health["status"] == "degraded" and "lock" in health["checks"]["backup_last_error"]
+        assert _metrics()["cdb_backup_attempt_failures_total"] > failures
+        assert before in _dumps(project)  # a failed backup deletes nothing
+        blocker.rollback()
+    # the retry (15 s later, not the next scheduled minute's run) succeeds and clears the failure
+    wait_until(
+        "the retried backup",
+        lambda: (
+            _health()["checks"]["backup_consecutive_failures"] == 0 and _backups(project)["consecutive_failures"] == 0
+        ),
+        timeout=60,
+        every=2,
+    )
+    assert _metrics()["cdb_backup_failures_total"] == 0  # retried in time: no run failed for good

@@ -76,6 +76,8 @@ class BackupService(BaseService):
         self.prefix = f"{self.system}_{self.dbname}"
         self.tools = LocalTools(settings.postgres, self.directory)
         self.running: str | None = None
+        self.failed_attempts = 0  # in a row; also in the state file, unless backups/ cannot be written
+        self.last_error: str | None = None
         self.dumps: list[bf.DumpFile] = []  # checked by refresh() in a thread, never by /health itself
 
     def loops(self) -> list[Coroutine[Any, Any, None]]:
@@ -139,6 +141,8 @@ class BackupService(BaseService):
             except Exception as exc:  # noqa: BLE001 - every failure is retried, counted and recorded
                 ATTEMPT_FAILURES.inc()
                 message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+                self.failed_attempts, self.last_error = self.failed_attempts + 1, message[:500]
+                self.note("backup", ok=False, last_error=message[:500], attempt=attempt)  # visible at once
                 final = delay is None or self.stop.is_set()
                 self.log.warning(
                     "backup attempt failed" + ("" if final else f", retrying in {delay:.0f} s"),
@@ -147,7 +151,6 @@ class BackupService(BaseService):
                 if final:
                     FAILURES.inc()
                     LAST_FAILURE.set(time.time())
-                    bf.record(self.directory, self.prefix, "backup", ok=False, last_error=message[:500], by="service")
                     self.running = None
                     await asyncio.to_thread(self.refresh)
                     return
@@ -159,7 +162,8 @@ class BackupService(BaseService):
                     continue
             else:
                 self.running = None
-                bf.record(self.directory, self.prefix, "backup", ok=True, file=made.path.name, by="service")
+                self.failed_attempts, self.last_error = 0, None
+                self.note("backup", ok=True, file=made.path.name, attempt=attempt)
                 LAST_SIZE.set(made.size)
                 LAST_SECONDS.set(made.seconds)
                 PRUNED.inc(len(made.pruned))
@@ -188,7 +192,7 @@ class BackupService(BaseService):
             result = {"ok": False, "file": None, "seconds": seconds, "error": message[:500]}
         finally:
             self.running = None
-        bf.record(self.directory, self.prefix, "drill", by="service", **result)
+        self.note("drill", **result)
         DRILL_OK.set(1 if result["ok"] else 0)
         if result["ok"]:
             DRILL_LAST_SUCCESS.set(time.time())
@@ -196,6 +200,13 @@ class BackupService(BaseService):
         else:
             DRILL_FAILURES.inc()
             self.log.warning("restore drill failed", extra=result)
+
+    def note(self, section: str, **facts: Any) -> None:
+        """Into the state file; a folder that cannot be written is itself a failure, never a crash."""
+        try:
+            bf.record(self.directory, self.prefix, section, by="service", **facts)
+        except OSError as exc:
+            self.log.warning("cannot write the state file", extra={"error": str(exc)})
 
     def add_checks(self, report: HealthReport) -> None:
         now = datetime.now(UTC)
@@ -207,8 +218,10 @@ class BackupService(BaseService):
         report.checks["newest_verified"] = newest.to_dict(now) if newest else None
         report.checks["damaged_files"] = [d.path.name for d in dumps if not d.verified]
         backup, drill_state = state.get("backup") or {}, state.get("drill") or {}
-        report.checks["backup_consecutive_failures"] = int(backup.get("consecutive_failures") or 0)
-        report.checks["backup_last_error"] = backup.get("last_error")
+        report.checks["backup_consecutive_failures"] = max(
+            self.failed_attempts, int(backup.get("consecutive_failures") or 0)
+        )
+        report.checks["backup_last_error"] = self.last_error or backup.get("last_error")
         report.checks["drill"] = {k: drill_state.get(k) for k in ("ok", "file", "last_run", "last_success", "error")}
         if report.checks["backup_consecutive_failures"]:
             report.worsen("degraded")

@@ -38,6 +38,7 @@ from .backupfiles import (
     write_private,
 )
 
+LOCK_WAIT_SECONDS = 20
 COUNT_SQL = (
     "SELECT table_name FROM information_schema.tables "
     "WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1"
@@ -126,10 +127,16 @@ def take_backup(
     try:
         with psycopg.connect(**connect_args(pg), autocommit=True) as conn:  # BEGIN/COMMIT below, explicit
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            # behind a long exclusive lock a backup fails (and is retried) instead of queueing forever, and
+            # every statement queued behind it with it
+            conn.execute(f"SET LOCAL lock_timeout = '{LOCK_WAIT_SECONDS}s'")
             exported = conn.execute("SELECT pg_export_snapshot()").fetchone()
             snapshot = str(exported[0]) if exported else ""
             rows = count_rows(conn)  # in the snapshot pg_dump is about to dump
-            code, out = pg.run(["pg_dump", "-Fc", "--snapshot", snapshot, "-f", staged], db)
+            code, out = pg.run(
+                ["pg_dump", "-Fc", f"--lock-wait-timeout={LOCK_WAIT_SECONDS}s", "--snapshot", snapshot, "-f", staged],
+                db,
+            )
             conn.execute("COMMIT")
         if code != 0:
             raise BackupError(f"pg_dump failed (exit {code}): {out.strip()[:500]}", "see the Postgres log")
