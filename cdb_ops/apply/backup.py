@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from cdb_common import backupfiles as bf
 from cdb_common.backupjob import DrillResult, drill, list_entries, take_backup
 
 from cdb_ops.engine.api import Engine
-from cdb_ops.errors import ConfigError, StepFailed
+from cdb_ops.errors import CdbError, ConfigError, StepFailed
 from cdb_ops.load.desired import DesiredStack
 from cdb_ops.load.endpoints import postgres_conninfo, postgres_service
 from cdb_ops.load.project import Project
@@ -106,8 +107,13 @@ def _running_postgres(engine: Engine, desired: DesiredStack, what: str) -> str:
 
 
 def retention_of(settings: Settings, keep: int | None) -> bf.Retention:
-    """`--keep N`: the N newest, as before; otherwise .env's grandfather-father-son counts."""
-    return bf.Retention(0, 0, 0, keep) if keep is not None else bf.Retention.from_env(settings)
+    """`--keep N`: the N newest, as before. Otherwise .env's grandfather-father-son counts plus the
+    DEFAULT_KEEP newest: a person's backups come in bursts (before a wipe, the safety backup of a
+    restore), and one a day would leave only the newest of them — the safety backup would prune the
+    very file being restored."""
+    if keep is not None:
+        return bf.Retention(0, 0, 0, keep)
+    return replace(bf.Retention.from_env(settings), last=DEFAULT_KEEP)
 
 
 def backup_database(
@@ -134,9 +140,15 @@ def backup_database(
         raise StepFailed(
             redact(exc.message), exc.fix or "see `cdb-ops logs postgres`; `cdb-ops doctor` checks the usual causes"
         ) from None
-    except Exception as exc:  # psycopg's, the engine's: the failure is recorded, then raised as it is
-        bf.record(directory, prefix, "backup", ok=False, last_error=redact(str(exc))[:500], by="cdb-ops")
+    except CdbError as exc:  # the engine's: recorded, then raised as it is
+        bf.record(directory, prefix, "backup", ok=False, last_error=redact(exc.message)[:500], by="cdb-ops")
         raise
+    except Exception as exc:  # psycopg's (a database that is not there, a lock held too long)
+        message = redact(f"{type(exc).__name__}: {exc}".strip())[:500]
+        bf.record(directory, prefix, "backup", ok=False, last_error=message, by="cdb-ops")
+        raise StepFailed(
+            f"the backup failed: {message}", "see `cdb-ops logs postgres`; `cdb-ops doctor` checks the usual causes"
+        ) from None
     bf.record(directory, prefix, "backup", ok=True, file=made.path.name, by="cdb-ops")
     tables = sum(1 for t in EXPECTED_TABLES if t in made.rows)
     verified = (
