@@ -46,6 +46,11 @@ class PlanOptions:
     known_passwords: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
+# why a wiped volume goes: data is backed up before; a scratch volume holds nothing to keep
+BACKED_UP_FIRST = "backed up first"
+SCRATCH = "scratch: nothing to keep"
+
+
 def choose_image(svc: DesiredService, observed: ObservedStack, options: PlanOptions) -> ImageChoice:
     src = svc.image
 
@@ -271,8 +276,12 @@ def plan_stack(desired: DesiredStack, observed: ObservedStack, options: PlanOpti
             plan.changes.append(removal)
     if options.wipe_data:
         for vol in sorted(observed.volumes.values(), key=lambda v: v.name):  # the engine lists in no fixed order
-            if owned(vol.labels, system) and vol.labels.get(LABEL_DATA) == "true":
-                removal = Change("volume", vol.name, "remove", f"{options.requested_by[1]} (backed up first)")
-                plan.removals.append(removal)
-                plan.changes.append(removal)
+            if not owned(vol.labels, system):
+                continue
+            if vol.labels.get(LABEL_DATA) == "true":
+                removal = Change("volume", vol.name, "remove", f"{options.requested_by[1]} ({BACKED_UP_FIRST})")
+            else:  # a scratch volume (`data: false`, e.g. Postgres' /tmp): nothing in it to keep, nothing left
+                removal = Change("volume", vol.name, "remove", f"{options.requested_by[1]} ({SCRATCH})")
+            plan.removals.append(removal)
+            plan.changes.append(removal)
     return plan

@@ -232,8 +232,26 @@ def test_removals_name_the_command_that_asked_for_them(project_dir, engine):
     assert {c.reason for c in down.removals} == {"down"}
     wipe = plan_stack(desired, observed, PlanOptions(wipe_data=True, requested_by=("down", "down --volumes")))
     assert {c.reason for c in wipe.removals if c.resource == "container"} == {"down --volumes"}
-    assert {c.reason for c in wipe.removals if c.resource == "volume"} == {"down --volumes (backed up first)"}
+    assert {c.reason for c in wipe.removals if c.resource == "volume"} <= {
+        "down --volumes (backed up first)",
+        "down --volumes (scratch: nothing to keep)",
+    }
     assert {c.reason for c in plan_stack(desired, observed, PlanOptions(clean=True)).removals} == {"--clean"}
+
+
+def test_wiping_removes_scratch_volumes_too_without_a_backup(project_dir, engine):
+    """`down --volumes` leaves none of the stack's volumes behind: a scratch volume (`data: false`, e.g.
+    Postgres' /tmp) goes as well, named as scratch, and only the data volumes are backed up first."""
+    _rebuild(project_dir, engine)
+    *_, desired = _desired(project_dir)
+    data = next(v for v in engine.volumes_.values() if v.labels.get("cdb.data") == "true")
+    engine.create_volume("t_scratch", {**data.labels, "cdb.data": "false"})
+    wipe = plan_stack(
+        desired, observe(engine, desired), PlanOptions(wipe_data=True, requested_by=("down", "down --volumes"))
+    )
+    reasons = {c.name: c.reason for c in wipe.removals if c.resource == "volume"}
+    assert reasons["t_scratch"] == "down --volumes (scratch: nothing to keep)"
+    assert reasons[data.name] == "down --volumes (backed up first)"
 
 
 def test_leftover_of_interrupted_recreate_is_removed(project_dir, engine):

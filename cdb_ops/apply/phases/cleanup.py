@@ -23,6 +23,7 @@ from cdb_ops.load.endpoints import postgres_service
 from cdb_ops.load.specs import PhaseSpec
 from cdb_ops.model.labels import LABEL_VOLUME_ID, recorded_parts
 from cdb_ops.model.plan import Change
+from cdb_ops.plan.planner import BACKED_UP_FIRST
 
 
 def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
@@ -30,8 +31,9 @@ def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
     removals = ctx.plan.removals
     containers = sorted((c for c in removals if c.resource == "container"), key=lambda c: c.name)
     volumes = [c for c in removals if c.resource == "volume" and c.action == "remove"]
-    if volumes:
-        _back_up(ctx, phase, volumes)
+    data = [c for c in volumes if c.reason.endswith(f"({BACKED_UP_FIRST})")]  # scratch volumes hold nothing
+    if data:
+        _back_up(ctx, phase, data)
     for change in containers:
         if change.action == "orphan":
             ctx.record(phase.name, "container", change.name, "orphan", f"{change.reason}; kept (use --remove-orphans)")
