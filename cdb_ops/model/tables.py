@@ -12,4 +12,5 @@ EXPECTED_TABLES = (
     "portfolio_snapshots",
     "daily_pnl",
     "ops_runs",
+    "book_states",  # each book's trading state (migration 008): the risk manager reads it with every decision
 )

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.integration
 STACK = STACKS["rebuild"]
 SYSTEM = STACK.system
 PG, RD = STACK.container("postgres"), STACK.container("redis")
-NINE_TABLES = [
+EXPECTED_PUBLIC_TABLES = [
+    "book_states",
     "daily_pnl",
     "market_snapshots",
     "ops_runs",
@@ -74,7 +75,7 @@ def test_rebuild_from_nothing_brings_up_postgres_with_nine_tables_and_redis(proj
                 "SELECT table_name FROM information_schema.tables WHERE table_schema='public' ORDER BY 1"
             )
         ]
-        assert tables == NINE_TABLES
+        assert tables == EXPECTED_PUBLIC_TABLES
         versions = [r[0] for r in conn.execute("SELECT version FROM cdb_ops.schema_migrations ORDER BY 1")]
         assert versions == sorted(int(f.name[:3]) for f in (project / "schema").glob("*.sql"))
     env = env_values(project)
@@ -296,7 +297,7 @@ def test_changed_migration_is_refused(project):
     finally:
         migration.write_text(original)
     status = cdb_json("schema", "status", project=project)
-    assert status["pending"] == 0 and status["public_tables"] == NINE_TABLES
+    assert status["pending"] == 0 and status["public_tables"] == EXPECTED_PUBLIC_TABLES
 
 
 def test_new_migration_is_applied_once(project):
