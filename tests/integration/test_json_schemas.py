@@ -114,6 +114,10 @@ def outputs(project: Path) -> dict[str, Output]:
     out["portfolio"] = run_json(project, "portfolio")
     out["trades"] = run_json(project, "trades", "--rejected")
     out["report"] = run_json(project, "report", "--days", "1")
+    out["trading status"] = run_json(project, "trading", "status")
+    out["trading reduce"] = run_json(project, "trading", "reduce", "--reason", "the json schema test", "--yes")
+    out["trading resume (no --yes)"] = run_json(project, "trading", "resume", "--reason", "the test", expect=7)
+    out["trading resume"] = run_json(project, "trading", "resume", "--reason", "the json schema test", "--yes")
     out["schema status"] = run_json(project, "schema", "status")
     out["schema migrate"] = run_json(project, "schema", "migrate")
     out["init --if-missing"] = run_json(project, "init", "--if-missing")
@@ -133,7 +137,8 @@ OUTPUTS = [
     "plan (fresh)", "rebuild", "rebuild (converged)", "run", "plan", "status", "validate", "doctor", "logs",
     "logs --errors", "backup", "restore (no --yes)", "restore", "schema status", "schema migrate",
     "init --if-missing", "rebuild (lock held)", "plan (conflict)", "rebuild (conflict)",
-    "status (after a failed run)", "portfolio", "trades", "report",
+    "status (after a failed run)", "portfolio", "trades", "report", "trading status", "trading reduce",
+    "trading resume (no --yes)", "trading resume",
 ]  # fmt: skip
 
 
@@ -156,7 +161,7 @@ def _agrees_with_itself(o: Output) -> None:
     d = o.doc
     if o.schema == "error":
         assert d["error"]["exit_code"] == o.rc
-        typed = " ".join(o.args[:2]) if o.args[0] == "schema" else o.args[0]
+        typed = " ".join(o.args[:2]) if o.args[0] in ("schema", "trading") else o.args[0]
         assert d["command"] == typed
         return
     if o.schema == "plan":
