@@ -18,13 +18,13 @@ from typing import Annotated, Any
 
 import typer
 
+from cdb_ops.cli.book import book_of
 from cdb_ops.cli.options import JsonOpt, ProjectDir, YesOpt
 from cdb_ops.cli.session import Session, open_read
 from cdb_ops.db import trading_state as ts
 from cdb_ops.errors import DatabaseUnavailable, ExitCode, UsageError
 from cdb_ops.load.endpoints import host_address, postgres_conninfo
-from cdb_ops.load.lastrun import load_last_run
-from cdb_ops.views.book import FEEDS, BookChoice, choose_book
+from cdb_ops.views.book import FEEDS, choose_book, open_connection
 
 FeedOpt = Annotated[
     str | None,
@@ -44,26 +44,12 @@ TimeoutOpt = Annotated[float, typer.Option("--timeout", min=1, max=600, help="Se
 @contextmanager
 def _connect(s: Session) -> Iterator[Any]:
     """A writable autocommit connection to the stack's Postgres with the trading states, or the fix."""
-    import psycopg
-
-    conninfo = postgres_conninfo(s.desired, s.settings)
-    try:
-        conn = psycopg.connect(**conninfo, connect_timeout=3, autocommit=True)
-    except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseUnavailable(
-            f"cannot reach the trading states in Postgres at {conninfo['host']}:{conninfo['port']}: {first}",
-            "is the stack up? `cdb-ops status`; bring it up with `cdb-ops rebuild`",
-        ) from None
+    conn = open_connection(postgres_conninfo(s.desired, s.settings), "cannot reach the trading states in")
     try:
         ts.require_states(conn)
         yield conn
     finally:
         conn.close()
-
-
-def _book(s: Session, feed: str | None) -> BookChoice:
-    return choose_book(feed, load_last_run(s.project), s.desired.feed)
 
 
 def _reason(reason: str | None, verb: str) -> str:
@@ -121,7 +107,7 @@ def trading_status(
 
 
 def _change(s: Session, feed: str | None, state: str, reason: str, verb: str, yes: bool) -> None:
-    choice = _book(s, feed)
+    choice = book_of(s, feed)
     if state == "ACTIVE":  # re-opens entries: asked first, before anything is read or changed
         s.confirm(
             f"resume book {choice.book}: new positions may be opened again",
@@ -155,7 +141,7 @@ def trading_halt(
     if not flatten:
         _change(s, feed, "HALTED", why, "halt", yes)
         return
-    choice = _book(s, feed)
+    choice = book_of(s, feed)
     with _connect(s) as conn:
         positions = ts.open_longs(conn, choice.book)
         s.confirm(

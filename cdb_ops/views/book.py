@@ -77,19 +77,26 @@ def pct2(value: Decimal | None) -> str:
     return "-" if value is None else f"{value:.2f}%"
 
 
-@contextmanager
-def connect(conninfo: dict[str, Any]) -> Iterator[Any]:
-    """A read-only autocommit connection to the stack's Postgres, or a clear error with the fix."""
+def open_connection(conninfo: dict[str, Any], problem: str) -> Any:
+    """An autocommit connection to the stack's Postgres, or DatabaseUnavailable saying `problem` ("cannot
+    read the paper account from") with the address and the fix (the paper-account views and the trading
+    controls share it)."""
     import psycopg
 
     try:
-        conn = psycopg.connect(**conninfo, connect_timeout=3, autocommit=True)
+        return psycopg.connect(**conninfo, connect_timeout=3, autocommit=True)
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DatabaseUnavailable(
-            f"cannot read the paper account from Postgres at {conninfo['host']}:{conninfo['port']}: {first}",
+            f"{problem} Postgres at {conninfo['host']}:{conninfo['port']}: {first}",
             "is the stack up? `cdb-ops status`; bring it up with `cdb-ops rebuild`",
         ) from None
+
+
+@contextmanager
+def connect(conninfo: dict[str, Any]) -> Iterator[Any]:
+    """A read-only autocommit connection to the stack's Postgres, or a clear error with the fix."""
+    conn = open_connection(conninfo, "cannot read the paper account from")
     try:
         conn.read_only = True
         has_books = conn.execute(
