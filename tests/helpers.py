@@ -52,7 +52,10 @@ class TestStack:
 
 
 # The one registry of test stacks: each module (and bench script) takes its names and ports from here,
-# and tests/unit/test_scaffolding.py proves no two share a system, a prefix or a host port.
+# and tests/unit/test_scaffolding.py proves no two share a system, a prefix or a host port. Every host
+# port stays below Linux' ephemeral range (32768-60999): a port in it can be taken at any moment by an
+# outgoing connection's local end, and Docker's proxy then fails with "address already in use" (it did,
+# in CI, on 127.0.0.1:54432).
 STACKS: dict[str, TestStack] = {
     "rebuild": TestStack("cdb_test", "cdbt_", 20000),
     "backup": TestStack("cdb_testb", "cdbb_", 16000),
@@ -60,25 +63,25 @@ STACKS: dict[str, TestStack] = {
     "rotation": TestStack("cdb_rot", "cdbr_", 12500),
     "pipeline": TestStack("cdb_e2e", "cdbx_", 22000),
     "breakage": TestStack("cdb_brk", "cdbk_", 23000),
-    "faults": TestStack("cdb_flt", "cdbf_", 24000),
+    "faults": TestStack("cdb_flt", "cdbf_", 10100),
     "lifecycle": TestStack("cdb_life", "cdbl_", 14000),
     "corners": TestStack("cdb_corners", "cdbq_", 13000),
-    "books": TestStack("cdb_books", "cdbw_", 27500),
+    "books": TestStack("cdb_books", "cdbw_", 10200),
     "export": TestStack("cdb_compose", "cdbc_", 13500),
-    "export_swarm": TestStack("cdb_swarm", "cdbz_", 29500),
-    "hardening": TestStack("cdb_hard", "cdbd_", 33000),
-    "retention": TestStack("cdb_ret", "cdbg_", 35000),
-    "oom": TestStack("cdb_oom", "cdbo_", 37000),
-    "exchange": TestStack("cdb_xchg", "cdbe_", 39000),
-    "daemon_restart": TestStack("cdb_boot", "cdbj_", 41000),
-    "process": TestStack("cdb_proc", "cdbp_", 43000),
-    "backups_scheduled": TestStack("cdb_bak", "cdba_", 47000),
-    "trading_controls": TestStack("cdb_ctl", "cdbu_", 49000),
+    "export_swarm": TestStack("cdb_swarm", "cdbz_", 10300),
+    "hardening": TestStack("cdb_hard", "cdbd_", 10400),
+    "retention": TestStack("cdb_ret", "cdbg_", 10500),
+    "oom": TestStack("cdb_oom", "cdbo_", 10600),
+    "exchange": TestStack("cdb_xchg", "cdbe_", 10700),
+    "daemon_restart": TestStack("cdb_boot", "cdbj_", 10800),
+    "process": TestStack("cdb_proc", "cdbp_", 10900),
+    "backups_scheduled": TestStack("cdb_bak", "cdba_", 11100),
+    "trading_controls": TestStack("cdb_ctl", "cdbu_", 11200),
     # bench scripts (never part of the tests, but never on a test's ports either)
-    "bench": TestStack("cdb_bench", "cdbm_", 26000),
+    "bench": TestStack("cdb_bench", "cdbm_", 11300),
     "soak": TestStack("cdb_soak", "cdbso_", 10000),
-    "scale": TestStack("cdb_scale", "cdbn_", 51000),
-    "fastforward": TestStack("cdb_ffwd", "cdbv_", 45000),
+    "scale": TestStack("cdb_scale", "cdbn_", 11400),
+    "fastforward": TestStack("cdb_ffwd", "cdbv_", 11600),
 }
 
 

@@ -1,6 +1,6 @@
 """The exchange's connection rules on the real engine (issue 23, items 2 and 7), on a stack of our own.
 
-The stack is a renamed copy (`cdbe_*`, ports +39000, system `cdb_xchg`) with the replay feed in market
+The stack is a renamed copy (`cdbe_*`, ports +10700, system `cdb_xchg`) with the replay feed in market
 mode (one shared playback, as the exchange's stream: a new connection joins the running market) at
 speed 10, playing a file of three symbols with a frame every second of event time. The replay enforces
 the exchange's rules with short settings (ping every 1 s, pong within 3 s) and injects its faults through
@@ -35,13 +35,12 @@ import redis
 
 from tests.e2e.test_faults import _converge, _metric, _wait
 from tests.e2e.wsclient import CLOSE, WsClient
-from tests.helpers import env_values, make_project, remove_system
+from tests.helpers import STACKS, env_values, make_project, remove_system
 
 pytestmark = pytest.mark.e2e
 
-SYSTEM = "cdb_xchg"
-PREFIX = "cdbe_"
-OFFSET = 39000
+STACK = STACKS["exchange"]
+SYSTEM, PREFIX, OFFSET = STACK.system, STACK.prefix, STACK.offset
 REDIS_PORT, SCREENER_PORT, REPLAY_PORT = 6379 + OFFSET, 8000 + OFFSET, 8010 + OFFSET
 BIG_PORT = REPLAY_PORT + 1  # the big-gzip replay container of the last test
 SYMBOLS = ("XCHAUSDT", "XCHBUSDT", "XCHCUSDT")

@@ -14,6 +14,7 @@ from tests.helpers import STACKS, wait_until
 # the container ports the playbook publishes (Postgres, Redis, the services, replay, Prometheus,
 # Grafana, Alertmanager and the notifier for later stacks) — a test stack publishes each at +offset
 CONTAINER_PORTS = (3000, 5432, 6379, 8000, 8001, 8002, 8003, 8010, 8020, 9090, 9093)
+EPHEMERAL_LOW = 32768  # net.ipv4.ip_local_port_range's default start
 
 
 def test_no_two_test_stacks_share_a_name_or_a_port() -> None:
@@ -26,7 +27,10 @@ def test_no_two_test_stacks_share_a_name_or_a_port() -> None:
         assert not ports_a & ports_b, f"{na} and {nb} publish {sorted(ports_a & ports_b)}"
     for name, stack in STACKS.items():
         assert stack.system != "claire_de_binare" and stack.prefix != "cdb_", name  # never the user's own
-        assert max(stack.port(p) for p in CONTAINER_PORTS) <= 65535, name
+        ports = {stack.port(p) for p in CONTAINER_PORTS}
+        assert not ports & set(CONTAINER_PORTS), f"{name} publishes one of the user's own ports"
+        # below Linux' ephemeral range: an outgoing connection may hold any port in it when Docker binds
+        assert min(ports) >= 1024 and max(ports) < EPHEMERAL_LOW, f"{name} publishes {sorted(ports)}"
 
 
 def test_wait_until_returns_the_first_truthy_value_and_names_what_it_waited_for() -> None:
