@@ -128,7 +128,8 @@ def backup_before_delete(
         pg = desired.stack.services.get(postgres_service(desired))
         pg_c = next((c for c in ours if pg is not None and c.name == pg.container), None)
         if pg_c is not None and pg_c.running and set(pg_c.volumes) & set(volumes):
-            backups.append(backup_database(engine, desired, settings, project, redact, keep))
+            # the database's dumps keep .env's retention (plus the newest few), not the archives' count
+            backups.append(backup_database(engine, desired, settings, project, redact))
         for c in stop_order(desired, [c for c in ours if c.running]):
             engine.stop(c.name, timeout=STOP_TIMEOUT)
             stopped.append(c)

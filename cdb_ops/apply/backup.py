@@ -1,21 +1,22 @@
-"""Backups before anything is deleted: `pg_dump` in custom format (logical, restorable with
-`restore`), each verified before it counts (`pg_restore --list` reads it whole, its checksum where it
-was made equals the copy's, the sealed file equals its SHA-256 sidecar), with a retention count.
-Raw archives of data volumes are in `archive`."""
+"""Backups before anything is deleted, and on request: `cdb-ops backup` runs the very backup the
+stack's backup service runs on its schedule (cdb_common.backupjob: a snapshot's row counts, `pg_dump
+--snapshot`, `pg_restore --list` reads it whole, its checksum where it was made equals the copy's,
+sidecar and manifest, then grandfather-father-son retention), with the client tools of the Postgres
+container (they match the server). Raw archives of data volumes are in `archive`."""
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 import time
-from datetime import UTC, datetime
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from cdb_common import backupfiles as bf
+from cdb_common.backupjob import DrillResult, drill, list_entries, take_backup
+
 from cdb_ops.engine.api import Engine
-from cdb_ops.errors import ConfigError, StepFailed
-from cdb_ops.fsutil import atomic_write, publish
+from cdb_ops.errors import CdbError, ConfigError, StepFailed
 from cdb_ops.load.desired import DesiredStack
 from cdb_ops.load.endpoints import postgres_conninfo, postgres_service
 from cdb_ops.load.project import Project
@@ -24,40 +25,26 @@ from cdb_ops.model.results import Backup
 from cdb_ops.model.tables import EXPECTED_TABLES
 from cdb_ops.redact import Redactor
 
-DUMP_MAGIC = b"PGDMP"  # the first bytes of every pg_dump custom-format archive
-STAMP_RE = re.compile(r"^_(\d{8}T\d{6}Z)\.(dump|tar\.gz)$")
+DUMP_MAGIC = bf.DUMP_MAGIC
+STAMP_RE = bf.STAMP_RE
 DEFAULT_KEEP = 7
 
 
 def backups_dir(project: Project) -> Path:
-    d = project.root / "backups"
-    d.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(d, 0o700)
-    return d
+    return bf.private_dir(project.root / "backups")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+def second_dir(project: Project, settings: Settings) -> Path | None:
+    """BACKUP_SECOND_DIR, relative to the project (validated by the rules table)."""
+    raw = settings.get("BACKUP_SECOND_DIR") or ""
+    return project.root / raw if raw else None
 
 
 def seal(tmp: Path, final: Path, expected: str) -> tuple[int, str]:
-    """Checksum against the one computed where the file was made (a copy that differs is refused),
-    sidecar, the atomic rename (a backup file that exists is complete), then the file read back
-    against its sidecar."""
-    digest = _sha256(tmp)
-    if digest != expected:
-        raise StepFailed(
-            f"the copy of {final.name} differs from the original (sha256 {digest[:12]}… != {expected[:12]}…)",
-            "check free disk space on this machine, then run the command again",
-        )
-    atomic_write(final.with_name(final.name + ".sha256"), f"{digest}  {final.name}\n", mode=0o600)
-    publish(tmp, final, mode=0o600)
-    check_sidecar(final)
-    return final.stat().st_size, digest
+    try:
+        return bf.seal(tmp, final, expected)
+    except bf.BackupError as exc:
+        raise StepFailed(exc.message, exc.fix) from None
 
 
 def sha256_inside(engine: Engine, container: str, path: str) -> str:
@@ -69,22 +56,64 @@ def sha256_inside(engine: Engine, container: str, path: str) -> str:
     return digest
 
 
-def list_dump(engine: Engine, container: str, path: str, redact: Redactor) -> str:
-    """`pg_restore --list` reads the whole archive's table of contents: a truncated or damaged dump
-    fails here. Returns how it went, for the step's detail."""
-    code, out = engine.exec(container, ["pg_restore", "--list", path])
-    entries = [ln for ln in out.splitlines() if ln.strip() and not ln.startswith(";")]
-    if code != 0 or not entries:
-        raise StepFailed(
-            f"pg_restore --list cannot read the dump (exit {code}): {redact(out.strip())[:300]}",
-            "the dump is damaged; run `cdb-ops backup` again",
-        )
-    tables = [t for t in EXPECTED_TABLES if any(f" TABLE public {t} " in f"{ln} " for ln in entries)]
-    return f"pg_restore --list reads {len(entries)} entries ({len(tables)} of {len(EXPECTED_TABLES)} tables)"
-
-
 def stamp() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return bf.stamp()
+
+
+class ContainerTools:
+    """cdb_common.backupjob.PgTools with the client tools of the running Postgres container."""
+
+    def __init__(self, engine: Engine, container: str, desired: DesiredStack, settings: Settings) -> None:
+        self.engine = engine
+        self.container = container
+        self.user = settings.get("POSTGRES_USER") or ""
+        self.conninfo: dict[str, Any] = postgres_conninfo(desired, settings)
+
+    def run(self, argv: list[str], dbname: str | None = None) -> tuple[int, str]:
+        # the container's local socket: its pg_hba trusts it, so no password travels into the exec
+        return self.engine.exec(self.container, argv + (["-U", self.user, "-d", dbname] if dbname else []))
+
+    def staging(self, name: str) -> str:
+        return f"/tmp/cdb-backup-{name}"
+
+    def checksum(self, staged: str) -> str:
+        return sha256_inside(self.engine, self.container, staged)
+
+    def fetch(self, staged: str, local: Path) -> None:
+        self.engine.copy_out(self.container, staged, local)
+
+    def put(self, local: Path) -> str:
+        name = f"cdb-drill-{bf.stamp()}.dump"
+        self.engine.copy_in(self.container, local, "/tmp", name)
+        return f"/tmp/{name}"
+
+    def discard(self, staged: str) -> None:
+        self.engine.exec(self.container, ["rm", "-f", staged])
+
+
+def _running_postgres(engine: Engine, desired: DesiredStack, what: str) -> str:
+    svc = desired.services.get(postgres_service(desired))
+    if svc is None:
+        raise StepFailed("the postgres service is not part of the selected stack", "select the core profile")
+    container = svc.container.name
+    c = engine.container(container)
+    if c is None or not c.running:
+        raise StepFailed(
+            f"cannot {what}: {container} is not running",
+            "start it with `cdb-ops rebuild --phase postgres`; for a database that no longer starts, "
+            "`rebuild --wipe-data` archives the raw volume instead",
+        )
+    return container
+
+
+def retention_of(settings: Settings, keep: int | None) -> bf.Retention:
+    """`--keep N`: the N newest, as before. Otherwise .env's grandfather-father-son counts plus the
+    DEFAULT_KEEP newest: a person's backups come in bursts (before a wipe, the safety backup of a
+    restore), and one a day would leave only the newest of them — the safety backup would prune the
+    very file being restored."""
+    if keep is not None:
+        return bf.Retention(0, 0, 0, keep)
+    return replace(bf.Retention.from_env(settings), last=DEFAULT_KEEP)
 
 
 def backup_database(
@@ -93,46 +122,58 @@ def backup_database(
     settings: Settings,
     project: Project,
     redact: Redactor,
-    keep: int = DEFAULT_KEEP,
+    keep: int | None = None,
 ) -> Backup:
-    """pg_dump -Fc inside the Postgres container (its pg_dump matches the server), copied out."""
-    started = time.monotonic()
-    svc = desired.services.get(postgres_service(desired))
-    if svc is None:
-        raise StepFailed("the postgres service is not part of the selected stack", "select the core profile")
-    container = svc.container.name
-    c = engine.container(container)
-    if c is None or not c.running:
-        raise StepFailed(
-            f"cannot back up: {container} is not running",
-            "start it with `cdb-ops rebuild --phase postgres`; for a database that no longer starts, "
-            "`rebuild --wipe-data` archives the raw volume instead",
-        )
-    db, user = settings.get("POSTGRES_DB") or "", settings.get("POSTGRES_USER") or ""
-    when = stamp()
-    inside = f"/tmp/cdb-backup-{when}.dump"
-    code, out = engine.exec(container, ["pg_dump", "-U", user, "-d", db, "-Fc", "-f", inside])
-    if code != 0:
-        raise StepFailed(
-            f"pg_dump failed (exit {code}): {redact(out.strip())[:500]}",
-            "see `cdb-ops logs postgres`; `cdb-ops doctor` checks the usual causes",
-        )
-    final = backups_dir(project) / f"{desired.system}_{db}_{when}.dump"
-    tmp = final.with_name(final.name + ".partial")
+    """The shared backup with the Postgres container's pg_dump; recorded in the state file either way."""
+    if keep is not None and keep < 1:
+        raise ConfigError("--keep must be at least 1", "keep at least the backup just made")
+    container = _running_postgres(engine, desired, "back up")
+    db = settings.get("POSTGRES_DB") or ""
+    directory, prefix = backups_dir(project), f"{desired.system}_{db}"
+    tools = ContainerTools(engine, container, desired, settings)
     try:
-        listed = list_dump(engine, container, inside, redact)
-        expected = sha256_inside(engine, container, inside)
-        engine.copy_out(container, inside, tmp)
-        with open(tmp, "rb") as f:
-            if f.read(len(DUMP_MAGIC)) != DUMP_MAGIC:
-                raise StepFailed("pg_dump produced no custom-format archive", "run `cdb-ops backup` again")
-        size, digest = seal(tmp, final, expected)
-    finally:
-        tmp.unlink(missing_ok=True)
-        engine.exec(container, ["rm", "-f", inside])
-    prune(project, desired.system, db, keep)
-    verified = f"verified: sha256 matches the original, {listed}"
-    return Backup(final, "pg_dump", db, size, digest, time.monotonic() - started, verified)
+        made = take_backup(
+            tools, directory, desired.system, db, retention_of(settings, keep), second_dir(project, settings)
+        )
+    except bf.BackupError as exc:
+        bf.record(directory, prefix, "backup", ok=False, last_error=redact(exc.message)[:500], by="cdb-ops")
+        raise StepFailed(
+            redact(exc.message), exc.fix or "see `cdb-ops logs postgres`; `cdb-ops doctor` checks the usual causes"
+        ) from None
+    except CdbError as exc:  # the engine's: recorded, then raised as it is
+        bf.record(directory, prefix, "backup", ok=False, last_error=redact(exc.message)[:500], by="cdb-ops")
+        raise
+    except Exception as exc:  # psycopg's (a database that is not there, a lock held too long)
+        message = redact(f"{type(exc).__name__}: {exc}".strip())[:500]
+        bf.record(directory, prefix, "backup", ok=False, last_error=message, by="cdb-ops")
+        raise StepFailed(
+            f"the backup failed: {message}", "see `cdb-ops logs postgres`; `cdb-ops doctor` checks the usual causes"
+        ) from None
+    bf.record(directory, prefix, "backup", ok=True, file=made.path.name, by="cdb-ops")
+    tables = sum(1 for t in EXPECTED_TABLES if t in made.rows)
+    verified = (
+        f"verified: sha256 matches the original, {made.listed}; {tables} of {len(EXPECTED_TABLES)} "
+        f"tables, {sum(made.rows.values())} rows in the snapshot"
+    )
+    return Backup(made.path, "pg_dump", db, made.size, made.sha256, made.seconds, verified)
+
+
+def drill_database(
+    engine: Engine, desired: DesiredStack, settings: Settings, project: Project, redact: Redactor
+) -> DrillResult:
+    """The shared restore drill with the Postgres container's pg_restore; the result recorded."""
+    container = _running_postgres(engine, desired, "drill a restore")
+    db = settings.get("POSTGRES_DB") or ""
+    directory, prefix = backups_dir(project), f"{desired.system}_{db}"
+    started = time.monotonic()
+    try:
+        result = drill(ContainerTools(engine, container, desired, settings), directory, desired.system, db)
+    except bf.BackupError as exc:
+        result = DrillResult(False, None, time.monotonic() - started, 0, 0, {}, redact(exc.message)[:500])
+    except Exception as exc:
+        result = DrillResult(False, None, time.monotonic() - started, 0, 0, {}, redact(str(exc))[:500])
+    bf.record(directory, prefix, "drill", by="cdb-ops", **result.to_dict())
+    return result
 
 
 def prune(project: Project, system: str, what: str, keep: int) -> list[Path]:
@@ -156,23 +197,10 @@ def check_sidecar(path: Path) -> str:
     """The file's checksum equals its sidecar's; returns it."""
     if not path.is_file():
         raise ConfigError(f"{path} does not exist", "pass a file from backups/ (see `ls backups/`)")
-    sidecar = path.with_name(path.name + ".sha256")
-    if not sidecar.is_file():
-        raise ConfigError(
-            f"{sidecar.name} is missing, so {path.name} cannot be verified",
-            "restore only backups made by `cdb-ops backup` (they carry a .sha256 file)",
-            file=str(path),
-        )
-    words = sidecar.read_text().split()
-    expected = words[0] if words else ""
-    actual = _sha256(path)
-    if actual != expected:
-        raise ConfigError(
-            f"checksum mismatch: the file is {actual[:12]}…, its sidecar says {expected[:12]}…",
-            "the backup is damaged or was changed; pick another one",
-            file=str(path),
-        )
-    return actual
+    try:
+        return bf.check_sidecar(path)
+    except bf.BackupError as exc:
+        raise ConfigError(exc.message, exc.fix, file=str(path)) from None
 
 
 def verify(path: Path) -> str:
@@ -210,7 +238,10 @@ def restore(engine: Engine, desired: DesiredStack, settings: Settings, redact: R
     engine.copy_in(container, path, "/tmp", inside_name)
     db, user = settings.get("POSTGRES_DB") or "", settings.get("POSTGRES_USER") or ""
     try:
-        list_dump(engine, container, f"/tmp/{inside_name}", redact)  # readable whole before anything is dropped
+        try:  # readable whole before anything is dropped
+            list_entries(ContainerTools(engine, container, desired, settings), f"/tmp/{inside_name}")
+        except bf.BackupError as exc:
+            raise StepFailed(redact(exc.message), exc.fix) from None
         code, out = engine.exec(
             container,
             [

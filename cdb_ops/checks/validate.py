@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from cdb_ops.checks.backups import check_backups
 from cdb_ops.checks.context import CheckContext, ValidateOptions, core_services, service_containers
 from cdb_ops.checks.disk import check_disk
 from cdb_ops.checks.logscan import check_logs
@@ -189,6 +190,7 @@ CHECKS: list[Callable[[CheckContext], list[CheckResult]]] = [
     check_logs,
     check_memory,
     check_disk,
+    check_backups,
     check_probe,
 ]
 

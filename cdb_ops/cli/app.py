@@ -64,7 +64,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "backup",
         "backup",
         "pg_dump of the stack's database (custom format) into backups/, verified (pg_restore --list reads it, "
-        "checksums match), with a .sha256 file and retention.",
+        "checksums match), with a .sha256 file, a manifest of its rows and retention; the backup service runs "
+        "the same on BACKUP_SCHEDULE. --drill proves the newest one restores.",
     ),
     "restore": (
         "backup",

@@ -8,24 +8,57 @@ from typing import Annotated
 
 import typer
 
-from cdb_ops.apply.backup import backup_database, verify
+from cdb_ops.apply.backup import backup_database, drill_database, verify
 from cdb_ops.apply.backup import restore as restore_db
 from cdb_ops.cli.options import JsonOpt, ProjectDir, YesOpt
 from cdb_ops.cli.session import open_run
 from cdb_ops.engine.docker import DockerEngine
-from cdb_ops.errors import ConfigError
+from cdb_ops.errors import ConfigError, StepFailed
 from cdb_ops.fsutil import regular_file_problem
 
 
 def backup(
     ctx: typer.Context,
     project_dir: ProjectDir = None,
-    keep: Annotated[int, typer.Option("--keep", min=1, help="How many backups of the database to keep.")] = 7,
+    keep: Annotated[
+        int | None,
+        typer.Option(
+            "--keep",
+            min=1,
+            help="Keep only the N newest backups of the database (default: .env's BACKUP_KEEP_DAILY/WEEKLY/MONTHLY).",
+        ),
+    ] = None,
+    drill: Annotated[
+        bool,
+        typer.Option(
+            "--drill",
+            help="Make no backup: restore the newest verified one into a throwaway database, compare its rows "
+            "per table with what the dump held, drop it, and record the result.",
+        ),
+    ] = False,
     json_output: JsonOpt = False,
 ) -> None:
     """pg_dump of the stack's database (custom format) into backups/, verified (pg_restore --list reads it,
-    checksums match), with a .sha256 file and retention."""
+    checksums match), with a .sha256 file, a manifest of its rows and retention; the backup service runs
+    the same on BACKUP_SCHEDULE. --drill proves the newest one restores."""
     s = open_run(ctx, "backup", json_output, project_dir)
+    if drill:
+        d = drill_database(DockerEngine(), s.desired, s.settings, s.project, s.redact)
+        if not d.ok:
+            what = d.error or "rows differ: " + ", ".join(
+                f"{t} dump {v['dump']} restored {v['restored']}" for t, v in d.mismatches.items()
+            )
+            raise StepFailed(
+                f"restore drill of {d.file or 'the newest backup'} failed: {what}",
+                "make a new backup (`cdb-ops backup`) and drill again; keep the failed dump for inspection",
+            )
+        s.out.message(
+            "drill",
+            f"restore drill passed: {d.file} restored into a throwaway database in {d.seconds:.1f}s; "
+            f"{d.tables} tables, {d.rows} rows, each table's count equal to the dump's",
+            **d.to_dict(),
+        )
+        return
     b = backup_database(DockerEngine(), s.desired, s.settings, s.project, s.redact, keep)
     s.out.message(
         "backup",

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cdb_ops.checks.backups import backup_summary
 from cdb_ops.cli.options import JsonOpt, ProfileOpt, ProjectDir
 from cdb_ops.cli.session import open_read
 from cdb_ops.engine.docker import DockerEngine
@@ -45,13 +46,16 @@ def status(
     def disk_now() -> dict[str, Any] | None:
         return disk_summary(load_history(s.project.state_dir))
 
+    def backups_now() -> dict[str, Any]:
+        return backup_summary(s.project.root, s.desired.system, s.settings.values)
+
     if not watch or json_output:
-        out.status(gather(engine, outline), load_last_run(s.project), disk_now())
+        out.status(gather(engine, outline), load_last_run(s.project), disk_now(), backups_now())
         return
     from rich.live import Live
 
     def view() -> object:
-        return out.status_view(gather(engine, outline), load_last_run(s.project), disk_now())
+        return out.status_view(gather(engine, outline), load_last_run(s.project), disk_now(), backups_now())
 
     try:
         if not out.console.is_terminal:  # a pipe or a log: one table per refresh, nothing redrawn

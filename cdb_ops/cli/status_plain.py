@@ -73,17 +73,20 @@ def quick_status(args: list[str]) -> int | None:
         from cdb_ops.views.status import disk_summary
 
         disk = disk_summary(load_history(project.state_dir))  # the latest sample: a small file, no measuring
-    except (CdbError, LeanUnavailable, OSError):
+        from cdb_ops.checks.backups import backup_summary
+
+        backups = backup_summary(project.root, outline.system_label.split("=", 1)[1], values)
+    except (CdbError, LeanUnavailable, OSError, ValueError):  # ValueError: a bad schedule, the full path says where
         return None
     if json_output:
         from cdb_ops.report.document import status_payload, write_document
 
-        write_document(redact, "status", status_payload(rows, last_run, disk))
+        write_document(redact, "status", status_payload(rows, last_run, disk, backups))
     else:
         from cdb_ops.report.status_text import print_status
 
-        if not print_status(rows, last_run, disk):
+        if not print_status(rows, last_run, disk, backups):
             from cdb_ops.report.render import Renderer
 
-            Renderer(False, redact).status(rows, last_run, disk)
+            Renderer(False, redact).status(rows, last_run, disk, backups)
     return 0

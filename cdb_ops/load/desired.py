@@ -19,6 +19,7 @@ from cdb_ops.load.buildhash import build_context_hash, path_digest, sha256
 from cdb_ops.load.project import Project
 from cdb_ops.load.settings import Settings
 from cdb_ops.load.specs import BuildSpec, ServiceSpec, StackSpec
+from cdb_ops.load.validation import project_path
 from cdb_ops.load.yamlsource import load_yaml
 from cdb_ops.model.labels import (
     LABEL_DATA,
@@ -102,9 +103,25 @@ class DesiredStack:
             _ = svc.image.build_hash
 
 
-def _interpolate(value: str, settings: Settings, where: tuple[str, ...], project: Project) -> str:
+# the services' own user (images/*/Dockerfile: useradd --uid 10001 cdb)
+SERVICE_UID = 10001
+
+
+def output_user() -> str:
+    """`${CDB_OUTPUT_USER}`: who a service that writes into the project (backups/) runs as — the person
+    running cdb-ops, so the files are theirs; never root: run by root, the services' own user, and the
+    folder is handed to it when its container is made (apply/phases/services.py)."""
+    uid, gid = os.getuid(), os.getgid()
+    return f"{uid}:{gid}" if uid != 0 else f"{SERVICE_UID}:{SERVICE_UID}"
+
+
+def _interpolate(value: str, settings: Settings, where: tuple[str, ...], project: Project, system: str = "") -> str:
     def sub(m: re.Match[str]) -> str:
         key, default = m.group(1), m.group(2)
+        if key == "CDB_SYSTEM" and system:  # the playbook's own system name (the backup files carry it)
+            return system
+        if key == "CDB_OUTPUT_USER":
+            return output_user()
         if key in settings.secret_keys:
             raise ConfigError(
                 f"{'.'.join(where)} interpolates the secret {key}",
@@ -195,7 +212,7 @@ def resolve(
         svc = stack.services[name]
         env: dict[str, str] = {}
         for key, raw in svc.env.items():
-            env[key] = _interpolate(_env_value(raw), settings, ("services", name, "env", key), project)
+            env[key] = _interpolate(_env_value(raw), settings, ("services", name, "env", key), project, system)
         if feed:
             env.update(stack.feeds[feed].env.get(name, {}))
         secret_files: dict[str, bytes] = {}
@@ -215,8 +232,20 @@ def resolve(
         file_digests: dict[str, str] = {}
         for m in svc.volumes:
             if m.is_bind:
-                src = Path(os.path.normpath(project.root / m.source))  # lexical: a loop is reported, not raised
-                why = None if src.is_dir() else regular_file_problem(src)
+                where = ("services", name, "volumes")
+                source = _interpolate(m.source, settings, where, project, system)  # ./${BACKUP_SECOND_DIR:-backups}
+                try:
+                    source = project_path(source)
+                except ValueError as exc:
+                    raise ConfigError(
+                        f"service {name!r} mounts {source}: {exc}",
+                        "name a folder inside the project (BACKUP_SECOND_DIR and the like in .env)",
+                        file=str(project.stack_file),
+                        line=load_yaml(project.stack_file).line_of(where),
+                    ) from None
+                src = Path(os.path.normpath(project.root / source))  # lexical: a loop is reported, not raised
+                # a folder a service writes into (backups/) is made when its container is (phases/services.py)
+                why = None if src.is_dir() or (not m.read_only and not src.exists()) else regular_file_problem(src)
                 if why is not None:
                     raise ConfigError(
                         f"service {name!r} mounts {m.source}, which {why}",
@@ -225,8 +254,10 @@ def resolve(
                         line=load_yaml(project.stack_file).line_of(("services", name, "volumes")),
                     )
                 mounts.append(MountBinding("bind", str(src), m.target, m.read_only))
-                # a config file's *content* is part of the container's config: editing it recreates
-                file_digests[m.source] = path_digest(src)
+                # a config file's *content* is part of the container's config: editing it recreates (a
+                # writable folder is the service's output, e.g. backups/: its content changes nothing)
+                if m.read_only:
+                    file_digests[m.source] = path_digest(src)
             else:
                 mounts.append(MountBinding("volume", m.source, m.target, m.read_only))
         ports = tuple(PortBinding(p.bind or stack.bind, p.host, p.container, p.protocol) for p in svc.ports)
@@ -257,7 +288,7 @@ def resolve(
             healthcheck=hc,
             restart=svc.restart,
             mem_limit=svc.mem_limit,
-            user=svc.user,
+            user=_interpolate(svc.user, settings, ("services", name, "user"), project, system) if svc.user else None,
             hostname=svc.container,
             logging=hardening.log_config(stack.logging, svc.logging),
             hardening=hardening.hardening(hardening.effective(stack.hardening, svc.role, svc.hardening)),

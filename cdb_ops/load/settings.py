@@ -240,6 +240,8 @@ def _fix_for(key: str, rule: EnvRule) -> str:
         return f"use one of {', '.join(rule.choices)}"
     if rule.kind == "text":
         return "letters, digits and _, starting with a letter"
+    if rule.kind in ("cron", "path"):
+        return f"write {rule.help}"
     return f"write a number {bounds(rule)}" + (f" ({rule.help})" if rule.help else "")
 
 

@@ -32,7 +32,10 @@ def write_document(redact: Redactor, command: str, payload: dict[str, Any]) -> N
 
 
 def status_payload(
-    rows: list[StatusRow], last_run: dict[str, Any] | None, disk: dict[str, Any] | None = None
+    rows: list[StatusRow],
+    last_run: dict[str, Any] | None,
+    disk: dict[str, Any] | None = None,
+    backups: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     last = None
     if last_run:
@@ -40,4 +43,4 @@ def status_payload(
         if last_run.get("error"):
             last["error"] = last_run["error"].get("message")
     book = (last_run or {}).get("feed") if (last_run or {}).get("command") in ("rebuild", "run") else None
-    return {"services": [r.to_dict() for r in rows], "last_run": last, "book": book, "disk": disk}
+    return {"services": [r.to_dict() for r in rows], "last_run": last, "book": book, "disk": disk, "backups": backups}

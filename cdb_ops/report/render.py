@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from cdb_ops.checks.backups import backup_lines
 from cdb_ops.errors import CdbError
 from cdb_ops.model.plan import Plan
 from cdb_ops.model.results import CheckResult, Finding, MigrationState, RunResult, StatusRow
@@ -94,15 +95,23 @@ class Renderer:
 
     # -- status
     def status(
-        self, rows: list[StatusRow], last_run: dict[str, Any] | None, disk: dict[str, Any] | None = None
+        self,
+        rows: list[StatusRow],
+        last_run: dict[str, Any] | None,
+        disk: dict[str, Any] | None = None,
+        backups: dict[str, Any] | None = None,
     ) -> None:
         if self.json:
-            self.document("status", status_payload(rows, last_run, disk))
+            self.document("status", status_payload(rows, last_run, disk, backups))
             return
-        self.console.print(self.status_view(rows, last_run, disk))
+        self.console.print(self.status_view(rows, last_run, disk, backups))
 
     def status_view(
-        self, rows: list[StatusRow], last_run: dict[str, Any] | None, disk: dict[str, Any] | None = None
+        self,
+        rows: list[StatusRow],
+        last_run: dict[str, Any] | None,
+        disk: dict[str, Any] | None = None,
+        backups: dict[str, Any] | None = None,
     ) -> Group:
         """The status table and its footer as one renderable (printed once, or refreshed by --watch)."""
         table = Table(title="cdb-ops status", title_justify="left")
@@ -148,6 +157,7 @@ class Renderer:
         else:
             footer.append(Text("no rebuild recorded yet", style="dim"))
         footer += [Text(line, style="dim" if disk is None else "") for line in disk_lines(disk)]
+        footer += [Text(line) for line in backup_lines(backups)]
         return Group(table, *footer)
 
     # -- validate

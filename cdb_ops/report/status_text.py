@@ -10,6 +10,7 @@ import os
 import sys
 from typing import Any
 
+from cdb_ops.checks.backups import backup_lines
 from cdb_ops.model.results import StatusRow
 from cdb_ops.report.units import human_bytes, human_duration
 from cdb_ops.views.status import disk_lines
@@ -40,10 +41,16 @@ def _cells(r: StatusRow) -> list[Cell]:
     ]
 
 
-def _footer(rows: list[StatusRow], last_run: dict[str, Any] | None, disk: dict[str, Any] | None) -> list[list[Cell]]:
+def _footer(
+    rows: list[StatusRow],
+    last_run: dict[str, Any] | None,
+    disk: dict[str, Any] | None,
+    backups: dict[str, Any] | None = None,
+) -> list[list[Cell]]:
     total = sum(r.memory_bytes or 0 for r in rows)
     lines: list[list[Cell]] = [[(f"memory total: {human_bytes(total)}", "")]]
     disk_part: list[list[Cell]] = [[(line, "dim" if disk is None else "")] for line in disk_lines(disk)]
+    disk_part += [[(line, "")] for line in backup_lines(backups)]
     if not last_run:
         return [*lines, [("no rebuild recorded yet", "dim")], *disk_part]
     style = "green" if last_run.get("result") == "ok" else "red"
@@ -66,12 +73,17 @@ def _paint(text: str, style: str, color: bool) -> str:
 
 
 def status_text(
-    rows: list[StatusRow], last_run: dict[str, Any] | None, width: int, color: bool, disk: dict[str, Any] | None = None
+    rows: list[StatusRow],
+    last_run: dict[str, Any] | None,
+    width: int,
+    color: bool,
+    disk: dict[str, Any] | None = None,
+    backups: dict[str, Any] | None = None,
 ) -> str | None:
     """The table and footer as rich prints them on a console `width` wide (with `color`: as on a terminal
     with standard colours); None when rich would print it otherwise (folded, wrapped, other characters)."""
     body = [_cells(r) for r in rows]
-    footer = _footer(rows, last_run, disk)
+    footer = _footer(rows, last_run, disk, backups)
     texts = [t for row in body for t, _ in row] + [t for line in footer for t, _ in line]
     if any(not _PLAIN.issuperset(t.replace("\n", "")) for t in texts):
         return None
@@ -113,7 +125,12 @@ def status_text(
     return "\n".join(out) + "\n"
 
 
-def print_status(rows: list[StatusRow], last_run: dict[str, Any] | None, disk: dict[str, Any] | None = None) -> bool:
+def print_status(
+    rows: list[StatusRow],
+    last_run: dict[str, Any] | None,
+    disk: dict[str, Any] | None = None,
+    backups: dict[str, Any] | None = None,
+) -> bool:
     """Print the table on stdout when it can be printed without rich; False when the caller must."""
     env = os.environ
     if any(env.get(k) for k in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS", "LINES")):
@@ -128,7 +145,7 @@ def print_status(rows: list[StatusRow], last_run: dict[str, Any] | None, disk: d
             return False
     else:
         width = PIPE_WIDTH
-    text = status_text(rows, last_run, width, color=terminal, disk=disk)
+    text = status_text(rows, last_run, width, color=terminal, disk=disk, backups=backups)
     if text is None:
         return False
     sys.stdout.write(text)

@@ -6,6 +6,7 @@ config or image changed."""
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -26,6 +27,25 @@ from cdb_ops.model.resources import ContainerSpec
 T = TypeVar("T")
 
 
+def _output_dirs(spec: ContainerSpec) -> None:
+    """A project folder a service writes into (backups/) exists before its container, private (0700),
+    and belongs to the container's user: the engine refuses a missing bind source, and one it made
+    would belong to root. Run by root, cdb-ops hands the folder and what is in it to that user (the
+    files it writes there later follow the folder's owner, cdb_common.backupfiles)."""
+    for m in spec.mounts:
+        if m.kind != "bind" or m.read_only:
+            continue
+        os.makedirs(m.source, mode=0o700, exist_ok=True)
+        uid, _, gid = (spec.user or "").partition(":")
+        if os.geteuid() != 0 or not uid.isdigit() or int(uid) == 0:
+            continue
+        owner = (int(uid), int(gid) if gid.isdigit() else int(uid))
+        for path in [m.source, *(os.path.join(m.source, n) for n in os.listdir(m.source))]:
+            st = os.lstat(path)
+            if (st.st_uid, st.st_gid) != owner:
+                os.lchown(path, *owner)
+
+
 def _replace(ctx: PhaseContext, svc: DesiredService, spec: ContainerSpec) -> None:
     """Swap a container for a new one without ever leaving neither: the old one is stopped and set
     aside under another name, put back if the new one cannot even be created or started, and
@@ -35,6 +55,7 @@ def _replace(ctx: PhaseContext, svc: DesiredService, spec: ContainerSpec) -> Non
     ctx.engine.stop(name, timeout=10)
     ctx.engine.rename(name, aside)
     try:
+        _output_dirs(spec)
         ctx.engine.create_container(spec)
         ctx.engine.start(name)
     except CdbError:
@@ -63,6 +84,7 @@ def converge_one(ctx: PhaseContext, svc: DesiredService, phase: str) -> str:
             if spec is None:
                 raise StepFailed(f"the image of {svc.name} is not there after the images were seen to", "run again")
             if change.action == "create":
+                _output_dirs(spec)
                 ctx.engine.create_container(spec)
                 ctx.engine.start(name)
             else:

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from . import cron
+
 SECRET_MIN_LENGTH = 16
 # Passwords published in the user's memo: treat them as burnt, never use or accept them.
 LEAKED_PASSWORDS = frozenset({"cdb_secure_password_2025", "Jannek2025!"})
@@ -20,7 +22,7 @@ FEEDS = ("live", "replay")
 @dataclass(frozen=True)
 class EnvRule:
     key: str
-    kind: str  # "text" | "secret" | "decimal" | "integer" | "choice"
+    kind: str  # "text" | "secret" | "decimal" | "integer" | "choice" | "cron" | "path"
     default: str | None = None  # what the services use when the variable is unset (None: no default)
     low: Decimal | None = None
     low_open: bool = False  # low itself is not allowed
@@ -215,7 +217,67 @@ _RETENTION = (
         hint="e.g. 2000; smaller batches hold their row locks for less time",
     ),
 )
-RULES: dict[str, EnvRule] = {r.key: r for r in (*_RULES, *_RETENTION)}
+# Scheduled backups and restore drills (the backup service, `cdb-ops backup`; docs/backups.md).
+_BACKUPS = (
+    EnvRule(
+        "BACKUP_SCHEDULE",
+        "cron",
+        "30 3 * * *",
+        required=False,
+        read_by=("backup", "cdb-ops"),
+        hint="cron syntax in UTC, e.g. 30 3 * * * (daily at 03:30) or @hourly",
+    ),
+    EnvRule(
+        "RESTORE_DRILL_SCHEDULE",
+        "cron",
+        "0 5 * * 0",
+        required=False,
+        read_by=("backup", "cdb-ops"),
+        hint="cron syntax in UTC, e.g. 0 5 * * 0 (Sundays at 05:00)",
+    ),
+    EnvRule(
+        "BACKUP_KEEP_DAILY",
+        "integer",
+        "7",
+        Decimal(0),
+        high=Decimal(3660),
+        unit="days",
+        required=False,
+        read_by=("backup", "cdb-ops"),
+        hint="e.g. 7: the newest backup of each of the last 7 days with one",
+    ),
+    EnvRule(
+        "BACKUP_KEEP_WEEKLY",
+        "integer",
+        "4",
+        Decimal(0),
+        high=Decimal(520),
+        unit="weeks",
+        required=False,
+        read_by=("backup", "cdb-ops"),
+        hint="e.g. 4",
+    ),
+    EnvRule(
+        "BACKUP_KEEP_MONTHLY",
+        "integer",
+        "6",
+        Decimal(0),
+        high=Decimal(1200),
+        unit="months",
+        required=False,
+        read_by=("backup", "cdb-ops"),
+        hint="e.g. 6",
+    ),
+    EnvRule(
+        "BACKUP_SECOND_DIR",
+        "path",
+        None,
+        required=False,
+        read_by=("backup", "cdb-ops"),
+        hint="a folder inside the project (a mounted NAS or a symlink to one), e.g. nas/cdb",
+    ),
+)
+RULES: dict[str, EnvRule] = {r.key: r for r in (*_RULES, *_RETENTION, *_BACKUPS)}
 SECRET_KEYS = tuple(r.key for r in RULES.values() if r.kind == "secret")
 
 
@@ -263,6 +325,10 @@ def problem(rule: EnvRule, value: str) -> str | None:
     if rule.kind == "choice":
         known = {c.upper() for c in rule.choices}
         return None if value.upper() in known else f"{value!r} is not one of {', '.join(rule.choices)}"
+    if rule.kind == "cron":
+        return cron.problem(value)
+    if rule.kind == "path":
+        return path_problem(value)
     if rule.kind == "text":
         return None if re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", value) else f"{value!r} is not a plain name"
     try:
@@ -288,3 +354,13 @@ def bounds(rule: EnvRule) -> str:
     if rule.high is not None:
         parts.append(f"<= {rule.high}")
     return " and ".join(parts)
+
+
+def path_problem(value: str) -> str | None:
+    """A folder named relative to the project that stays inside it (containers mount only those)."""
+    parts = value.replace("\\", "/").split("/")
+    if value.startswith("/"):
+        return f"{value!r} is absolute; name the folder relative to the project (mount or symlink the NAS there)"
+    if ".." in parts or not value.strip() or any(c in value for c in " \t\n$`\"'"):
+        return f"{value!r} is not a plain folder inside the project"
+    return None

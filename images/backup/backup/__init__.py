@@ -1,0 +1,1 @@
+"""The backup service: scheduled, verified backups and restore drills (docs/backups.md)."""
