@@ -77,6 +77,10 @@ STACKS: dict[str, TestStack] = {
     "process": TestStack("cdb_proc", "cdbp_", 10900),
     "backups_scheduled": TestStack("cdb_bak", "cdba_", 11100),
     "trading_controls": TestStack("cdb_ctl", "cdbu_", 11200),
+    "alerting": TestStack("cdb_alert", "cdbal_", 11700),
+    "notifier": TestStack("cdb_notify", "cdbnt_", 11800),
+    "drained_upgrades": TestStack("cdb_drain", "cdbdr_", 11900),
+    "journal": TestStack("cdb_journal", "cdbjo_", 12000),
     # bench scripts (never part of the tests, but never on a test's ports either)
     "bench": TestStack("cdb_bench", "cdbm_", 11300),
     "soak": TestStack("cdb_soak", "cdbso_", 10000),

@@ -12,8 +12,8 @@ import pytest
 from tests.helpers import STACKS, wait_until
 
 # the container ports the playbook publishes (Postgres, Redis, the services, replay, Prometheus,
-# Grafana, Alertmanager and the notifier for later stacks) — a test stack publishes each at +offset
-CONTAINER_PORTS = (3000, 5432, 6379, 8000, 8001, 8002, 8003, 8010, 8020, 9090, 9093)
+# the backup service, the notifier, Grafana and Alertmanager) — a test stack publishes each at +offset
+CONTAINER_PORTS = (3000, 5432, 6379, 8000, 8001, 8002, 8003, 8010, 8020, 8030, 9090, 9093)
 EPHEMERAL_LOW = 32768  # net.ipv4.ip_local_port_range's default start
 
 
