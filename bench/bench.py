@@ -432,7 +432,9 @@ def main() -> int:
     args = ap.parse_args()
     _use(args.system, args.prefix, args.offset)
     subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", str(REPO / "cdb_ops")], check=True, stdout=subprocess.DEVNULL
+        [sys.executable, "-m", "compileall", "-q", str(REPO / "cdb_ops"), str(REPO / "images/common/cdb_common")],
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     client = docker.from_env()
     remove_system(SYSTEM)

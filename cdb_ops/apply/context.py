@@ -15,7 +15,7 @@ from cdb_ops.load.desired import DesiredStack
 from cdb_ops.load.project import Project
 from cdb_ops.load.settings import Settings
 from cdb_ops.load.specs import PhaseSpec
-from cdb_ops.model.facts import ObservedStack
+from cdb_ops.model.observed import ObservedStack
 from cdb_ops.model.plan import Plan
 from cdb_ops.model.progress import Progress
 from cdb_ops.model.results import CheckResult, StepResult

@@ -15,10 +15,9 @@ from cdb_common import backupfiles as bf
 from cdb_common import cron
 from cdb_common.envrules import RULES
 
-from cdb_ops.model.results import CheckResult
-
 if TYPE_CHECKING:  # the quick `status` path imports this module: no pydantic, no playbook loader
     from cdb_ops.checks.context import CheckContext
+    from cdb_ops.model.results import CheckResult
 
 # a run that started on schedule may take this long before its backup counts as missing
 GRACE = timedelta(minutes=15)
@@ -143,6 +142,7 @@ def backup_verdict(summary: dict[str, Any]) -> tuple[str, str, str]:
 
 def check_backups(ctx: CheckContext) -> list[CheckResult]:
     from cdb_ops.load.endpoints import postgres_service
+    from cdb_ops.model.results import CheckResult  # here: the quick status path needs no command results
 
     if postgres_service(ctx.desired) not in ctx.desired.services:
         return [CheckResult("backups", "skip", "no database in the selected stack")]

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from cdb_ops.engine.api import EngineFacts
 from cdb_ops.load.desired import DesiredService, DesiredStack
 from cdb_ops.load.settings import Settings
-from cdb_ops.model.facts import ContainerFacts, ObservedStack
+from cdb_ops.model.facts import ContainerFacts
+from cdb_ops.model.observed import ObservedStack
 from cdb_ops.redact import Redactor
 
 

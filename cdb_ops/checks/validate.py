@@ -17,8 +17,8 @@ from cdb_ops.engine.api import EngineFacts
 from cdb_ops.errors import CdbError
 from cdb_ops.load.desired import DesiredStack
 from cdb_ops.load.settings import Settings
-from cdb_ops.model.facts import ObservedStack
 from cdb_ops.model.labels import owned
+from cdb_ops.model.observed import ObservedStack
 from cdb_ops.model.results import CheckResult
 from cdb_ops.plan.observe import observe
 from cdb_ops.redact import Redactor

@@ -13,14 +13,13 @@ from cdb_ops.cli.options import JsonOpt, ProjectDir
 from cdb_ops.cli.session import Invocation, begin, stack_secrets
 from cdb_ops.errors import Conflict, EngineUnavailable, UsageError
 from cdb_ops.fsutil import atomic_write, read_bytes, read_text
+from cdb_ops.load.envfile import parse_env_file, parse_env_text
 from cdb_ops.load.envrotate import NOT_ROTATED, rotate_secrets
 from cdb_ops.load.playbook import load_stack
 from cdb_ops.load.project import Project, find_project
 from cdb_ops.load.settings import (
     check_settings,
     load_settings,
-    parse_env_file,
-    parse_env_text,
     render_env_from_example,
     set_env_value,
 )

@@ -55,8 +55,8 @@ def quick_status(args: list[str]) -> int | None:
         outline = load_outline(project, outline_key(project, "rebuild", profiles))
         if outline is None:
             return None
+        from cdb_ops.load.envfile import parse_env_file
         from cdb_ops.load.lastrun import load_last_run
-        from cdb_ops.load.settings import parse_env_file
         from cdb_ops.redact import Redactor
         from cdb_ops.views.status import gather
 

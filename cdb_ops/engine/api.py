@@ -8,18 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from cdb_ops.model.facts import (
-    ContainerExit,
-    ContainerFacts,
-    ContainerStats,
-    EngineInfo,
-    ImageFacts,
-    NetworkFacts,
-    VolumeFacts,
-)
-from cdb_ops.model.resources import ContainerSpec, MountBinding
+if TYPE_CHECKING:  # annotations only: the quick status path imports ContainerReads and defines no model class
+    from cdb_ops.model.facts import ContainerExit, ContainerFacts, ContainerStats
+    from cdb_ops.model.observed import EngineInfo, ImageFacts, NetworkFacts, VolumeFacts
+    from cdb_ops.model.resources import ContainerSpec, MountBinding
 
 
 class ContainerReads(Protocol):

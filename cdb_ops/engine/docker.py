@@ -12,7 +12,7 @@ from cdb_ops.engine.docker_base import translate
 from cdb_ops.engine.docker_containers import ContainersMixin
 from cdb_ops.engine.docker_images import ImagesMixin
 from cdb_ops.engine.docker_networks import NetworksMixin
-from cdb_ops.model.facts import EngineInfo
+from cdb_ops.model.observed import EngineInfo
 
 
 class DockerEngine(ContainersMixin, NetworksMixin, ImagesMixin):

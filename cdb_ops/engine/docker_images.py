@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import docker.errors
 
 from cdb_ops.engine.docker_base import DockerBase, translate
-from cdb_ops.engine.mapping import image_facts, split_image_ref
 from cdb_ops.errors import BuildFailed, PullFailed
-from cdb_ops.model.facts import ImageFacts
+from cdb_ops.model.observed import ImageFacts
 
 
 class ImagesMixin(DockerBase):
@@ -79,3 +79,24 @@ class ImagesMixin(DockerBase):
         if found is None:
             raise BuildFailed(f"build of {tag} produced no image", "run the build by hand to see why")
         return found
+
+
+def split_image_ref(ref: str) -> tuple[str, str]:
+    """(repository, tag or digest) — 'postgres' -> ('postgres', 'latest'), 'name@sha256:…' -> ('name',
+    'sha256:…'), 'host:5000/x:1' -> ('host:5000/x', '1'); docker-py's parser, not a hand-made one."""
+    from docker.utils import parse_repository_tag  # here, not at import: `status` never needs docker-py
+
+    repo, tag = parse_repository_tag(ref)
+    return repo, tag or "latest"
+
+
+def image_facts(i: dict[str, Any]) -> ImageFacts:
+    """From inspect (labels under Config) or the list endpoint (labels at the top)."""
+    labels = i.get("Labels") if "Labels" in i else (i.get("Config") or {}).get("Labels")
+    return ImageFacts(
+        i["Id"],
+        tuple(t for t in i.get("RepoTags") or () if t != "<none>:<none>"),
+        labels or {},
+        int(i.get("Size", 0)),
+        tuple(d for d in i.get("RepoDigests") or () if d != "<none>@<none>"),
+    )

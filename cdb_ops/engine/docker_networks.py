@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import docker.errors
 
 from cdb_ops.engine.docker_base import DockerBase, translate
-from cdb_ops.engine.mapping import network_facts, volume_facts
-from cdb_ops.model.facts import NetworkFacts, VolumeFacts
+from cdb_ops.model.observed import NetworkFacts, VolumeFacts
 
 
 class NetworksMixin(DockerBase):
@@ -54,3 +54,18 @@ class NetworksMixin(DockerBase):
     def remove_volume(self, name: str) -> None:
         with translate(), contextlib.suppress(docker.errors.NotFound):
             self._api.remove_volume(name)
+
+
+def network_facts(n: dict[str, Any]) -> NetworkFacts:
+    """From inspect (members filled) or the list endpoint (members empty: Docker lists none there)."""
+    return NetworkFacts(
+        n["Id"],
+        n["Name"],
+        n.get("Driver", ""),
+        n.get("Labels") or {},
+        tuple(sorted(c["Name"] for c in (n.get("Containers") or {}).values())),
+    )
+
+
+def volume_facts(v: dict[str, Any]) -> VolumeFacts:
+    return VolumeFacts(v["Name"], v.get("Labels") or {}, v.get("Driver", "local"))

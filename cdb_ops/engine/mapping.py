@@ -1,4 +1,5 @@
-"""Raw engine replies (docker-py dicts) -> facts, and image references split by docker-py's own rules."""
+"""Raw engine replies about containers (docker-py dicts, or the socket reader's JSON) -> facts. Networks,
+volumes and images are mapped where they are read (engine/docker_networks.py, docker_images.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import re
 from datetime import datetime
 from typing import Any
 
-from cdb_ops.model.facts import ContainerFacts, ContainerPosture, ContainerStats, ImageFacts, NetworkFacts, VolumeFacts
-from cdb_ops.model.resources import PortBinding
+from cdb_ops.model.facts import ContainerFacts, ContainerPosture, ContainerStats
+from cdb_ops.model.ports import PortBinding
 
 
 def parse_docker_time(value: str | None) -> datetime | None:
@@ -19,15 +20,6 @@ def parse_docker_time(value: str | None) -> datetime | None:
         return datetime.fromisoformat(value)
     except ValueError:
         return None
-
-
-def split_image_ref(ref: str) -> tuple[str, str]:
-    """(repository, tag or digest) — 'postgres' -> ('postgres', 'latest'), 'name@sha256:…' -> ('name',
-    'sha256:…'), 'host:5000/x:1' -> ('host:5000/x', '1'); docker-py's parser, not a hand-made one."""
-    from docker.utils import parse_repository_tag  # here, not at import: `status` never needs docker-py
-
-    repo, tag = parse_repository_tag(ref)
-    return repo, tag or "latest"
 
 
 def summary_facts(s: dict[str, Any]) -> ContainerFacts:
@@ -110,33 +102,6 @@ def posture_facts(c: dict[str, Any]) -> ContainerPosture:
         memory=int(host.get("Memory") or 0),
         log_driver=str(log.get("Type") or ""),
         log_options=dict(log.get("Config") or {}),
-    )
-
-
-def network_facts(n: dict[str, Any]) -> NetworkFacts:
-    """From inspect (members filled) or the list endpoint (members empty: Docker lists none there)."""
-    return NetworkFacts(
-        n["Id"],
-        n["Name"],
-        n.get("Driver", ""),
-        n.get("Labels") or {},
-        tuple(sorted(c["Name"] for c in (n.get("Containers") or {}).values())),
-    )
-
-
-def volume_facts(v: dict[str, Any]) -> VolumeFacts:
-    return VolumeFacts(v["Name"], v.get("Labels") or {}, v.get("Driver", "local"))
-
-
-def image_facts(i: dict[str, Any]) -> ImageFacts:
-    """From inspect (labels under Config) or the list endpoint (labels at the top)."""
-    labels = i.get("Labels") if "Labels" in i else (i.get("Config") or {}).get("Labels")
-    return ImageFacts(
-        i["Id"],
-        tuple(t for t in i.get("RepoTags") or () if t != "<none>:<none>"),
-        labels or {},
-        int(i.get("Size", 0)),
-        tuple(d for d in i.get("RepoDigests") or () if d != "<none>@<none>"),
     )
 
 

@@ -30,7 +30,8 @@ from cdb_ops.model.labels import (
     base_labels,
     system_selector,
 )
-from cdb_ops.model.resources import ContainerSpec, Healthcheck, MountBinding, PortBinding
+from cdb_ops.model.ports import PortBinding
+from cdb_ops.model.resources import ContainerSpec, Healthcheck, MountBinding
 
 SECRETS_MOUNT = "/run/secrets"
 

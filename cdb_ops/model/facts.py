@@ -1,12 +1,13 @@
-"""What the engine and the host report (facts, read-only), and `ObservedStack`: one snapshot of them
-taken once per run, from which the planner decides without asking the engine again."""
+"""What the engine reports about one container (facts, read-only): the part of the observation that
+`status` needs too. The rest of the stack's facts and the one snapshot the planner decides from are in
+model/observed.py (kept apart so the quick status path defines only these classes)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
-from cdb_ops.model.resources import PortBinding
+from cdb_ops.model.ports import PortBinding
 
 
 @dataclass(frozen=True)
@@ -126,41 +127,9 @@ def human_mib(n: int) -> str:
 
 
 @dataclass(frozen=True)
-class NetworkFacts:
-    id: str
-    name: str
-    driver: str
-    labels: dict[str, str]
-    containers: tuple[str, ...]  # container names attached
-
-
-@dataclass(frozen=True)
-class VolumeFacts:
-    name: str
-    labels: dict[str, str]
-    driver: str = "local"
-
-
-@dataclass(frozen=True)
-class ImageFacts:
-    id: str
-    tags: tuple[str, ...]
-    labels: dict[str, str]
-    size: int = 0
-    digests: tuple[str, ...] = ()  # repo@sha256:... references of this image
-
-
-@dataclass(frozen=True)
 class ContainerStats:
     memory_bytes: int
     cpu_percent: float | None
-
-
-@dataclass(frozen=True)
-class EngineInfo:
-    version: str
-    api_version: str
-    local: bool  # the engine runs on this host (so a port held here is held for it too)
 
 
 @dataclass(frozen=True)
@@ -170,25 +139,3 @@ class ContainerExit:
 
     name: str
     exit_code: int
-
-
-@dataclass(frozen=True)
-class Listener:
-    """A socket some process on this host has bound (TCP: listening)."""
-
-    bind: str
-    port: int
-    protocol: str
-    holder: str  # "postgres (pid 12)", "pid 12" or "an unknown process"
-
-
-@dataclass(frozen=True)
-class ObservedStack:
-    """Everything the planner may know, read in one pass: one list call per kind."""
-
-    engine: EngineInfo
-    containers: dict[str, ContainerFacts]  # every container on the engine, by name (list endpoint)
-    networks: dict[str, NetworkFacts]  # by name; members derived from the containers
-    volumes: dict[str, VolumeFacts]  # by name
-    images: dict[str, ImageFacts]  # the image references the desired stack names -> the image present
-    listeners: tuple[Listener, ...] | None = None  # host sockets; None: not observed (engine not local)

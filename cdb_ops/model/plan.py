@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-from cdb_ops.model.facts import ImageFacts
+from cdb_ops.model.observed import ImageFacts
 from cdb_ops.model.resources import ContainerSpec
 
 Action = Literal["create", "recreate", "start", "remove", "build", "pull", "ok", "conflict", "orphan", "rotate"]

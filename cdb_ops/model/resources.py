@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
-@dataclass(frozen=True)
-class PortBinding:
-    bind: str
-    host: int
-    container: int
-    protocol: str = "tcp"
+from cdb_ops.model.ports import PortBinding
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterable
 
-from cdb_ops.model.facts import ContainerFacts, Listener
+from cdb_ops.model.facts import ContainerFacts
 from cdb_ops.model.labels import owned
-from cdb_ops.model.resources import PortBinding
+from cdb_ops.model.observed import Listener
+from cdb_ops.model.ports import PortBinding
 
 WILDCARDS = ("0.0.0.0", "::", "")
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from cdb_ops.engine.api import EngineFacts
 from cdb_ops.load.desired import DesiredStack
-from cdb_ops.model.facts import ImageFacts, NetworkFacts, ObservedStack
+from cdb_ops.model.observed import ImageFacts, NetworkFacts, ObservedStack
 from cdb_ops.plan.hostports import host_listeners
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from cdb_ops.errors import ConfigError
 from cdb_ops.load.desired import DesiredService, DesiredStack, config_parts, finalize
 from cdb_ops.load.endpoints import postgres_service
-from cdb_ops.model.facts import ContainerFacts, ObservedStack
+from cdb_ops.model.facts import ContainerFacts
 from cdb_ops.model.labels import (
     LABEL_BUILD_HASH,
     LABEL_DATA,
@@ -25,6 +25,7 @@ from cdb_ops.model.labels import (
     owned,
     recorded_parts,
 )
+from cdb_ops.model.observed import ObservedStack
 from cdb_ops.model.plan import Action, Change, ImageChoice, Plan
 from cdb_ops.model.resources import ContainerSpec
 from cdb_ops.plan.hostports import port_conflict

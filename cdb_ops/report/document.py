@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from cdb_ops import JSON_SCHEMA_VERSION
-from cdb_ops.model.results import StatusRow
+from cdb_ops.model.status import StatusRow
 from cdb_ops.redact import Redactor
 
 _LAST_RUN_KEYS = (

@@ -13,7 +13,8 @@ from rich.text import Text
 from cdb_ops.checks.backups import backup_lines
 from cdb_ops.errors import CdbError
 from cdb_ops.model.plan import Plan
-from cdb_ops.model.results import CheckResult, Finding, MigrationState, RunResult, StatusRow
+from cdb_ops.model.results import CheckResult, Finding, MigrationState, RunResult
+from cdb_ops.model.status import StatusRow
 from cdb_ops.redact import Redactor
 from cdb_ops.report.document import status_payload, write_document
 from cdb_ops.report.progress import ACTION_STYLE

@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from cdb_ops.checks.backups import backup_lines
-from cdb_ops.model.results import StatusRow
+from cdb_ops.model.status import StatusRow
 from cdb_ops.report.units import human_bytes, human_duration
 from cdb_ops.views.status import disk_lines
 

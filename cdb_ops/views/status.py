@@ -10,7 +10,7 @@ from cdb_ops.load.diskhistory import Sample
 from cdb_ops.load.outline import OutlineService, StackOutline
 from cdb_ops.model.facts import ContainerFacts, ContainerStats
 from cdb_ops.model.labels import LABEL_IMAGE, LABEL_PRIORITY, LABEL_ROLE, LABEL_SERVICE
-from cdb_ops.model.results import StatusRow
+from cdb_ops.model.status import StatusRow
 
 if TYPE_CHECKING:
     from cdb_ops.load.desired import DesiredStack

@@ -14,17 +14,10 @@ from pathlib import Path
 
 from cdb_ops.engine.api import Engine
 from cdb_ops.errors import PullFailed, StepFailed
-from cdb_ops.model.facts import (
-    ContainerExit,
-    ContainerFacts,
-    ContainerPosture,
-    ContainerStats,
-    EngineInfo,
-    ImageFacts,
-    NetworkFacts,
-    VolumeFacts,
-)
-from cdb_ops.model.resources import ContainerSpec, MountBinding, PortBinding
+from cdb_ops.model.facts import ContainerExit, ContainerFacts, ContainerPosture, ContainerStats
+from cdb_ops.model.observed import EngineInfo, ImageFacts, NetworkFacts, VolumeFacts
+from cdb_ops.model.ports import PortBinding
+from cdb_ops.model.resources import ContainerSpec, MountBinding
 
 _ids = itertools.count(1)
 

@@ -16,7 +16,8 @@ from cdb_common.backupjob import compare
 
 from cdb_ops.checks.backups import backup_summary, backup_verdict
 from cdb_ops.errors import CdbError
-from cdb_ops.load.settings import check_settings, parse_env_text, render_env_from_example
+from cdb_ops.load.envfile import parse_env_text
+from cdb_ops.load.settings import check_settings, render_env_from_example
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 15, 3, 30, tzinfo=UTC)  # a Sunday
@@ -254,3 +255,11 @@ def test_summary_tells_verified_from_drilled_and_overdue(tmp_path):
     bf.record(tmp_path / "backups", "sys_db", "drill", ok=False, error="pg_restore failed")
     failed = backup_summary(tmp_path, "sys", values, now)
     assert backup_verdict(failed)[0] == "warn" and "restore drill failed" in backup_verdict(failed)[1]
+
+
+def test_a_stamp_reads_back_as_the_same_time_and_anything_else_is_refused() -> None:
+    when = datetime(2026, 12, 7, 3, 30, 5, tzinfo=UTC)
+    assert bf.parse_stamp(bf.stamp(when)) == when
+    for bad in ("20261307T000000Z", "2026120T7000000Z", "20261207 033005Z", "20261207T033005", ""):
+        with pytest.raises(ValueError):
+            bf.parse_stamp(bad)

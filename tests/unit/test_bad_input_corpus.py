@@ -856,7 +856,8 @@ def test_init_replaces_a_published_password_of_the_template(line, tmp_path, monk
     assert code == 0, err
     written = (p.root / ".env").read_text()
     assert "cdb_secure_password_2025" not in written and "Jannek2025!" not in written
-    from cdb_ops.load.settings import check_settings, parse_env_text
+    from cdb_ops.load.envfile import parse_env_text
+    from cdb_ops.load.settings import check_settings
 
     check_settings(parse_env_text(written, p.root / ".env"), p.root / ".env")  # later commands accept it
     assert invoke(["init", "--force"], capsys)[0] == 0  # and again: no loop
@@ -912,7 +913,7 @@ def test_a_wrong_cdb_project_dir_is_named_as_the_cause(tmp_path, monkeypatch, ca
 def test_a_quoted_value_may_carry_an_inline_comment(line, tmp_path, monkeypatch, capsys, dead_engine):
     """dotenv and Compose read `KEY="value"  # comment` as the quoted value: so does cdb-ops (the command
     then gets past its configuration checks and stops only at the dead engine, exit 4)."""
-    from cdb_ops.load.settings import parse_env_text
+    from cdb_ops.load.envfile import parse_env_text
 
     assert parse_env_text(line, Path(".env"))["POSTGRES_PASSWORD"].value == PASSWORDS[0]
     p = make_project(tmp_path)

@@ -76,7 +76,7 @@ def test_the_fake_engine_has_nothing_to_sample(project_dir: Path):
     from cdb_ops.load.playbook import load_runbook
     from cdb_ops.load.project import Project
     from cdb_ops.load.settings import load_settings
-    from cdb_ops.model.facts import EngineInfo, ObservedStack
+    from cdb_ops.model.observed import EngineInfo, ObservedStack
     from cdb_ops.redact import Redactor
     from tests.unit.fake_engine import FakeEngine
 

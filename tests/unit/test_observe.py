@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from cdb_ops.engine.mapping import split_image_ref
+from cdb_ops.engine.docker_images import split_image_ref
 from cdb_ops.load.desired import resolve
 from cdb_ops.load.playbook import load_runbook
 from cdb_ops.load.project import Project
 from cdb_ops.load.settings import load_settings
-from cdb_ops.model.facts import ImageFacts
+from cdb_ops.model.observed import ImageFacts
 from cdb_ops.plan.observe import observe
 from tests.unit.fake_engine import FakeEngine
 

@@ -14,7 +14,7 @@ from cdb_ops.load.playbook import load_runbook, start_order
 from cdb_ops.load.project import Project
 from cdb_ops.load.settings import load_settings
 from cdb_ops.model.labels import LABEL_SYSTEM
-from cdb_ops.model.resources import PortBinding
+from cdb_ops.model.ports import PortBinding
 from cdb_ops.plan.observe import observe
 from cdb_ops.plan.planner import PlanOptions, plan_stack
 from cdb_ops.redact import Redactor

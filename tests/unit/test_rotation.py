@@ -253,8 +253,8 @@ def test_after_down_the_password_a_kept_volume_holds_is_known(project_dir, engin
     from cdb_ops.apply.phases import cleanup
     from cdb_ops.apply.rotate import known_passwords
     from cdb_ops.load.playbook import load_runbook
-    from cdb_ops.model.facts import VolumeFacts
     from cdb_ops.model.labels import LABEL_VOLUME_ID
+    from cdb_ops.model.observed import VolumeFacts
 
     _converged(project_dir, engine)
     volume_id = engine.volumes_["t_data"].labels[LABEL_VOLUME_ID]

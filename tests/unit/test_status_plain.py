@@ -13,9 +13,9 @@ import pytest
 from cdb_ops.cli.status_plain import _parse, quick_status
 from cdb_ops.engine.cgroups import CgroupSample, load_samples, save_samples
 from cdb_ops.engine.socket_reader import MIN_CPU_WINDOW, _dechunk, _http_get, _http_get_many
+from cdb_ops.load.envfile import parse_env_file
 from cdb_ops.load.outline import OutlineService, StackOutline, load_outline, outline_key, save_outline
 from cdb_ops.load.project import find_project
-from cdb_ops.load.settings import parse_env_file
 
 OUTLINE = StackOutline("cdb.system=x", (OutlineService("db", "x_db", "database", "critical"),), ("DB_PASSWORD",))
 

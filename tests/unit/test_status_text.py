@@ -9,7 +9,7 @@ import random
 import pytest
 from rich.console import Console
 
-from cdb_ops.model.results import StatusRow
+from cdb_ops.model.status import StatusRow
 from cdb_ops.report.render import Renderer
 from cdb_ops.report.status_text import status_text
 
