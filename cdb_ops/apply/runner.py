@@ -102,7 +102,7 @@ def execute(
         phases=[p.name for p in phases],
         arguments=arguments or {},
     )
-    fns = registry()
+    fns = registry(p.kind for p in phases)
     project.ensure_state_dir()
     ctx: PhaseContext | None = None
     with run_lock(project.state_dir, f"{command} {book.name} since {result.started_at:%H:%M:%S}"):

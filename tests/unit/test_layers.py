@@ -172,3 +172,18 @@ def test_no_import_cycle():
 def test_the_cycle_check_finds_one():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_a_run_imports_only_the_phase_kinds_its_playbook_uses():
+    """`down` is one cleanup phase: it must not pay for the image builder or validate's checks."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from cdb_ops.apply.phases import registry, KINDS\n"
+        "assert list(registry(['cleanup'])) == ['cleanup']\n"
+        "assert not {'cdb_ops.apply.phases.images', 'cdb_ops.apply.phases.validate'} & set(sys.modules)\n"
+        "assert list(registry()) == list(KINDS)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
