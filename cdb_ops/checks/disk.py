@@ -2,9 +2,11 @@
 sizes, and the filesystem that holds the Postgres data volume), kept in a small bounded history under
 `.cdb/` so that `status` can show the latest one and the growth per day without measuring anything.
 
-A sample is taken by `validate` (so by every `rebuild`, which ends with it) and by `status --disk`; the
-engine's /system/df walks every volume, so the plain `status` never asks for it. `validate` also warns
-when the data volume's filesystem is fuller than DATA_FS_WARN_PERCENT.
+A sample is taken by `status --disk` and by `validate` (so by `rebuild`, which ends with it) when the newest
+one is older than FULL_SAMPLE_SECONDS: the engine's /system/df walks every volume and image on the engine
+(seconds on a busy one), and growth per day needs no finer grain, so neither the plain `status` nor a
+no-op rebuild pays for it each time. `validate` always reads the data volume's filesystem anew (one
+statvfs) and warns when it is fuller than DATA_FS_WARN_PERCENT.
 """
 
 from __future__ import annotations
@@ -14,16 +16,18 @@ import glob
 import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from cdb_ops.checks.context import CheckContext
 from cdb_ops.load.desired import DesiredStack
-from cdb_ops.load.diskhistory import append_sample
+from cdb_ops.load.diskhistory import append_sample, load_history
 from cdb_ops.load.settings import Settings
 from cdb_ops.model.results import CheckResult
 from cdb_ops.model.tables import EXPECTED_TABLES
 
 DATA_FS_WARN_PERCENT = 80.0
+FULL_SAMPLE_SECONDS = 3600.0  # validate samples sizes at most this often; `status --disk` whenever asked
 POSTGRES_DATA_DIR = "/var/lib/postgresql/data"
 
 
@@ -96,11 +100,29 @@ def check_disk(ctx: CheckContext) -> list[CheckResult]:
     api = engine_api(ctx.engine)
     if volume is None or api is None:
         return []
-    sample = take_sample(api, ctx.engine.info().local, ctx.desired, ctx.settings)
+    local = ctx.engine.info().local
+    if _sampled_within(ctx.desired.project.state_dir, FULL_SAMPLE_SECONDS):
+        problems: list[str] = []
+        db = next(s for s in ctx.desired.services.values() if s.spec.role == "database")
+        reading = _read_data_fs(api, volume, db.container.name, local, problems)
+        return [judge_data_fs(reading, volume, "; ".join(problems))]
+    sample = take_sample(api, local, ctx.desired, ctx.settings)
     with contextlib.suppress(OSError):  # a read-only project folder must not fail validate
         append_sample(ctx.desired.project.state_dir, sample.to_dict())
     why = "; ".join(p for p in sample.problems if "filesystem" in p)
     return [judge_data_fs(sample.data_fs, volume, why)]
+
+
+def _sampled_within(state_dir: Path, seconds: float) -> bool:
+    """Whether the history's newest sample is younger than `seconds` (a clock set back counts as old)."""
+    history = load_history(state_dir)
+    if not history:
+        return False
+    try:
+        age = (datetime.now(UTC) - history[-1].taken_at).total_seconds()
+    except ValueError:  # a foreign line: sample anew
+        return False
+    return 0 <= age < seconds
 
 
 def engine_api(engine: object) -> Any:

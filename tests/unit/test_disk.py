@@ -165,3 +165,16 @@ def test_status_json_carries_the_disk_summary_as_its_schema_says(tmp_path: Path)
     for disk in (disk_summary(load_history(tmp_path)), None):
         doc = {"schema_version": 1, "command": "status"} | status_payload([], None, disk)
         assert problems("status", json.loads(json.dumps(doc, default=str))) == []
+
+
+def test_validate_samples_sizes_again_only_when_the_newest_sample_is_old(tmp_path: Path) -> None:
+    from cdb_ops.checks.disk import FULL_SAMPLE_SECONDS, _sampled_within
+
+    assert not _sampled_within(tmp_path, FULL_SAMPLE_SECONDS)  # no history: sample
+    now = datetime.now(UTC)
+    append_sample(tmp_path, _sample(now - timedelta(seconds=FULL_SAMPLE_SECONDS + 60), 100, 10, 50))
+    assert not _sampled_within(tmp_path, FULL_SAMPLE_SECONDS)  # older than the interval
+    append_sample(tmp_path, _sample(now - timedelta(minutes=5), 100, 10, 50))
+    assert _sampled_within(tmp_path, FULL_SAMPLE_SECONDS)
+    append_sample(tmp_path, _sample(now + timedelta(hours=2), 100, 10, 50))  # a clock set back since
+    assert not _sampled_within(tmp_path, FULL_SAMPLE_SECONDS)
