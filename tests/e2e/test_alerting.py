@@ -132,3 +132,18 @@ def test_a_stopped_service_raises_service_down_and_it_resolves(project: Path) ->
         every=1,
     )
     print(f"ServiceDown (cdb_signal) resolved {time.monotonic() - restarted:.0f} s after `docker start`")
+
+
+def test_core_plus_alerting_stays_within_the_memo_memory(project: Path) -> None:
+    """The memo: core RAM < 1.5 GB, with alerting included (it runs by default). Usage as `docker stats`
+    (Docker 20.10's CLI) shows it: the cgroup's usage minus its page cache."""
+    client = docker.from_env()
+    used: dict[str, int] = {}
+    for c in client.containers.list(filters={"label": f"cdb.system={STACK.system}"}):
+        mem = c.stats(stream=False)["memory_stats"]
+        used[c.name] = mem["usage"] - mem.get("stats", {}).get("cache", 0)
+    assert {STACK.container("prometheus"), STACK.container("alertmanager")} <= used.keys()
+    total = sum(used.values())
+    print("\n" + "\n".join(f"{n:28} {v / 2**20:7.1f} MiB" for n, v in sorted(used.items())))
+    print(f"{'total':28} {total / 2**20:7.1f} MiB")
+    assert total < 1.5 * 10**9, used

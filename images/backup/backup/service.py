@@ -40,6 +40,7 @@ DAMAGED = Gauge("cdb_backup_damaged_files", "Dump files in backups/ that fail ve
 DRILL_LAST_SUCCESS = Gauge("cdb_restore_drill_last_success_timestamp_seconds", "When a restore drill last passed")
 DRILL_FAILURES = Counter("cdb_restore_drill_failures_total", "Restore drills that failed")
 DRILL_OK = Gauge("cdb_restore_drill_last_ok", "1 when the last restore drill passed, 0 when it failed")
+DRILL_OK.set(math.nan)  # no drill yet: neither passed nor failed (0 would fire RestoreDrillFailed on a new stack)
 REQUIRED_SINCE = Gauge(
     "cdb_backup_required_since_timestamp_seconds",
     "The newest verified backup must be at least this new: the last scheduled run that should have finished",
