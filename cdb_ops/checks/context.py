@@ -15,7 +15,7 @@ from cdb_ops.redact import Redactor
 
 @dataclass
 class ValidateOptions:
-    memory_budget_mb: float = 1536.0  # the memo: core services under 1.5 GB
+    memory_budget_mb: float = 1536.0  # the memo: core (with its default alerting) under 1.5 GB
     probe: bool = True
     probe_timeout: float = 30.0
 
@@ -35,8 +35,11 @@ def service_containers(ctx: CheckContext) -> list[tuple[DesiredService, Containe
     return [(svc, ctx.containers.get(svc.container.name)) for svc in ctx.desired.services.values()]
 
 
-def core_services(ctx: CheckContext) -> list[DesiredService]:
-    return [s for s in ctx.desired.services.values() if "core" in s.spec.profiles]
+def default_services(ctx: CheckContext) -> list[DesiredService]:
+    """What the README's `rebuild` runs (the playbook's default_profiles: core and alerting): the memo's
+    memory budget covers all of it."""
+    default = set(ctx.desired.stack.default_profiles)
+    return [s for s in ctx.desired.services.values() if default & set(s.spec.profiles)]
 
 
 # -- the checks, in the order a person would look -----------------------------------------------

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from cdb_ops.checks.backups import check_backups
-from cdb_ops.checks.context import CheckContext, ValidateOptions, core_services, service_containers
+from cdb_ops.checks.context import CheckContext, ValidateOptions, default_services, service_containers
 from cdb_ops.checks.disk import check_disk
 from cdb_ops.checks.logscan import check_logs
 from cdb_ops.checks.pipeline import check_probe
@@ -158,7 +158,7 @@ def check_containers(ctx: CheckContext) -> list[CheckResult]:
 
 
 def check_memory(ctx: CheckContext) -> list[CheckResult]:
-    core = [s for s in core_services(ctx)]
+    core = default_services(ctx)
     ids = {
         s.name: ctx.containers[s.container.name].id
         for s in core
@@ -173,7 +173,8 @@ def check_memory(ctx: CheckContext) -> list[CheckResult]:
         "budget_mb": budget,
         "per_service_mb": {k: round(v / 1024 / 1024, 1) for k, v in per.items()},
     }
-    detail = f"core services use {total_mb:.0f} MiB of {budget:.0f} MiB"
+    profiles = " and ".join(ctx.desired.stack.default_profiles)
+    detail = f"{profiles} services use {total_mb:.0f} MiB of {budget:.0f} MiB"
     if total_mb > budget:
         return [CheckResult("memory", "fail", detail, "see `cdb-ops status` for the largest service", facts)]
     return [CheckResult("memory", "pass", detail, facts=facts)]

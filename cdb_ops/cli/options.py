@@ -27,7 +27,10 @@ ProjectDir = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout (has schema_version).")]
 ProfileOpt = Annotated[
-    list[str] | None, typer.Option("--profile", help="Profile to include (repeatable). Default: core.")
+    list[str] | None,
+    typer.Option(
+        "--profile", help="Profile to include (repeatable). Default: the playbook's default_profiles (core, alerting)."
+    ),
 ]
 FeedOpt = Annotated[str | None, typer.Option("--feed", help="Market-data feed: live or replay.")]
 PhaseOpt = Annotated[

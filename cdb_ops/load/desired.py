@@ -161,8 +161,9 @@ def _env_value(v: str | int | float | bool) -> str:
 
 
 def select_services(stack: StackSpec, profiles: list[str] | None, feed: str | None) -> tuple[list[str], list[str]]:
-    """(profiles in effect, service names) — `core` plus what the feed and --profile add."""
-    chosen = list(profiles or ["core"])
+    """(profiles in effect, service names) — --profile's (default: the playbook's default_profiles)
+    plus what the feed adds."""
+    chosen = list(profiles or stack.default_profiles)
     if feed:
         chosen += [p for p in stack.feeds[feed].profiles if p not in chosen]
     unknown = [p for p in chosen if p not in stack.profiles]

@@ -145,6 +145,13 @@ def _stack_problems(stack: StackSpec, doc: YamlDocument) -> list[ConfigError]:
             f"default_feed {stack.default_feed!r} is not declared under feeds:",
             f"use one of: {', '.join(sorted(stack.feeds)) or '(declare feeds first)'}",
         )
+    for prof in stack.default_profiles:
+        if prof not in stack.profiles:
+            err(
+                ("default_profiles",),
+                f"default_profiles names unknown profile {prof!r}",
+                f"use profiles the services declare: {', '.join(sorted(stack.profiles))}",
+            )
     if not any(p for p in problems if "unknown service" in p.message):
         graph = {n: set(s.depends_on) - {n} for n, s in stack.services.items()}
         cycle = _cycle(graph)

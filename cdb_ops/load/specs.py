@@ -213,6 +213,8 @@ class StackSpec(SpecModel):
     services: dict[Name, ServiceSpec] = Field(min_length=1)
     feeds: dict[str, FeedSpec] = Field(default_factory=dict)
     default_feed: str | None = None
+    # what runs without --profile (`--profile core` alone leaves the others out)
+    default_profiles: list[str] = Field(default_factory=lambda: ["core"], min_length=1)
     # every container's log is capped, even where the playbook says nothing (Docker's own default keeps
     # every line forever)
     logging: LoggingSpec = Field(default_factory=LoggingSpec)

@@ -283,7 +283,16 @@ def test_monitoring_profile_scrapes_every_service(project):
     jobs = {t["labels"]["job"]: t["health"] for t in targets}
     assert jobs == {
         j: "up"
-        for j in ("cdb_screener_ws", "cdb_signal", "cdb_risk", "cdb_execution", "cdb_market_replay", "prometheus")
+        for j in (
+            "cdb_screener_ws",
+            "cdb_signal",
+            "cdb_risk",
+            "cdb_execution",
+            "cdb_backup",
+            "cdb_market_replay",
+            "cdb_alertmanager",  # profile monitoring includes alerting's Alertmanager (docs/alerting.md)
+            "prometheus",
+        )
     }, jobs
     # the dashboard's metrics really arrive: ticks were received and a fill happened
     q = httpx.get(

@@ -513,6 +513,10 @@ def test_prometheus_config_scrapes_every_service(prom_config: dict[str, Any]) ->
         for sc in job.get("static_configs", []):
             for t in sc["targets"]:
                 targets[t] = (job["job_name"], job.get("metrics_path", "/metrics"))
+        for sd in job.get("dns_sd_configs", []):  # a profile's service: a target only while its name resolves
+            assert sd.get("type") == "A", job["job_name"]
+            for name in sd["names"]:
+                targets[f"{name}:{sd['port']}"] = (job["job_name"], job.get("metrics_path", "/metrics"))
     for container, (port, _) in SERVICES.items():
         assert f"{container}:{port}" in targets, f"{container}:{port} is not scraped"
         assert targets[f"{container}:{port}"][1] == "/metrics"

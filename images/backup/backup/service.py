@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import os
 import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
@@ -38,11 +40,29 @@ DAMAGED = Gauge("cdb_backup_damaged_files", "Dump files in backups/ that fail ve
 DRILL_LAST_SUCCESS = Gauge("cdb_restore_drill_last_success_timestamp_seconds", "When a restore drill last passed")
 DRILL_FAILURES = Counter("cdb_restore_drill_failures_total", "Restore drills that failed")
 DRILL_OK = Gauge("cdb_restore_drill_last_ok", "1 when the last restore drill passed, 0 when it failed")
+DRILL_OK.set(math.nan)  # no drill yet: neither passed nor failed (0 would fire RestoreDrillFailed on a new stack)
+REQUIRED_SINCE = Gauge(
+    "cdb_backup_required_since_timestamp_seconds",
+    "The newest verified backup must be at least this new: the last scheduled run that should have finished",
+)
+# The filesystems that fill up: the data volume's (mounted read-only at /pgdata only to measure it) and
+# backups/ on the host. Sizes as df reports them: avail is what is left for anyone but root.
+FS_SIZE = Gauge("cdb_filesystem_size_bytes", "Size of the filesystem holding the volume or folder", ["volume"])
+FS_AVAIL = Gauge("cdb_filesystem_avail_bytes", "Bytes left on it for non-root writers", ["volume"])
 
 RETRY_DELAYS_SECONDS = (15.0, 60.0, 240.0)  # then the failure stands until the next scheduled run
 # a run that started on time may take this long before the backup it makes counts as missing
 GRACE = timedelta(minutes=15)
 RECHECK_SECONDS = 300  # how often the files are checked again between runs (a dump damaged on disk)
+
+
+def _statvfs(path: Path) -> tuple[float, float]:
+    """(size, available to non-root) in bytes; NaN while the filesystem cannot be read."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return math.nan, math.nan
+    return float(st.f_blocks * st.f_frsize), float(st.f_bavail * st.f_frsize)
 
 
 def _env_checked(settings: Settings, key: str) -> str:
@@ -79,6 +99,15 @@ class BackupService(BaseService):
         self.failed_attempts = 0  # in a row; also in the state file, unless backups/ cannot be written
         self.last_error: str | None = None
         self.dumps: list[bf.DumpFile] = []  # checked by refresh() in a thread, never by /health itself
+        REQUIRED_SINCE.set_function(lambda: self.schedule.previous_at_or_before(datetime.now(UTC) - GRACE).timestamp())
+        filesystems = {
+            "cdb_postgres_data": Path(settings.get("DATA_VOLUME_PATH", "/pgdata")),
+            "backups": self.directory,
+        }
+        for volume, path in filesystems.items():
+            if path.is_dir():  # a stack without the mount (an older playbook) exports no numbers, not wrong ones
+                FS_SIZE.labels(volume).set_function(lambda p=path: _statvfs(p)[0])
+                FS_AVAIL.labels(volume).set_function(lambda p=path: _statvfs(p)[1])
 
     def loops(self) -> list[Coroutine[Any, Any, None]]:
         return [self.scheduler()]

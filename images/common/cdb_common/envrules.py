@@ -277,7 +277,100 @@ _BACKUPS = (
         hint="a folder inside the project (a mounted NAS or a symlink to one), e.g. nas/cdb",
     ),
 )
-RULES: dict[str, EnvRule] = {r.key: r for r in (*_RULES, *_RETENTION, *_BACKUPS)}
+# Alert thresholds (images/prometheus/rules/, docs/alerting.md): every service exports them as the gauge
+# cdb_alert_threshold{key=...} (cdb_common.metrics), so a rule compares a metric with the value in .env
+# and no number is written twice. The risk limits the rules use are MAX_DAILY_DRAWDOWN and
+# MAX_TOTAL_EXPOSURE themselves.
+_ALERTS = (
+    EnvRule(
+        "ALERT_FEED_STALE_SECONDS",
+        "integer",
+        "120",
+        Decimal(10),
+        high=Decimal(86400),
+        unit="seconds",
+        required=False,
+        read_by=("services", "prometheus"),
+        hint="e.g. 120; above FEED_SILENCE_SECONDS (30) plus a reconnect, so the daily rotation never fires",
+    ),
+    EnvRule(
+        "ALERT_STREAM_LAG_ENTRIES",
+        "integer",
+        "5000",
+        Decimal(1),
+        unit="stream entries",
+        required=False,
+        read_by=("services", "prometheus"),
+        hint="e.g. 5000: entries not yet delivered to a consumer group, while not shrinking",
+    ),
+    EnvRule(
+        "ALERT_STREAM_PENDING_ENTRIES",
+        "integer",
+        "1000",
+        Decimal(1),
+        unit="stream entries",
+        required=False,
+        read_by=("services", "prometheus"),
+        hint="e.g. 1000: delivered but unacknowledged entries (a consumer reads up to 500 at once)",
+    ),
+    EnvRule(
+        "ALERT_MEMORY_PERCENT",
+        "decimal",
+        "90",
+        Decimal(1),
+        high=_PCT,
+        unit="percent of the container's mem_limit",
+        required=False,
+        read_by=("services", "prometheus"),
+        hint="e.g. 90",
+    ),
+    EnvRule(
+        "ALERT_DISK_PERCENT",
+        "decimal",
+        "80",
+        Decimal(1),
+        high=_PCT,
+        unit="percent of the filesystem used",
+        required=False,
+        read_by=("services", "prometheus"),
+        hint="e.g. 80",
+    ),
+    EnvRule(
+        "ALERT_DRAWDOWN_PERCENT",
+        "decimal",
+        "80",
+        Decimal(1),
+        high=_PCT,
+        unit="percent of MAX_DAILY_DRAWDOWN",
+        required=False,
+        read_by=("services", "prometheus"),
+        hint="e.g. 80: warn at 4 % when MAX_DAILY_DRAWDOWN is 5",
+    ),
+    EnvRule(
+        "ALERT_EXPOSURE_PERCENT",
+        "decimal",
+        "95",
+        Decimal(1),
+        high=_PCT,
+        unit="percent of MAX_TOTAL_EXPOSURE",
+        required=False,
+        read_by=("services", "prometheus"),
+        hint="e.g. 95: exposure this close to its cap means new entries shrink or are refused",
+    ),
+    EnvRule(
+        "ALERT_RESTARTS",
+        "integer",
+        "1",
+        Decimal(1),
+        high=Decimal(100),
+        unit="restarts within 15 minutes",
+        required=False,
+        read_by=("services", "prometheus"),
+        hint="e.g. 1: any restart; a rebuild that recreates a service counts once too",
+    ),
+)
+ALERT_KEYS = tuple(r.key for r in _ALERTS)
+RULES: dict[str, EnvRule] = {r.key: r for r in (*_RULES, *_RETENTION, *_BACKUPS, *_ALERTS)}
 SECRET_KEYS = tuple(r.key for r in RULES.values() if r.kind == "secret")
 
 

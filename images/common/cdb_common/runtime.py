@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from . import gcpause
+from . import gcpause, metrics
 from .config import ConfigError, Settings, env_int, load_settings
 from .db import Database
 from .health import HealthReport, dependency_verdict
@@ -45,6 +45,7 @@ class BaseService:
         self.bus = Bus(settings.redis, log) if self.uses_redis else None
         self.db = Database(settings.postgres, log) if self.uses_postgres else None
         self.http = HttpServer(self.name, settings.http_port, self.health)
+        metrics.export_settings(settings)  # the thresholds the alert rules judge this service by
 
     # -- to override --------------------------------------------------------------------------
     def loops(self) -> list[Coroutine[Any, Any, None]]:

@@ -32,6 +32,8 @@ from .metrics import (
     EVENTS_PUBLISHED,
     EVENTS_RECLAIMED,
     RECONNECTS,
+    STREAM_LAG,
+    STREAM_PENDING,
 )
 
 # Bounded streams: ~MAXLEN entries are kept (approximate trimming is O(1) per XADD).
@@ -98,6 +100,7 @@ class Bus:
             health_check_interval=30,
         )
         self._add_batch: Any = None  # the ADD_BATCH script, registered on first use
+        self.groups: set[tuple[str, str]] = set()  # (stream, group) this service consumes: its backlog is exported
 
     @property
     def connected(self) -> bool:
@@ -120,12 +123,30 @@ class Bus:
             try:
                 await self.redis.ping()
                 self.mark_up()
+                await self.export_backlog()
                 backoff.reset()
                 delay = interval
             except REDIS_ERRORS as exc:
                 delay = backoff.next_delay()
                 self.mark_down(exc, delay)
             await sleep_or_stop(stop, delay)
+
+    async def export_backlog(self) -> None:
+        """Pending and lag of each group this service consumes (XINFO GROUPS; Redis >= 7 reports lag, and
+        none while it cannot tell, e.g. right after a trim past the group): what the lag alerts read."""
+        for stream, group in sorted(self.groups):
+            try:
+                infos = await self.redis.xinfo_groups(stream)
+            except redis_errors.ResponseError:  # no such stream yet (the group is made on first read)
+                continue
+            for info in infos:
+                name = info.get("name")
+                if (name.decode() if isinstance(name, bytes) else name) != group:
+                    continue
+                STREAM_PENDING.labels(stream, group).set(int(info.get("pending") or 0))
+                lag = info.get("lag")
+                if lag is not None:
+                    STREAM_LAG.labels(stream, group).set(int(lag))
 
     async def publish(self, items: Outputs) -> None:
         """XADD each (stream, event) with MAXLEN ~ trimming, in one round trip."""
@@ -216,6 +237,7 @@ class StreamConsumer:
         # A crash before that read leaves them pending: they are redelivered, and handlers are idempotent.
         self._unacked: list[str] = []
         self._consumed = EVENTS_CONSUMED.labels(stream)  # label lookups cost more than the increment
+        bus.groups.add((stream, group))
 
     async def run(self, stop: asyncio.Event) -> None:
         try:

@@ -23,7 +23,7 @@ from prometheus_client import Counter, Gauge
 
 from . import store
 from .audit import AuditLog
-from .rules import RiskDecision, RiskLimits, SignalIn, evaluate
+from .rules import TRADING_STATES, RiskDecision, RiskLimits, SignalIn, evaluate
 
 DECISIONS = Counter("cdb_risk_decisions_total", "Risk decisions", ["decision", "reason"])
 AUDIT_ERRORS = Counter("cdb_audit_write_errors_total", "Audit lines that could not be written")
@@ -36,6 +36,11 @@ DAILY_DRAWDOWN = Gauge(
 )
 EXPIRED = Counter("cdb_orders_expired_total", "Orders expired unfilled after ORDER_TTL_SECONDS", ["side"])
 BREAKER = Gauge("cdb_circuit_breaker_tripped", "1 while the daily-drawdown breaker halts BUYs", ["portfolio"])
+TRADING_STATE = Gauge(
+    "cdb_trading_state",
+    "1 for the book's effective trading state at the last decision, 0 for the others",
+    ["portfolio", "state"],
+)
 
 
 def order_for(signal: Signal, decision: RiskDecision, risk_event_id: str, portfolio: str) -> Order:
@@ -167,6 +172,8 @@ class RiskService(BaseService):
             self.breaker_tripped = decision.breaker_tripped
             self.trading_state = decision.trading_state
             BREAKER.labels(portfolio).set(1 if decision.breaker_tripped else 0)
+            for state in TRADING_STATES:
+                TRADING_STATE.labels(portfolio, state).set(1 if state == decision.trading_state else 0)
         record = {
             "ts": utcnow().isoformat(timespec="milliseconds"),
             "risk_event_id": risk_event_id,

@@ -33,7 +33,7 @@ from cdb_common.retention import MARKET_SNAPSHOTS
 from cdb_common.retention_task import RetentionTask
 from cdb_common.runtime import BaseService
 from cdb_common.streams import REDIS_ERRORS
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from .feed import Feed
 from .feedlinks import LinkState
@@ -59,6 +59,10 @@ TICKS_DUPLICATE = Counter(
     "cdb_ticks_duplicate_total", "Ticks not published again: another connection delivered them (rotation overlap)"
 )
 PROBES = Counter("cdb_probes_total", "End-to-end probes injected")
+LAST_FRAME = Gauge(
+    "cdb_feed_last_frame_timestamp_seconds",
+    "When the last valid feed frame arrived (probes do not count); the service's start before the first",
+)
 
 
 class ScreenerService(BaseService):
@@ -96,6 +100,10 @@ class ScreenerService(BaseService):
             self.db, env_int(settings.env, "HELD_REFRESH_SECONDS", 1, minimum=1), settings.feed
         )
         self.retention = RetentionTask(MARKET_SNAPSHOTS, settings, log)  # ages out old market_snapshots
+        # computed at each scrape from the monotonic clock (no cost per frame); the feed-stale alert
+        # counts from the service's start until a first frame came
+        started_wall = time.time()
+        LAST_FRAME.set_function(lambda: started_wall + ((self.last_frame_at or self.started) - self.started))
 
     def loops(self) -> list[Any]:
         return [self.feed_loop(), self.publish_loop(), self.flush_loop(), self.holdings.run(self.stop), self._wake(),
