@@ -95,15 +95,21 @@ def show_trades(out: Renderer, t: Trades) -> None:
     _book_line(out, t.book, t.chosen_by)
     scope = f"last {_human_duration(t.since_seconds)}" + (f", {t.symbol}" if t.symbol else "")
     table = Table(title=f"fills ({scope})", title_justify="left")
-    for col in ("time (UTC)", "symbol", "side", "qty", "price", "fee", "realized", "signal", "risk"):
+    with_versions = any(f.versions is not None for f in t.fills)
+    columns = ("time (UTC)", "symbol", "side", "qty", "price", "fee", "realized", "signal", "risk")
+    for col in columns + (("versions (risk / execution)",) if with_versions else ()):
         table.add_column(col, justify="right" if col in ("qty", "price", "fee", "realized") else "left")
     for f in t.fills:
-        table.add_row(
+        cells = [
             f.executed_at.strftime("%m-%d %H:%M:%S"), f.symbol, f.side, _qty(f.qty), _price(f.price),
             f"{f.fee:,.4f}", _signed(f.realized_pnl) if f.side == "SELL" else "",
             f"{Decimal(f.signal['change_pct']):+.2f}% conf {f.signal['confidence']}",
             f"{f.risk['reason']} {f.risk['approved_qty']}/{f.risk['requested_qty']}",
-        )  # fmt: skip
+        ]  # fmt: skip
+        if with_versions:
+            v = f.versions or {}
+            cells.append("\n".join(f"{k}: {v[k].short if v.get(k) else 'before the journal'}" for k in ("risk", "execution")))
+        table.add_row(*cells)
     out.console.print(table)
     out.console.print(f"{len(t.fills)} fill(s), fees {t.fees:,.4f} USDT, realized PnL {_signed(t.realized_pnl)} USDT")
     if t.rejected is None:
