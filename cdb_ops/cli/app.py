@@ -52,7 +52,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "status": (
         "status",
         "status",
-        "One table of the stack's containers: state, health, uptime, restarts, ports, CPU, memory, image.",
+        "One table of the stack's containers: state, health, uptime, restarts, ports, CPU, memory, image; "
+        "under it the last rebuild, each book's trading state, the disk and the backups.",
     ),
     "validate": (
         "validate",

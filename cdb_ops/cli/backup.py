@@ -112,7 +112,9 @@ def restore(
         f"restored {file.name} in {result['seconds']:.1f}s; previous contents saved as "
         f"{safety.path.name}; rows: "
         + ", ".join(f"{k} {v}" for k, v in rows.items())
-        + (f"; journal: not recorded ({not_journaled})" if not_journaled else f"; journal: {carried} newer row(s) kept"),
+        + (
+            f"; journal: not recorded ({not_journaled})" if not_journaled else f"; journal: {carried} newer row(s) kept"
+        ),
         **result,
         safety_backup=safety.to_dict(),
         journaled=not_journaled is None,

@@ -47,7 +47,9 @@ def journal(
                 "the database has no journal yet (migration 009_journal is not applied)",
                 "run `cdb-ops schema migrate` (or `cdb-ops rebuild`)",
             )
-        rows = entries(conn, window, kind or None, feed)
+        from datetime import UTC, datetime
+
+        rows = entries(conn, datetime.now(UTC) - window, kind or None, feed)
     finally:
         conn.close()
     show_journal(s.out, rows, int(window.total_seconds()), feed)

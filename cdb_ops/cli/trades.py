@@ -23,11 +23,14 @@ def trades(
     since: Annotated[str, typer.Option("--since", help="How far back: 30m, 6h, 1d, 2w.")] = "1d",
     symbol: Annotated[str | None, typer.Option("--symbol", help="Only this pair, e.g. ETHUSDT.")] = None,
     rejected: Annotated[
-        bool, typer.Option("--rejected", help="Also what was not traded (rejected, expired, cancelled by a halt), and why.")
+        bool,
+        typer.Option("--rejected", help="Also what was not traded (rejected, expired, cancelled by a halt), and why."),
     ] = False,
     versions: Annotated[
         bool,
-        typer.Option("--versions", help="Also the image id and config hash of the risk manager and execution behind each fill."),
+        typer.Option(
+            "--versions", help="Also the image id and config hash of the risk manager and execution behind each fill."
+        ),
     ] = False,
     json_output: JsonOpt = False,
 ) -> None:

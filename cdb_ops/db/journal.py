@@ -43,7 +43,7 @@ VALUES (%s, %s, %s, %s, %s::jsonb, %s, %s::jsonb) RETURNING id
 SELECT_LATEST_LIVE = "SELECT live FROM journal WHERE live IS NOT NULL ORDER BY id DESC LIMIT 1"
 SELECT_ENTRIES = """
 SELECT id, at, kind, book, who, why, live, live_seen_at, details FROM journal
-WHERE at >= now() - %(since)s AND (%(kinds)s::text[] IS NULL OR kind = ANY(%(kinds)s))
+WHERE at >= %(after)s AND (%(kinds)s::text[] IS NULL OR kind = ANY(%(kinds)s))
   AND (%(book)s::text IS NULL OR book IS NULL OR book = %(book)s)
 ORDER BY at, id
 """
@@ -224,14 +224,14 @@ def record_event(
     return None
 
 
-def entries(conn: Any, since: Any, kinds: list[str] | None = None, book: str | None = None) -> list[Entry]:
-    """The journal's rows of the last `since` (a timedelta), oldest first; `book`: that book's rows and
-    the stack-wide ones (rebuilds, rollbacks, restores)."""
+def entries(conn: Any, after: datetime, kinds: list[str] | None = None, book: str | None = None) -> list[Entry]:
+    """The journal's rows from `after` on, oldest first; `book`: that book's rows and the stack-wide ones
+    (rebuilds, rollbacks, restores)."""
     from psycopg.rows import tuple_row
 
     rows = (
         conn.cursor(row_factory=tuple_row)
-        .execute(SELECT_ENTRIES, {"since": since, "kinds": kinds, "book": book})
+        .execute(SELECT_ENTRIES, {"after": after, "kinds": kinds, "book": book})
         .fetchall()
     )
     return [Entry(int(i), at, k, b, w, y, live, seen, det or {}) for i, at, k, b, w, y, live, seen, det in rows]

@@ -166,7 +166,8 @@ def with_versions(fills: list[FillRow], known: dict[str, list[Version]]) -> list
         return version_at(known.get(service, []), when) if when is not None else None
 
     return [
-        replace(f, versions={"risk": at("risk", f.decided_at or f.executed_at), "execution": at("execution", f.executed_at)})
+        replace(
+            f, versions={"risk": at("risk", f.decided_at or f.executed_at), "execution": at("execution", f.executed_at)}
+        )
         for f in fills
     ]
-

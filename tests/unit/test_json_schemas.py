@@ -162,6 +162,7 @@ def test_shared_definitions_are_identical():
     """Each schema file stands alone; the definitions they share must not drift apart."""
     assert load_schema("rebuild")["$defs"]["error"] == load_schema("error")["$defs"]["error"]
     assert load_schema("rebuild")["$defs"]["check"] == load_schema("validate")["$defs"]["check"]
+    assert load_schema("status")["$defs"]["trading_state"] == load_schema("trading")["$defs"]["trading_state"]
     backup = load_schema("backup")
     fields = {k: v for k, v in backup["properties"].items() if k not in ("schema_version", "command", "message")}
     assert load_schema("restore")["$defs"]["backup"]["properties"] == fields
