@@ -22,15 +22,22 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from cdb_ops.model.facts import ContainerFacts
 from cdb_ops.model.labels import LABEL_HASH, LABEL_IMAGE, LABEL_SERVICE, LABEL_TASK, REPLACED_MARK
 
 if TYPE_CHECKING:
-    from cdb_ops.engine.api import ContainerReads
     from cdb_ops.load.desired import DesiredStack
     from cdb_ops.load.settings import Settings
     from cdb_ops.redact import Redactor
+
+
+class ContainerReads(Protocol):
+    """What the journal reads of the engine (engine.api.ContainerReads has it; db/ does not import engine/)."""
+
+    def containers(self, label: str | None = None, detail: bool = True) -> list[ContainerFacts]: ...
+
 
 KINDS = ("state", "breaker", "rebuild", "rollback", "restore")
 # the kinds whose rows cdb-ops writes with a live set it read itself (the others copy the newest one)
