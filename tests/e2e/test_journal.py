@@ -165,3 +165,21 @@ def test_the_journal_knows_what_was_live_when(project: Path) -> None:
     terminal = cdb("report", *BOOK, "--days", "1", project=project)
     assert "[1]" in terminal.stdout and "replay HALTED" in terminal.stdout and "rebuild: " in terminal.stdout
     assert Decimal(report["equity"]["end"]) > 0
+
+
+def test_a_restore_is_journalled_and_keeps_the_history_since_the_dump(project: Path) -> None:
+    dump = cdb_json("backup", project=project)["path"]
+    cdb_json("trading", "halt", *BOOK, "--reason", "journal: after the dump", "--yes", project=project)
+
+    restored = cdb_json("restore", dump, "--yes", project=project)
+    assert restored["journaled"] is True, restored
+    assert restored["journal_rows_carried_over"] >= 1  # the halt after the dump stays in the record
+
+    entries = cdb_json("journal", "--since", "1h", project=project)["entries"]
+    restore = entries[-1]
+    assert restore["kind"] == "restore" and restore["details"]["file"] == Path(dump).name
+    assert restore["details"]["book_states"]["replay"] == "ACTIVE"  # the dump's state came back
+    assert restore["live"]["risk"]["image_id"].startswith("sha256:") and restore["who"].endswith("(cdb-ops)")
+    assert [e["why"] for e in entries if e["kind"] == "state"][-1] == "journal: after the dump"
+    books = cdb_json("trading", "status", *BOOK, project=project)["books"]
+    assert books[0]["state"] == "ACTIVE"
