@@ -15,7 +15,7 @@ from cdb_ops.engine.docker import DockerEngine
 from cdb_ops.load.diskhistory import load_history
 from cdb_ops.load.lastrun import load_last_run
 from cdb_ops.load.outline import outline_key, save_outline
-from cdb_ops.views.status import books_conninfo, disk_summary, gather, outline_of, trading_summary
+from cdb_ops.views.status import books_conninfo, disk_summary, gather, outline_of, trading_in_background
 
 
 def status(
@@ -51,10 +51,11 @@ def status(
         return backup_summary(s.project.root, s.desired.system, s.settings.values)
 
     def trading_now() -> dict[str, Any]:
-        return trading_summary(books_conninfo(outline, s.settings.values))
+        return trading_in_background(books_conninfo(outline, s.settings.values))()
 
     if not watch or json_output:
-        out.status(gather(engine, outline), load_last_run(s.project), disk_now(), backups_now(), trading_now())
+        trading = trading_in_background(books_conninfo(outline, s.settings.values))  # alongside the engine calls
+        out.status(gather(engine, outline), load_last_run(s.project), disk_now(), backups_now(), trading())
         return
     from rich.live import Live
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,26 @@ def trading_summary(conninfo: dict[str, Any] | None) -> dict[str, Any]:
 
     books, problem = read_books(conninfo)
     return {"books": None if books is None else [b.to_dict() for b in books], "problem": problem}
+
+
+def trading_in_background(conninfo: dict[str, Any] | None) -> Callable[[], dict[str, Any]]:
+    """Start reading the books' states on a thread and return what waits for the answer: the statement
+    (connect, authenticate, one query; libpq releases the GIL) overlaps the engine calls of `status`."""
+    import threading
+
+    box: dict[str, dict[str, Any]] = {}
+
+    def read() -> None:
+        box["trading"] = trading_summary(conninfo)
+
+    thread = threading.Thread(target=read, name="trading-states", daemon=True)
+    thread.start()
+
+    def result() -> dict[str, Any]:
+        thread.join()
+        return box.get("trading") or {"books": None, "problem": "the read of the trading states failed"}
+
+    return result
 
 
 def trading_lines(trading: dict[str, Any] | None) -> list[list[tuple[str, str]]]:
