@@ -206,7 +206,8 @@ def journal_run(engine: Engine, desired: DesiredStack, settings: Settings, resul
     from cdb_ops.db.journal import record_event
 
     error = (result.error or {}).get("message", "")
-    why = f"{result.command} {result.playbook}: {result.result}" + (f" — {error.splitlines()[0]}" if error else "")
+    what = result.command if result.playbook == result.command else f"{result.command} {result.playbook}"
+    why = f"{what}: {result.result}" + (f" — {error.splitlines()[0]}" if error else "")
     details = {
         "run_id": result.run_id,
         "result": result.result,

@@ -129,7 +129,7 @@ def _report(markers: list[Marker]) -> Report:
 def test_markers_are_on_the_html_curve_and_the_terminal_chart():
     markers = [
         Marker(T0 + timedelta(minutes=20), "state", "replay HALTED", "ops@host", "odd <fills>"),
-        Marker(T0 + timedelta(minutes=40), "rebuild", "rebuild: risk", "ops@host", "rebuild rebuild: ok"),
+        Marker(T0 + timedelta(minutes=40), "rebuild", "rebuild: risk", "ops@host", "rebuild: ok"),
     ]
     html = render_html(_report(markers))
     assert html.count('<g class="marker ') == 2
