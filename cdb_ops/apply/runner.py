@@ -171,6 +171,8 @@ def execute(
             elif any(p.kind in ("schema", "services", "validate") for p in phases):
                 why_not = record_run(desired, settings, result, redact)
                 result.recorded, result.not_recorded_because = why_not is None, why_not
+                if command in ("rebuild", "run") and any(p.kind == "services" for p in phases):
+                    journal_run(engine, desired, settings, result, redact)
             save_last_run(project, result.to_dict())
     return result
 
@@ -197,3 +199,21 @@ def record_run(desired: DesiredStack, settings: Settings, result: RunResult, red
             "error": (result.error or {}).get("message", "")[:500],
         },
     )
+
+
+def journal_run(engine: Engine, desired: DesiredStack, settings: Settings, result: RunResult, redact: Redactor) -> None:
+    """The run's journal row: what is live now that it ended (db/journal.py); best effort like ops_runs."""
+    from cdb_ops.db.journal import record_event
+
+    error = (result.error or {}).get("message", "")
+    what = result.command if result.playbook == result.command else f"{result.command} {result.playbook}"
+    why = f"{what}: {result.result}" + (f" — {error.splitlines()[0]}" if error else "")
+    details = {
+        "run_id": result.run_id,
+        "result": result.result,
+        "exit_code": result.exit_code,
+        "feed": result.feed,
+        "recreated": sorted({s.service for s in result.changed if s.resource == "container" and s.service}),
+    }
+    why_not = record_event(engine, desired, settings, "rebuild", why, details, redact=redact)
+    result.journaled, result.not_journaled_because = why_not is None, why_not

@@ -52,7 +52,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "status": (
         "status",
         "status",
-        "One table of the stack's containers: state, health, uptime, restarts, ports, CPU, memory, image.",
+        "One table of the stack's containers: state, health, uptime, restarts, ports, CPU, memory, image; "
+        "under it the last rebuild, each book's trading state, the disk and the backups.",
     ),
     "validate": (
         "validate",
@@ -95,6 +96,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "report",
         "Per day and per pair: trades, win rate, realized PnL, fees; the equity curve (drawn in the terminal) "
         "with its max drawdown; with --html FILE the same as one self-contained HTML file.",
+    ),
+    "journal": (
+        "journal",
+        "journal",
+        "What was live when: trading-state changes, breaker trips, rebuilds, rollbacks and restores, each with "
+        "who, when, why and the image id and config hash of every service then live.",
     ),
     "trading": (
         "trading",

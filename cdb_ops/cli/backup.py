@@ -91,12 +91,33 @@ def restore(
         {"file": str(file), "sha256": digest, "database": s.settings.get("POSTGRES_DB")},
     )
     safety = backup_database(engine, s.desired, s.settings, s.project, s.redact)
+    from cdb_ops.db import journal
+    from cdb_ops.db.trading_state import who
+    from cdb_ops.load.endpoints import postgres_conninfo
+
+    before = journal.read_all(postgres_conninfo(s.desired, s.settings))  # the dump's journal replaces these
     result = restore_db(engine, s.desired, s.settings, s.redact, file)
+    carried, not_journaled = journal.record_restore(
+        engine,
+        s.desired,
+        s.settings,
+        before,
+        f"restored {file.name} by {who()}",
+        {"file": file.name, "sha256": digest, "safety_backup": safety.path.name},
+        s.redact,
+    )
     rows = result["rows"]
     s.out.message(
         "restore",
         f"restored {file.name} in {result['seconds']:.1f}s; previous contents saved as "
-        f"{safety.path.name}; rows: " + ", ".join(f"{k} {v}" for k, v in rows.items()),
+        f"{safety.path.name}; rows: "
+        + ", ".join(f"{k} {v}" for k, v in rows.items())
+        + (
+            f"; journal: not recorded ({not_journaled})" if not_journaled else f"; journal: {carried} newer row(s) kept"
+        ),
         **result,
         safety_backup=safety.to_dict(),
+        journaled=not_journaled is None,
+        not_journaled_because=not_journaled,
+        journal_rows_carried_over=carried,
     )

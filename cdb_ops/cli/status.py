@@ -15,7 +15,7 @@ from cdb_ops.engine.docker import DockerEngine
 from cdb_ops.load.diskhistory import load_history
 from cdb_ops.load.lastrun import load_last_run
 from cdb_ops.load.outline import outline_key, save_outline
-from cdb_ops.views.status import disk_summary, gather, outline_of
+from cdb_ops.views.status import books_conninfo, disk_summary, gather, outline_of, trading_in_background
 
 
 def status(
@@ -29,7 +29,8 @@ def status(
         bool, typer.Option("--disk", help="Measure the disk use now (volumes, logs, tables) and keep the sample.")
     ] = False,
 ) -> None:
-    """One table of the stack's containers: state, health, uptime, restarts, ports, CPU, memory, image."""
+    """One table of the stack's containers: state, health, uptime, restarts, ports, CPU, memory, image;
+    under it the last rebuild, each book's trading state, the disk and the backups."""
     s = open_read(ctx, "status", json_output, project_dir, "rebuild", profile, None)
     out = s.out
     outline = outline_of(s.desired, s.settings)
@@ -49,13 +50,19 @@ def status(
     def backups_now() -> dict[str, Any]:
         return backup_summary(s.project.root, s.desired.system, s.settings.values)
 
+    def trading_now() -> dict[str, Any]:
+        return trading_in_background(books_conninfo(outline, s.settings.values))()
+
     if not watch or json_output:
-        out.status(gather(engine, outline), load_last_run(s.project), disk_now(), backups_now())
+        trading = trading_in_background(books_conninfo(outline, s.settings.values))  # alongside the engine calls
+        out.status(gather(engine, outline), load_last_run(s.project), disk_now(), backups_now(), trading())
         return
     from rich.live import Live
 
     def view() -> object:
-        return out.status_view(gather(engine, outline), load_last_run(s.project), disk_now(), backups_now())
+        return out.status_view(
+            gather(engine, outline), load_last_run(s.project), disk_now(), backups_now(), trading_now()
+        )
 
     try:
         if not out.console.is_terminal:  # a pipe or a log: one table per refresh, nothing redrawn

@@ -62,6 +62,9 @@ def quick_status(args: list[str]) -> int | None:
 
         values = {k: e.value for k, e in parse_env_file(project.env_file).items()}
         redact = Redactor(values[k] for k in outline.secret_keys if values.get(k))
+        from cdb_ops.views.status import books_conninfo, trading_in_background
+
+        trading_now = trading_in_background(books_conninfo(outline, values))  # while the engine answers
         samples = project.state_dir / "cpu-samples.json"
         reader = SocketReader(sock, earlier=load_samples(samples))
         rows = gather(reader, outline)
@@ -76,17 +79,18 @@ def quick_status(args: list[str]) -> int | None:
         from cdb_ops.checks.backups import backup_summary
 
         backups = backup_summary(project.root, outline.system_label.split("=", 1)[1], values)
+        trading = trading_now()  # one statement through libpq, run alongside the engine's answers
     except (CdbError, LeanUnavailable, OSError, ValueError):  # ValueError: a bad schedule, the full path says where
         return None
     if json_output:
         from cdb_ops.report.document import status_payload, write_document
 
-        write_document(redact, "status", status_payload(rows, last_run, disk, backups))
+        write_document(redact, "status", status_payload(rows, last_run, disk, backups, trading))
     else:
         from cdb_ops.report.status_text import print_status
 
-        if not print_status(rows, last_run, disk, backups):
+        if not print_status(rows, last_run, disk, backups, trading):
             from cdb_ops.report.render import Renderer
 
-            Renderer(False, redact).status(rows, last_run, disk, backups)
+            Renderer(False, redact).status(rows, last_run, disk, backups, trading)
     return 0

@@ -22,7 +22,16 @@ def trades(
     feed: BookOpt = None,
     since: Annotated[str, typer.Option("--since", help="How far back: 30m, 6h, 1d, 2w.")] = "1d",
     symbol: Annotated[str | None, typer.Option("--symbol", help="Only this pair, e.g. ETHUSDT.")] = None,
-    rejected: Annotated[bool, typer.Option("--rejected", help="Also what was not traded, with the reason.")] = False,
+    rejected: Annotated[
+        bool,
+        typer.Option("--rejected", help="Also what was not traded (rejected, expired, cancelled by a halt), and why."),
+    ] = False,
+    versions: Annotated[
+        bool,
+        typer.Option(
+            "--versions", help="Also the image id and config hash of the risk manager and execution behind each fill."
+        ),
+    ] = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Fills with side, qty, price, fee and realized PnL, and the signal and risk decision behind each."""
@@ -30,5 +39,7 @@ def trades(
     window = parse_since(since)
     choice = book_of(s, feed)
     with connect(postgres_conninfo(s.desired, s.settings)) as conn:
-        view = load_trades(conn, choice.book, choice.chosen_by, window, symbol.upper() if symbol else None, rejected)
+        view = load_trades(
+            conn, choice.book, choice.chosen_by, window, symbol.upper() if symbol else None, rejected, versions
+        )
     show_trades(s.out, view)

@@ -102,6 +102,70 @@ class BookState:
         }
 
 
+# Both books in one statement as one JSON text: `status` reads it through libpq_read (no psycopg import).
+SELECT_BOOKS_JSON = """
+SELECT json_agg(json_build_object(
+    'book', b.book,
+    'stored', (SELECT json_build_object('state', state, 'reason', reason, 'changed_by', changed_by,
+                                        'changed_at', changed_at, 'cancelled_orders', cancelled_orders)
+                 FROM book_states WHERE portfolio = b.book ORDER BY id DESC LIMIT 1),
+    'tripped', coalesce((SELECT breaker_tripped FROM daily_pnl
+                          WHERE portfolio = b.book AND day = (now() AT TIME ZONE 'UTC')::date), false),
+    'next_day', ((now() AT TIME ZONE 'UTC')::date + 1)::timestamp AT TIME ZONE 'UTC'
+) ORDER BY b.book) FROM (VALUES ('live'), ('replay')) AS b(book)
+"""
+
+
+def _state_of(book: str, stored: dict[str, Any] | None, tripped: bool, next_day: datetime) -> BookState:
+    stored = stored or {}
+    return BookState(
+        book=book,
+        stored=stored.get("state", "ACTIVE"),
+        reason=stored.get("reason"),
+        changed_by=stored.get("changed_by"),
+        changed_at=stored.get("changed_at"),
+        cancelled_orders=int(stored.get("cancelled_orders") or 0),
+        breaker_tripped=bool(tripped),
+        next_utc_day=next_day,
+    )
+
+
+def states_from_json(text: str) -> list[BookState]:
+    """SELECT_BOOKS_JSON's answer as BookStates."""
+    return [
+        _state_of(b["book"], b.get("stored"), bool(b.get("tripped")), datetime.fromisoformat(b["next_day"]))
+        for b in json.loads(text)
+    ]
+
+
+def read_books(conninfo: dict[str, Any]) -> tuple[list[BookState] | None, str | None]:
+    """Both books' states for `status` — (states, None), or (None, why not) when Postgres cannot say —
+    with one statement through libpq (psycopg only where libpq cannot be loaded)."""
+    from cdb_ops.db.libpq_read import LibpqUnavailable, QueryFailed, first_value
+
+    where = f"Postgres at {conninfo.get('host')}:{conninfo.get('port')}"
+    try:
+        text = first_value(conninfo, SELECT_BOOKS_JSON)
+    except QueryFailed as exc:
+        return None, _why(str(exc), where)
+    except LibpqUnavailable:
+        import psycopg
+
+        try:
+            with psycopg.connect(**conninfo, connect_timeout=2, autocommit=True) as conn:
+                row = conn.execute(SELECT_BOOKS_JSON).fetchone()
+                text = None if row is None or row[0] is None else json.dumps(row[0], default=str)
+        except psycopg.Error as exc:
+            return None, _why(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, where)
+    return (states_from_json(text) if text else []), None
+
+
+def _why(message: str, where: str) -> str:
+    if "book_states" in message and "does not exist" in message:
+        return "no trading states yet (migration 008 not applied: `cdb-ops schema migrate`)"
+    return f"{where} did not answer: {message}"
+
+
 @dataclass(frozen=True)
 class OpenLong:
     symbol: str
@@ -137,17 +201,7 @@ def read_state(conn: Any, book: str) -> BookState:
     from psycopg.rows import tuple_row  # whatever rows the connection makes (validate's are dicts)
 
     stored, tripped, next_day = conn.cursor(row_factory=tuple_row).execute(SELECT_STATE, {"book": book}).fetchone()
-    stored = stored or {}
-    return BookState(
-        book=book,
-        stored=stored.get("state", "ACTIVE"),
-        reason=stored.get("reason"),
-        changed_by=stored.get("changed_by"),
-        changed_at=stored.get("changed_at"),
-        cancelled_orders=int(stored.get("cancelled_orders") or 0),
-        breaker_tripped=bool(tripped),
-        next_utc_day=next_day,
-    )
+    return _state_of(book, stored, tripped, next_day)
 
 
 def history(conn: Any, book: str, limit: int = 10) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from cdb_ops import __version__
 from cdb_ops.fsutil import atomic_write
 from cdb_ops.load.project import Project
 
-OUTLINE_VERSION = 1
+OUTLINE_VERSION = 2  # 2: the postgres address (status reads the books' trading states)
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class StackOutline:
     system_label: str
     services: tuple[OutlineService, ...]
     secret_keys: tuple[str, ...]
+    postgres: tuple[str, int] | None = None  # where cdb-ops reaches the stack's Postgres (host, published port)
 
 
 def _files(root: Path) -> list[Path]:
@@ -66,7 +67,9 @@ def load_outline(project: Project, key: str) -> StackOutline | None:
         if doc.get("key") != key:
             return None
         services = tuple(OutlineService(*s) for s in doc["services"])
-        return StackOutline(str(doc["system_label"]), services, tuple(doc["secret_keys"]))
+        pg = doc.get("postgres")
+        postgres = (str(pg[0]), int(pg[1])) if pg else None
+        return StackOutline(str(doc["system_label"]), services, tuple(doc["secret_keys"]), postgres)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -77,6 +80,7 @@ def save_outline(project: Project, key: str, outline: StackOutline) -> None:
         "system_label": outline.system_label,
         "services": [[s.name, s.container, s.role, s.priority] for s in outline.services],
         "secret_keys": list(outline.secret_keys),
+        "postgres": list(outline.postgres) if outline.postgres else None,
     }
     try:
         project.ensure_state_dir()

@@ -76,6 +76,8 @@ class RunResult:
     arguments: dict[str, Any] = field(default_factory=dict)
     recorded: bool = False  # whether the run is in ops_runs
     not_recorded_because: str | None = "this run touched no service or schema"
+    journaled: bool = False  # whether the journal has the run with what it left live (db/journal.py)
+    not_journaled_because: str | None = "this run started no service"
 
     @property
     def changed(self) -> list[StepResult]:
@@ -103,6 +105,8 @@ class RunResult:
             "error": self.error,
             "recorded_in_ops_runs": self.recorded,
             "not_recorded_because": None if self.recorded else self.not_recorded_because,
+            "journaled": self.journaled,
+            "not_journaled_because": None if self.journaled else self.not_journaled_because,
         }
 
 

@@ -13,4 +13,5 @@ EXPECTED_TABLES = (
     "daily_pnl",
     "ops_runs",
     "book_states",  # each book's trading state (migration 008): the risk manager reads it with every decision
+    "journal",  # what was live when: state changes, breaker trips, rebuilds, rollbacks, restores (migration 009)
 )

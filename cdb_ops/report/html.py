@@ -9,7 +9,7 @@ from decimal import Decimal
 from html import escape
 
 from cdb_ops.views.book import dec, money2, pct2
-from cdb_ops.views.performance import Report, Tally, thin
+from cdb_ops.views.performance import Marker, Report, Tally, thin
 
 W, H, PAD_L, PAD_R, PAD_T, PAD_B = 900, 320, 80, 20, 20, 40
 
@@ -26,8 +26,46 @@ def _signed(value: Decimal) -> str:
     return f'<span class="{cls}">{value:+,.2f}</span>'
 
 
-def equity_svg(curve: list[tuple[datetime, Decimal]]) -> str:
-    """The curve as an SVG polyline with its value and time range on the axes."""
+MARKER_COLOURS = {
+    "state": "#d97706",
+    "breaker": "#b00",
+    "rebuild": "#059669",
+    "rollback": "#a21caf",
+    "restore": "#a21caf",
+}
+
+
+def _marker_lines(markers: list[Marker], t0: float, span_t: float) -> str:
+    """A numbered dashed vertical line per journal marker inside the curve's range (its title says what)."""
+    out = []
+    for n, m in enumerate(markers, 1):
+        t = m.at.timestamp()
+        if not t0 <= t <= t0 + span_t:
+            continue
+        x = PAD_L + (t - t0) / span_t * (W - PAD_L - PAD_R)
+        colour = MARKER_COLOURS.get(m.kind, "#666")
+        title = escape(f"{m.at:%Y-%m-%d %H:%M:%S} UTC {m.label}: {m.why}")
+        out.append(
+            f'<g class="marker marker-{escape(m.kind)}"><title>{title}</title>'
+            f'<line x1="{x:.1f}" y1="{PAD_T}" x2="{x:.1f}" y2="{H - PAD_B}" stroke="{colour}" stroke-dasharray="4 3"/>'
+            f'<text x="{x + 3:.1f}" y="{PAD_T + 12}" font-size="12" fill="{colour}">{n}</text></g>'
+        )
+    return "".join(out)
+
+
+def markers_list(markers: list[Marker]) -> str:
+    if not markers:
+        return '<p class="note" id="markers">no state change or upgrade in this window (journal)</p>'
+    items = "".join(
+        f'<li class="marker-{escape(m.kind)}">{m.at:%Y-%m-%d %H:%M:%S} UTC <b>{escape(m.label)}</b> — by '
+        f"{escape(m.who)}: {escape(m.why)}</li>"
+        for m in markers
+    )
+    return f'<ol id="markers">{items}</ol>'
+
+
+def equity_svg(curve: list[tuple[datetime, Decimal]], markers: list[Marker] | None = None) -> str:
+    """The curve as an SVG polyline with its value and time range on the axes, and the journal's markers."""
     points = thin(curve)
     if len(points) < 2:
         return '<p class="note">no equity curve yet: the book has no portfolio snapshots in this window</p>'
@@ -51,7 +89,8 @@ def equity_svg(curve: list[tuple[datetime, Decimal]]) -> str:
         f'<text x="{PAD_L - 6}" y="{bottom}" text-anchor="end" font-size="12">{lo:,.2f}</text>'
         f'<text x="{PAD_L}" y="{H - 14}" font-size="12">{points[0][0]:%Y-%m-%d %H:%M:%S} UTC</text>'
         f'<text x="{right}" y="{H - 14}" text-anchor="end" font-size="12">{points[-1][0]:%Y-%m-%d %H:%M:%S} UTC</text>'
-        f'<polyline fill="none" stroke="#1f6feb" stroke-width="2.5" points="{line}"/></svg>'
+        f'<polyline fill="none" stroke="#1f6feb" stroke-width="2.5" points="{line}"/>'
+        f"{_marker_lines(markers or [], t0, span_t)}</svg>"
     )
 
 
@@ -81,7 +120,9 @@ def render_html(r: Report) -> str:
 <h2>Equity</h2>
 <p id="equity">equity {money2(r.start_equity)} → {money2(r.end_equity)} USDT ({r.return_pct:+.2f}%),
 max drawdown <b id="max-drawdown">{pct2(dd.pct)}</b> = {money2(dd.usdt)} USDT</p>
-{equity_svg(r.curve)}
+{equity_svg(r.curve, r.markers)}
+<h2>State changes and upgrades</h2>
+{markers_list(r.markers)}
 <h2>Per day</h2><table id="per-day">{head.format("day (UTC)")}{days}</table>
 <h2>Per pair</h2><table id="per-pair">{head.format("symbol")}{pairs}</table>
 <p id="total">total: {r.total.trades} trade(s), win rate {pct2(r.total.win_rate_pct)}, realized

@@ -20,7 +20,7 @@ from cdb_ops.report.document import status_payload, write_document
 from cdb_ops.report.progress import ACTION_STYLE
 from cdb_ops.report.units import human_bytes as _human_bytes
 from cdb_ops.report.units import human_duration as _human_duration
-from cdb_ops.views.status import disk_lines
+from cdb_ops.views.status import disk_lines, trading_lines
 
 
 class Renderer:
@@ -101,11 +101,12 @@ class Renderer:
         last_run: dict[str, Any] | None,
         disk: dict[str, Any] | None = None,
         backups: dict[str, Any] | None = None,
+        trading: dict[str, Any] | None = None,
     ) -> None:
         if self.json:
-            self.document("status", status_payload(rows, last_run, disk, backups))
+            self.document("status", status_payload(rows, last_run, disk, backups, trading))
             return
-        self.console.print(self.status_view(rows, last_run, disk, backups))
+        self.console.print(self.status_view(rows, last_run, disk, backups, trading))
 
     def status_view(
         self,
@@ -113,6 +114,7 @@ class Renderer:
         last_run: dict[str, Any] | None,
         disk: dict[str, Any] | None = None,
         backups: dict[str, Any] | None = None,
+        trading: dict[str, Any] | None = None,
     ) -> Group:
         """The status table and its footer as one renderable (printed once, or refreshed by --watch)."""
         table = Table(title="cdb-ops status", title_justify="left")
@@ -157,6 +159,7 @@ class Renderer:
                 )  # fmt: skip
         else:
             footer.append(Text("no rebuild recorded yet", style="dim"))
+        footer += [Text.assemble(*parts) for parts in trading_lines(trading)]
         footer += [Text(line, style="dim" if disk is None else "") for line in disk_lines(disk)]
         footer += [Text(line) for line in backup_lines(backups)]
         return Group(table, *footer)

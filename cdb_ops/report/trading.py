@@ -12,9 +12,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from cdb_ops.db.journal import Version
 from cdb_ops.report.render import Renderer, _human_duration
 from cdb_ops.views.book import dec, money2, pct2
-from cdb_ops.views.performance import Report, Tally, thin
+from cdb_ops.views.performance import Marker, Report, Tally, thin
 from cdb_ops.views.portfolio import Portfolio
 from cdb_ops.views.trades import Trades
 
@@ -88,6 +89,10 @@ def show_portfolio(out: Renderer, p: Portfolio) -> None:
         )
 
 
+def _version_cell(service: str, v: Version | None) -> str:
+    return f"{service}: {v.short if v else 'before the journal'}"
+
+
 def show_trades(out: Renderer, t: Trades) -> None:
     if out.json:
         out.document("trades", t.to_dict())
@@ -95,15 +100,20 @@ def show_trades(out: Renderer, t: Trades) -> None:
     _book_line(out, t.book, t.chosen_by)
     scope = f"last {_human_duration(t.since_seconds)}" + (f", {t.symbol}" if t.symbol else "")
     table = Table(title=f"fills ({scope})", title_justify="left")
-    for col in ("time (UTC)", "symbol", "side", "qty", "price", "fee", "realized", "signal", "risk"):
+    with_versions = any(f.versions is not None for f in t.fills)
+    columns = ("time (UTC)", "symbol", "side", "qty", "price", "fee", "realized", "signal", "risk")
+    for col in columns + (("versions (risk / execution)",) if with_versions else ()):
         table.add_column(col, justify="right" if col in ("qty", "price", "fee", "realized") else "left")
     for f in t.fills:
-        table.add_row(
+        cells = [
             f.executed_at.strftime("%m-%d %H:%M:%S"), f.symbol, f.side, _qty(f.qty), _price(f.price),
             f"{f.fee:,.4f}", _signed(f.realized_pnl) if f.side == "SELL" else "",
             f"{Decimal(f.signal['change_pct']):+.2f}% conf {f.signal['confidence']}",
             f"{f.risk['reason']} {f.risk['approved_qty']}/{f.risk['requested_qty']}",
-        )  # fmt: skip
+        ]  # fmt: skip
+        if with_versions:
+            cells.append("\n".join(_version_cell(k, (f.versions or {}).get(k)) for k in ("risk", "execution")))
+        table.add_row(*cells)
     out.console.print(table)
     out.console.print(f"{len(t.fills)} fill(s), fees {t.fees:,.4f} USDT, realized PnL {_signed(t.realized_pnl)} USDT")
     if t.rejected is None:
@@ -119,8 +129,14 @@ def show_trades(out: Renderer, t: Trades) -> None:
     out.console.print(rej if t.rejected else "nothing was rejected")
 
 
-def equity_chart(curve: list[tuple[datetime, Decimal]], width: int, colour: bool) -> str:
-    """The equity curve drawn by plotext (braille line over UTC time)."""
+MARKER_COLOURS = {"state": "orange", "breaker": "red", "rebuild": "blue", "rollback": "magenta", "restore": "magenta"}
+
+
+def equity_chart(
+    curve: list[tuple[datetime, Decimal]], width: int, colour: bool, markers: list[Marker] | None = None
+) -> str:
+    """The equity curve drawn by plotext (braille line over UTC time), with a numbered vertical line at
+    each journal marker inside the curve's time range (the list under the chart says what each is)."""
     import plotext as plt
 
     points = thin(curve, 400)
@@ -128,6 +144,12 @@ def equity_chart(curve: list[tuple[datetime, Decimal]], width: int, colour: bool
     plt.date_form("Y-m-d H:M:S")
     plt.plot([at.strftime("%Y-%m-%d %H:%M:%S") for at, _ in points], [float(eq) for _, eq in points],
              marker="braille")  # fmt: skip
+    top = max(float(eq) for _, eq in points)
+    for n, m in enumerate(markers or [], 1):
+        if points[0][0] <= m.at <= points[-1][0]:
+            x = m.at.strftime("%Y-%m-%d %H:%M:%S")
+            plt.vline(x, MARKER_COLOURS.get(m.kind, "gray"))
+            plt.text(str(n), x=x, y=top)
     plt.plotsize(max(40, min(width, 120)), 16)
     plt.theme("clear")
     plt.title("equity (USDT, marked to market)")
@@ -166,8 +188,14 @@ def show_report(out: Renderer, r: Report, html_file: str | None) -> None:
         f"max drawdown {pct2(dd.pct)} = {money2(dd.usdt)} USDT{where}"
     )
     if len(r.curve) >= 2:
-        out.console.print(Text.from_ansi(equity_chart(r.curve, out.console.width, out.console.is_terminal)))
+        chart = equity_chart(r.curve, out.console.width, out.console.is_terminal, r.markers)
+        out.console.print(Text.from_ansi(chart))
     else:
         out.console.print("[dim]no equity curve yet: the book has no portfolio snapshots in this window[/dim]")
+    for n, m in enumerate(r.markers, 1):
+        out.console.print(
+            f"  [{n}] {m.at:%m-%d %H:%M:%S} [bold]{escape(m.label)}[/bold] — by {escape(m.who)}: {escape(m.why)}",
+            highlight=False,
+        )
     if html_file:
         out.console.print(f"HTML report written to {html_file}")

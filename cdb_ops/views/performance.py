@@ -1,5 +1,6 @@
 """`cdb-ops report`: one book's results over the last N UTC days — per day and per pair: trades, win rate,
-realized PnL, fees — and the equity curve with its maximum drawdown.
+realized PnL, fees — and the equity curve with its maximum drawdown, marked where the journal says the
+book's state changed or a service was swapped (db/journal.py).
 
 A win is a closing SELL with realized PnL > 0 (net of both fees); the win rate is wins / closing SELLs.
 Drawdown is measured on the equity curve (cash + marked-to-market positions, every portfolio snapshot
@@ -94,6 +95,20 @@ def thin(curve: list[tuple[datetime, Decimal]], limit: int = MAX_CURVE_POINTS) -
 
 
 @dataclass(frozen=True)
+class Marker:
+    """A journal row worth a mark on the curve: a state change, a breaker trip, an upgrade, a rollback."""
+
+    at: datetime
+    kind: str
+    label: str
+    who: str
+    why: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": self.at.isoformat(), "kind": self.kind, "label": self.label, "who": self.who, "why": self.why}
+
+
+@dataclass(frozen=True)
 class Report:
     book: str
     chosen_by: str
@@ -106,6 +121,7 @@ class Report:
     total: Tally
     curve: list[tuple[datetime, Decimal]] = field(default_factory=list)
     drawdown: Drawdown = field(default_factory=lambda: Drawdown(ZERO, ZERO, None, None))
+    markers: list[Marker] = field(default_factory=list)
 
     @property
     def start_equity(self) -> Decimal:
@@ -138,6 +154,7 @@ class Report:
                 "curve": [{"at": at.isoformat(), "equity": dec(eq)} for at, eq in thin(self.curve)],
             },  # fmt: skip
             "max_drawdown": self.drawdown.to_dict(),
+            "markers": [m.to_dict() for m in self.markers],
         }
 
 
@@ -149,6 +166,7 @@ def load_report(conn: Any, book: str, chosen_by: str, days: int, initial_capital
         groups = conn.execute(SELECT_GROUPS, (book, since)).fetchall()
         curve: list[tuple[datetime, Decimal]] = [(r[0], r[1]) for r in conn.execute(SELECT_CURVE, (book, since))]
         before = conn.execute(SELECT_BEFORE, (book, since)).fetchone()
+        markers = load_markers(conn, book, since)
     if curve:
         # where the window starts: the equity carried in from before it, or a book that began in it
         curve.insert(0, (since if before else curve[0][0], before[0] if before else initial_capital))
@@ -160,5 +178,14 @@ def load_report(conn: Any, book: str, chosen_by: str, days: int, initial_capital
             tally.add(trades, closed, wins, realized, fees)
     return Report(
         book, chosen_by, days, since, now, initial_capital, per_day, dict(sorted(per_pair.items())), total, curve,
-        max_drawdown(curve),
+        max_drawdown(curve), markers,
     )  # fmt: skip
+
+
+def load_markers(conn: Any, book: str, since: datetime) -> list[Marker]:
+    """The book's journal rows worth a mark since `since` (none before migration 009)."""
+    from cdb_ops.db.journal import entries, has_journal
+
+    if not has_journal(conn):
+        return []
+    return [Marker(e.at, e.kind, e.title, e.who, e.why) for e in entries(conn, since, None, book) if e.is_marker]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -19,11 +20,85 @@ if TYPE_CHECKING:
 
 def outline_of(desired: DesiredStack, settings: Settings) -> StackOutline:
     """What `status` needs of the resolved stack (cached by `cdb_ops.load.outline` between runs)."""
+    from cdb_ops.errors import CdbError
+    from cdb_ops.load.endpoints import postgres_conninfo
+
     services = tuple(
         OutlineService(name, svc.container.name, svc.spec.role, svc.spec.priority)
         for name, svc in desired.services.items()
     )
-    return StackOutline(desired.system_label, services, tuple(settings.secret_keys))
+    try:
+        info = postgres_conninfo(desired, settings)
+        postgres: tuple[str, int] | None = (str(info["host"]), int(info["port"]))
+    except (CdbError, KeyError):  # a stack without Postgres: status shows no trading states
+        postgres = None
+    return StackOutline(desired.system_label, services, tuple(settings.secret_keys), postgres)
+
+
+def books_conninfo(outline: StackOutline, values: dict[str, str]) -> dict[str, Any] | None:
+    """How `status` logs in to read the books' states: the outline's address, `.env`'s role (None: unknown)."""
+    keys = ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB")
+    if outline.postgres is None or not all(values.get(k) for k in keys):
+        return None
+    host, port = outline.postgres
+    return {
+        "host": host,
+        "port": port,
+        "user": values["POSTGRES_USER"],
+        "password": values["POSTGRES_PASSWORD"],
+        "dbname": values["POSTGRES_DB"],
+        "application_name": "cdb_ops",
+    }
+
+
+def trading_summary(conninfo: dict[str, Any] | None) -> dict[str, Any]:
+    """`status`'s `trading` object: each book's state (db/trading_state.py), or why it is not known."""
+    if conninfo is None:
+        return {"books": None, "problem": "no Postgres address or role in .env"}
+    from cdb_ops.db.trading_state import read_books
+
+    books, problem = read_books(conninfo)
+    return {"books": None if books is None else [b.to_dict() for b in books], "problem": problem}
+
+
+def trading_in_background(conninfo: dict[str, Any] | None) -> Callable[[], dict[str, Any]]:
+    """Start reading the books' states on a thread and return what waits for the answer: the statement
+    (connect, authenticate, one query; libpq releases the GIL) overlaps the engine calls of `status`."""
+    import threading
+
+    box: dict[str, dict[str, Any]] = {}
+
+    def read() -> None:
+        box["trading"] = trading_summary(conninfo)
+
+    thread = threading.Thread(target=read, name="trading-states", daemon=True)
+    thread.start()
+
+    def result() -> dict[str, Any]:
+        thread.join()
+        return box.get("trading") or {"books": None, "problem": "the read of the trading states failed"}
+
+    return result
+
+
+def trading_lines(trading: dict[str, Any] | None) -> list[list[tuple[str, str]]]:
+    """The status footer's lines on the books' states, as (text, style) parts (both renderers paint them)."""
+    if trading is None:
+        return []
+    if trading.get("books") is None:
+        return [[(f"trading state: unknown — {trading.get('problem')}", "dim")]]
+    lines = []
+    for b in trading["books"]:
+        state = b["state"]
+        if b["stored_state"] != "ACTIVE":
+            why = f" (by {b['changed_by']} since {b['changed_at']}: {b['reason']})"
+        elif b["breaker_tripped"]:
+            why = f" (daily drawdown breaker, until {b['breaker_until']})"
+        else:
+            why = ""
+        style = {"ACTIVE": "green", "REDUCING": "yellow", "HALTED": "red"}.get(state, "")
+        lines.append([(f"book {b['book']}: ", ""), (state, style), (f"{why} — `cdb-ops trading status`", "")])
+    return lines
 
 
 def gather(engine: ContainerReads, outline: StackOutline) -> list[StatusRow]:

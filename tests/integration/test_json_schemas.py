@@ -112,12 +112,13 @@ def outputs(project: Path) -> dict[str, Output]:
     out["restore (no --yes)"] = run_json(project, "restore", dump, expect=7)
     out["restore"] = run_json(project, "restore", dump, "--yes")
     out["portfolio"] = run_json(project, "portfolio")
-    out["trades"] = run_json(project, "trades", "--rejected")
+    out["trades"] = run_json(project, "trades", "--rejected", "--versions")
     out["report"] = run_json(project, "report", "--days", "1")
     out["trading status"] = run_json(project, "trading", "status")
     out["trading reduce"] = run_json(project, "trading", "reduce", "--reason", "the json schema test", "--yes")
     out["trading resume (no --yes)"] = run_json(project, "trading", "resume", "--reason", "the test", expect=7)
     out["trading resume"] = run_json(project, "trading", "resume", "--reason", "the json schema test", "--yes")
+    out["journal"] = run_json(project, "journal", "--since", "1h")
     out["schema status"] = run_json(project, "schema", "status")
     out["schema migrate"] = run_json(project, "schema", "migrate")
     out["init --if-missing"] = run_json(project, "init", "--if-missing")
@@ -138,7 +139,7 @@ OUTPUTS = [
     "logs --errors", "backup", "restore (no --yes)", "restore", "schema status", "schema migrate",
     "init --if-missing", "rebuild (lock held)", "plan (conflict)", "rebuild (conflict)",
     "status (after a failed run)", "portfolio", "trades", "report", "trading status", "trading reduce",
-    "trading resume (no --yes)", "trading resume",
+    "trading resume (no --yes)", "trading resume", "journal",
 ]  # fmt: skip
 
 
@@ -200,6 +201,9 @@ def test_the_outputs_cover_the_interesting_values(outputs):
     assert any(r["state"] == "missing" for r in rows["services"])
     assert rows["last_run"]["result"] == "failed" and rows["last_run"]["error"]
     assert outputs["logs"].doc["lines"], "no log lines to check"
+    kinds = {e["kind"] for e in outputs["journal"].doc["entries"]}
+    assert {"rebuild", "state", "restore"} <= kinds, kinds  # live sets of both kinds of writer were checked
+    assert outputs["status"].doc["trading"]["books"], outputs["status"].doc["trading"]
 
 
 def test_logs_follow_prints_json_lines_of_the_line_shape(project, outputs):

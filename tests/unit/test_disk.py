@@ -163,7 +163,8 @@ def test_status_json_carries_the_disk_summary_as_its_schema_says(tmp_path: Path)
     append_sample(tmp_path, _sample(t0, 100, 10, 50))
     append_sample(tmp_path, _sample(t0 + timedelta(days=1), 300, 20, 80))
     for disk in (disk_summary(load_history(tmp_path)), None):
-        doc = {"schema_version": 1, "command": "status"} | status_payload([], None, disk)
+        trading = {"books": None, "problem": "Postgres at 127.0.0.1:5432 did not answer: connection refused"}
+        doc = {"schema_version": 1, "command": "status"} | status_payload([], None, disk, None, trading)
         assert problems("status", json.loads(json.dumps(doc, default=str))) == []
 
 

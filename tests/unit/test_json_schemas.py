@@ -43,10 +43,11 @@ COMMAND_SCHEMAS: dict[str, set[str]] = {
     "trades": {"trades"},
     "report": {"report"},
     "trading": {"trading status", "trading halt", "trading reduce", "trading resume"},
+    "journal": {"journal"},
     "error": {
         "init", "plan", "rebuild", "run", "down", "status", "validate", "doctor", "logs", "backup", "drill", "restore",
         "schema status", "schema migrate", "portfolio", "trades", "report",
-        "trading status", "trading halt", "trading reduce", "trading resume",
+        "trading status", "trading halt", "trading reduce", "trading resume", "journal",
     },
 }  # fmt: skip
 
@@ -161,6 +162,7 @@ def test_shared_definitions_are_identical():
     """Each schema file stands alone; the definitions they share must not drift apart."""
     assert load_schema("rebuild")["$defs"]["error"] == load_schema("error")["$defs"]["error"]
     assert load_schema("rebuild")["$defs"]["check"] == load_schema("validate")["$defs"]["check"]
+    assert load_schema("status")["$defs"]["trading_state"] == load_schema("trading")["$defs"]["trading_state"]
     backup = load_schema("backup")
     fields = {k: v for k, v in backup["properties"].items() if k not in ("schema_version", "command", "message")}
     assert load_schema("restore")["$defs"]["backup"]["properties"] == fields
@@ -276,6 +278,8 @@ ERROR_CASES: list[tuple[str, Callable[[Path], None], list[str], int, str]] = [
     ("stack down", _nothing, ["portfolio"], 1, "database"),
     ("stack down", _nothing, ["trades", "--rejected"], 1, "database"),
     ("stack down", _nothing, ["report", "--days", "3"], 1, "database"),
+    ("stack down", _nothing, ["journal"], 1, "database"),
+    ("unknown kind", _nothing, ["journal", "--kind", "deploy"], 2, "usage"),
     ("unknown feed", _nothing, ["portfolio", "--feed", "paper"], 2, "usage"),
     ("bad duration", _nothing, ["trades", "--since", "yesterday"], 2, "usage"),
     ("days out of range", _nothing, ["report", "--days", "0"], 2, "usage"),

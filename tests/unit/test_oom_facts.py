@@ -92,7 +92,8 @@ def test_status_rows_show_it_and_match_the_schema() -> None:
     assert rows[2].exit_note == "" and rows[2].last_exit is None
     from cdb_ops.report.document import status_payload
 
-    doc = {"schema_version": 1, "command": "status", **status_payload(rows, None)}
+    trading = {"books": None, "problem": "Postgres at 127.0.0.1:5432 did not answer: connection refused"}
+    doc = {"schema_version": 1, "command": "status", **status_payload(rows, None, trading=trading)}
     assert problems("status", doc) == []
     assert doc["services"][0]["last_exit"]["oom_killed"] is True
     assert doc["services"][0]["memory_limit_bytes"] == LIMIT

@@ -28,6 +28,25 @@ LAST_RUNS = [
 ]
 
 
+def _book(book: str, state: str, stored: str, tripped: bool = False) -> dict:  # type: ignore[type-arg]
+    return {
+        "book": book, "state": state, "stored_state": stored, "reason": "odd fills" if stored != "ACTIVE" else None,
+        "changed_by": "ops@host (cdb-ops)" if stored != "ACTIVE" else None,
+        "changed_at": "2026-12-07T09:03:18+00:00" if stored != "ACTIVE" else None, "cancelled_orders": 0,
+        "breaker_tripped": tripped, "breaker_until": "2026-12-08T00:00:00+00:00" if tripped else None,
+        "may_open_positions": state == "ACTIVE",
+    }  # fmt: skip
+
+
+# status' `trading` object: not read, unknown, and both books in each state
+TRADINGS = [
+    None,
+    {"books": None, "problem": "Postgres at 127.0.0.1:5432 did not answer: connection refused"},
+    {"books": [_book("live", "ACTIVE", "ACTIVE"), _book("replay", "HALTED", "HALTED")], "problem": None},
+    {"books": [_book("live", "REDUCING", "ACTIVE", True), _book("replay", "REDUCING", "REDUCING")], "problem": None},
+]
+
+
 def rows(rnd: random.Random, n: int) -> list[StatusRow]:
     out = []
     for i in range(n):
@@ -51,7 +70,7 @@ def rows(rnd: random.Random, n: int) -> list[StatusRow]:
     return out
 
 
-def by_rich(r: list[StatusRow], last: dict | None, width: int, color: bool) -> str:  # type: ignore[type-arg]
+def by_rich(r: list[StatusRow], last: dict | None, width: int, color: bool, trading: dict | None = None) -> str:  # type: ignore[type-arg]
     buf = io.StringIO()
     console = Console(
         file=buf,
@@ -61,7 +80,7 @@ def by_rich(r: list[StatusRow], last: dict | None, width: int, color: bool) -> s
         force_terminal=color,
         color_system="truecolor" if color else None,
     )
-    Renderer(False, console=console).status(r, last)
+    Renderer(False, console=console).status(r, last, trading=trading)
     return buf.getvalue()
 
 
@@ -73,10 +92,11 @@ def test_the_plain_table_is_what_rich_prints(seed: int, color: bool):
     compared = 0
     for last in LAST_RUNS:
         for width in (160, 120, 60):
-            mine = status_text(r, last, width, color)
+            trading = TRADINGS[(seed + width) % len(TRADINGS)]
+            mine = status_text(r, last, width, color, trading=trading)
             if mine is None:
                 continue  # declined: rich prints it
-            assert mine == by_rich(r, last, width, color), (seed, last, width)
+            assert mine == by_rich(r, last, width, color, trading), (seed, last, width, trading)
             compared += 1
     assert compared  # (the widest table of these still fits 160 columns)
 

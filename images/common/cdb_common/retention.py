@@ -80,7 +80,9 @@ OPS_RUNS = Policy("ops_runs", "run_id", "started_at", "started_at DESC", "OPS_RU
 POLICIES = (MARKET_SNAPSHOTS, PORTFOLIO_SNAPSHOTS, OPS_RUNS)
 
 # The account's own history: no policy may ever name one of these (checked below and in the tests).
-ACCOUNT_HISTORY = ("signals", "risk_events", "orders", "trades", "positions", "daily_pnl", "book_states")
+ACCOUNT_HISTORY = (
+    "signals", "risk_events", "orders", "trades", "positions", "daily_pnl", "book_states", "journal",
+)  # fmt: skip
 if any(p.table in ACCOUNT_HISTORY for p in POLICIES):  # pragma: no cover - a guard on this file's own table
     raise AssertionError("a retention policy names a table of the account's history")
 
