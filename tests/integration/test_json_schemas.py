@@ -109,6 +109,8 @@ def outputs(project: Path) -> dict[str, Output]:
     out["logs --errors"] = run_json(project, "logs", "--errors")
     out["backup"] = run_json(project, "backup")
     dump = out["backup"].doc["path"]
+    out["backup --drill"] = run_json(project, "backup", "--drill", schema="drill")
+    assert out["backup --drill"].doc["ok"] is True, out["backup --drill"].doc
     out["restore (no --yes)"] = run_json(project, "restore", dump, expect=7)
     out["restore"] = run_json(project, "restore", dump, "--yes")
     out["portfolio"] = run_json(project, "portfolio")
@@ -136,7 +138,7 @@ def outputs(project: Path) -> dict[str, Output]:
 
 OUTPUTS = [
     "plan (fresh)", "rebuild", "rebuild (converged)", "run", "plan", "status", "validate", "doctor", "logs",
-    "logs --errors", "backup", "restore (no --yes)", "restore", "schema status", "schema migrate",
+    "logs --errors", "backup", "backup --drill", "restore (no --yes)", "restore", "schema status", "schema migrate",
     "init --if-missing", "rebuild (lock held)", "plan (conflict)", "rebuild (conflict)",
     "status (after a failed run)", "portfolio", "trades", "report", "trading status", "trading reduce",
     "trading resume (no --yes)", "trading resume", "journal",
