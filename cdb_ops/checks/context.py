@@ -17,6 +17,9 @@ class ValidateOptions:
     memory_budget_mb: float = 1536.0  # the memo: core services under 1.5 GB
     probe: bool = True
     probe_timeout: float = 30.0
+    # the synthetic alert's whole path (checks/notify.py): `cdb-ops validate` only, never a rebuild's phase
+    alert_path: bool = False
+    alert_path_timeout: float = 120.0
 
 
 @dataclass

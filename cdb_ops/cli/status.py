@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from cdb_ops.checks.backups import backup_summary
+from cdb_ops.checks.notify import notify_summary
 from cdb_ops.cli.options import JsonOpt, ProfileOpt, ProjectDir
 from cdb_ops.cli.session import open_read
 from cdb_ops.engine.docker import DockerEngine
@@ -50,12 +51,14 @@ def status(
         return backup_summary(s.project.root, s.desired.system, s.settings.values)
 
     if not watch or json_output:
-        out.status(gather(engine, outline), load_last_run(s.project), disk_now(), backups_now())
+        rows = gather(engine, outline)
+        out.status(rows, load_last_run(s.project), disk_now(), backups_now(), notify_summary(rows))
         return
     from rich.live import Live
 
     def view() -> object:
-        return out.status_view(gather(engine, outline), load_last_run(s.project), disk_now(), backups_now())
+        rows = gather(engine, outline)
+        return out.status_view(rows, load_last_run(s.project), disk_now(), backups_now(), notify_summary(rows))
 
     try:
         if not out.console.is_terminal:  # a pipe or a log: one table per refresh, nothing redrawn

@@ -175,7 +175,8 @@ class Settings:
     def secret_values(self) -> list[str]:
         out = [self.values[k] for k in self.secret_keys if self.values.get(k)]
         # each of the trader's URLs on its own too (NOTIFY_URLS): one may appear without the others
-        return out + [u.strip() for k in self.secret_keys if k.startswith("NOTIFY_") for u in _url_items(self.values.get(k))]
+        urls = [k for k in self.secret_keys if RULES.get(k) is not None and RULES[k].kind == "urls"]
+        return out + [u.strip() for k in urls for u in _url_items(self.values.get(k))]
 
     def get(self, key: str, default: str | None = None) -> str | None:
         return self.values.get(key, default)

@@ -36,6 +36,7 @@ def status_payload(
     last_run: dict[str, Any] | None,
     disk: dict[str, Any] | None = None,
     backups: dict[str, Any] | None = None,
+    notifications: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     last = None
     if last_run:
@@ -43,4 +44,11 @@ def status_payload(
         if last_run.get("error"):
             last["error"] = last_run["error"].get("message")
     book = (last_run or {}).get("feed") if (last_run or {}).get("command") in ("rebuild", "run") else None
-    return {"services": [r.to_dict() for r in rows], "last_run": last, "book": book, "disk": disk, "backups": backups}
+    return {
+        "services": [r.to_dict() for r in rows],
+        "last_run": last,
+        "book": book,
+        "disk": disk,
+        "backups": backups,
+        "notifications": notifications,
+    }

@@ -238,7 +238,7 @@ def test_clean_never_touches_unlabelled_containers_and_keeps_data(project, clien
         )
     old_ids = {n: _state(client, n)[0] for n in (PG, RD)}
     old_all = [c.name for c in client.containers.list(all=True, filters={"label": f"cdb.system={SYSTEM}"})]
-    assert len(old_all) == 8  # postgres, redis, four services, the backup service and the replay feed
+    assert len(old_all) == 9  # postgres, redis, four services, the backup service, the notifier and the replay feed
     try:
         out = cdb_json("rebuild", "--clean", project=project)
         removed = sorted(s["name"] for s in out["steps"] if s["action"] == "remove")

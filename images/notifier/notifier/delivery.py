@@ -27,7 +27,7 @@ from .ratelimit import Held, RateLimiter
 SENT = Counter("cdb_notify_sent_total", "Messages a destination accepted", ["destination"])
 FAILED = Counter("cdb_notify_failures_total", "Messages a destination refused or did not answer", ["destination"])
 DROPPED = Counter("cdb_notify_dropped_total", "Messages not queued: the destination's queue was full", ["destination"])
-HELD = Counter("cdb_notify_held_total", "Messages held back by the rate limit (sent later as a summary)", ["destination"])
+HELD = Counter("cdb_notify_held_total", "Messages the rate limit held back (sent later as one)", ["destination"])
 QUEUED = Gauge("cdb_notify_queue_depth", "Messages waiting for a destination", ["destination"])
 RECORDED = Counter("cdb_notify_recorded_only_total", "Silent events a destination has no quiet mode for", ["event"])
 
@@ -264,6 +264,4 @@ class Dispatcher:
     def hung(self) -> list[str]:
         """Destinations whose current send outlasted its timeouts (connect plus read) by far."""
         limit = self.timeout * 3
-        return [
-            d.name for d in self.usable if d.busy_since is not None and time.monotonic() - d.busy_since > limit
-        ]
+        return [d.name for d in self.usable if d.busy_since is not None and time.monotonic() - d.busy_since > limit]

@@ -52,7 +52,8 @@ def exit_pnl_pct(fill: Fill) -> Decimal | None:
 
 def format_fill(fill: Fill) -> Message:
     """A BUY is an entry (`fill`); a SELL an exit (`exit`) with its realized PnL."""
-    trade = f"{number(fill.qty)} {fill.symbol} @ {number(fill.price)} = {money(fill.notional)} USDT, fee {money(fill.fee)}"
+    trade = f"{number(fill.qty)} {fill.symbol} @ {number(fill.price)} = {money(fill.notional)} USDT"
+    trade += f", fee {money(fill.fee)}"
     facts = {"trade_id": fill.event_id, "book": fill.portfolio, "symbol": fill.symbol, "side": fill.side}
     if fill.side.upper() == "SELL":
         pct = exit_pnl_pct(fill)

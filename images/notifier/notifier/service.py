@@ -11,6 +11,7 @@ back through Alertmanager (or validate posts it to /alerts itself) its receipt i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -103,7 +104,9 @@ class NotifierService(BaseService):
             self.http.add_route(method, path, handler)
 
     def loops(self) -> list[Coroutine[Any, Any, None]]:
-        return [self.fills.run(self.stop), self.watch_books(), self.summaries(), self.heartbeats(), self.expire_tests()]
+        loops = [self.fills.run(self.stop), self.watch_books(), self.summaries(), self.expire_tests()]
+        # a loop that ends stops the service (runtime.py): the heartbeat runs only when there is one
+        return loops + ([self.heartbeats()] if self.heartbeat_url else [])
 
     async def open(self) -> None:
         self.dispatcher.start()
@@ -219,8 +222,6 @@ class NotifierService(BaseService):
         return time.monotonic() - self.last_watchdog < 3 * max(self.heartbeat_seconds, 60)
 
     async def heartbeats(self) -> None:
-        if not self.heartbeat_url:
-            return
         while not self.stop.is_set():
             if self.heartbeat_due():
                 try:
@@ -290,7 +291,12 @@ class NotifierService(BaseService):
             return web.json_response({"id": test_id, "received": False, "raised": raised}, status=404)
         expected = [d.name for d in self.dispatcher.usable]
         return web.json_response(
-            {**receipt.to_dict(), "received": True, "expected": expected, "complete": set(receipt.destinations) >= set(expected)}
+            {
+                **receipt.to_dict(),
+                "received": True,
+                "expected": expected,
+                "complete": set(receipt.destinations) >= set(expected),
+            }
         )
 
     async def on_summary(self, _request: web.Request) -> web.Response:
@@ -302,10 +308,8 @@ class NotifierService(BaseService):
 
     def _lower(self, test_id: str) -> None:
         if self.test_alerts.pop(test_id, None) is not None:
-            try:
+            with contextlib.suppress(KeyError):
                 TEST_ALERT.remove(test_id)
-            except KeyError:
-                pass
 
     async def expire_tests(self) -> None:
         while not self.stop.is_set():
@@ -340,5 +344,3 @@ class NotifierService(BaseService):
 def _get(url: str, timeout: float) -> None:
     with urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310 - the trader's own URL
         answer.read(1024)
-
-
