@@ -52,7 +52,13 @@ def test_compose_runs_the_migrations_once_before_the_trading_services(tmp_path: 
     for name in TRADING:
         assert doc["services"][name]["depends_on"][MIGRATE] == {"condition": "service_completed_successfully"}
     assert "depends_on" not in doc["services"]["market_replay"] or MIGRATE not in doc["services"]["market_replay"]
-    assert {j.service for j in build_jobs(desired, offline=False)} == {*TRADING, "market_replay", "backup", "notifier", MIGRATE}
+    assert {j.service for j in build_jobs(desired, offline=False)} == {
+        *TRADING,
+        "market_replay",
+        "backup",
+        "notifier",
+        MIGRATE,
+    }
     assert {j.tag for j in build_jobs(desired, offline=True)} >= {"cdb_ops/postgres:15-fallback"}
 
 

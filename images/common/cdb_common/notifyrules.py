@@ -6,6 +6,7 @@ recorded only — counted, logged and in the daily summary), `off` (not even rec
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -110,3 +111,17 @@ def urls_problem(text: str) -> str | None:
         if any(c in url for c in " \t\"'`"):
             return f"item {n} contains spaces or quotes"
     return None
+
+
+def url_parts(url: str) -> list[str]:
+    """The pieces of a URL that may be secret (tokens, user, password, host, path segments), longest
+    first so a cleaned message leaves no partial token behind."""
+    rest = url.partition("://")[2]
+    pieces = {p for p in re.split(r"[/:@?&=#,]+", rest) if len(p) >= 3}
+    return sorted(pieces | {url, rest}, key=len, reverse=True)
+
+
+def clean(text: str, url: str) -> str:
+    for piece in url_parts(url):
+        text = text.replace(piece, "***")
+    return text[:300]

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from cdb_common.notifyrules import delivery_for, quiet_url, scheme_of
+from cdb_common.notifyrules import clean, delivery_for, quiet_url, scheme_of
 from prometheus_client import Counter, Gauge
 
 from .formatting import Message
@@ -49,20 +48,6 @@ CAPTURE = _Capture()
 _apprise_log = logging.getLogger("apprise")
 _apprise_log.addHandler(CAPTURE)
 _apprise_log.propagate = False  # its lines may carry a URL's parts: they reach our log only cleaned
-
-
-def url_parts(url: str) -> list[str]:
-    """The pieces of a URL that may be secret (tokens, user, password, host, path segments), longest
-    first so a cleaned message leaves no partial token behind."""
-    rest = url.partition("://")[2]
-    pieces = {p for p in re.split(r"[/:@?&=#,]+", rest) if len(p) >= 3}
-    return sorted(pieces | {url, rest}, key=len, reverse=True)
-
-
-def clean(text: str, url: str) -> str:
-    for piece in url_parts(url):
-        text = text.replace(piece, "***")
-    return text[:300]
 
 
 @dataclass
