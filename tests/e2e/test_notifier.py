@@ -74,6 +74,7 @@ def project(tmp_path_factory: pytest.TempPathFactory):
     shutil.copy(REPO / "replays" / "momentum_demo.jsonl", root / "replays")
     first = (REPO / "replays" / "momentum_demo.jsonl").read_text().splitlines()[0]
     (root / "replays" / "quiet.jsonl").write_text(first + "\n")
+    (root / "replays" / "crash.jsonl").write_text("".join(json.dumps(f) + "\n" for f in _crash_frames()))
     env = {
         "REPLAY_SPEED": "0",
         "REPLAY_FILE": "quiet.jsonl",
@@ -94,6 +95,42 @@ def project(tmp_path_factory: pytest.TempPathFactory):
         with contextlib.suppress(docker.errors.NotFound):  # first: it holds on to the stack's network
             docker.from_env().containers.get(RECEIVER).remove(force=True)
         fixture.down()
+
+
+CRASH_START_MS = 1_736_553_600_000 + 3_600_000  # an hour of event time after the momentum scenario
+
+
+def _crash_frames() -> list[list[dict[str, str | int]]]:
+    """CRASHUSDT: flat at 10, +6 % (a BUY), flat, then one tick at 7 (-34 %: the exit, at a loss of ~3.4 %
+    of equity, which trips a 1 % daily breaker at the very decision that lets the exit through)."""
+    frames = []
+    for t in range(0, 444, 4):
+        if t <= 100:
+            price = Decimal("10")
+        elif t <= 160:
+            price = Decimal("10") + Decimal("0.6") * (t - 100) / 60
+        elif t < 404:
+            price = Decimal("10.6")
+        else:
+            price = Decimal("7")
+        price = price.quantize(Decimal("0.0001"))
+        quote = Decimal(5_000_000)
+        frames.append(
+            [
+                {
+                    "e": "24hrMiniTicker",
+                    "E": CRASH_START_MS + t * 1000,
+                    "s": "CRASHUSDT",
+                    "c": f"{price:f}",
+                    "o": "10.0000",
+                    "h": "10.6000",
+                    "l": f"{min(price, Decimal(10)):f}",
+                    "v": f"{(quote / price).quantize(Decimal('0.0001')):f}",
+                    "q": f"{quote:f}",
+                }
+            ]
+        )
+    return frames
 
 
 def _trades(project: Path) -> list[tuple]:
@@ -230,6 +267,40 @@ def test_validate_proves_the_hops_it_can_and_names_the_failing_destination(proje
     assert any(facts["test_id"] in m["body"]["message"] for m in got)
     for url in URLS.split(","):  # (the receiver's name is in the network's members, its URLs nowhere)
         assert url not in r.stdout and url.split("/", 3)[3] not in r.stdout
+
+
+def test_a_replay_that_trips_the_breaker_is_notified_with_the_numbers(project):
+    _set_env(project, REPLAY_FILE="crash.jsonl", REPLAY_SPEED="20", MAX_DAILY_DRAWDOWN="1")
+    r = cdb("rebuild", "--feed", "replay", "--json", project=project)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+    def tripped() -> tuple | None:
+        with _pg(project) as conn:
+            return conn.execute(
+                """SELECT start_equity, updated_at, extract(epoch FROM updated_at) FROM daily_pnl
+                    WHERE portfolio = 'replay' AND breaker_tripped ORDER BY day DESC LIMIT 1"""
+            ).fetchone()
+
+    start, _at, tripped_epoch = wait_until("the daily breaker tripped by the crash", tripped, 120, every=1)
+    crash = wait_until(
+        "the crash's exit", lambda: [t for t in _trades(project) if t[1] == "CRASHUSDT" and t[2] == "SELL"], 60
+    )
+    got = wait_until("the breaker notification", lambda: _delivered("[replay] circuit breaker TRIPPED"), 30)
+    title, body = got[0]["body"]["title"], got[0]["body"]["message"]
+    with _pg(project) as conn:  # the decision that tripped it: the risk manager's numbers
+        equity, down, day_start = conn.execute(
+            """SELECT equity, (limits->>'daily_drawdown_pct')::numeric, (limits->>'day_start_equity')::numeric
+                 FROM risk_events WHERE portfolio = 'replay' AND NOT is_probe
+                  AND (limits->>'daily_drawdown_pct')::numeric >= 1 ORDER BY created_at LIMIT 1"""
+        ).fetchone()
+    assert day_start == start and down >= 1
+    assert title == f"[replay] circuit breaker TRIPPED: -{_cent(down)[1:]} % today", title
+    assert f"Equity fell from {_cent(start)[1:]} to {_cent(equity)[1:]} USDT" in body, body
+    assert "(at the SELL CRASHUSDT decision)" in body, body
+    assert "the limit MAX_DAILY_DRAWDOWN is 1.00 %" in body and "exits and stop-outs still pass" in body
+    exit_note = wait_until("the crash exit's notification", lambda: _delivered("[replay] exit CRASHUSDT: -"), 30)
+    assert f"realized PnL {_cent(crash[0][7])} USDT" in exit_note[0]["body"]["message"]
+    print(f"\nbreaker notification arrived {got[0]['at'] - float(tripped_epoch):.2f} s after the trip")
 
 
 def test_without_destinations_the_stack_rebuilds_green_and_says_so(project):

@@ -71,9 +71,17 @@ def format_fill(fill: Fill) -> Message:
 
 
 def format_breaker(
-    book: str, tripped: bool, start: Decimal, equity: Decimal, low: Decimal, limit_pct: Decimal, day: str
+    book: str,
+    tripped: bool,
+    start: Decimal,
+    equity: Decimal,
+    down_pct: Decimal,
+    limit_pct: Decimal,
+    day: str,
+    at: str = "",
 ) -> Message:
-    """The daily-drawdown breaker: tripped (entries wait for the next UTC day, exits pass) or reset."""
+    """The daily-drawdown breaker: tripped (entries wait for the next UTC day, exits pass) or reset. The
+    numbers are the tripping decision's: equity, its drawdown from the day's start, the limit."""
     if not tripped:
         return Message(
             "breaker",
@@ -82,13 +90,13 @@ def format_breaker(
             f"{money(start)} USDT).",
             SUCCESS,
         )
-    down = (start - low) / start * 100 if start > 0 else Decimal(0)
     return Message(
         "breaker",
-        f"[{book}] circuit breaker TRIPPED: -{percent(down)} today",
-        f"Equity fell from {money(start)} to {money(low)} USDT today ({day}), {percent(down)} down — the limit "
-        f"MAX_DAILY_DRAWDOWN is {percent(limit_pct)}. Now {money(equity)} USDT. New entries are blocked until "
-        "00:00 UTC; exits and stop-outs still pass.",
+        f"[{book}] circuit breaker TRIPPED: -{percent(down_pct)} today",
+        f"Equity fell from {money(start)} to {money(equity)} USDT today ({day}), {percent(down_pct)} down"
+        + (f" (at {at})" if at else "")
+        + f" — the limit MAX_DAILY_DRAWDOWN is {percent(limit_pct)}. New entries are blocked until 00:00 UTC; "
+        "exits and stop-outs still pass.",
         FAILURE,
     )
 

@@ -18,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Coroutine
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -182,9 +183,24 @@ class NotifierService(BaseService):
                 change = watch.breaker_change(self.breakers.get(book), now)
                 self.breakers[book] = now
                 if change is not None:
-                    limit = self.settings.limits.max_daily_drawdown_pct
-                    self.emit(format_breaker(book, change == "tripped", now.start, now.equity, now.low, limit, now.day))
+                    await self.emit_breaker(book, now, change == "tripped")
             await sleep_or_stop(self.stop, POLL_SECONDS)
+
+    async def emit_breaker(self, book: str, now: watch.Breaker, tripped: bool) -> None:
+        """With the tripping decision's numbers; daily_pnl's own (execution's marks) when it cannot be read."""
+        limit = self.settings.limits.max_daily_drawdown_pct
+        start, equity, at = now.start, now.low, ""
+        down = (start - equity) / start * 100 if start > 0 else Decimal(0)
+        if tripped and self.db is not None:
+            try:
+                async with self.db.connection() as conn:
+                    row = await (await conn.execute(watch.TRIP_DECISION, (book, now.day))).fetchone()
+                if row is not None:
+                    equity, down, start, limit = Decimal(row[0]), Decimal(row[1]), Decimal(row[2]), Decimal(row[3])
+                    at = f"the {row[4]} {row[5]} decision"
+            except Unavailable:
+                pass  # told with daily_pnl's numbers: late is worse than approximate
+        self.emit(format_breaker(book, tripped, start, equity, down, limit, now.day, at))
 
     async def send_summary(self) -> Message:
         assert self.db is not None

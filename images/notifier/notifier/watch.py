@@ -21,6 +21,16 @@ BREAKERS = """
 SELECT DISTINCT ON (portfolio) portfolio, day::text, breaker_tripped, start_equity, end_equity, low_equity
   FROM daily_pnl WHERE portfolio IN ('live', 'replay') ORDER BY portfolio, day DESC
 """
+# the decision that tripped the breaker: the risk manager's own numbers (daily_pnl's low is execution's,
+# and may lag the decision)
+TRIP_DECISION = """
+SELECT equity, (limits->>'daily_drawdown_pct')::numeric, (limits->>'day_start_equity')::numeric,
+       (limits->>'max_daily_drawdown_pct')::numeric, side, symbol
+  FROM risk_events
+ WHERE portfolio = %s AND NOT is_probe AND limits->>'day' = %s
+   AND (limits->>'daily_drawdown_pct')::numeric >= (limits->>'max_daily_drawdown_pct')::numeric
+ ORDER BY created_at LIMIT 1
+"""
 SUMMARY = """
 SELECT b.book,
        (SELECT count(*) FROM trades t WHERE t.portfolio = b.book AND t.executed_at > %(since)s),

@@ -151,11 +151,13 @@ def test_money_rounds_half_up_to_the_cent():
 
 
 def test_breaker_trip_and_reset_messages_have_the_numbers():
-    m = format_breaker("replay", True, Decimal("1000"), Decimal("948.5"), Decimal("940"), Decimal("5.0"), "2026-12-07")
-    assert m.level == "failure" and "-6.00 %" in m.title
-    assert "from 1000.00 to 940.00 USDT" in m.body and "MAX_DAILY_DRAWDOWN is 5.00 %" in m.body
-    assert "Now 948.50 USDT" in m.body and "exits" in m.body
-    r = format_breaker("replay", False, Decimal("948.5"), Decimal("948.5"), Decimal("948.5"), Decimal(5), "2026-12-08")
+    m = format_breaker(
+        "replay", True, Decimal("1000"), Decimal("940"), Decimal("6.0"), Decimal("5.0"), "2026-12-07", "the SELL X"
+    )
+    assert m.level == "failure" and m.title == "[replay] circuit breaker TRIPPED: -6.00 % today"
+    assert "from 1000.00 to 940.00 USDT today (2026-12-07), 6.00 % down (at the SELL X)" in m.body
+    assert "MAX_DAILY_DRAWDOWN is 5.00 %" in m.body and "exits" in m.body
+    r = format_breaker("replay", False, Decimal("948.5"), Decimal("948.5"), Decimal(0), Decimal(5), "2026-12-08")
     assert r.level == "success" and "reset" in r.title and "948.50" in r.body
 
 
