@@ -2,7 +2,8 @@
 
 Run inside a container on the stack's network (`python3 receiver.py PORT`): POST /ok/... answers 200 and
 keeps the body, POST /refuse/... answers 500, POST /hang/... waits 120 s before answering; GET /received
-lists what /ok took (JSON), GET /attempts counts every POST per first path segment. Standard library only."""
+lists what /ok took (JSON), GET /attempts counts every POST per first path segment and every GET /beat
+(a heartbeat). Standard library only."""
 
 from __future__ import annotations
 
@@ -46,6 +47,11 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(200)
 
     def do_GET(self) -> None:  # noqa: N802
+        if self.path.startswith("/beat"):  # a heartbeat (dead-man's switch) call: counted
+            with LOCK:
+                ATTEMPTS["beat"] = ATTEMPTS.get("beat", 0) + 1
+            self._reply(200)
+            return
         with LOCK:
             data = RECEIVED if self.path.startswith("/received") else ATTEMPTS
             self._reply(200, json.dumps(data).encode())

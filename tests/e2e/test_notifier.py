@@ -82,6 +82,8 @@ def project(tmp_path_factory: pytest.TempPathFactory):
         "NOTIFY_EVENTS": "all:on",
         "NOTIFY_TIMEOUT_SECONDS": "2",
         "NOTIFY_RATE_PER_MINUTE": "600",
+        "NOTIFY_HEARTBEAT_URL": f"http://{RECEIVER}:9000/beat/cdb",
+        "NOTIFY_HEARTBEAT_SECONDS": "30",
     }
     fixture = StackFixture(STACK, env=env, rebuild_args=("--feed", "replay"))
     try:
@@ -301,6 +303,26 @@ def test_a_replay_that_trips_the_breaker_is_notified_with_the_numbers(project):
     exit_note = wait_until("the crash exit's notification", lambda: _delivered("[replay] exit CRASHUSDT: -"), 30)
     assert f"realized PnL {_cent(crash[0][7])} USDT" in exit_note[0]["body"]["message"]
     print(f"\nbreaker notification arrived {got[0]['at'] - float(tripped_epoch):.2f} s after the trip")
+
+
+def test_summary_heartbeat_and_memory(project):
+    """The daily summary (asked for now) counts the book's trades; the heartbeat calls its URL every 30 s;
+    the notifier stays small."""
+    answer = httpx.post(f"{NOTIFIER}/summary", timeout=10)
+    assert answer.status_code == 200, answer.text
+    with _pg(project) as conn:
+        count, pnl = conn.execute(
+            "SELECT count(*), sum(realized_pnl) FROM trades WHERE portfolio = 'replay' AND NOT is_probe"
+        ).fetchone()
+    got = wait_until("the summary", lambda: _delivered("Daily summary since"), 30)
+    text = got[-1]["body"]["message"]
+    assert f"[replay] {count} trade(s), realized PnL {_cent(pnl)} USDT" in text, text
+    beats = wait_until("a heartbeat call", lambda: (_receiver("/attempts") or {}).get("beat"), 70)
+    assert beats >= 1
+    rows = {r["service"]: r for r in cdb_json("status", project=project)["services"]}
+    mib = rows["notifier"]["memory_bytes"] / 2**20
+    print(f"\nnotifier memory: {mib:.1f} MiB (limit 96 MiB); heartbeat calls so far: {beats}")
+    assert mib < 80
 
 
 def test_without_destinations_the_stack_rebuilds_green_and_says_so(project):
