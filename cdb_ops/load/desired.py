@@ -223,7 +223,9 @@ def resolve(
             value = settings.get(key)
             rule = RULES.get(key)
             if not value and rule is not None and rule.kind == "urls":
-                value = ""  # the trader's optional URLs (NOTIFY_URLS): unset is an empty file, "none configured"
+                # the trader's optional URLs (NOTIFY_URLS): unset is a file holding only a newline — "none
+                # configured" to the service (it strips the line end), and not empty: Swarm refuses empty secrets
+                value = "\n"
             elif not value:
                 raise ConfigError(
                     f"service {name!r} needs the secret {key}, which {settings.path.name} does not set",

@@ -31,7 +31,8 @@ def _desired(tmp_path: Path, extra: str = "") -> DesiredStack:
 
 def test_unset_urls_become_an_empty_secret_file_and_the_stack_still_resolves(tmp_path: Path):
     notifier = _desired(tmp_path).services["notifier"]
-    assert notifier.secret_files["notify_urls"] == b"" and notifier.secret_files["notify_heartbeat_url"] == b""
+    # a line end only: "none" to the notifier, and not empty (Swarm refuses an empty secret)
+    assert notifier.secret_files["notify_urls"] == b"\n" and notifier.secret_files["notify_heartbeat_url"] == b"\n"
     env = notifier.container.env
     assert env["NOTIFY_URLS_FILE"] == "/run/secrets/notify_urls" and "NOTIFY_URLS" not in env
     assert "core" in notifier.spec.profiles and notifier.spec.role == "notify"

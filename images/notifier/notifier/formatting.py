@@ -137,6 +137,7 @@ def format_alerts(payload: dict[str, Any], test_id: str | None = None) -> Messag
     lines = []
     for a in firing + resolved:
         labels, notes = a.get("labels") or {}, a.get("annotations") or {}
+        labels, notes = (x if isinstance(x, dict) else {} for x in (labels, notes))  # a sender's bug: no crash
         text = notes.get("summary") or notes.get("description") or labels.get("alertname") or "alert"
         where = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in ("alertname", "severity"))
         if a.get("status") == "resolved":

@@ -266,8 +266,9 @@ class NotifierService(BaseService):
         via = "direct" if payload.get("receiver") == DIRECT_RECEIVER else "alertmanager"
         self.last_webhook["alerts"] = datetime.now(UTC).isoformat(timespec="seconds")
         WEBHOOK_AT.labels("alerts").set(time.time())
-        tests = [a for a in payload["alerts"] if (a.get("labels") or {}).get("alertname") == TEST_ALERT_NAME]
-        others = [a for a in payload["alerts"] if a not in tests]
+        alerts = [a for a in payload["alerts"] if isinstance(a, dict) and isinstance(a.get("labels") or {}, dict)]
+        tests = [a for a in alerts if (a.get("labels") or {}).get("alertname") == TEST_ALERT_NAME]
+        others = [a for a in alerts if a not in tests]
         for alert in tests:
             test_id = str((alert.get("labels") or {}).get("test_id") or "")
             if alert.get("status") == "resolved" or not _ID.match(test_id) or test_id in self.dispatcher.receipts:

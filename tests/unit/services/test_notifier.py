@@ -216,3 +216,8 @@ def test_summary_lists_only_books_that_traded():
     ]
     books = summary_books(rows)
     assert [b["book"] for b in books] == ["replay"] and books[0]["state"] == "REDUCING"
+
+
+def test_a_malformed_alert_is_formatted_not_crashed_on():
+    m = format_alerts({"status": "firing", "alerts": [{"labels": {"alertname": "X"}, "annotations": "oops"}]})
+    assert m.title == "[FIRING:1] X" and "X" in m.body
