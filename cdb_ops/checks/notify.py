@@ -204,8 +204,19 @@ def check_notifications(ctx: CheckContext, sleep: Callable[[float], None] = time
         invalid = checks.get("invalid") or []
         detail = NO_DESTINATION + (f" ({len(invalid)} URL(s) Apprise does not know)" if invalid else "")
         return [CheckResult("notifications", "warn", detail, HOW_TO_ADD, facts)]
+    invalid = list(checks.get("invalid") or [])
+    if invalid:  # the trader believes these reach him: said on every validate, rebuild's too
+        return [
+            CheckResult(
+                "notifications",
+                "warn",
+                f"{len(invalid)} URL(s) in NOTIFY_URLS Apprise does not know ({', '.join(invalid)}): they get nothing",
+                "fix those entries of NOTIFY_URLS (see https://github.com/caronc/apprise/wiki for each scheme)",
+                facts,
+            )
+        ]
     if not ctx.options.alert_path:
-        failing = checks.get("failing") or []
+        failing = list(dict.fromkeys([*(checks.get("failing") or []), *(checks.get("hung") or [])]))
         if failing:
             return [
                 CheckResult(

@@ -352,10 +352,10 @@ class NotifierService(BaseService):
         report.checks["hung"] = hung
         failing = [x.name for x in d.usable if x.last_failure_at and (x.last_ok_at or "") < x.last_failure_at]
         report.checks["failing"] = failing
-        invalid = [x.name for x in d.destinations if not x.valid]
-        report.checks["invalid"] = invalid
-        if hung or failing or invalid:
-            report.worsen("degraded")  # never unhealthy: a destination's trouble must not restart the notifier
+        report.checks["invalid"] = [x.name for x in d.destinations if not x.valid]
+        # Facts only, never a worse status: readiness waits for "ok", and a destination's trouble must never
+        # keep the stack from starting (freqtrade#4074) nor get the notifier restarted. validate's
+        # `notifications` check and `status` read these facts and warn.
 
 
 def _get(url: str, timeout: float) -> None:
