@@ -18,6 +18,9 @@ class ValidateOptions:
     memory_budget_mb: float = 1536.0  # the memo: core (with its default alerting) under 1.5 GB
     probe: bool = True
     probe_timeout: float = 30.0
+    # the synthetic alert's whole path (checks/notify.py): `cdb-ops validate` only, never a rebuild's phase
+    alert_path: bool = False
+    alert_path_timeout: float = 120.0
 
 
 @dataclass

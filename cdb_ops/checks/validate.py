@@ -11,6 +11,7 @@ from cdb_ops.checks.backups import check_backups
 from cdb_ops.checks.context import CheckContext, ValidateOptions, default_services, service_containers
 from cdb_ops.checks.disk import check_disk
 from cdb_ops.checks.logscan import check_logs
+from cdb_ops.checks.notify import check_notifications
 from cdb_ops.checks.pipeline import check_probe
 from cdb_ops.checks.services import check_health_endpoints, check_postgres, check_redis, exit_verdict
 from cdb_ops.engine.api import EngineFacts
@@ -193,6 +194,7 @@ CHECKS: list[Callable[[CheckContext], list[CheckResult]]] = [
     check_disk,
     check_backups,
     check_probe,
+    check_notifications,
 ]
 
 

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from cdb_ops.checks.feed import FeedReach, check_feed
+from cdb_ops.checks.notify import destination_hint
 from cdb_ops.cli.options import JsonOpt, ProjectDir
 from cdb_ops.cli.session import Invocation, begin, stack_secrets
 from cdb_ops.errors import Conflict, EngineUnavailable, UsageError
@@ -140,7 +141,8 @@ def init(
         "init",
         f"wrote {target} (mode 0600) with generated secrets and CDB_FEED={chosen}"
         + (f" ({reach.summary})" if reach else "")
-        + (f"; previous file backed up to {backup.name}" if backup else ""),
+        + (f"; previous file backed up to {backup.name}" if backup else "")
+        + (f"\n{hint}" if (hint := destination_hint(settings.values)) else ""),
         path=str(target),
         backup=str(backup) if backup else None,
         feed=chosen,

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from cdb_ops.checks.backups import backup_summary
+from cdb_ops.checks.notify import notify_summary
 from cdb_ops.cli.options import JsonOpt, ProfileOpt, ProjectDir
 from cdb_ops.cli.session import open_read
 from cdb_ops.engine.docker import DockerEngine
@@ -55,13 +56,15 @@ def status(
 
     if not watch or json_output:
         trading = trading_in_background(books_conninfo(outline, s.settings.values))  # alongside the engine calls
-        out.status(gather(engine, outline), load_last_run(s.project), disk_now(), backups_now(), trading())
+        rows = gather(engine, outline)
+        out.status(rows, load_last_run(s.project), disk_now(), backups_now(), trading(), notify_summary(rows))
         return
     from rich.live import Live
 
     def view() -> object:
+        rows = gather(engine, outline)
         return out.status_view(
-            gather(engine, outline), load_last_run(s.project), disk_now(), backups_now(), trading_now()
+            rows, load_last_run(s.project), disk_now(), backups_now(), trading_now(), notify_summary(rows)
         )
 
     try:

@@ -80,17 +80,20 @@ def quick_status(args: list[str]) -> int | None:
 
         backups = backup_summary(project.root, outline.system_label.split("=", 1)[1], values)
         trading = trading_now()  # one statement through libpq, run alongside the engine's answers
+        from cdb_ops.checks.notify import notify_summary
+
+        notifications = notify_summary(rows)
     except (CdbError, LeanUnavailable, OSError, ValueError):  # ValueError: a bad schedule, the full path says where
         return None
     if json_output:
         from cdb_ops.report.document import status_payload, write_document
 
-        write_document(redact, "status", status_payload(rows, last_run, disk, backups, trading))
+        write_document(redact, "status", status_payload(rows, last_run, disk, backups, trading, notifications))
     else:
         from cdb_ops.report.status_text import print_status
 
-        if not print_status(rows, last_run, disk, backups, trading):
+        if not print_status(rows, last_run, disk, backups, trading, notifications):
             from cdb_ops.report.render import Renderer
 
-            Renderer(False, redact).status(rows, last_run, disk, backups, trading)
+            Renderer(False, redact).status(rows, last_run, disk, backups, trading, notifications)
     return 0

@@ -23,7 +23,9 @@ def validate(
     project_dir: ProjectDir = None,
     profile: ProfileOpt = None,
     feed: FeedOpt = None,
-    no_probe: Annotated[bool, typer.Option("--no-probe", help="Skip the end-to-end pipeline probe.")] = False,
+    no_probe: Annotated[
+        bool, typer.Option("--no-probe", help="Skip the end-to-end probes: the trading pipeline and the alert path.")
+    ] = False,
     probe_timeout: Annotated[
         float, typer.Option("--probe-timeout", min=1, max=3600, help="Seconds the probe may take.")
     ] = 30.0,
@@ -41,7 +43,9 @@ def validate(
     except CdbError as exc:
         s.out.checks([CheckResult("engine", "fail", exc.message, exc.remedy)])
         raise typer.Exit(int(exc.exit_code)) from None
-    options = ValidateOptions(memory_budget_mb=memory_budget, probe=not no_probe, probe_timeout=probe_timeout)
+    options = ValidateOptions(
+        memory_budget_mb=memory_budget, probe=not no_probe, probe_timeout=probe_timeout, alert_path=not no_probe
+    )
     results = run_checks(engine, s.desired, s.settings, options, s.redact)
     failed = [r.name for r in results if r.status == "fail"]
     run_id = str(uuid.uuid4())

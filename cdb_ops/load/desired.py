@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
+from cdb_common.envrules import RULES
+
 from cdb_ops.errors import ConfigError, UsageError
 from cdb_ops.fsutil import regular_file_problem
 from cdb_ops.load import hardening
@@ -221,7 +223,12 @@ def resolve(
         mounts: list[MountBinding] = []
         for key in svc.secrets:
             value = settings.get(key)
-            if not value:
+            rule = RULES.get(key)
+            if not value and rule is not None and rule.kind == "urls":
+                # the trader's optional URLs (NOTIFY_URLS): unset is a file holding only a newline — "none
+                # configured" to the service (it strips the line end), and not empty: Swarm refuses empty secrets
+                value = "\n"
+            elif not value:
                 raise ConfigError(
                     f"service {name!r} needs the secret {key}, which {settings.path.name} does not set",
                     f"add {key}=<a long random string> to {settings.path} (or run `cdb-ops init`)",

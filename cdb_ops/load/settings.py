@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from cdb_common.envrules import RELATIONS, RULES, SECRET_KEYS, EnvRule, bounds, problem, relation_problem
+from cdb_common.envrules import PRIVATE_KEYS, RELATIONS, RULES, SECRET_KEYS, EnvRule, bounds, problem, relation_problem
 
 from cdb_ops.errors import ConfigError, ConfigErrors
 from cdb_ops.load.envfile import EnvLine, parse_env_file
@@ -41,17 +41,24 @@ class Settings:
     values: dict[str, str]
     lines: dict[str, int] = field(default_factory=dict)
     # the table's secrets plus those the playbook's services list under `secrets:`
-    secret_keys: tuple[str, ...] = SECRET_KEYS
+    secret_keys: tuple[str, ...] = PRIVATE_KEYS
     warnings: tuple[str, ...] = ()
 
     def secret_values(self) -> list[str]:
-        return [self.values[k] for k in self.secret_keys if self.values.get(k)]
+        out = [self.values[k] for k in self.secret_keys if self.values.get(k)]
+        # each of the trader's URLs on its own too (NOTIFY_URLS): one may appear without the others
+        urls = [k for k in self.secret_keys if RULES.get(k) is not None and RULES[k].kind == "urls"]
+        return out + [u.strip() for k in urls for u in _url_items(self.values.get(k))]
 
     def get(self, key: str, default: str | None = None) -> str | None:
         return self.values.get(key, default)
 
     def decimal(self, key: str) -> Decimal:
         return Decimal(self.values[key])
+
+
+def _url_items(value: str | None) -> list[str]:
+    return [u for u in (value or "").replace("\n", ",").split(",") if u.strip()]
 
 
 def load_settings(path: Path, custom_secrets: Iterable[str] = ()) -> Settings:
@@ -95,7 +102,7 @@ def check_settings(
         path,
         {k: e.value for k, e in entries.items()},
         {k: e.line for k, e in entries.items()},
-        SECRET_KEYS + custom,
+        PRIVATE_KEYS + custom,
         warnings,
     )
 
@@ -108,6 +115,8 @@ def _line_of(entries: dict[str, EnvLine], key: str) -> int | None:
 def _fix_for(key: str, rule: EnvRule) -> str:
     if rule.kind == "secret":
         return f"set {key} to a new random value, e.g. `cdb-ops init --force` writes fresh secrets"
+    if rule.kind in ("urls", "events"):
+        return f"write {rule.help}"
     if rule.kind == "choice":
         return f"use one of {', '.join(rule.choices)}"
     if rule.kind == "text":
@@ -130,7 +139,8 @@ def render_env_from_example(example: str, custom_secrets: Iterable[str] = ()) ->
     Whatever a template holds for a secret is public (it is committed), so it is never kept — not a
     placeholder, not a published password: keeping one would make `init` write a .env it then refuses.
     Lines stay where they were, so a problem in another value is reported at its .env.example line."""
-    keys = set(SECRET_KEYS) | set(custom_secrets)
+    # generated: the table's secrets and those only a playbook declares (never the trader's own URLs)
+    keys = set(SECRET_KEYS) | {k for k in custom_secrets if k not in RULES}
     out = []
     for raw in example.split("\n"):
         # the key as parse_env_text reads it (blanks, `export` and a tab or several blanks after it)

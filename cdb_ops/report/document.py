@@ -37,6 +37,7 @@ def status_payload(
     disk: dict[str, Any] | None = None,
     backups: dict[str, Any] | None = None,
     trading: dict[str, Any] | None = None,
+    notifications: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     last = None
     if last_run:
@@ -51,4 +52,5 @@ def status_payload(
         "disk": disk,
         "backups": backups,
         "trading": trading,
+        "notifications": notifications,
     }

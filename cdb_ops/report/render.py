@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cdb_ops.checks.backups import backup_lines
+from cdb_ops.checks.notify import notify_lines
 from cdb_ops.errors import CdbError
 from cdb_ops.model.plan import Plan
 from cdb_ops.model.results import CheckResult, Finding, MigrationState, RunResult
@@ -102,11 +103,12 @@ class Renderer:
         disk: dict[str, Any] | None = None,
         backups: dict[str, Any] | None = None,
         trading: dict[str, Any] | None = None,
+        notifications: dict[str, Any] | None = None,
     ) -> None:
         if self.json:
-            self.document("status", status_payload(rows, last_run, disk, backups, trading))
+            self.document("status", status_payload(rows, last_run, disk, backups, trading, notifications))
             return
-        self.console.print(self.status_view(rows, last_run, disk, backups, trading))
+        self.console.print(self.status_view(rows, last_run, disk, backups, trading, notifications))
 
     def status_view(
         self,
@@ -115,6 +117,7 @@ class Renderer:
         disk: dict[str, Any] | None = None,
         backups: dict[str, Any] | None = None,
         trading: dict[str, Any] | None = None,
+        notifications: dict[str, Any] | None = None,
     ) -> Group:
         """The status table and its footer as one renderable (printed once, or refreshed by --watch)."""
         table = Table(title="cdb-ops status", title_justify="left")
@@ -162,6 +165,7 @@ class Renderer:
         footer += [Text.assemble(*parts) for parts in trading_lines(trading)]
         footer += [Text(line, style="dim" if disk is None else "") for line in disk_lines(disk)]
         footer += [Text(line) for line in backup_lines(backups)]
+        footer += [Text(line) for line in notify_lines(notifications)]
         return Group(table, *footer)
 
     # -- validate

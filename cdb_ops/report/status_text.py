@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from cdb_ops.checks.backups import backup_lines
+from cdb_ops.checks.notify import notify_lines
 from cdb_ops.model.status import StatusRow
 from cdb_ops.report.units import human_bytes, human_duration
 from cdb_ops.views.status import disk_lines, trading_lines
@@ -47,11 +48,13 @@ def _footer(
     disk: dict[str, Any] | None,
     backups: dict[str, Any] | None = None,
     trading: dict[str, Any] | None = None,
+    notifications: dict[str, Any] | None = None,
 ) -> list[list[Cell]]:
     total = sum(r.memory_bytes or 0 for r in rows)
     lines: list[list[Cell]] = [[(f"memory total: {human_bytes(total)}", "")]]
     disk_part: list[list[Cell]] = [[(line, "dim" if disk is None else "")] for line in disk_lines(disk)]
     disk_part += [[(line, "")] for line in backup_lines(backups)]
+    disk_part += [[(line, "")] for line in notify_lines(notifications)]
     disk_part = [*trading_lines(trading), *disk_part]  # the books' states first, right under the last run
     if not last_run:
         return [*lines, [("no rebuild recorded yet", "dim")], *disk_part]
@@ -82,11 +85,12 @@ def status_text(
     disk: dict[str, Any] | None = None,
     backups: dict[str, Any] | None = None,
     trading: dict[str, Any] | None = None,
+    notifications: dict[str, Any] | None = None,
 ) -> str | None:
     """The table and footer as rich prints them on a console `width` wide (with `color`: as on a terminal
     with standard colours); None when rich would print it otherwise (folded, wrapped, other characters)."""
     body = [_cells(r) for r in rows]
-    footer = _footer(rows, last_run, disk, backups, trading)
+    footer = _footer(rows, last_run, disk, backups, trading, notifications)
     texts = [t for row in body for t, _ in row] + [t for line in footer for t, _ in line]
     if any(not _PLAIN.issuperset(t.replace("\n", "")) for t in texts):
         return None
@@ -134,6 +138,7 @@ def print_status(
     disk: dict[str, Any] | None = None,
     backups: dict[str, Any] | None = None,
     trading: dict[str, Any] | None = None,
+    notifications: dict[str, Any] | None = None,
 ) -> bool:
     """Print the table on stdout when it can be printed without rich; False when the caller must."""
     env = os.environ
@@ -149,7 +154,9 @@ def print_status(
             return False
     else:
         width = PIPE_WIDTH
-    text = status_text(rows, last_run, width, color=terminal, disk=disk, backups=backups, trading=trading)
+    text = status_text(
+        rows, last_run, width, color=terminal, disk=disk, backups=backups, trading=trading, notifications=notifications
+    )
     if text is None:
         return False
     sys.stdout.write(text)

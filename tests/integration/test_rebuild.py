@@ -238,9 +238,9 @@ def test_clean_never_touches_unlabelled_containers_and_keeps_data(project, clien
         )
     old_ids = {n: _state(client, n)[0] for n in (PG, RD)}
     old_all = [c.name for c in client.containers.list(all=True, filters={"label": f"cdb.system={SYSTEM}"})]
-    # postgres, redis, four services, the backup service, the replay feed, and the default profile
-    # `alerting`: Prometheus and Alertmanager
-    assert len(old_all) == 10
+    # postgres, redis, four services, the backup service, the notifier, the replay feed, and the default
+    # profile `alerting`: Prometheus and Alertmanager
+    assert len(old_all) == 11
     try:
         out = cdb_json("rebuild", "--clean", project=project)
         removed = sorted(s["name"] for s in out["steps"] if s["action"] == "remove")

@@ -52,7 +52,13 @@ def test_compose_runs_the_migrations_once_before_the_trading_services(tmp_path: 
     for name in TRADING:
         assert doc["services"][name]["depends_on"][MIGRATE] == {"condition": "service_completed_successfully"}
     assert "depends_on" not in doc["services"]["market_replay"] or MIGRATE not in doc["services"]["market_replay"]
-    assert {j.service for j in build_jobs(desired, offline=False)} == {*TRADING, "market_replay", "backup", MIGRATE}
+    assert {j.service for j in build_jobs(desired, offline=False)} == {
+        *TRADING,
+        "market_replay",
+        "backup",
+        "notifier",
+        MIGRATE,
+    }
     assert {j.tag for j in build_jobs(desired, offline=True)} >= {"cdb_ops/postgres:15-fallback"}
 
 
@@ -82,7 +88,8 @@ def test_swarm_file_keeps_no_ignored_key_and_names_each_one_left_out(tmp_path: P
     shipped = sorted(p.name for p in (desired.project.schema_dir).glob("*.sql"))
     assert sorted(Path(c["target"]).name for c in migrate["configs"]) == shipped
     assert set(doc["configs"]) == {c["source"] for c in migrate["configs"]}
-    assert set(doc["secrets"]) == {"postgres_password", "redis_password"}
+    # the notifier's URLs are secrets too (empty files when .env sets none)
+    assert set(doc["secrets"]) == {"postgres_password", "redis_password", "notify_urls", "notify_heartbeat_url"}
     assert all(Path(s["file"]).is_absolute() for s in doc["secrets"].values())
 
 

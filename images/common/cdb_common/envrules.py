@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from . import cron
+from . import cron, notifyrules
 
 SECRET_MIN_LENGTH = 16
 # Passwords published in the user's memo: treat them as burnt, never use or accept them.
@@ -22,7 +22,7 @@ FEEDS = ("live", "replay")
 @dataclass(frozen=True)
 class EnvRule:
     key: str
-    kind: str  # "text" | "secret" | "decimal" | "integer" | "choice" | "cron" | "path"
+    kind: str  # "text" | "secret" | "decimal" | "integer" | "choice" | "cron" | "path" | "urls" | "events"
     default: str | None = None  # what the services use when the variable is unset (None: no default)
     low: Decimal | None = None
     low_open: bool = False  # low itself is not allowed
@@ -370,8 +370,80 @@ _ALERTS = (
     ),
 )
 ALERT_KEYS = tuple(r.key for r in _ALERTS)
-RULES: dict[str, EnvRule] = {r.key: r for r in (*_RULES, *_RETENTION, *_BACKUPS, *_ALERTS)}
+# The notifier (images/notifier; docs/notifications.md). NOTIFY_URLS and NOTIFY_HEARTBEAT_URL are secrets
+# of kind "urls": never shown, reaching the container only as files, but the trader's own (never generated)
+# and optional (unset: no destination / no heartbeat).
+_NOTIFY = (
+    EnvRule(
+        "NOTIFY_URLS",
+        "urls",
+        None,
+        required=False,
+        read_by=("notifier", "cdb-ops"),
+        hint="Apprise URLs, comma-separated, e.g. tgram://BOT_TOKEN/CHAT_ID,ntfys://ntfy.sh/my-topic",
+    ),
+    EnvRule(
+        "NOTIFY_HEARTBEAT_URL",
+        "urls",
+        None,
+        required=False,
+        read_by=("notifier",),
+        hint="one http(s) URL called every NOTIFY_HEARTBEAT_SECONDS, e.g. https://hc-ping.com/UUID",
+    ),
+    EnvRule(
+        "NOTIFY_EVENTS",
+        "events",
+        notifyrules.DEFAULT_TEXT,
+        required=False,
+        read_by=("notifier",),
+        hint="type:mode pairs, types " + "/".join(notifyrules.EVENT_TYPES) + ", modes on/silent/off, e.g. fill:off",
+    ),
+    EnvRule(
+        "NOTIFY_RATE_PER_MINUTE",
+        "integer",
+        "20",
+        Decimal(1),
+        high=Decimal(600),
+        unit="messages per minute and destination",
+        required=False,
+        read_by=("notifier",),
+        hint="e.g. 20; the rest is summed up in one message",
+    ),
+    EnvRule(
+        "NOTIFY_TIMEOUT_SECONDS",
+        "integer",
+        "10",
+        Decimal(1),
+        high=Decimal(120),
+        unit="seconds",
+        required=False,
+        read_by=("notifier",),
+        hint="e.g. 10: connect and read timeout of one send",
+    ),
+    EnvRule(
+        "NOTIFY_SUMMARY_SCHEDULE",
+        "cron",
+        "5 0 * * *",
+        required=False,
+        read_by=("notifier",),
+        hint="cron syntax in UTC, e.g. 5 0 * * * (00:05, the 24 h before); summary:off in NOTIFY_EVENTS stops it",
+    ),
+    EnvRule(
+        "NOTIFY_HEARTBEAT_SECONDS",
+        "integer",
+        "300",
+        Decimal(30),
+        high=Decimal(86400),
+        unit="seconds",
+        required=False,
+        read_by=("notifier",),
+        hint="e.g. 300",
+    ),
+)
+RULES: dict[str, EnvRule] = {r.key: r for r in (*_RULES, *_RETENTION, *_BACKUPS, *_ALERTS, *_NOTIFY)}
 SECRET_KEYS = tuple(r.key for r in RULES.values() if r.kind == "secret")
+# every value that is never shown (the generated secrets plus the trader's own secret URLs)
+PRIVATE_KEYS = SECRET_KEYS + tuple(r.key for r in RULES.values() if r.kind == "urls")
 
 
 @dataclass(frozen=True)
@@ -415,6 +487,10 @@ def problem(rule: EnvRule, value: str) -> str | None:
         if any(c in value for c in "\n\r\"'$`\\ "):
             return "contains quotes, spaces, backslashes, $ or backticks"
         return None
+    if rule.kind == "urls":
+        return notifyrules.urls_problem(value)  # names the item by position, never its text
+    if rule.kind == "events":
+        return notifyrules.modes_problem(value)
     if rule.kind == "choice":
         known = {c.upper() for c in rule.choices}
         return None if value.upper() in known else f"{value!r} is not one of {', '.join(rule.choices)}"

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 IMAGES = Path(__file__).resolve().parents[3] / "images"
-for folder in ("common", "screener", "signal_engine", "risk_manager", "execution", "market_replay"):
+for folder in ("common", "screener", "signal_engine", "risk_manager", "execution", "market_replay", "notifier"):
     path = str(IMAGES / folder)
     if path not in sys.path:
         sys.path.insert(0, path)
