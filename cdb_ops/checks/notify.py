@@ -136,7 +136,7 @@ def _wait_receipt(base: str, test_id: str, deadline: float, sleep: Callable[[flo
 def direct_payload(test_id: str) -> dict[str, Any]:
     """What Alertmanager would post for the synthetic alert (webhook version 4)."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    labels = {"alertname": TEST_ALERT, "test_id": test_id, "severity": "info"}
+    labels = {"alertname": TEST_ALERT, "test_id": test_id, "severity": "none"}  # as the rule sets it
     return {
         "version": "4",
         "status": "firing",
