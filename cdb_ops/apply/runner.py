@@ -128,6 +128,8 @@ def execute(
                 plan=plan,
                 plan_options=plan_options,
                 steps=result.steps,
+                command=command,
+                run_id=result.run_id,
             )
             preflight(plan, desired, phases)
             feed_preflight(engine, desired, phases)
@@ -138,10 +140,16 @@ def execute(
                 last = phase is phases[-1]  # (nothing is planned after the last phase: no need to look again)
                 if not last and any(s.changed and s.resource in ENGINE_RESOURCES for s in ctx.steps[before:]):
                     ctx.replan()
+            finish_upgrade(ctx, None)
             result.result, result.exit_code = "ok", int(ExitCode.OK)
         except CdbError as exc:
             result.result, result.exit_code = "failed", int(exc.exit_code)
             result.error = json.loads(redact(json.dumps(exc.to_dict(), default=str)))
+            if ctx is not None and not ctx.upgrade.empty:  # put the replaced containers back, give the books back
+                note = finish_upgrade(ctx, exc)
+                if note:
+                    result.error["message"] = redact(f"{result.error['message']}\n{note}")
+                result.error["details"]["rolled_back"] = list(ctx.upgrade.rolled_back)
         except Exception as exc:  # a bug: still leave an honest record behind, then let main() report it
             result.result, result.exit_code = "failed", int(ExitCode.INTERNAL)
             result.error = {
@@ -153,6 +161,10 @@ def execute(
             }
             raise
         except KeyboardInterrupt:
+            if ctx is not None and ctx.upgrade.drain is not None:  # never leave a book REDUCING behind
+                from cdb_ops.apply.upgrade import give_books_back
+
+                give_books_back(ctx, "upgrade")
             result.result, result.exit_code = "interrupted", int(ExitCode.INTERRUPTED)
             result.error = {
                 "kind": "interrupted",
@@ -165,6 +177,7 @@ def execute(
         finally:
             result.finished_at = datetime.now(UTC)
             result.checks = ctx.checks if ctx is not None else []
+            result.upgrade = ctx.upgrade.to_dict() if ctx is not None and not ctx.upgrade.empty else None
             mismatch = (result.error or {}).get("details", {}).get("cause") == VOLUME_MISMATCH
             if mismatch:  # logging in as .env says would only be one more failed login in the database's log
                 result.recorded, result.not_recorded_because = False, "the data volume does not hold .env's role"
@@ -173,6 +186,21 @@ def execute(
                 result.recorded, result.not_recorded_because = why_not is None, why_not
             save_last_run(project, result.to_dict())
     return result
+
+
+def finish_upgrade(ctx: PhaseContext, failure: CdbError | None) -> str:
+    """The upgrade's end (apply/upgrade.py): on success the replaced containers are kept for `cdb-ops
+    rollback`; after a failure they come back. The books a drain set REDUCING get their states back."""
+    if ctx.upgrade.empty:
+        return ""
+    from cdb_ops.apply.upgrade import finish
+
+    try:
+        return finish(ctx, failure)
+    except CdbError as exc:
+        if failure is None:
+            raise
+        return f"the rollback itself failed: {exc.message}"
 
 
 def record_run(desired: DesiredStack, settings: Settings, result: RunResult, redact: Redactor) -> str | None:

@@ -12,7 +12,9 @@ from cdb_ops import JSON_SCHEMA_VERSION
 from cdb_ops.model.facts import LastExit, human_mib
 
 # what a step did to the engine or the database; everything else (ok, wait, orphan, check verdicts) is a report
-CHANGING_ACTIONS = frozenset({"create", "recreate", "start", "remove", "build", "pull", "migrate", "backup", "rotate"})
+CHANGING_ACTIONS = frozenset(
+    {"create", "recreate", "start", "remove", "build", "pull", "migrate", "backup", "rotate", "drain", "restore", "rollback"}
+)
 
 Status = Literal["pass", "warn", "fail", "skip"]
 Verdict = Literal["ok", "problem", "skip"]
@@ -75,6 +77,8 @@ class RunResult:
     error: dict[str, Any] | None = None
     arguments: dict[str, Any] = field(default_factory=dict)
     recorded: bool = False  # whether the run is in ops_runs
+    # the drain, the swaps and what was kept or rolled back (model/upgrade.py); None: the run swapped nothing
+    upgrade: dict[str, Any] | None = None
     not_recorded_because: str | None = "this run touched no service or schema"
 
     @property
@@ -103,6 +107,7 @@ class RunResult:
             "error": self.error,
             "recorded_in_ops_runs": self.recorded,
             "not_recorded_because": None if self.recorded else self.not_recorded_because,
+            "upgrade": self.upgrade,
         }
 
 
