@@ -22,7 +22,7 @@ from cdb_ops.load.endpoints import host_address, postgres_conninfo
 from cdb_ops.load.project import Project
 from cdb_ops.load.settings import Settings
 from cdb_ops.model.labels import LABEL_HASH, PREVIOUS_MARK
-from cdb_ops.model.upgrade import DrainRecord, Swap, Upgrade
+from cdb_ops.model.upgrade import DrainRecord, Upgrade
 
 RECORD_FILE = "last-upgrade.json"
 ROLLBACK_DRAIN_TIMEOUT = 30.0  # putting a failed upgrade back waits this long for in-flight orders, then goes on
@@ -98,7 +98,9 @@ def begin_drain(ctx: PhaseContext, phase: str, services: list[str]) -> None:
         record.books = drain.set_reducing(books.conn, drain.books_to_drain(books.conn, ctx.desired.feed), by)
         ctx.upgrade.drain = record  # from now on the run's end gives the books back, whatever happens
         record.at_start = books.in_flight()
-        names = ", ".join(f"{b.book} ({b.before} -> REDUCING)" if b.changed else f"{b.book} ({b.before})" for b in record.books)
+        names = ", ".join(
+            f"{b.book} ({b.before} -> REDUCING)" if b.changed else f"{b.book} ({b.before})" for b in record.books
+        )
         ctx.progress.note(f"draining before {', '.join(services)} is swapped: {names}; {record.at_start.describe()}")
 
         def progress(now: drain.InFlight, waited: float) -> None:
@@ -149,7 +151,9 @@ def roll_back(ctx: PhaseContext, failure: CdbError) -> str:
     phase = "rollback"
     ctx.progress.phase(phase, "rollback")
     if ctx.upgrade.swaps:
-        books = open_books(ctx.desired, ctx.settings, [ctx.desired.services[s.service].spec.role for s in ctx.upgrade.swaps])
+        books = open_books(
+            ctx.desired, ctx.settings, [ctx.desired.services[s.service].spec.role for s in ctx.upgrade.swaps]
+        )
         try:  # the new containers may have orders of their own in flight (exits: the books are REDUCING)
             drain.wait_until_clear(books.in_flight, ROLLBACK_DRAIN_TIMEOUT, lambda now, t: None)
         except DrainTimeout as exc:
@@ -243,9 +247,7 @@ def keep_previous(ctx: PhaseContext, phase: str) -> None:
                 ctx.engine.remove_container(c.name)
     atomic_write(
         record_path(ctx.project),
-        json.dumps(
-            {"run_id": ctx.run_id, "at": time.time(), **ctx.upgrade.to_dict()}, indent=2, sort_keys=True
-        ),
+        json.dumps({"run_id": ctx.run_id, "at": time.time(), **ctx.upgrade.to_dict()}, indent=2, sort_keys=True),
     )
 
 

@@ -13,7 +13,20 @@ from cdb_ops.model.facts import LastExit, human_mib
 
 # what a step did to the engine or the database; everything else (ok, wait, orphan, check verdicts) is a report
 CHANGING_ACTIONS = frozenset(
-    {"create", "recreate", "start", "remove", "build", "pull", "migrate", "backup", "rotate", "drain", "restore", "rollback"}
+    {
+        "create",
+        "recreate",
+        "start",
+        "remove",
+        "build",
+        "pull",
+        "migrate",
+        "backup",
+        "rotate",
+        "drain",
+        "restore",
+        "rollback",
+    }
 )
 
 Status = Literal["pass", "warn", "fail", "skip"]

@@ -232,7 +232,15 @@ def _removals(desired: DesiredStack, observed: ObservedStack, options: PlanOptio
         elif options.clean:
             out.append(Change("container", c.name, "remove", options.requested_by[0], service))
         elif c.name.endswith(PREVIOUS_MARK) and c.name[: -len(PREVIOUS_MARK)] in wanted:
-            out.append(Change("container", c.name, "keep", "the container the last upgrade replaced, for `cdb-ops rollback`", service))
+            out.append(
+                Change(
+                    "container",
+                    c.name,
+                    "keep",
+                    "the container the last upgrade replaced, for `cdb-ops rollback`",
+                    service,
+                )
+            )
         elif c.name not in wanted:
             why = (
                 f"service {service} is not in the selected profiles ({', '.join(desired.profiles)})"

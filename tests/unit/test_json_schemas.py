@@ -43,10 +43,11 @@ COMMAND_SCHEMAS: dict[str, set[str]] = {
     "trades": {"trades"},
     "report": {"report"},
     "trading": {"trading status", "trading halt", "trading reduce", "trading resume"},
+    "rollback": {"rollback"},
     "error": {
         "init", "plan", "rebuild", "run", "down", "status", "validate", "doctor", "logs", "backup", "drill", "restore",
         "schema status", "schema migrate", "portfolio", "trades", "report",
-        "trading status", "trading halt", "trading reduce", "trading resume",
+        "trading status", "trading halt", "trading reduce", "trading resume", "rollback",
     },
 }  # fmt: skip
 
