@@ -150,18 +150,8 @@ def roll_back(ctx: PhaseContext, failure: CdbError) -> str:
     container), the books their states; returns the sentence the run's error gains."""
     phase = "rollback"
     ctx.progress.phase(phase, "rollback")
-    if ctx.upgrade.swaps:
-        books = open_books(
-            ctx.desired, ctx.settings, [ctx.desired.services[s.service].spec.role for s in ctx.upgrade.swaps]
-        )
-        try:  # the new containers may have orders of their own in flight (exits: the books are REDUCING)
-            drain.wait_until_clear(books.in_flight, ROLLBACK_DRAIN_TIMEOUT, lambda now, t: None)
-        except DrainTimeout as exc:
-            ctx.progress.note(f"rolling back with orders in flight (they are claimed after the swap): {exc.message}")
-        except CdbError:
-            pass
-        finally:
-            books.close()
+    if ctx.upgrade.drain is not None:  # the new consumers may have exits of their own in flight
+        _settle(ctx, [ctx.desired.services[s.service].spec.role for s in ctx.upgrade.swaps])
     for swap in reversed(ctx.upgrade.swaps):
         svc = ctx.desired.services[swap.service]
         with ctx.timed() as took:
@@ -187,6 +177,22 @@ def roll_back(ctx: PhaseContext, failure: CdbError) -> str:
     except CdbError as exc:
         ctx.upgrade.rollback_problems.append(f"books: {exc.message}")
     return rollback_sentence(ctx.upgrade)
+
+
+def _settle(ctx: PhaseContext, roles: list[str]) -> None:
+    """A bounded wait for in-flight orders before a failed upgrade is put back. It never blocks the way
+    back: what is still pending then is claimed by the previous consumer after the swap (XAUTOCLAIM)."""
+    try:
+        books = open_books(ctx.desired, ctx.settings, roles)
+    except CdbError as exc:
+        ctx.progress.note(f"rolling back without waiting for in-flight orders: {exc.message}")
+        return
+    try:
+        drain.wait_until_clear(books.in_flight, ROLLBACK_DRAIN_TIMEOUT, lambda now, t: None)
+    except CdbError as exc:
+        ctx.progress.note(f"rolling back with orders in flight (claimed after the swap): {exc.message}")
+    finally:
+        books.close()
 
 
 def rollback_sentence(upgrade: Upgrade) -> str:
