@@ -20,7 +20,7 @@ from cdb_ops.load.project import Project
 from cdb_ops.load.settings import Settings
 from cdb_ops.model.labels import LABEL_HASH
 from cdb_ops.model.progress import Progress
-from cdb_ops.model.upgrade import Swap
+from cdb_ops.model.upgrade import BookDrain, Swap
 from cdb_ops.redact import Redactor
 
 BY = "rollback"
@@ -93,6 +93,53 @@ def check_swaps(engine: Engine, desired: DesiredStack, last: LastUpgrade) -> Non
         )
 
 
+def _swap_all_back(
+    engine: Engine,
+    desired: DesiredStack,
+    settings: Settings,
+    redact: Redactor,
+    progress: Progress,
+    last: LastUpgrade,
+    restored: list[dict[str, Any]],
+) -> tuple[list[BookDrain], float]:
+    """Drain, then each previous container back stop-first; the books' states given back whatever happens."""
+    started = time.monotonic()
+    by = drain.drained_by(BY)
+    books = open_books(desired, settings, [desired.services[s.service].spec.role for s in last.swaps])
+    try:
+        drained = drain.set_reducing(books.conn, drain.books_to_drain(books.conn, desired.feed), by)
+        try:
+            progress.note(f"draining: books {', '.join(b.book for b in drained)}; {books.in_flight().describe()}")
+            drain.wait_until_clear(
+                books.in_flight,
+                drain_timeout(settings),
+                lambda now, waited: progress.note(f"draining: {now.describe()} after {waited:.0f} s"),
+            )
+            drained_after = time.monotonic() - started
+            waiter = HealthWait(engine, settings, redact)
+            for s in reversed(last.swaps):
+                t0 = time.monotonic()
+                swap_back(engine, waiter, desired.services[s.service], s.kept)
+                facts = engine.container(s.container)
+                restored.append(
+                    {
+                        "service": s.service,
+                        "container": s.container,
+                        "image_id": facts.image_id if facts else s.old_image,
+                        "config_hash": facts.labels.get(LABEL_HASH, "") if facts else s.old_config,
+                        "replaced_image_id": s.new_image,
+                        "replaced_config_hash": s.new_config,
+                        "seconds": round(time.monotonic() - t0, 3),
+                    }
+                )
+                progress.note(f"{s.container}: the previous container again (image {s.old_image[:19]})")
+        finally:  # whatever happened, the books get back the states they had
+            drain.restore_books(books.conn, drained, by)
+    finally:
+        books.close()
+    return drained, drained_after
+
+
 def roll_back_last(
     engine: Engine,
     desired: DesiredStack,
@@ -106,41 +153,11 @@ def roll_back_last(
     project.ensure_state_dir()
     with run_lock(project.state_dir, f"rollback since {time.strftime('%H:%M:%S')}"):
         check_swaps(engine, desired, last)
-        by = drain.drained_by(BY)
-        books = open_books(desired, settings, [desired.services[s.service].spec.role for s in last.swaps])
-        try:
-            drained = drain.set_reducing(books.conn, drain.books_to_drain(books.conn, desired.feed), by)
-            try:
-                books_at_start = books.in_flight()
-                progress.note(f"draining: books {', '.join(b.book for b in drained)}; {books_at_start.describe()}")
-                drain.wait_until_clear(
-                    books.in_flight,
-                    drain_timeout(settings),
-                    lambda now, waited: progress.note(f"draining: {now.describe()} after {waited:.0f} s"),
-                )
-                drained_after = time.monotonic() - started
-                waiter = HealthWait(engine, settings, redact)
-                restored = []
-                for s in reversed(last.swaps):
-                    t0 = time.monotonic()
-                    swap_back(engine, waiter, desired.services[s.service], s.kept)
-                    facts = engine.container(s.container)
-                    restored.append(
-                        {
-                            "service": s.service,
-                            "container": s.container,
-                            "image_id": facts.image_id if facts else s.old_image,
-                            "config_hash": facts.labels.get(LABEL_HASH, "") if facts else s.old_config,
-                            "replaced_image_id": s.new_image,
-                            "replaced_config_hash": s.new_config,
-                            "seconds": round(time.monotonic() - t0, 3),
-                        }
-                    )
-                    progress.note(f"{s.container}: the previous container again (image {s.old_image[:19]})")
-            finally:  # whatever happened, the books get back the states they had
-                drain.restore_books(books.conn, drained, by)
-        finally:
-            books.close()
+        restored: list[dict[str, Any]] = []
+        drained: list[BookDrain] = []
+        drained_after = 0.0
+        if last.swaps:  # a migration-only upgrade has no container to put back (and nothing to drain for)
+            drained, drained_after = _swap_all_back(engine, desired, settings, redact, progress, last, restored)
         record_path(project).unlink(missing_ok=True)  # done: a second rollback has nothing to put back
     return {
         "rolled_back_run": last.run_id,

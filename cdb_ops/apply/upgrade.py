@@ -247,10 +247,10 @@ def keep_previous(ctx: PhaseContext, phase: str) -> None:
             service=swap.service,
         )
     swapped = {s.container for s in ctx.upgrade.swaps}
-    if swapped:  # an older upgrade's previous containers: the record that named them is replaced now
-        for c in ctx.engine.containers(label=ctx.desired.system_label, detail=False):
-            if c.name.endswith(PREVIOUS_MARK) and c.name[: -len(PREVIOUS_MARK)] not in swapped:
-                ctx.engine.remove_container(c.name)
+    # an older upgrade's previous containers go: the record that named them is replaced now
+    for c in ctx.engine.containers(label=ctx.desired.system_label, detail=False):
+        if c.name.endswith(PREVIOUS_MARK) and c.name[: -len(PREVIOUS_MARK)] not in swapped:
+            ctx.engine.remove_container(c.name)
     atomic_write(
         record_path(ctx.project),
         json.dumps({"run_id": ctx.run_id, "at": time.time(), **ctx.upgrade.to_dict()}, indent=2, sort_keys=True),

@@ -67,8 +67,14 @@ def _replace(ctx: PhaseContext, svc: DesiredService, spec: ContainerSpec) -> Non
         ctx.engine.start(name)
         raise
     ctx.set_aside[svc.name] = aside
-    if svc.data_volume is None and old is not None:  # a database's data moved on with the new one: no way back
+    if old is not None and not is_database(svc):  # a database's data moved on with the new one: no way back
         ctx.upgrade.swaps.append(Swap(svc.name, name, aside, old.image_id, old.labels.get(LABEL_HASH, "")))
+
+
+def is_database(svc: DesiredService) -> bool:
+    """Postgres and Redis: what they hold moves on with the new container (a rotated password, an AOF
+    rewritten), so the old one is not put back; every other service is (apply/upgrade.py)."""
+    return svc.spec.ready is not None and svc.spec.ready.probe in ("postgres", "redis")
 
 
 def converge_one(ctx: PhaseContext, svc: DesiredService, phase: str) -> str:
