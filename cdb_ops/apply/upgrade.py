@@ -15,7 +15,7 @@ from cdb_ops.apply import drain
 from cdb_ops.apply.context import PhaseContext
 from cdb_ops.apply.readiness import HealthWait
 from cdb_ops.engine.api import Engine
-from cdb_ops.errors import CdbError, DrainTimeout, UsageError
+from cdb_ops.errors import CdbError, UsageError
 from cdb_ops.fsutil import atomic_write
 from cdb_ops.load.desired import DesiredService, DesiredStack
 from cdb_ops.load.endpoints import host_address, postgres_conninfo
