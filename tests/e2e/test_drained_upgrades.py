@@ -134,14 +134,25 @@ def _books_ledger_is_whole(project: Path) -> None:
     assert wrong == [], f"orders lost or filled twice: {wrong}"
 
 
-def _events(since: float, until: float, service: str) -> list[tuple[str, str]]:
-    """(action, container id) of one service's start/die events, in order."""
-    client = docker.from_env()
-    stream = client.events(
-        since=int(since), until=int(until) + 1, decode=True,
-        filters={"type": "container", "label": [f"cdb.system={STACK.system}", f"cdb.service={service}"]},
-    )  # fmt: skip
-    return [(e["Action"], e["id"]) for e in stream if e.get("Action") in ("start", "die")]
+class Events(threading.Thread):
+    """Docker's start/die events of our risk and execution containers, read live while the upgrade runs:
+    the engine keeps only its last 1024 events for a later query, and the shared engine's health checks of
+    every stack on this machine push ours out within seconds."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.seen: list[tuple[str, str, str]] = []  # (service, action, container id)
+        self.stream = docker.from_env().events(
+            decode=True, filters={"type": "container", "label": f"cdb.system={STACK.system}"}
+        )
+
+    def run(self) -> None:
+        for e in self.stream:
+            if e.get("Action") in ("start", "die"):
+                self.seen.append((e["Actor"]["Attributes"].get("cdb.service", ""), e["Action"], e["id"]))
+
+    def of(self, service: str) -> list[tuple[str, str]]:
+        return [(a, cid) for s, a, cid in self.seen if s == service]
 
 
 def test_a_risk_limit_change_while_trading_drains_swaps_stop_first_and_loses_nothing(project):
@@ -160,9 +171,13 @@ def test_a_risk_limit_change_while_trading_drains_swaps_stop_first_and_loses_not
         assert drain and drain[0]["resource"] == "book" and drain[0]["name"] == "replay", plan["changes"]
         assert "risk is recreated (changed: env)" in drain[0]["reason"]
 
-        started = time.time()
-        doc = cdb_json("rebuild", *BOOK, project=project)
-        finished = time.time()
+        events = Events()
+        events.start()
+        try:
+            doc = cdb_json("rebuild", *BOOK, project=project)
+        finally:
+            time.sleep(1)  # the last events reach the stream
+            events.stream.close()
         time.sleep(2)  # the flow goes on after the upgrade too
     finally:
         trader.stop.set()
@@ -195,9 +210,9 @@ def test_a_risk_limit_change_while_trading_drains_swaps_stop_first_and_loses_not
     # never two consumers of one role: the old process died before the new one started
     for service in ("risk", "execution"):
         old_id = SEEN["before_upgrade"][service][0]
-        events = _events(started, finished, service)
-        new_start = next(i for i, (a, cid) in enumerate(events) if a == "start" and cid != old_id)
-        assert ("die", old_id) in events[:new_start], (service, events)
+        seen = events.of(service)
+        new_start = next(i for i, (a, cid) in enumerate(seen) if a == "start" and cid != old_id)
+        assert ("die", old_id) in seen[:new_start], (service, seen)
 
     # nothing lost, nothing doubled
     wait_until("the flow settled", lambda: _settled(project), 90)
