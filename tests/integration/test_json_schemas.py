@@ -120,6 +120,15 @@ def outputs(project: Path) -> dict[str, Output]:
     out["trading resume"] = run_json(project, "trading", "resume", "--reason", "the json schema test", "--yes")
     out["schema status"] = run_json(project, "schema", "status")
     out["schema migrate"] = run_json(project, "schema", "migrate")
+    # an upgrade (a risk limit changed: risk and execution drained, swapped) and its way back by hand
+    env = project / ".env"
+    env.write_text(env.read_text().replace("MAX_POSITION_SIZE=10.0", "MAX_POSITION_SIZE=9.0"))
+    out["plan (drain)"] = run_json(project, "plan")
+    assert any(c["action"] == "drain" for c in out["plan (drain)"].doc["changes"])
+    out["rebuild (upgrade)"] = run_json(project, "rebuild")
+    assert out["rebuild (upgrade)"].doc["upgrade"]["swaps"], out["rebuild (upgrade)"].doc
+    out["rollback (no --yes)"] = run_json(project, "rollback", expect=7)
+    out["rollback"] = run_json(project, "rollback", "--yes")
     out["init --if-missing"] = run_json(project, "init", "--if-missing")
     with _lock_held(project):
         out["rebuild (lock held)"] = run_json(project, "rebuild", expect=6)
@@ -138,7 +147,8 @@ OUTPUTS = [
     "logs --errors", "backup", "restore (no --yes)", "restore", "schema status", "schema migrate",
     "init --if-missing", "rebuild (lock held)", "plan (conflict)", "rebuild (conflict)",
     "status (after a failed run)", "portfolio", "trades", "report", "trading status", "trading reduce",
-    "trading resume (no --yes)", "trading resume",
+    "trading resume (no --yes)", "trading resume", "plan (drain)", "rebuild (upgrade)", "rollback (no --yes)",
+    "rollback",
 ]  # fmt: skip
 
 
