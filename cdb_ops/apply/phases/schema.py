@@ -13,13 +13,17 @@ from cdb_ops.model.tables import EXPECTED_TABLES
 def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
     migrator = Migrator(postgres_conninfo(ctx.desired, ctx.settings), ctx.project.schema_dir)
     states = migrator.status()
-    if any(m.state == "pending" for m in states) and any(m.state == "applied" for m in states):
+    # a database that already holds migrations holds data: it is backed up first, and what it is migrated
+    # to is part of the run's upgrade (a fresh one has nothing to go back to)
+    upgrade = any(m.state == "pending" for m in states) and any(m.state == "applied" for m in states)
+    if upgrade:
         _backup_first(ctx, phase)
     with ctx.timed() as took:
         applied = migrator.migrate()
     for m in applied:
         ctx.record(phase.name, "migration", f"{m.version:03d}_{m.name}", "migrate", "applied", service="postgres")
-        ctx.upgrade.migrations.append(f"{m.version:03d}_{m.name}")
+        if upgrade:
+            ctx.upgrade.migrations.append(f"{m.version:03d}_{m.name}")
     if applied:
         ctx.steps[-1].seconds = took()
     with ctx.timed() as took:
