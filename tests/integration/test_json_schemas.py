@@ -175,12 +175,12 @@ def _agrees_with_itself(o: Output) -> None:
         assert d["command"] == typed
         return
     if o.schema == "plan":
-        assert d["pending"] == sum(c["action"] not in ("ok", "orphan", "conflict") for c in d["changes"])
+        assert d["pending"] == sum(c["action"] not in ("ok", "orphan", "conflict", "keep") for c in d["changes"])
         assert d["conflicts"] == sum(c["action"] == "conflict" for c in d["changes"])
         assert o.rc == (6 if d["conflicts"] else 0)
     elif o.schema == "rebuild":
         assert d["command"] == o.args[0] and d["exit_code"] == o.rc
-        assert d["changed"] == sum(s["action"] not in ("ok", "orphan", "wait") for s in d["steps"])
+        assert d["changed"] == sum(s["action"] not in ("ok", "orphan", "wait", "keep") for s in d["steps"])
         assert {s["phase"] for s in d["steps"]} <= set(d["phases"])
     elif o.schema == "validate":
         for k in ("pass", "warn", "fail", "skip"):
