@@ -105,6 +105,7 @@ def execute(
     fns = registry()
     project.ensure_state_dir()
     ctx: PhaseContext | None = None
+    current = phases[0].name if phases else ""  # the phase running: the run's end records its steps under it
     with run_lock(project.state_dir, f"{command} {book.name} since {result.started_at:%H:%M:%S}"):
         try:
             plan_options = options.plan_options(project, check_ports=any(p.kind == "services" for p in phases))
@@ -134,19 +135,20 @@ def execute(
             preflight(plan, desired, phases)
             feed_preflight(engine, desired, phases)
             for phase in phases:
+                current = phase.name
                 progress.phase(phase.name, phase.kind)
                 before = len(ctx.steps)
                 fns[phase.kind](ctx, phase)
                 last = phase is phases[-1]  # (nothing is planned after the last phase: no need to look again)
                 if not last and any(s.changed and s.resource in ENGINE_RESOURCES for s in ctx.steps[before:]):
                     ctx.replan()
-            finish_upgrade(ctx, None)
+            finish_upgrade(ctx, current, None)
             result.result, result.exit_code = "ok", int(ExitCode.OK)
         except CdbError as exc:
             result.result, result.exit_code = "failed", int(exc.exit_code)
             result.error = json.loads(redact(json.dumps(exc.to_dict(), default=str)))
             if ctx is not None and not ctx.upgrade.empty:  # put the replaced containers back, give the books back
-                note = finish_upgrade(ctx, exc)
+                note = finish_upgrade(ctx, current, exc)
                 if note:
                     result.error["message"] = redact(f"{result.error['message']}\n{note}")
                 result.error["details"]["rolled_back"] = list(ctx.upgrade.rolled_back)
@@ -164,7 +166,7 @@ def execute(
             if ctx is not None and ctx.upgrade.drain is not None:  # never leave a book REDUCING behind
                 from cdb_ops.apply.upgrade import give_books_back
 
-                give_books_back(ctx, "upgrade")
+                give_books_back(ctx, current)
             result.result, result.exit_code = "interrupted", int(ExitCode.INTERRUPTED)
             result.error = {
                 "kind": "interrupted",
@@ -188,7 +190,7 @@ def execute(
     return result
 
 
-def finish_upgrade(ctx: PhaseContext, failure: CdbError | None) -> str:
+def finish_upgrade(ctx: PhaseContext, phase: str, failure: CdbError | None) -> str:
     """The upgrade's end (apply/upgrade.py): on success the replaced containers are kept for `cdb-ops
     rollback`; after a failure they come back. The books a drain set REDUCING get their states back."""
     if ctx.upgrade.empty:
@@ -196,7 +198,7 @@ def finish_upgrade(ctx: PhaseContext, failure: CdbError | None) -> str:
     from cdb_ops.apply.upgrade import finish
 
     try:
-        return finish(ctx, failure)
+        return finish(ctx, phase, failure)
     except CdbError as exc:
         if failure is None:
             raise

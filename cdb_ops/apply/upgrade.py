@@ -145,11 +145,10 @@ def swap_back(engine: Engine, waiter: HealthWait, svc: DesiredService, kept: str
     waiter.wait(svc)
 
 
-def roll_back(ctx: PhaseContext, failure: CdbError) -> str:
+def roll_back(ctx: PhaseContext, phase: str, failure: CdbError) -> str:
     """Put every container this run replaced back (previous image, previous configuration: the very
     container), the books their states; returns the sentence the run's error gains."""
-    phase = "rollback"
-    ctx.progress.phase(phase, "rollback")
+    ctx.progress.phase(f"rollback (after {phase} failed)", "rollback")
     if ctx.upgrade.drain is not None:  # the new consumers may have exits of their own in flight
         _settle(ctx, [ctx.desired.services[s.service].spec.role for s in ctx.upgrade.swaps])
     for swap in reversed(ctx.upgrade.swaps):
@@ -257,16 +256,16 @@ def keep_previous(ctx: PhaseContext, phase: str) -> None:
     )
 
 
-def finish(ctx: PhaseContext, failure: CdbError | None) -> str:
+def finish(ctx: PhaseContext, phase: str, failure: CdbError | None) -> str:
     """The run's end: keep or put back. Returns what the error message gains ("" on success)."""
     if failure is None:
-        keep_previous(ctx, "upgrade")
-        give_books_back(ctx, "upgrade")
+        keep_previous(ctx, phase)
+        give_books_back(ctx, phase)
         return ""
     if ctx.upgrade.swaps:
-        return roll_back(ctx, failure)
+        return roll_back(ctx, phase, failure)
     try:
-        give_books_back(ctx, "upgrade")
+        give_books_back(ctx, phase)
     except CdbError as exc:
         return f"the books could not be given back their states: {exc.message}"
     note = schema_note(ctx.upgrade.migrations, ctx.upgrade.backup)

@@ -196,7 +196,7 @@ def test_a_risk_limit_change_while_trading_drains_swaps_stop_first_and_loses_not
     steps = [(s["phase"], s["resource"], s["action"], s["name"]) for s in doc["steps"]]
     drain_at = steps.index(("start", "book", "drain", "replay"))
     risk_at = steps.index(("start", "container", "recreate", STACK.container("risk")))
-    assert drain_at < risk_at and ("upgrade", "book", "restore", "replay") in steps
+    assert drain_at < risk_at and ("validate", "book", "restore", "replay") in steps
     print(f"drained upgrade: {doc['duration_seconds']} s, drain {upgrade['drain']['seconds']} s")
 
     # the book: REDUCING by the rebuild while it drained, ACTIVE again after, both recorded with who and why
