@@ -123,6 +123,13 @@ class HealthTimeout(CdbError):
     kind = "health_timeout"
 
 
+class DrainTimeout(CdbError):
+    """Orders were still in flight when a drained upgrade's wait ran out (apply/drain.py)."""
+
+    exit_code = ExitCode.TIMEOUT
+    kind = "drain_timeout"
+
+
 class NeedsConfirmation(CdbError):
     exit_code = ExitCode.NEEDS_CONFIRMATION
     kind = "needs_confirmation"

@@ -238,10 +238,12 @@ def restore(engine: Engine, desired: DesiredStack, settings: Settings, redact: R
     engine.copy_in(container, path, "/tmp", inside_name)
     db, user = settings.get("POSTGRES_DB") or "", settings.get("POSTGRES_USER") or ""
     try:
+        tools = ContainerTools(engine, container, desired, settings)
         try:  # readable whole before anything is dropped
-            list_entries(ContainerTools(engine, container, desired, settings), f"/tmp/{inside_name}")
+            list_entries(tools, f"/tmp/{inside_name}")
         except bf.BackupError as exc:
             raise StepFailed(redact(exc.message), exc.fix) from None
+        in_dump = dumped_relations(tools.run(["pg_restore", "--list", f"/tmp/{inside_name}"])[1])
         code, out = engine.exec(
             container,
             [
@@ -265,4 +267,44 @@ def restore(engine: Engine, desired: DesiredStack, settings: Settings, redact: R
             f"pg_restore failed (exit {code}) and was rolled back: {redact(out.strip())[:500]}",
             "the database is as it was before; check the dump with `pg_restore --list FILE`",
         )
-    return {"file": str(path), "seconds": round(time.monotonic() - started, 3), "rows": row_counts(desired, settings)}
+    dropped = _drop_newer(engine, container, db, user, in_dump)
+    return {
+        "file": str(path),
+        "seconds": round(time.monotonic() - started, 3),
+        "rows": row_counts(desired, settings),
+        "dropped_since_backup": dropped,
+    }
+
+
+# pg_restore --list: "215; 1259 16385 TABLE public signals claire" — the relations a dump holds
+_TOC_RELATION = re.compile(r"^\d+; \d+ \d+ (TABLE|VIEW|SEQUENCE|MATERIALIZED VIEW) public (\S+) ")
+_KINDS = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE"}
+
+
+def dumped_relations(listing: str) -> set[str]:
+    return {m.group(2) for ln in listing.splitlines() if (m := _TOC_RELATION.match(ln))}
+
+
+def _drop_newer(engine: Engine, container: str, db: str, user: str, in_dump: set[str]) -> list[str]:
+    """`pg_restore --clean` drops and re-creates what the dump holds, nothing else: a table a migration
+    created after the backup would survive the restore. Restoring means the database as it was, so the
+    relations of schema public the dump does not know go too (one transaction); their names are returned."""
+    query = (
+        "SELECT c.relkind::text || ' ' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relkind IN ('r','p','v','m','S') AND NOT EXISTS (SELECT 1 FROM pg_depend d "
+        "WHERE d.objid = c.oid AND d.deptype IN ('a','i','e') AND d.classid = 'pg_class'::regclass) ORDER BY c.relname"
+    )
+    code, out = engine.exec(container, ["psql", "-U", user, "-d", db, "-At", "-v", "ON_ERROR_STOP=1", "-c", query])
+    if code != 0:
+        raise StepFailed(f"cannot list the restored relations: {out.strip()[:300]}", "see `cdb-ops logs postgres`")
+    extra = [(k, n) for k, _, n in (ln.partition(" ") for ln in out.splitlines() if ln.strip()) if n not in in_dump]
+    if not extra:
+        return []
+    drops = "; ".join(f'DROP {_KINDS[k]} IF EXISTS public."{n}" CASCADE' for k, n in extra)
+    code, out = engine.exec(container, ["psql", "-U", user, "-d", db, "-v", "ON_ERROR_STOP=1", "-c", drops])
+    if code != 0:
+        raise StepFailed(
+            f"restored, but the relations made after the backup could not be dropped: {out.strip()[:300]}",
+            f"drop them by hand: {', '.join(n for _, n in extra)}",
+        )
+    return [n for _, n in extra]

@@ -19,6 +19,7 @@ from cdb_ops.model.observed import ObservedStack
 from cdb_ops.model.plan import Plan
 from cdb_ops.model.progress import Progress
 from cdb_ops.model.results import CheckResult, StepResult
+from cdb_ops.model.upgrade import Upgrade
 from cdb_ops.plan.observe import observe
 from cdb_ops.plan.planner import PlanOptions, plan_stack
 from cdb_ops.redact import Redactor
@@ -71,6 +72,9 @@ class PhaseContext:
     set_aside: dict[str, str] = field(default_factory=dict)  # service -> old container kept until the new is ready
     obtained: set[str] = field(default_factory=set)  # image refs pulled or built in this run
     have_image: set[str] = field(default_factory=set)  # services whose image this run has seen to
+    upgrade: Upgrade = field(default_factory=Upgrade)  # drain, swaps, migrations: kept or rolled back at the end
+    command: str = "rebuild"  # the command running (who a drain's state change is recorded as)
+    run_id: str = ""
 
     def replan(self) -> None:
         """Observe again and plan again: after removals, and once images exist (their ids are known only

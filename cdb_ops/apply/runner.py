@@ -105,6 +105,7 @@ def execute(
     fns = registry(p.kind for p in phases)
     project.ensure_state_dir()
     ctx: PhaseContext | None = None
+    current = phases[0].name if phases else ""  # the phase running: the run's end records its steps under it
     with run_lock(project.state_dir, f"{command} {book.name} since {result.started_at:%H:%M:%S}"):
         try:
             plan_options = options.plan_options(project, check_ports=any(p.kind == "services" for p in phases))
@@ -128,20 +129,29 @@ def execute(
                 plan=plan,
                 plan_options=plan_options,
                 steps=result.steps,
+                command=command,
+                run_id=result.run_id,
             )
             preflight(plan, desired, phases)
             feed_preflight(engine, desired, phases)
             for phase in phases:
+                current = phase.name
                 progress.phase(phase.name, phase.kind)
                 before = len(ctx.steps)
                 fns[phase.kind](ctx, phase)
                 last = phase is phases[-1]  # (nothing is planned after the last phase: no need to look again)
                 if not last and any(s.changed and s.resource in ENGINE_RESOURCES for s in ctx.steps[before:]):
                     ctx.replan()
+            finish_upgrade(ctx, current, None)
             result.result, result.exit_code = "ok", int(ExitCode.OK)
         except CdbError as exc:
             result.result, result.exit_code = "failed", int(exc.exit_code)
             result.error = json.loads(redact(json.dumps(exc.to_dict(), default=str)))
+            if ctx is not None and not ctx.upgrade.empty:  # put the replaced containers back, give the books back
+                note = finish_upgrade(ctx, current, exc)
+                if note:
+                    result.error["message"] = redact(f"{result.error['message']}\n{note}")
+                result.error["details"]["rolled_back"] = list(ctx.upgrade.rolled_back)
         except Exception as exc:  # a bug: still leave an honest record behind, then let main() report it
             result.result, result.exit_code = "failed", int(ExitCode.INTERNAL)
             result.error = {
@@ -153,6 +163,10 @@ def execute(
             }
             raise
         except KeyboardInterrupt:
+            if ctx is not None and ctx.upgrade.drain is not None:  # never leave a book REDUCING behind
+                from cdb_ops.apply.upgrade import give_books_back
+
+                give_books_back(ctx, current)
             result.result, result.exit_code = "interrupted", int(ExitCode.INTERRUPTED)
             result.error = {
                 "kind": "interrupted",
@@ -165,6 +179,7 @@ def execute(
         finally:
             result.finished_at = datetime.now(UTC)
             result.checks = ctx.checks if ctx is not None else []
+            result.upgrade = ctx.upgrade.to_dict() if ctx is not None and not ctx.upgrade.empty else None
             mismatch = (result.error or {}).get("details", {}).get("cause") == VOLUME_MISMATCH
             if mismatch:  # logging in as .env says would only be one more failed login in the database's log
                 result.recorded, result.not_recorded_because = False, "the data volume does not hold .env's role"
@@ -173,8 +188,25 @@ def execute(
                 result.recorded, result.not_recorded_because = why_not is None, why_not
                 if command in ("rebuild", "run") and any(p.kind == "services" for p in phases):
                     journal_run(engine, desired, settings, result, redact)
+                if result.upgrade and result.upgrade.get("rolled_back"):  # what came back, and why
+                    journal_rollback(engine, desired, settings, result, redact)
             save_last_run(project, result.to_dict())
     return result
+
+
+def finish_upgrade(ctx: PhaseContext, phase: str, failure: CdbError | None) -> str:
+    """The upgrade's end (apply/upgrade.py): on success the replaced containers are kept for `cdb-ops
+    rollback`; after a failure they come back. The books a drain set REDUCING get their states back."""
+    if ctx.upgrade.empty:
+        return ""
+    from cdb_ops.apply.upgrade import finish
+
+    try:
+        return finish(ctx, phase, failure)
+    except CdbError as exc:
+        if failure is None:
+            raise
+        return f"the rollback itself failed: {exc.message}"
 
 
 def record_run(desired: DesiredStack, settings: Settings, result: RunResult, redact: Redactor) -> str | None:
@@ -217,3 +249,17 @@ def journal_run(engine: Engine, desired: DesiredStack, settings: Settings, resul
     }
     why_not = record_event(engine, desired, settings, "rebuild", why, details, redact=redact)
     result.journaled, result.not_journaled_because = why_not is None, why_not
+
+
+def journal_rollback(
+    engine: Engine, desired: DesiredStack, settings: Settings, result: RunResult, redact: Redactor
+) -> None:
+    """A failed run put the previous containers back: its own journal row (kind rollback) with the live set
+    that is running again, beside the run's row, so `trades --versions` and `report` see the versions."""
+    from cdb_ops.db.journal import record_event
+
+    error = (result.error or {}).get("message", "").splitlines()
+    upgrade = result.upgrade or {}
+    why = f"{result.command} failed and rolled back" + (f": {error[0]}" if error else "")
+    details = {"run_id": result.run_id, "rolled_back": upgrade.get("rolled_back"), "automatic": True}
+    record_event(engine, desired, settings, "rollback", why, details, redact=redact)

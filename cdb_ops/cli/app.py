@@ -108,6 +108,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "register",
         "A book's trading state: status, halt (--flatten), reduce (exits only), resume; persisted, enforced by risk.",
     ),
+    "rollback": (
+        "rollback",
+        "rollback",
+        "Put back the containers the last upgrade replaced (previous image and configuration), drained and "
+        "stop-first, each book's state given back; names the backup that undoes its migrations.",
+    ),
     "schema": ("schema", "register", "Versioned SQL migrations in schema/: status and migrate."),
     "export": ("export", "register", "Write the stack in other formats."),
 }

@@ -22,6 +22,9 @@ LABEL_IMAGE_SERVICE = "cdb.image.service"
 LABEL_TASK = "cdb.ops.task"  # throwaway containers (volume archives); never part of a stack
 # the name a container is set aside under while its replacement starts
 REPLACED_MARK = "-replaced-"
+# the name the container a successful upgrade replaced is kept under (stopped), for `cdb-ops rollback`;
+# a stopped container pins its image, so neither `docker image prune` nor a rebuilt tag can take it away
+PREVIOUS_MARK = "-previous"
 
 
 def owned(labels: Mapping[str, str], system: str) -> bool:

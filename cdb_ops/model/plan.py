@@ -8,8 +8,10 @@ from typing import Literal
 from cdb_ops.model.observed import ImageFacts
 from cdb_ops.model.resources import ContainerSpec
 
-Action = Literal["create", "recreate", "start", "remove", "build", "pull", "ok", "conflict", "orphan", "rotate"]
-Resource = Literal["network", "volume", "image", "container", "secret"]
+Action = Literal[
+    "create", "recreate", "start", "remove", "build", "pull", "ok", "conflict", "orphan", "rotate", "drain", "keep"
+]
+Resource = Literal["network", "volume", "image", "container", "secret", "book"]
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,7 @@ class Change:
 
     @property
     def changes_something(self) -> bool:
-        return self.action not in ("ok", "orphan", "conflict")
+        return self.action not in ("ok", "orphan", "conflict", "keep")
 
     def to_dict(self) -> dict[str, object]:
         return {k: v for k, v in asdict(self).items()}
@@ -54,6 +56,9 @@ class Plan:
     removals: list[Change] = field(default_factory=list)  # cleanup's share: remove (or keep, as orphan)
     # service -> a secret its data volume keeps from its first start, to be set in place (ALTER ROLE)
     rotations: dict[str, Change] = field(default_factory=dict)
+    # books put into REDUCING and drained of in-flight orders before risk/execution are swapped (apply/drain.py)
+    drain: Change | None = None
+    drained_services: list[str] = field(default_factory=list)  # the services whose swap needs the drain
     notes: list[str] = field(default_factory=list)  # what a person should know, changing nothing
 
     @property

@@ -12,7 +12,22 @@ from typing import Any, Literal
 from cdb_ops import JSON_SCHEMA_VERSION
 
 # what a step did to the engine or the database; everything else (ok, wait, orphan, check verdicts) is a report
-CHANGING_ACTIONS = frozenset({"create", "recreate", "start", "remove", "build", "pull", "migrate", "backup", "rotate"})
+CHANGING_ACTIONS = frozenset(
+    {
+        "create",
+        "recreate",
+        "start",
+        "remove",
+        "build",
+        "pull",
+        "migrate",
+        "backup",
+        "rotate",
+        "drain",
+        "restore",
+        "rollback",
+    }
+)
 
 Status = Literal["pass", "warn", "fail", "skip"]
 Verdict = Literal["ok", "problem", "skip"]
@@ -75,6 +90,8 @@ class RunResult:
     error: dict[str, Any] | None = None
     arguments: dict[str, Any] = field(default_factory=dict)
     recorded: bool = False  # whether the run is in ops_runs
+    # the drain, the swaps and what was kept or rolled back (model/upgrade.py); None: the run swapped nothing
+    upgrade: dict[str, Any] | None = None
     not_recorded_because: str | None = "this run touched no service or schema"
     journaled: bool = False  # whether the journal has the run with what it left live (db/journal.py)
     not_journaled_because: str | None = "this run started no service"
@@ -107,6 +124,7 @@ class RunResult:
             "not_recorded_because": None if self.recorded else self.not_recorded_because,
             "journaled": self.journaled,
             "not_journaled_because": None if self.journaled else self.not_journaled_because,
+            "upgrade": self.upgrade,
         }
 
 

@@ -21,6 +21,7 @@ from cdb_ops.model.labels import (
     LABEL_PARTS,
     LABEL_SERVICE,
     LABEL_VOLUME_ID,
+    PREVIOUS_MARK,
     REPLACED_MARK,
     owned,
     recorded_parts,
@@ -186,6 +187,37 @@ def _rotation(
     )
 
 
+# The roles that consume the order flow (cdb:signals -> risk -> cdb:orders -> execution): swapping one while
+# orders are in flight could decide a signal under two configurations or leave an order to a consumer that
+# is gone, so their swap is drained first (apply/drain.py).
+DRAINED_ROLES = ("risk", "execution")
+
+
+def drain_step(
+    desired: DesiredStack, observed: ObservedStack, containers: Mapping[str, Change]
+) -> tuple[Change, list[str]] | None:
+    """The drain a run needs before it swaps a running risk manager or execution: the feed's book goes
+    REDUCING, in-flight orders settle, the swap is stop-first, the book's state comes back afterwards. None
+    when no running consumer of the order flow is recreated (a missing or stopped one consumes nothing)."""
+    swapped = []
+    for name, change in containers.items():
+        svc = desired.services.get(name)
+        if svc is None or svc.spec.role not in DRAINED_ROLES or change.action != "recreate":
+            continue
+        actual = observed.containers.get(svc.container.name)
+        if actual is not None and actual.running:
+            swapped.append((name, change.reason))
+    if not swapped:
+        return None
+    why = "; ".join(f"{name} is recreated ({reason})" for name, reason in swapped)
+    book = desired.feed or "live"
+    reason = (
+        f"{why}: book {book} goes REDUCING until no order is in flight, the swap is stop-first, "
+        "then the book's state before the upgrade comes back"
+    )
+    return Change("book", book, "drain", reason, None), [n for n, _ in swapped]
+
+
 def _removals(desired: DesiredStack, observed: ObservedStack, options: PlanOptions) -> list[Change]:
     """Which of our containers cleanup removes (or keeps, reported as orphans), and why."""
     out: list[Change] = []
@@ -200,6 +232,16 @@ def _removals(desired: DesiredStack, observed: ObservedStack, options: PlanOptio
             out.append(Change("container", c.name, "remove", "left over from an interrupted recreate", service))
         elif options.clean:
             out.append(Change("container", c.name, "remove", options.requested_by[0], service))
+        elif c.name.endswith(PREVIOUS_MARK) and c.name[: -len(PREVIOUS_MARK)] in wanted:
+            out.append(
+                Change(
+                    "container",
+                    c.name,
+                    "keep",
+                    "the container the last upgrade replaced, for `cdb-ops rollback`",
+                    service,
+                )
+            )
         elif c.name not in wanted:
             why = (
                 f"service {service} is not in the selected profiles ({', '.join(desired.profiles)})"
@@ -263,6 +305,11 @@ def plan_stack(desired: DesiredStack, observed: ObservedStack, options: PlanOpti
     if rotation is not None and rotation.service:
         plan.rotations[rotation.service] = rotation
         plan.changes.append(rotation)
+
+    drain = drain_step(desired, observed, plan.containers)
+    if drain is not None:
+        plan.drain, plan.drained_services = drain
+        plan.changes.append(plan.drain)
 
     plan.removals = _removals(desired, observed, options)
     plan.changes.extend(plan.removals)

@@ -30,6 +30,10 @@ ACTION_STYLE = {
     "warn": "yellow",
     "fail": "bold red",
     "skip": "dim",
+    "drain": "yellow",
+    "restore": "green",
+    "keep": "dim",
+    "rollback": "bold yellow",
 }
 
 

@@ -123,6 +123,15 @@ def outputs(project: Path) -> dict[str, Output]:
     out["journal"] = run_json(project, "journal", "--since", "1h")
     out["schema status"] = run_json(project, "schema", "status")
     out["schema migrate"] = run_json(project, "schema", "migrate")
+    # an upgrade (a risk limit changed: risk and execution drained, swapped) and its way back by hand
+    env = project / ".env"
+    env.write_text(env.read_text().replace("MAX_POSITION_SIZE=10.0", "MAX_POSITION_SIZE=9.0"))
+    out["plan (drain)"] = run_json(project, "plan")
+    assert any(c["action"] == "drain" for c in out["plan (drain)"].doc["changes"])
+    out["rebuild (upgrade)"] = run_json(project, "rebuild")
+    assert out["rebuild (upgrade)"].doc["upgrade"]["swaps"], out["rebuild (upgrade)"].doc
+    out["rollback (no --yes)"] = run_json(project, "rollback", expect=7)
+    out["rollback"] = run_json(project, "rollback", "--yes")
     out["init --if-missing"] = run_json(project, "init", "--if-missing")
     with _lock_held(project):
         out["rebuild (lock held)"] = run_json(project, "rebuild", expect=6)
@@ -141,7 +150,8 @@ OUTPUTS = [
     "logs --errors", "backup", "backup --drill", "restore (no --yes)", "restore", "schema status", "schema migrate",
     "init --if-missing", "rebuild (lock held)", "plan (conflict)", "rebuild (conflict)",
     "status (after a failed run)", "portfolio", "trades", "report", "trading status", "trading reduce",
-    "trading resume (no --yes)", "trading resume", "journal",
+    "trading resume (no --yes)", "trading resume", "journal", "plan (drain)", "rebuild (upgrade)",
+    "rollback (no --yes)", "rollback",
 ]  # fmt: skip
 
 
@@ -168,12 +178,12 @@ def _agrees_with_itself(o: Output) -> None:
         assert d["command"] == typed
         return
     if o.schema == "plan":
-        assert d["pending"] == sum(c["action"] not in ("ok", "orphan", "conflict") for c in d["changes"])
+        assert d["pending"] == sum(c["action"] not in ("ok", "orphan", "conflict", "keep") for c in d["changes"])
         assert d["conflicts"] == sum(c["action"] == "conflict" for c in d["changes"])
         assert o.rc == (6 if d["conflicts"] else 0)
     elif o.schema == "rebuild":
         assert d["command"] == o.args[0] and d["exit_code"] == o.rc
-        assert d["changed"] == sum(s["action"] not in ("ok", "orphan", "wait") for s in d["steps"])
+        assert d["changed"] == sum(s["action"] not in ("ok", "orphan", "wait", "keep") for s in d["steps"])
         assert {s["phase"] for s in d["steps"]} <= set(d["phases"])
     elif o.schema == "validate":
         for k in ("pass", "warn", "fail", "skip"):

@@ -44,10 +44,11 @@ COMMAND_SCHEMAS: dict[str, set[str]] = {
     "report": {"report"},
     "trading": {"trading status", "trading halt", "trading reduce", "trading resume"},
     "journal": {"journal"},
+    "rollback": {"rollback"},
     "error": {
         "init", "plan", "rebuild", "run", "down", "status", "validate", "doctor", "logs", "backup", "drill", "restore",
         "schema status", "schema migrate", "portfolio", "trades", "report",
-        "trading status", "trading halt", "trading reduce", "trading resume", "journal",
+        "trading status", "trading halt", "trading reduce", "trading resume", "journal", "rollback",
     },
 }  # fmt: skip
 

@@ -12,10 +12,18 @@ from cdb_ops.model.tables import EXPECTED_TABLES
 
 def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
     migrator = Migrator(postgres_conninfo(ctx.desired, ctx.settings), ctx.project.schema_dir)
+    states = migrator.status()
+    # a database that already holds migrations holds data: it is backed up first, and what it is migrated
+    # to is part of the run's upgrade (a fresh one has nothing to go back to)
+    upgrade = any(m.state == "pending" for m in states) and any(m.state == "applied" for m in states)
+    if upgrade:
+        _backup_first(ctx, phase)
     with ctx.timed() as took:
         applied = migrator.migrate()
     for m in applied:
         ctx.record(phase.name, "migration", f"{m.version:03d}_{m.name}", "migrate", "applied", service="postgres")
+        if upgrade:
+            ctx.upgrade.migrations.append(f"{m.version:03d}_{m.name}")
     if applied:
         ctx.steps[-1].seconds = took()
     with ctx.timed() as took:
@@ -32,3 +40,17 @@ def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
         ctx.steps[-1].seconds = took()
     if not applied and not repair:
         ctx.record(phase.name, "migration", "schema", "ok", "all migrations applied")
+
+
+def _backup_first(ctx: PhaseContext, phase: PhaseSpec) -> None:
+    """A database that holds data gets a verified backup before a migration changes its schema: a
+    migration has no down script, so undoing it is a restore of this very file (`cdb-ops rollback` and a
+    failed run's message name it)."""
+    from cdb_ops.apply.backup import backup_database
+
+    with ctx.timed() as took:
+        made = backup_database(ctx.engine, ctx.desired, ctx.settings, ctx.project, ctx.redact)
+    ctx.upgrade.backup = str(made.path)
+    ctx.record(
+        phase.name, "backup", made.path.name, "backup", f"before the migrations: {made.describe()}", took(), "postgres"
+    )

@@ -16,13 +16,15 @@ from cdb_ops.apply.context import PhaseContext
 from cdb_ops.apply.phases.images import obtain
 from cdb_ops.apply.rotate import mark_pending, set_role_password
 from cdb_ops.apply.secretfiles import write_secret_files
+from cdb_ops.apply.upgrade import begin_drain
 from cdb_ops.errors import CdbError, ForeignResource, StepFailed
 from cdb_ops.load.desired import DesiredService
 from cdb_ops.load.playbook import start_order
 from cdb_ops.load.specs import PhaseSpec
-from cdb_ops.model.labels import REPLACED_MARK
+from cdb_ops.model.labels import LABEL_HASH, REPLACED_MARK
 from cdb_ops.model.plan import Change
 from cdb_ops.model.resources import ContainerSpec
+from cdb_ops.model.upgrade import Swap
 
 T = TypeVar("T")
 
@@ -52,6 +54,7 @@ def _replace(ctx: PhaseContext, svc: DesiredService, spec: ContainerSpec) -> Non
     removed once the new one is ready (a failed wait keeps it, for the next cleanup or by hand)."""
     name = svc.container.name
     aside = f"{name}{REPLACED_MARK}{int(time.time())}"
+    old = ctx.engine.container(name)
     ctx.engine.stop(name, timeout=10)
     ctx.engine.rename(name, aside)
     try:
@@ -64,6 +67,14 @@ def _replace(ctx: PhaseContext, svc: DesiredService, spec: ContainerSpec) -> Non
         ctx.engine.start(name)
         raise
     ctx.set_aside[svc.name] = aside
+    if old is not None and not is_database(svc):  # a database's data moved on with the new one: no way back
+        ctx.upgrade.swaps.append(Swap(svc.name, name, aside, old.image_id, old.labels.get(LABEL_HASH, "")))
+
+
+def is_database(svc: DesiredService) -> bool:
+    """Postgres and Redis: what they hold moves on with the new container (a rotated password, an AOF
+    rewritten), so the old one is not put back; every other service is (apply/upgrade.py)."""
+    return svc.spec.ready is not None and svc.spec.ready.probe in ("postgres", "redis")
 
 
 def converge_one(ctx: PhaseContext, svc: DesiredService, phase: str) -> str:
@@ -154,6 +165,8 @@ def _ready(ctx: PhaseContext, svc: DesiredService, phase: str, action: str) -> N
             return
         result = ctx.waiter.wait(svc)
     ctx.record(phase, "health", svc.container.name, "wait", f"ready: {result.detail}", took(), svc.name)
+    if any(s.service == svc.name for s in ctx.upgrade.swaps):
+        return  # the replaced container stays until the run ends: validate may still send the run back to it
     aside = ctx.set_aside.pop(svc.name, None)
     if aside:
         ctx.engine.remove_container(aside)
@@ -214,6 +227,9 @@ def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
             )
     # services an earlier phase of this run converged and saw ready are not visited again
     todo = [n for n in names if n not in ctx.ready]
+    drained = [n for n in ctx.plan.drained_services if n in todo]
+    if drained:  # the plan's drain: books REDUCING, nothing in flight, before any consumer of the flow stops
+        begin_drain(ctx, phase.name, drained)
     for tier in start_order(ctx.desired.stack, todo):
         with ThreadPoolExecutor(max_workers=max(1, len(tier))) as pool:
             _collect([pool.submit(_converge_and_wait, ctx, ctx.desired.services[n], phase.name) for n in tier])

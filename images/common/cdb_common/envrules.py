@@ -154,6 +154,19 @@ _RULES = (
         read_by=("cdb-ops",),
         hint="e.g. 24",
     ),
+    # How long a rebuild that swaps risk or execution waits for in-flight orders before it gives up
+    # (nothing swapped, the books' states given back; docs/upgrades.md).
+    EnvRule(
+        "CDB_DRAIN_TIMEOUT",
+        "integer",
+        "60",
+        Decimal(1),
+        high=Decimal(3600),
+        unit="seconds",
+        required=False,
+        read_by=("cdb-ops",),
+        hint="e.g. 60",
+    ),
 )
 # Retention of the time-series tables (cdb_common.retention; docs/retention.md says why these defaults).
 # The account's own history (signals, risk events, orders, trades, positions, daily PnL) has no such key:
