@@ -240,7 +240,8 @@ def prove_path(ctx: CheckContext, base: str, facts: dict[str, Any], sleep: Calla
 
     test_id = uuid.uuid4().hex[:16]
     facts["test_id"] = test_id
-    alerting = _running(ctx, "alertmanager") and _running(ctx, "prometheus")
+    down = [name for name in ("Prometheus", "Alertmanager") if not _running(ctx, name.lower())]
+    alerting = not down
     if alerting:
         code, _ = _get_json(f"{base}/test-alert", 3.0, {"id": test_id})
         if code == 202:
@@ -250,7 +251,7 @@ def prove_path(ctx: CheckContext, base: str, facts: dict[str, Any], sleep: Calla
                 return _verdict(receipt, "rule → Alertmanager → notifier → destination proven", facts)
         why = f"the alert did not come back through Alertmanager within {ctx.options.alert_path_timeout:.0f} s"
     else:
-        why = "Alertmanager and Prometheus are not running (rule → Alertmanager not proven)"
+        why = f"{' and '.join(down)} not running (rule → Alertmanager not proven)"
     _get_json(f"{base}/alerts", 3.0, direct_payload(test_id))
     receipt = _wait_receipt(base, test_id, time.monotonic() + 30.0, sleep)
     facts["hops"] = ["notifier", "destination"]

@@ -254,21 +254,33 @@ def test_failing_destinations_change_no_trading_number(project):
     assert "/refuse/" not in text and RECEIVER not in text, text
 
 
-def test_validate_proves_the_hops_it_can_and_names_the_failing_destination(project):
+def _notifications_check(project: Path) -> tuple[dict[str, Any], str]:
     r = cdb("validate", "--json", project=project)
     doc = json.loads(r.stdout)
-    check = next(c for c in doc["checks"] if c["name"] == "notifications")
+    return next(c for c in doc["checks"] if c["name"] == "notifications"), r.stdout
+
+
+def test_validate_proves_the_hops_it_can_and_names_the_failing_destination(project):
+    # the default stack runs Prometheus and Alertmanager: the whole path, rule -> Alertmanager -> notifier
+    check, stdout = _notifications_check(project)
     facts = check["facts"]
-    assert (
-        facts["hops"] == ["notifier", "destination"]
-        and "Alertmanager and Prometheus are not running" in check["detail"]
-    )
+    assert facts["hops"] == ["rule", "alertmanager", "notifier", "destination"], check
+    assert facts["accepted"] == ["json#1"] and set(facts["refused"]) == {"json#2", "json#3"}
+    # without Alertmanager, validate posts the alert to the notifier itself and says which hops that proved
+    alertmanager = docker.from_env().containers.get(STACK.container("alertmanager"))
+    alertmanager.stop()
+    try:
+        check, stdout = _notifications_check(project)
+    finally:
+        alertmanager.start()
+    facts = check["facts"]
+    assert facts["hops"] == ["notifier", "destination"] and "not running" in check["detail"], check
     assert facts["accepted"] == ["json#1"] and set(facts["refused"]) == {"json#2", "json#3"}
     assert check["status"] == "warn" and "NOTIFY_URLS" in check["remedy"]
     got = _delivered("CdbValidateAlertPath")
     assert any(facts["test_id"] in m["body"]["message"] for m in got)
     for url in URLS.split(","):  # (the receiver's name is in the network's members, its URLs nowhere)
-        assert url not in r.stdout and url.split("/", 3)[3] not in r.stdout
+        assert url not in stdout and url.split("/", 3)[3] not in stdout
 
 
 def test_a_replay_that_trips_the_breaker_is_notified_with_the_numbers(project):
