@@ -69,7 +69,8 @@ def test_alerting_runs_without_opting_in(project: Path) -> None:
 
 def test_services_export_what_the_rules_need(project: Path) -> None:
     signal = 'job="cdb_signal"'
-    wait_until("Prometheus scraped the signal engine", lambda: _value(f"up{{{signal}}}") == 1, timeout=60)
+    for job in ("cdb_signal", "cdb_execution", "cdb_backup", "cdb_screener_ws", "cdb_risk"):  # scraped once each
+        wait_until(f"Prometheus scraped {job}", lambda job=job: _value(f'up{{job="{job}"}}') == 1, timeout=60)
     # the container's own cgroup: its mem_limit from the playbook (160m), a working set below it
     assert _value(f"cdb_container_memory_limit_bytes{{{signal}}}") == 160 * 2**20
     usage = _value(f"cdb_container_memory_usage_bytes{{{signal}}}")
