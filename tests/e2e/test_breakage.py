@@ -282,7 +282,8 @@ def test_a_health_wait_that_times_out_shows_the_probe_docker_health_and_the_last
     /health is `degraded` (feed not connected) and, after FRAME_STALE_SECONDS, `unhealthy` (503). A
     service that just started and is not `ok` is not ready, so rebuild's wait runs into the service's
     `ready.timeout` (15 s here) and exits 5 with the probe's last answer, Docker's last health-check
-    output and the service's last log lines (its reconnect warnings), not just "timeout"."""
+    output and the service's last log lines (its reconnect warnings), not just "timeout" — and, since the
+    new container failed after the swap, the previous one back (issue 25: rollback on a failed wait)."""
 
     def never_healthy(stack_yaml: dict[str, Any]) -> None:
         screener = stack_yaml["services"]["screener"]
@@ -316,10 +317,14 @@ def test_a_health_wait_that_times_out_shows_the_probe_docker_health_and_the_last
             assert part in err["message"], err["message"]
         assert took < 60, f"the wait should end at its 15 s timeout, the whole rebuild took {took:.0f} s"
 
-        healed = assert_heals(stack)  # the playbook is back as it was
-        assert [s["action"] for s in steps_of(healed, f"{PREFIX}screener_ws")] == ["recreate"]
-        # the old container, kept aside while the new one failed its wait, is cleaned up
+        # the new screener failed its wait after the swap: the previous one (image and config) came back
+        assert details["rolled_back"] == ["screener"], details
+        assert "rolled back" in err["message"], err["message"]
+
+        healed = assert_heals(stack)  # the playbook is back as it was: the running screener already matches it
+        assert [s["action"] for s in steps_of(healed, f"{PREFIX}screener_ws")] == ["ok"]
+        # nothing was left aside: the failed new container went when the previous one came back
         removed = [s["name"] for s in healed["steps"] if s["phase"] == "cleanup" and s["action"] == "remove"]
-        assert len(removed) == 1 and removed[0].startswith(f"{PREFIX}screener_ws-replaced-"), removed
+        assert removed == [], removed
     finally:
         rebuild(stack)  # the playbook is already back; this converges the screener if the test stopped early

@@ -131,11 +131,21 @@ def test_the_journal_knows_what_was_live_when(project: Path) -> None:
     second = _buy(project, "JRNCUSDT")
     assert _order(project, second, "FILLED")[1] is not None
 
-    # the journal: both rebuilds and both state changes, with who, when, why and what was live
+    # the journal: both rebuilds and the trader's two state changes, with who, when, why and what was live —
+    # and, between them, the drain the second rebuild did before it swapped risk and execution (issue 25)
     entries = cdb_json("journal", "--since", "1h", project=project)["entries"]
     kinds = [(e["kind"], e["details"].get("state")) for e in entries]
-    assert kinds == [("rebuild", None), ("state", "HALTED"), ("state", "ACTIVE"), ("rebuild", None)], kinds
-    build1, halt, resume, build2 = entries
+    assert kinds == [
+        ("rebuild", None),
+        ("state", "HALTED"),
+        ("state", "ACTIVE"),
+        ("state", "REDUCING"),
+        ("state", "ACTIVE"),
+        ("rebuild", None),
+    ], kinds
+    build1, halt, resume, drained, given_back, build2 = entries
+    assert drained["who"].startswith("cdb-ops rebuild") and "upgrade" in drained["why"], drained
+    assert given_back["who"].startswith("cdb-ops rebuild"), given_back
     assert all(e["who"] and e["at"] and e["why"] for e in entries)
     assert halt["book"] == "replay" and halt["why"] == "journal: odd fills" and halt["details"]["cancelled_orders"] == 1
     assert resume["why"] == "journal: checked"
@@ -159,7 +169,8 @@ def test_the_journal_knows_what_was_live_when(project: Path) -> None:
     html = project / "report.html"
     report = cdb_json("report", *BOOK, "--days", "1", "--html", str(html), project=project)
     labels = [m["label"] for m in report["markers"]]
-    assert labels[:2] == ["replay HALTED", "replay ACTIVE"] and labels[-1].startswith("rebuild: "), labels
+    assert labels[:4] == ["replay HALTED", "replay ACTIVE", "replay REDUCING", "replay ACTIVE"], labels
+    assert labels[-1].startswith("rebuild: "), labels
     page = html.read_text()
     assert '<ol id="markers">' in page and "replay HALTED" in page and "journal: odd fills" in page
     terminal = cdb("report", *BOOK, "--days", "1", project=project)
