@@ -289,6 +289,7 @@ def test_monitoring_profile_scrapes_every_service(project):
             "cdb_risk",
             "cdb_execution",
             "cdb_backup",
+            "cdb_notifier",
             "cdb_market_replay",
             "cdb_alertmanager",  # profile monitoring includes alerting's Alertmanager (docs/alerting.md)
             "prometheus",
