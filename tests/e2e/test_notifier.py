@@ -331,8 +331,9 @@ def test_summary_heartbeat_and_memory(project):
     assert f"[replay] {count} trade(s), realized PnL {_cent(pnl)} USDT" in text, text
     beats = wait_until("a heartbeat call", lambda: (_receiver("/attempts") or {}).get("beat"), 70)
     assert beats >= 1
-    rows = {r["service"]: r for r in cdb_json("status", project=project)["services"]}
-    mib = rows["notifier"]["memory_bytes"] / 2**20
+    # by container: a rebuild that replaced the notifier keeps the previous one, stopped, for `cdb-ops rollback`
+    rows = {r["container"]: r for r in cdb_json("status", project=project)["services"]}
+    mib = rows[STACK.container("notifier")]["memory_bytes"] / 2**20
     print(f"\nnotifier memory: {mib:.1f} MiB (limit 96 MiB); heartbeat calls so far: {beats}")
     assert mib < 80
 

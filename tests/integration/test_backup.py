@@ -102,8 +102,12 @@ def test_wipe_then_restore_gives_back_the_same_rows(project):
     assert kinds[0] == "archive" and "pg_dump" in kinds
     assert all("verified" in s["detail"] for s in backups)
     removed = sorted(s["name"] for s in out["steps"] if s["resource"] == "volume" and s["action"] == "remove")
-    # the data volumes (backed up first) and Postgres' scratch volume for /tmp (nothing in it to keep)
-    assert removed == [STACK.container(v) for v in ("postgres_data", "postgres_tmp", "redis_data", "risk_logs")]
+    # the data volumes (backed up first), Postgres' scratch volume for /tmp (nothing in it to keep), and the
+    # default profile alerting's: Prometheus' series and Alertmanager's silences
+    assert removed == [
+        STACK.container(v)
+        for v in ("alertmanager_data", "postgres_data", "postgres_tmp", "prometheus_data", "redis_data", "risk_logs")
+    ]
     scratch = STACK.container("postgres_tmp")
     assert {s["detail"] for s in out["steps"] if s["name"] == scratch and s["action"] == "remove"} == {
         "--wipe-data (scratch: nothing to keep)"
