@@ -21,7 +21,11 @@ pytestmark = pytest.mark.integration
 
 STACK = STACKS["hardening"]
 SYSTEM, PREFIX = STACK.system, STACK.prefix
-CONTAINERS = ("postgres", "redis", "screener_ws", "signal", "risk", "execution", "market_replay")
+CONTAINERS = (
+    "postgres", "redis", "screener_ws", "signal", "risk", "execution", "backup", "notifier", "market_replay",
+    "prometheus", "alertmanager",  # the default profile alerting
+)  # fmt: skip
+NOT_CORE = ("market_replay", "prometheus", "alertmanager")  # the memo's 1.5 GB is the core's
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +79,7 @@ def test_every_container_is_hardened_and_its_log_capped(project, client):
         top = client.api.top(c["Id"], ps_args="-o pid,uid,comm")  # the engine needs the pid column
         uids = {row[top["Titles"].index("UID")] for row in top["Processes"]}
         assert "0" not in uids and "root" not in uids, (name, top["Processes"])  # docker-init included
-    core = [containers[n]["HostConfig"]["Memory"] for n in CONTAINERS if n != "market_replay"]
+    core = [containers[n]["HostConfig"]["Memory"] for n in CONTAINERS if n not in NOT_CORE]
     assert sum(core) <= 1536 << 20  # the memo: core RAM under 1.5 GB
 
 
