@@ -15,6 +15,7 @@ import docker
 import pytest
 import redis
 
+from cdb_ops.model.labels import PREVIOUS_MARK
 from tests.helpers import STACKS, StackFixture, cdb, cdb_json, env_values, wait_until
 
 pytestmark = pytest.mark.integration
@@ -49,8 +50,11 @@ def client() -> docker.DockerClient:
 
 
 def _inspect(client: docker.DockerClient) -> dict[str, dict]:
-    found = client.api.containers(filters={"label": f"cdb.system={SYSTEM}"})
-    return {s["Names"][0].lstrip("/").removeprefix(PREFIX): client.api.inspect_container(s["Id"]) for s in found}
+    """The stack's containers by service name; the stopped copies a rebuild keeps for `cdb-ops rollback`
+    (<name>-previous) are the old configuration by design and are left out."""
+    found = client.api.containers(all=False, filters={"label": f"cdb.system={SYSTEM}"})
+    named = {s["Names"][0].lstrip("/").removeprefix(PREFIX): s["Id"] for s in found}
+    return {n: client.api.inspect_container(i) for n, i in named.items() if not n.endswith(PREVIOUS_MARK)}
 
 
 def _healthy(client: docker.DockerClient, timeout: float = 90) -> dict[str, str]:
