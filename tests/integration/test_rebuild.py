@@ -26,6 +26,7 @@ PG, RD = STACK.container("postgres"), STACK.container("redis")
 EXPECTED_PUBLIC_TABLES = [
     "book_states",
     "daily_pnl",
+    "journal",
     "market_snapshots",
     "ops_runs",
     "orders",
