@@ -21,6 +21,7 @@ from tests.helpers import STACKS, StackFixture, cdb_json, pg_connect, wait_until
 pytestmark = pytest.mark.integration
 
 STACK = STACKS["retention"]
+PROFILES = ("--profile", "core", "--profile", "replay")  # what the stack runs: every command names them
 _pg = functools.partial(pg_connect, port=STACK.pg_port)
 
 
@@ -30,7 +31,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield from StackFixture(
         STACK,
         env={"RETENTION_INTERVAL_SECONDS": "1", "RETENTION_BATCH_ROWS": "50"},
-        rebuild_args=("--profile", "core", "--profile", "replay"),
+        rebuild_args=PROFILES,
     ).around(tmp_path_factory.mktemp("retention"))
 
 
@@ -169,7 +170,7 @@ def test_cdb_ops_ages_out_ops_runs_when_it_records_a_run(project: Path):
                 " VALUES (gen_random_uuid(), 'recent-run', %s, %s, 'ok', 'test')",
                 (now - timedelta(hours=i), now - timedelta(hours=i)),
             )
-    cdb_json("validate", "--no-probe", project=project)
+    cdb_json("validate", "--no-probe", *PROFILES, project=project)
     with _pg(project) as conn:
         assert _count(conn, "SELECT count(*) FROM ops_runs WHERE command = 'old-run'") == 0
         assert _count(conn, "SELECT count(*) FROM ops_runs WHERE command = 'recent-run'") == 11
@@ -295,7 +296,7 @@ def _autovacuums(conn: Any) -> int:
 def test_validate_and_status_disk_sample_the_stack_and_status_shows_it(project: Path):
     from tests.unit.test_json_schemas import problems
 
-    validated = cdb_json("validate", "--no-probe", project=project, expect=None)
+    validated = cdb_json("validate", "--no-probe", *PROFILES, project=project, expect=None)
     disk_checks = [c for c in validated["checks"] if c["name"] == f"disk {STACK.container('postgres_data')}"]
     assert len(disk_checks) == 1 and disk_checks[0]["status"] in ("pass", "warn"), disk_checks
     fs = disk_checks[0]["facts"]
