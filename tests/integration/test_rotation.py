@@ -113,7 +113,11 @@ def test_backups_are_verified_and_archives_come_from_a_stopped_stack(clone):
     assert made["verified"].startswith("verified: sha256 matches") and "pg_restore --list reads" in made["verified"]
     out = cdb_json("rebuild", "--wipe-data", "--yes", project=clone)
     backups = {s["name"]: s["detail"] for s in out["steps"] if s["action"] == "backup"}
-    assert len(backups) == 4  # the dump and the three data volumes
+    # the dump and every data volume of the default stack: Postgres', Redis', the risk audit's, and the
+    # alerting profile's Prometheus and Alertmanager volumes (Postgres' /tmp scratch volume holds nothing)
+    volumes = ("postgres_data", "redis_data", "risk_logs", "prometheus_data", "alertmanager_data")
+    archived = {v for v in volumes for n in backups if n.startswith(f"{SYSTEM}_{PREFIX}{v}")}
+    assert archived == set(volumes) and len(backups) == 1 + len(volumes), sorted(backups)
     assert all("verified" in d for d in backups.values()), backups
     pg_archive = next(d for n, d in backups.items() if n.startswith(f"{SYSTEM}_{PREFIX}postgres_data"))
     assert "lists PG_VERSION, global/pg_control" in pg_archive
