@@ -174,7 +174,10 @@ def test_down_keeps_the_data_and_down_v_removes_it(stack):
     client = docker.from_env()
     volumes = {v.name for v in client.volumes.list(filters={"label": f"cdb.system={SYSTEM}"})}
     # postgres_tmp: where backups stage their dumps (a volume: `docker cp` reaches no tmpfs)
-    assert volumes == {f"{PREFIX}postgres_data", f"{PREFIX}postgres_tmp", f"{PREFIX}redis_data", f"{PREFIX}risk_logs"}
+    assert volumes == {  # the core's and the default alerting profile's
+        f"{PREFIX}{v}"
+        for v in ("postgres_data", "postgres_tmp", "redis_data", "risk_logs", "prometheus_data", "alertmanager_data")
+    }
     up = s.compose("up", "-d", "--wait")
     assert up.returncode == 0, up.stderr[-3000:]
     with s.pg() as conn:
