@@ -7,6 +7,7 @@ agree with itself (counts, exit codes). Mutating a real output must break valida
 from __future__ import annotations
 
 import copy
+import contextlib
 import fcntl
 import json
 import os
@@ -51,6 +52,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def run_json(project: Path, *args: str, expect: int | set[int] = 0, schema: str | None = None) -> Output:
     r = cdb(*args, "--json", project=project)
     allowed = {expect} if isinstance(expect, int) else expect
+    if r.returncode not in allowed:  # the error and the failed checks first: the tail alone may miss them
+        with contextlib.suppress(ValueError):
+            doc = json.loads(r.stdout)
+            failed = [c for c in doc.get("checks") or [] if c.get("status") == "fail"]
+            pytest.fail(f"{args}: exit {r.returncode}\nerror: {doc.get('error')}\nfailed checks: {failed}"[:6000])
     assert r.returncode in allowed, f"{args}: exit {r.returncode}\n{r.stdout[-3000:]}\nstderr: {r.stderr[-3000:]}"
     try:
         doc = json.loads(r.stdout)
