@@ -6,8 +6,8 @@ agree with itself (counts, exit codes). Mutating a real output must break valida
 
 from __future__ import annotations
 
-import copy
 import contextlib
+import copy
 import fcntl
 import json
 import os
