@@ -11,8 +11,10 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -292,8 +294,32 @@ def _remove_network(network: Any) -> None:
                 raise
         with contextlib.suppress(docker.errors.NotFound):
             network.reload()
-            for endpoint in (network.attrs.get("Containers") or {}):
+            for endpoint in network.attrs.get("Containers") or {}:
                 with contextlib.suppress(docker.errors.APIError):
                     network.disconnect(endpoint, force=True)
         time.sleep(0.5)
 
+
+def publish_signal(project: Path, stack: TestStack, symbol: str, side: str, price: str, book: str = "replay") -> str:
+    """One signal of `book`, stored and published on cdb:signals as the signal engine does (the signals row,
+    then the stream entry); its id. For a symbol the replay never plays, the decision on it is the test's alone."""
+    signal_id, now = str(uuid.uuid4()), int(time.time() * 1000)
+    with pg_connect(project, stack.pg_port) as conn:
+        conn.execute(
+            """INSERT INTO signals (signal_id, symbol, side, price, change_pct, window_seconds, quote_volume,
+                                    threshold_pct, confidence, tick_time, is_probe, portfolio)
+               VALUES (%s, %s, %s, %s, 3, 60, 1000000, 3, 1, to_timestamp(%s / 1000.0), false, %s)""",
+            (signal_id, symbol, side, Decimal(price), now, book),
+        )
+    event = {
+        "event_id": signal_id, "symbol": symbol, "side": side, "price": price, "change_pct": "3",
+        "window_seconds": 60, "quote_volume": "1000000", "threshold_pct": "3", "confidence": "1",
+        "tick_id": str(uuid.uuid4()), "tick_time": now, "received_at": now, "produced_at": now,
+        "is_probe": False, "portfolio": book,
+    }  # fmt: skip
+    client = redis_connect(project, stack.redis_port)
+    try:
+        client.xadd("cdb:signals", {"data": json.dumps(event)})
+    finally:
+        client.close()
+    return signal_id

@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import re
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
+
+from cdb_ops.engine.socket_reader import http_get
+from cdb_ops.model.status import footer_lines
 
 if TYPE_CHECKING:  # the quick `status` path imports this module: nothing heavy at import time
     from cdb_ops.checks.context import CheckContext
@@ -41,6 +43,9 @@ def destination_hint(values: Mapping[str, str]) -> str | None:
 
 
 def _get_json(url: str, timeout: float, body: Any = None) -> tuple[int, Any]:
+    import urllib.error
+    import urllib.request
+
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
     if data is not None:
@@ -70,8 +75,9 @@ def notify_summary(rows: list[StatusRow], timeout: float = 0.5) -> dict[str, Any
         return {"running": True, "error": "publishes no port"}
     bind = port["bind"] if port["bind"] not in ("0.0.0.0", "", "::") else "127.0.0.1"
     try:
-        _code, body = _get_json(f"http://{bind}:{port['host']}/health", timeout)
-    except (OSError, ValueError) as exc:
+        _code, raw = http_get((bind, int(port["host"])), "/health", timeout)
+        body = json.loads(raw or b"null")
+    except (OSError, ValueError, IndexError) as exc:
         return {"running": True, "error": f"/health did not answer ({type(exc).__name__})"}
     checks = (body or {}).get("checks") or {}
     dests = checks.get("destinations") or {}
@@ -97,7 +103,7 @@ def notify_lines(summary: dict[str, Any] | None) -> list[str]:
     if summary.get("error"):
         return [f"notifications: {summary['error']}"]
     if not summary["destinations"]:
-        return [f"notifications: {NO_DESTINATION} ({HOW_TO_ADD})"]
+        return [f"notifications: {NO_DESTINATION}", *footer_lines("  fix:", HOW_TO_ADD.split(" "), sep=" ")]
     line = (
         f"notifications: {summary['destinations']} destination(s), {summary['sent']} sent, "
         f"{summary['failed']} failed, {summary['dropped']} dropped"

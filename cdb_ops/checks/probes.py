@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cdb_ops.checks.resp import RedisConnection, RedisError, info_fields
 from cdb_ops.engine.api import EngineActions
 from cdb_ops.load.desired import DesiredService
 from cdb_ops.load.endpoints import host_address
@@ -38,12 +40,11 @@ class Probe:
 
     def __call__(self) -> ProbeResult:
         """`once`, with the errors a probe can meet turned into a failed result (never raised)."""
-        import psycopg
-        import redis
-
         try:
             return self.once()
-        except (psycopg.Error, redis.RedisError, HttpError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - only the errors of a probe's own kind, below
+            if not _probe_error(exc):
+                raise
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return ProbeResult(False, f"{type(exc).__name__}: {text}")
 
@@ -96,23 +97,21 @@ class RedisProbe(Probe):
     persistence: bool = False  # also read INFO persistence (validate's AOF check)
 
     def once(self) -> ProbeResult:
-        import redis
-
-        client = redis.Redis(
-            host=self.host,
-            port=self.port,
-            password=self.password,
-            socket_timeout=self.timeout,
-            socket_connect_timeout=self.timeout,
-        )
-        try:
-            ok = bool(client.ping())
+        with RedisConnection(self.host, self.port, self.password, self.timeout) as r:
+            answer = r.command("PING")
             facts: dict[str, Any] = {}
             if self.persistence:
-                facts["aof_enabled"] = bool(client.info("persistence").get("aof_enabled"))
-            return ProbeResult(ok, "PING -> PONG", facts)
-        finally:
-            client.close()
+                facts["aof_enabled"] = info_fields(r.command("INFO", "persistence")).get("aof_enabled") == "1"
+        return ProbeResult(answer == "PONG", f"PING -> {answer}", facts)
+
+
+def _probe_error(exc: BaseException) -> bool:
+    """An error a probe reports as its result: the endpoint refused, timed out or answered wrongly.
+    psycopg's errors count only once a Postgres probe has imported it (an HTTP probe never does)."""
+    if isinstance(exc, (RedisError, HttpError, OSError)):
+        return True
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(exc, psycopg.Error)
 
 
 class HttpError(Exception):

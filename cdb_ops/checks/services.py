@@ -8,6 +8,7 @@ from typing import Any
 
 from cdb_ops.checks.context import CheckContext
 from cdb_ops.checks.probes import HttpError, HttpProbe, PostgresProbe, RedisProbe
+from cdb_ops.checks.resp import RedisError
 from cdb_ops.load.desired import DesiredService
 from cdb_ops.load.endpoints import host_address, postgres_conninfo
 from cdb_ops.model.facts import ContainerFacts, human_mib, oom_remedy
@@ -178,8 +179,6 @@ def check_postgres(ctx: CheckContext) -> list[CheckResult]:
 
 
 def check_redis(ctx: CheckContext) -> list[CheckResult]:
-    import redis
-
     svc = next((s for s in ctx.desired.services.values() if s.spec.ready and s.spec.ready.probe == "redis"), None)
     if svc is None:
         return []
@@ -197,5 +196,5 @@ def check_redis(ctx: CheckContext) -> list[CheckResult]:
                 {"aof_enabled": aof},
             )
         ]
-    except redis.RedisError as exc:
+    except (RedisError, OSError) as exc:
         return [CheckResult("redis", "fail", ctx.redact(str(exc)), "see `cdb-ops logs redis`")]

@@ -26,6 +26,7 @@ class DockerEngine(ContainersMixin, NetworksMixin, ImagesMixin):
         host = os.environ.get("DOCKER_HOST", "")
         self._local = host == "" or host.startswith("unix://") or "127.0.0.1" in host or "localhost" in host
         self._info: EngineInfo | None = None
+        self._timeout = timeout
 
     def info(self) -> EngineInfo:
         """The engine's version (asked once per command: every engine is built for one command)."""

@@ -22,6 +22,7 @@ class DockerBase:
 
     _api: docker.APIClient
     _local: bool
+    _timeout: int
 
 
 def _refused(why: str) -> CdbError:

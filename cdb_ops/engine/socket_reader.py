@@ -36,27 +36,40 @@ def local_socket() -> str | None:
     return path if path and os.path.exists(path) else None
 
 
-def _http_get(path: str, url: str, timeout: float) -> tuple[int, bytes]:
-    """One `GET` over the Unix socket; (status, body)."""
+Address = str | tuple[str, int]  # a Unix socket's path, or a TCP (host, port)
+
+
+def _http_get(path: Address, url: str, timeout: float) -> tuple[int, bytes]:
+    """One `GET`; (status, body)."""
     return _http_get_many(path, [url], timeout)[0]
 
 
-def _http_get_many(path: str, urls: list[str], timeout: float) -> list[tuple[int, bytes]]:
-    """`GET`s over the Unix socket, all in flight at once on one connection each (HTTP/1.1 with
+def http_get(address: tuple[str, int], url: str, timeout: float) -> tuple[int, bytes]:
+    """One `GET` of `url` (a path) from a plain-HTTP endpoint on TCP, e.g. a stack service's /health on its
+    published port: what `status` asks beside the engine, at the cost of no import."""
+    return _http_get(address, url, timeout)
+
+
+def _http_get_many(path: Address, urls: list[str], timeout: float) -> list[tuple[int, bytes]]:
+    """`GET`s over the Unix socket (or TCP), all in flight at once on one connection each (HTTP/1.1 with
     `Connection: close`), the replies read as they come with a selector; (status, body) per URL, in order.
     Plain sockets: http.client would import the email package, a fifth of this path's start-up; no
     threads: starting a pool of them for the inspects cost more than the inspects."""
+    host = path[0] if isinstance(path, tuple) else "docker"
     deadline = time.monotonic() + timeout
     selector = selectors.DefaultSelector()
     socks: list[socket.socket] = []
     replies: list[list[bytes]] = [[] for _ in urls]
     try:
         for i, url in enumerate(urls):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            if isinstance(path, tuple):
+                sock = socket.create_connection(path, timeout=timeout)
+            else:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(timeout)
+                sock.connect(path)
             socks.append(sock)
-            sock.settimeout(timeout)
-            sock.connect(path)
-            sock.sendall(f"GET {url} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n".encode())
+            sock.sendall(f"GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
             sock.setblocking(False)
             selector.register(sock, selectors.EVENT_READ, i)
         open_ = len(urls)
@@ -106,8 +119,10 @@ def _dechunk(body: bytes) -> bytes:
 class SocketReader:
     """`containers()` and `stats_many()` of `EngineFacts`, for a local engine, read-only."""
 
-    def __init__(self, path: str, timeout: float = 10.0, earlier: dict[str, CgroupSample] | None = None) -> None:
-        self._path, self._timeout = path, timeout
+    def __init__(
+        self, path: str, timeout: float = 10.0, earlier: dict[str, CgroupSample] | None = None, cpu: bool = True
+    ) -> None:
+        self._path, self._timeout, self._cpu = path, timeout, cpu  # cpu: take the first cgroup reading on list
         self._first: dict[str, CgroupSample | None] = {}
         self._first_at = 0.0
         self._earlier = earlier or {}  # readings of an earlier run (cgroups.load_samples)
@@ -129,7 +144,8 @@ class SocketReader:
         summaries = self._get(url)
         ids = [s["Id"] for s in summaries]
         # the first cgroup reading now, so the CPU window overlaps the inspects instead of being waited for
-        self._first = {s["Id"]: cgroup_sample(s["Id"]) for s in summaries if s.get("State") == "running"}
+        if self._cpu:
+            self._first = {s["Id"]: cgroup_sample(s["Id"]) for s in summaries if s.get("State") == "running"}
         self._first_at = time.monotonic()
         if not detail:
             from cdb_ops.engine.mapping import summary_facts

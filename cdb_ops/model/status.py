@@ -62,3 +62,21 @@ class StatusRow:
             "last_exit": self.last_exit.to_dict() if self.last_exit else None,
             "oom_kills": self.oom_kills,
         }
+
+
+FOOTER_WIDTH = 120  # a footer line never runs longer: rich would wrap it mid-phrase in a 160-column pipe
+
+
+def footer_lines(head: str, items: list[str], sep: str = ", ", indent: str = "    ") -> list[str]:
+    """`head` followed by `items` joined with `sep`, packed into lines of at most FOOTER_WIDTH characters
+    (an item is never split); lines after the first are indented under the head."""
+    out, line = [], head
+    for i, item in enumerate(items):
+        piece = item + (sep.rstrip() if i < len(items) - 1 else "")
+        if line.strip() and line != head and len(line) + 1 + len(piece) > FOOTER_WIDTH:
+            out.append(line)
+            line = indent + piece
+        else:
+            line = f"{line} {piece}" if line and not line.endswith(" ") else line + piece
+    out.append(line)
+    return out

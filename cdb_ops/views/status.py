@@ -11,7 +11,7 @@ from cdb_ops.load.diskhistory import Sample
 from cdb_ops.load.outline import OutlineService, StackOutline
 from cdb_ops.model.facts import ContainerFacts, ContainerStats
 from cdb_ops.model.labels import LABEL_IMAGE, LABEL_PRIORITY, LABEL_ROLE, LABEL_SERVICE
-from cdb_ops.model.status import StatusRow
+from cdb_ops.model.status import StatusRow, footer_lines
 
 if TYPE_CHECKING:
     from cdb_ops.load.desired import DesiredStack
@@ -237,18 +237,18 @@ def disk_lines(disk: dict[str, Any] | None) -> list[str]:
     if disk is None:
         return ["disk: no sample yet — `cdb-ops status --disk` (or validate / rebuild) takes one"]
     age = _age(disk["age_seconds"])
-    vols = ", ".join(f"{v['name']} {_size(v['bytes'])}{_per_day(v['growth_bytes_per_day'])}" for v in disk["volumes"])
+    vols = [f"{v['name']} {_size(v['bytes'])}{_per_day(v['growth_bytes_per_day'])}" for v in disk["volumes"]]
     logs = disk["logs"]
-    out = [f"disk (sampled {age} ago): volumes {vols or '-'}"]
+    out = footer_lines(f"disk (sampled {age} ago): volumes", vols or ["-"])
     out.append(f"  logs {_size(logs['bytes'])}{_per_day(logs['growth_bytes_per_day'])}")
     fs = disk.get("data_filesystem")
     if fs:
         out.append(f"  data filesystem {fs['used_percent']:.0f} % full ({_size(fs['available_bytes'])} free)")
     biggest = sorted(disk["tables"], key=lambda t: -(t["bytes"] or 0))[:3]
     if biggest:
-        out.append(
-            "  largest tables "
-            + ", ".join(f"{t['name']} {_size(t['bytes'])}{_per_day(t['growth_bytes_per_day'])}" for t in biggest)
+        out += footer_lines(
+            "  largest tables",
+            [f"{t['name']} {_size(t['bytes'])}{_per_day(t['growth_bytes_per_day'])}" for t in biggest],
         )
     if disk["growth_over_hours"] is None:
         out.append("  growth per day: needs two samples at least an hour apart (`cdb-ops status --disk`)")

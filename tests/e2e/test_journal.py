@@ -10,9 +10,6 @@ names, for each fill, the risk manager and execution that made it (different bef
 
 from __future__ import annotations
 
-import json
-import time
-import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -20,9 +17,8 @@ from typing import Any
 
 import docker
 import pytest
-import redis
 
-from tests.helpers import STACKS, StackFixture, cdb, cdb_json, env_values, pg_connect, wait_until
+from tests.helpers import STACKS, StackFixture, cdb, cdb_json, pg_connect, publish_signal, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -42,29 +38,8 @@ def _query(project: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[
 
 
 def _buy(project: Path, symbol: str) -> str:
-    """A BUY of the replay book, stored and published as the signal engine does (a symbol the replay never
-    plays, so the decision is ours alone); its signal id."""
-    signal_id, now = str(uuid.uuid4()), int(time.time() * 1000)
-    _query(
-        project,
-        """INSERT INTO signals (signal_id, symbol, side, price, change_pct, window_seconds, quote_volume,
-                                threshold_pct, confidence, tick_time, is_probe, portfolio)
-           VALUES (%s, %s, 'BUY', 10, 3, 60, 1000000, 3, 1, to_timestamp(%s / 1000.0), false, 'replay')
-           RETURNING signal_id""",
-        (signal_id, symbol, now),
-    )
-    event = {
-        "event_id": signal_id, "symbol": symbol, "side": "BUY", "price": "10", "change_pct": "3",
-        "window_seconds": 60, "quote_volume": "1000000", "threshold_pct": "3", "confidence": "1",
-        "tick_id": str(uuid.uuid4()), "tick_time": now, "received_at": now, "produced_at": now,
-        "is_probe": False, "portfolio": "replay",
-    }  # fmt: skip
-    client = redis.Redis(host="127.0.0.1", port=STACK.redis_port, password=env_values(project)["REDIS_PASSWORD"])
-    try:
-        client.xadd("cdb:signals", {"data": json.dumps(event)})
-    finally:
-        client.close()
-    return signal_id
+    """A BUY of the replay book at 10 (a symbol the replay never plays, so the decision is ours alone)."""
+    return publish_signal(project, STACK, symbol, "BUY", "10")
 
 
 def _order(project: Path, signal_id: str, status: str | None = None) -> tuple[Any, ...]:

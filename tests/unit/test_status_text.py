@@ -109,3 +109,28 @@ def test_it_declines_what_it_cannot_lay_out_as_rich_does():
     assert status_text(wide, None, 160, False) is None  # double-width characters
     long_error = {"command": "rebuild", "result": "failed", "error": {"message": "x" * 300}}
     assert status_text(r, long_error, 160, False) is None  # rich would wrap the footer
+
+
+def test_a_full_default_stack_footer_fits_a_pipe_and_is_printed_without_rich():
+    """Eleven services' volumes, the largest tables and a notifier with no destination: every footer line is
+    packed to fit, so a 160-column pipe gets the plain table — the same bytes rich prints."""
+    r = [StatusRow("postgres", "cdbp_postgres", "running", "healthy", 61.0, 0, PORTS[:1], 2**20, 1.0, "img", "c", "h")]
+    volumes = [f"cdbp_{n}_data" for n in ("postgres", "postgres_tmp", "redis", "risk_logs", "prometheus", "alerts")]
+    disk = {
+        "age_seconds": 400.0,
+        "volumes": [{"name": v, "bytes": 48 * 2**20, "growth_bytes_per_day": 233_000.0} for v in volumes],
+        "logs": {"bytes": 14_600, "growth_bytes_per_day": 26_600.0},
+        "data_filesystem": {"used_percent": 27.0, "available_bytes": 79 * 2**30},
+        "tables": [{"name": f"table_{i}", "bytes": 81_920, "growth_bytes_per_day": 0.0} for i in range(3)],
+        "growth_over_hours": 2.0,
+    }
+    notifications = {"running": True, "destinations": 0, "sent": 0}
+    for color in (False, True):
+        mine = status_text(r, LAST_RUNS[1], 160, color, disk=disk, notifications=notifications)
+        assert mine is not None
+        assert all(len(line) <= 160 for line in mine.splitlines()) or color
+        buf = io.StringIO()
+        console = Console(file=buf, highlight=False, soft_wrap=False, width=160, force_terminal=color,
+                          color_system="truecolor" if color else None)  # fmt: skip
+        Renderer(False, console=console).status(r, LAST_RUNS[1], disk, None, None, notifications)
+        assert mine == buf.getvalue()
