@@ -8,13 +8,9 @@ from typing import Annotated
 
 import typer
 
-from cdb_ops.apply.backup import backup_database, drill_database, verify
-from cdb_ops.apply.backup import restore as restore_db
 from cdb_ops.cli.options import JsonOpt, ProjectDir, YesOpt
-from cdb_ops.cli.session import open_run
-from cdb_ops.engine.docker import DockerEngine
-from cdb_ops.errors import ConfigError, StepFailed
-from cdb_ops.fsutil import regular_file_problem
+
+# The command's own imports are made when it runs: `--help` needs only typer and the options (issue 26).
 
 
 def backup(
@@ -41,6 +37,11 @@ def backup(
     """pg_dump of the stack's database (custom format) into backups/, verified (pg_restore --list reads it,
     checksums match), with a .sha256 file, a manifest of its rows and retention; the backup service runs
     the same on BACKUP_SCHEDULE. --drill proves the newest one restores."""
+    from cdb_ops.apply.backup import backup_database, drill_database
+    from cdb_ops.cli.session import open_run
+    from cdb_ops.engine.docker import DockerEngine
+    from cdb_ops.errors import StepFailed
+
     s = open_run(ctx, "backup", json_output, project_dir)
     if drill:
         d = drill_database(DockerEngine(), s.desired, s.settings, s.project, s.redact)
@@ -75,6 +76,13 @@ def restore(
     json_output: JsonOpt = False,
 ) -> None:
     """Replace the database's contents with a backup: checksum verified, current state backed up first."""
+    from cdb_ops.apply.backup import backup_database, verify
+    from cdb_ops.apply.backup import restore as restore_db
+    from cdb_ops.cli.session import open_run
+    from cdb_ops.engine.docker import DockerEngine
+    from cdb_ops.errors import ConfigError
+    from cdb_ops.fsutil import regular_file_problem
+
     s = open_run(ctx, "restore", json_output, project_dir)
     file = Path(os.path.abspath(file))
     why = regular_file_problem(file)

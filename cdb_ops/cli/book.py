@@ -3,14 +3,14 @@ feed of the last rebuild, else the configured one) and the risk limits from `.en
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cdb_ops.cli.session import Session
-from cdb_ops.load.lastrun import load_last_run
-from cdb_ops.views.book import BookChoice, choose_book
-from cdb_ops.views.portfolio import Limits
+if TYPE_CHECKING:  # BookOpt is read by every book command's --help: nothing else is imported for it
+    from cdb_ops.cli.session import Session
+    from cdb_ops.views.book import BookChoice
+    from cdb_ops.views.portfolio import Limits
 
 BookOpt = Annotated[
     str | None,
@@ -19,8 +19,13 @@ BookOpt = Annotated[
 
 
 def book_of(s: Session, feed: str | None) -> BookChoice:
+    from cdb_ops.load.lastrun import load_last_run
+    from cdb_ops.views.book import choose_book
+
     return choose_book(feed, load_last_run(s.project), s.desired.feed)
 
 
 def limits_of(s: Session) -> Limits:
+    from cdb_ops.views.portfolio import Limits
+
     return Limits.from_settings(s.settings.get)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from cdb_ops.checks import doctor as doc
 from cdb_ops.cli.options import JsonOpt, ProfileOpt, ProjectDir
-from cdb_ops.cli.session import open_read
-from cdb_ops.engine.docker import DockerEngine
-from cdb_ops.errors import CdbError, ExitCode
+
+# The command's own imports are made when it runs: `--help` needs only typer and the options (issue 26).
 
 
 def doctor(
@@ -16,6 +14,11 @@ def doctor(
 ) -> None:
     """Diagnose the known risks: Docker down, failed builds, Postgres not starting, services that cannot
     reach Postgres, ports held by other processes. Each finding comes with its fix."""
+    from cdb_ops.checks import doctor as doc
+    from cdb_ops.cli.session import open_read
+    from cdb_ops.engine.docker import DockerEngine
+    from cdb_ops.errors import CdbError, ExitCode
+
     s = open_read(ctx, "doctor", json_output, project_dir, "rebuild", profile, None)
     try:
         engine = DockerEngine()

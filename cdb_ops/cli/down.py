@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from cdb_ops.apply.context import RunOptions
 from cdb_ops.cli.options import JsonOpt, ProgressMode, ProgressOpt, ProjectDir, VerboseOpt, YesOpt
 from cdb_ops.cli.rebuild import run_playbook
 
@@ -32,6 +31,8 @@ def down(
     """Stop the stack (reverse dependency order, graceful: each service gets SIGTERM and time to finish
     in-flight work) and remove its containers and network. Volumes stay; `rebuild` brings back the same
     data. Only resources labelled with the stack's system are touched."""
+    from cdb_ops.apply.context import RunOptions
+
     run_playbook(
         ctx,
         "down",

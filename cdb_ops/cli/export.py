@@ -5,18 +5,20 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cdb_ops.apply.secretfiles import write_secret_files
 from cdb_ops.cli.options import FeedOpt, ProfileOpt, ProjectDir
-from cdb_ops.cli.session import Session, open_read
 from cdb_ops.errors import Conflict, UsageError
 from cdb_ops.fsutil import atomic_write
 from cdb_ops.model.labels import LABEL_IMAGE_SERVICE, LABEL_IMAGE_SYSTEM
 from cdb_ops.views.export import TARGETS, build_jobs
 from cdb_ops.views.export_file import render
+
+if TYPE_CHECKING:  # the session (the desired stack: pydantic, yaml) is opened when the command runs, not for --help
+    from cdb_ops.cli.session import Session
 
 
 def export_compose(
@@ -55,6 +57,8 @@ def export_compose(
     What the target cannot express is listed on stderr with what was done instead."""
     if target not in TARGETS:
         raise UsageError(f"--target {target!r} is not a target", f"use one of: {', '.join(TARGETS)}")
+    from cdb_ops.cli.session import open_read
+
     s = open_read(ctx, "export compose", False, project_dir, "rebuild", profile, feed)
     out_file = Path(os.path.abspath(output)) if output else None
     if out_file is not None:

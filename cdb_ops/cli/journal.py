@@ -8,12 +8,9 @@ from typing import Annotated
 import typer
 
 from cdb_ops.cli.options import JsonOpt, ProjectDir
-from cdb_ops.cli.session import open_read
-from cdb_ops.db.journal import KINDS, entries
-from cdb_ops.errors import DatabaseUnavailable, UsageError
-from cdb_ops.load.endpoints import postgres_conninfo
-from cdb_ops.report.journal import show_journal
-from cdb_ops.views.book import FEEDS, open_connection, parse_since
+from cdb_ops.db.journal import KINDS  # the --kind help lists them (a light module)
+
+# The command's own imports are made when it runs: `--help` needs only typer and the options (issue 26).
 
 
 def journal(
@@ -31,6 +28,13 @@ def journal(
 ) -> None:
     """What was live when: trading-state changes, breaker trips, rebuilds, rollbacks and restores, each with
     who, when, why and the image id and config hash of every service then live."""
+    from cdb_ops.cli.session import open_read
+    from cdb_ops.db.journal import entries
+    from cdb_ops.errors import DatabaseUnavailable, UsageError
+    from cdb_ops.load.endpoints import postgres_conninfo
+    from cdb_ops.report.journal import show_journal
+    from cdb_ops.views.book import FEEDS, open_connection, parse_since
+
     s = open_read(ctx, "journal", json_output, project_dir)
     window = parse_since(since)
     for k in kind or []:

@@ -8,20 +8,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from cdb_ops.cli.options import ProfileOpt, ProjectDir
-from cdb_ops.cli.session import open_read
-from cdb_ops.engine.docker import DockerEngine
 from cdb_ops.errors import UsageError
-from cdb_ops.load.playbook import load_stack
-from cdb_ops.load.project import find_project
-from cdb_ops.load.specs import parse_duration
-from cdb_ops.views import logs as logmod
+
+# The command's own imports are made when it runs: `--help` needs only typer and the options (issue 26).
 
 
 def parse_since(value: str | None) -> datetime | None:
     """'10m', '2h', '30s' ago, or an ISO time."""
+    from cdb_ops.load.specs import parse_duration
+
     if not value:
         return None
     try:
@@ -44,6 +41,9 @@ def parse_since(value: str | None) -> datetime | None:
 
 def every_profile(project_dir: Path | None) -> list[str]:
     """Every profile of the stack: logs shows whatever of the stack exists."""
+    from cdb_ops.load.playbook import load_stack
+    from cdb_ops.load.project import find_project
+
     return sorted(load_stack(find_project(project_dir).stack_file).profiles - {"core"})
 
 
@@ -63,6 +63,12 @@ def logs(
     ] = False,
 ) -> None:
     """The stack's logs merged by time, one colour per service."""
+    from rich.markup import escape
+
+    from cdb_ops.cli.session import open_read
+    from cdb_ops.engine.docker import DockerEngine
+    from cdb_ops.views import logs as logmod
+
     s = open_read(
         ctx, "logs", json_output, project_dir, "rebuild", profile or ["core", *every_profile(project_dir)], None
     )

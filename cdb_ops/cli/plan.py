@@ -6,13 +6,9 @@ from typing import Annotated
 
 import typer
 
-from cdb_ops.apply.context import RunOptions
 from cdb_ops.cli.options import FeedOpt, JsonOpt, ProfileOpt, ProjectDir
-from cdb_ops.cli.session import open_run
-from cdb_ops.engine.docker import DockerEngine
-from cdb_ops.errors import ExitCode
-from cdb_ops.plan.observe import observe
-from cdb_ops.plan.planner import plan_stack
+
+# The command's own imports are made when it runs: `--help` needs only typer and the options (issue 26).
 
 
 def plan(
@@ -25,6 +21,13 @@ def plan(
     json_output: JsonOpt = False,
 ) -> None:
     """Show what `rebuild` would change, resource by resource. Changes nothing."""
+    from cdb_ops.apply.context import RunOptions
+    from cdb_ops.cli.session import open_run
+    from cdb_ops.engine.docker import DockerEngine
+    from cdb_ops.errors import ExitCode
+    from cdb_ops.plan.observe import observe
+    from cdb_ops.plan.planner import plan_stack
+
     s = open_run(ctx, "plan", json_output, project_dir, "rebuild", profile, feed)
     observed = observe(DockerEngine(), s.desired)
     options = RunOptions(remove_orphans=remove_orphans, no_cache=no_cache).plan_options(s.project)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cdb_ops.apply.context import RunOptions
-from cdb_ops.apply.runner import execute
 from cdb_ops.cli.options import (
     FeedOpt,
     JsonOpt,
@@ -20,11 +18,11 @@ from cdb_ops.cli.options import (
     VerboseOpt,
     YesOpt,
 )
-from cdb_ops.cli.session import open_run
-from cdb_ops.engine.docker import DockerEngine
-from cdb_ops.errors import CdbError
-from cdb_ops.plan.observe import observe
-from cdb_ops.plan.planner import plan_stack
+
+if TYPE_CHECKING:
+    from cdb_ops.apply.context import RunOptions
+
+# The command's own imports are made when it runs: `--help` needs only typer and the options (issue 26).
 
 
 def run_playbook(
@@ -41,6 +39,13 @@ def run_playbook(
     verbose: bool,
     wipe_flag: str = "--wipe-data",
 ) -> None:
+    from cdb_ops.apply.runner import execute
+    from cdb_ops.cli.session import open_run
+    from cdb_ops.engine.docker import DockerEngine
+    from cdb_ops.errors import CdbError
+    from cdb_ops.plan.observe import observe
+    from cdb_ops.plan.planner import plan_stack
+
     s = open_run(ctx, command, json_output, project_dir, playbook, profile, feed, phase)
     engine = DockerEngine()
     if options.wipe_data:
@@ -103,6 +108,8 @@ def rebuild(
 
     Idempotent: on a converged stack nothing is recreated or restarted. Re-run to finish an
     interrupted run."""
+    from cdb_ops.apply.context import RunOptions
+
     run_playbook(
         ctx,
         "rebuild",
@@ -134,6 +141,8 @@ def run(
     verbose: VerboseOpt = False,
 ) -> None:
     """Run any phase playbook (rebuild is one)."""
+    from cdb_ops.apply.context import RunOptions
+
     run_playbook(
         ctx,
         "run",

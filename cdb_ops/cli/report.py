@@ -7,15 +7,10 @@ from typing import Annotated
 
 import typer
 
-from cdb_ops.cli.book import BookOpt, book_of, limits_of
+from cdb_ops.cli.book import BookOpt
 from cdb_ops.cli.options import JsonOpt, ProjectDir
-from cdb_ops.cli.session import open_read
-from cdb_ops.errors import UsageError
-from cdb_ops.fsutil import atomic_write
-from cdb_ops.load.endpoints import postgres_conninfo
-from cdb_ops.report.trading import show_report
-from cdb_ops.views.book import connect
-from cdb_ops.views.performance import load_report
+
+# The command's own imports are made when it runs: `--help` needs only typer and the options (issue 26).
 
 
 def report(
@@ -28,6 +23,15 @@ def report(
 ) -> None:
     """Per day and per pair: trades, win rate, realized PnL, fees; the equity curve (drawn in the
     terminal) with its max drawdown; with --html FILE the same as one self-contained HTML file."""
+    from cdb_ops.cli.book import book_of, limits_of
+    from cdb_ops.cli.session import open_read
+    from cdb_ops.errors import UsageError
+    from cdb_ops.fsutil import atomic_write
+    from cdb_ops.load.endpoints import postgres_conninfo
+    from cdb_ops.report.trading import show_report
+    from cdb_ops.views.book import connect
+    from cdb_ops.views.performance import load_report
+
     s = open_read(ctx, "report", json_output, project_dir)
     if not 1 <= days <= 3660:
         raise UsageError(f"--days {days} is out of range", "use 1 to 3660")

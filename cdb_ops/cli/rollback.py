@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from cdb_ops.cli.options import JsonOpt, ProgressMode, ProgressOpt, ProjectDir, YesOpt
-from cdb_ops.cli.session import Session, open_run
+
+if TYPE_CHECKING:
+    from cdb_ops.cli.session import Session
+
+# The command's own imports are made when it runs: `--help` needs only typer and the options (issue 26).
 
 
 def _print(s: Session, doc: dict[str, Any]) -> None:
@@ -42,6 +46,7 @@ def rollback(
     """Put back the containers the last upgrade replaced (previous image and configuration), drained and
     stop-first, each book's state given back; names the backup that undoes its migrations."""
     from cdb_ops.apply.rollback import last_upgrade, roll_back_last
+    from cdb_ops.cli.session import open_run
     from cdb_ops.engine.docker import DockerEngine
 
     s = open_run(ctx, "rollback", json_output, project_dir)

@@ -5,14 +5,17 @@ from __future__ import annotations
 import typer
 
 from cdb_ops.cli.options import JsonOpt, ProjectDir
-from cdb_ops.cli.session import open_read, open_run
-from cdb_ops.db.migrations import Migrator
-from cdb_ops.errors import ExitCode
-from cdb_ops.load.endpoints import postgres_conninfo
+
+# The command's own imports are made when it runs: `--help` needs only typer and the options (issue 26).
 
 
 def schema_status(ctx: typer.Context, project_dir: ProjectDir = None, json_output: JsonOpt = False) -> None:
     """Which migrations are applied, pending or changed; which tables exist in public."""
+    from cdb_ops.cli.session import open_read
+    from cdb_ops.db.migrations import Migrator
+    from cdb_ops.errors import ExitCode
+    from cdb_ops.load.endpoints import postgres_conninfo
+
     s = open_read(ctx, "schema status", json_output, project_dir)
     migrator = Migrator(postgres_conninfo(s.desired, s.settings), s.project.schema_dir)
     states = migrator.status()
@@ -23,6 +26,10 @@ def schema_status(ctx: typer.Context, project_dir: ProjectDir = None, json_outpu
 
 def schema_migrate(ctx: typer.Context, project_dir: ProjectDir = None, json_output: JsonOpt = False) -> None:
     """Apply pending migrations (each once, in order, in its own transaction)."""
+    from cdb_ops.cli.session import open_run
+    from cdb_ops.db.migrations import Migrator
+    from cdb_ops.load.endpoints import postgres_conninfo
+
     s = open_run(ctx, "schema migrate", json_output, project_dir)
     migrator = Migrator(postgres_conninfo(s.desired, s.settings), s.project.schema_dir)
     applied = migrator.migrate()

@@ -8,15 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-from cdb_ops.checks.backups import backup_summary
-from cdb_ops.checks.notify import notify_summary
 from cdb_ops.cli.options import JsonOpt, ProfileOpt, ProjectDir
-from cdb_ops.cli.session import open_read
-from cdb_ops.engine.docker import DockerEngine
-from cdb_ops.load.diskhistory import load_history
-from cdb_ops.load.lastrun import load_last_run
-from cdb_ops.load.outline import outline_key, save_outline
-from cdb_ops.views.status import books_conninfo, disk_summary, gather, outline_of, trading_in_background
+
+# The command's own imports are made when it runs: `--help` needs only typer and the options (issue 26).
 
 
 def status(
@@ -32,6 +26,15 @@ def status(
 ) -> None:
     """One table of the stack's containers: state, health, uptime, restarts, ports, CPU, memory, image;
     under it the last rebuild, each book's trading state, the disk and the backups."""
+    from cdb_ops.checks.backups import backup_summary
+    from cdb_ops.checks.notify import notify_summary
+    from cdb_ops.cli.session import open_read
+    from cdb_ops.engine.docker import DockerEngine
+    from cdb_ops.load.diskhistory import load_history
+    from cdb_ops.load.lastrun import load_last_run
+    from cdb_ops.load.outline import outline_key, save_outline
+    from cdb_ops.views.status import books_conninfo, disk_summary, gather, outline_of, trading_in_background
+
     s = open_read(ctx, "status", json_output, project_dir, "rebuild", profile, None)
     out = s.out
     outline = outline_of(s.desired, s.settings)

@@ -7,13 +7,10 @@ from typing import Annotated
 
 import typer
 
-from cdb_ops.cli.book import BookOpt, book_of
+from cdb_ops.cli.book import BookOpt
 from cdb_ops.cli.options import JsonOpt, ProjectDir
-from cdb_ops.cli.session import open_read
-from cdb_ops.load.endpoints import postgres_conninfo
-from cdb_ops.report.trading import show_trades
-from cdb_ops.views.book import connect, parse_since
-from cdb_ops.views.trades import load_trades
+
+# The command's own imports are made when it runs: `--help` needs only typer and the options (issue 26).
 
 
 def trades(
@@ -35,6 +32,13 @@ def trades(
     json_output: JsonOpt = False,
 ) -> None:
     """Fills with side, qty, price, fee and realized PnL, and the signal and risk decision behind each."""
+    from cdb_ops.cli.book import book_of
+    from cdb_ops.cli.session import open_read
+    from cdb_ops.load.endpoints import postgres_conninfo
+    from cdb_ops.report.trading import show_trades
+    from cdb_ops.views.book import connect, parse_since
+    from cdb_ops.views.trades import load_trades
+
     s = open_read(ctx, "trades", json_output, project_dir)
     window = parse_since(since)
     choice = book_of(s, feed)

@@ -14,17 +14,19 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cdb_ops.cli.book import book_of
 from cdb_ops.cli.options import JsonOpt, ProjectDir, YesOpt
-from cdb_ops.cli.session import Session, open_read
 from cdb_ops.db import trading_state as ts
 from cdb_ops.errors import DatabaseUnavailable, ExitCode, UsageError
 from cdb_ops.load.endpoints import host_address, postgres_conninfo
 from cdb_ops.views.book import FEEDS, choose_book, open_connection
+
+if TYPE_CHECKING:  # the session (the desired stack: pydantic, yaml) is opened when a subcommand runs, not for --help
+    from cdb_ops.cli.session import Session
 
 FeedOpt = Annotated[
     str | None,
@@ -98,6 +100,8 @@ def trading_status(
 ) -> None:
     """Each book's trading state (ACTIVE, REDUCING, HALTED), who set it, when and why, and its history.
     --reason and --yes are accepted (scripts pass them to every subcommand) and change nothing here."""
+    from cdb_ops.cli.session import open_read
+
     s = open_read(ctx, "trading status", json_output, project_dir)
     books = [choose_book(feed, None, None).book] if feed is not None else list(FEEDS)
     with _connect(s) as conn:
@@ -136,6 +140,8 @@ def trading_halt(
 ) -> None:
     """HALTED: the risk manager rejects every new signal of the book (`halted`) and its unfilled orders are
     cancelled. With --flatten (after confirmation) every open position is sold at market first."""
+    from cdb_ops.cli.session import open_read
+
     s = open_read(ctx, "trading halt", json_output, project_dir)
     why = _reason(reason, "halt")
     if not flatten:
@@ -215,6 +221,8 @@ def trading_reduce(
     json_output: JsonOpt = False,
 ) -> None:
     """REDUCING: exits only — SELLs that close a held position pass, BUYs are rejected (`reducing`)."""
+    from cdb_ops.cli.session import open_read
+
     s = open_read(ctx, "trading reduce", json_output, project_dir)
     _change(s, feed, "REDUCING", _reason(reason, "reduce"), "reduce", yes)
 
@@ -229,6 +237,8 @@ def trading_resume(
 ) -> None:
     """ACTIVE: entries are approved again (after confirmation; a tripped daily breaker still holds the book
     REDUCING until the next UTC day)."""
+    from cdb_ops.cli.session import open_read
+
     s = open_read(ctx, "trading resume", json_output, project_dir)
     _change(s, feed, "ACTIVE", _reason(reason, "resume"), "resume", yes)
 

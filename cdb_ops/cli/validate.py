@@ -8,14 +8,9 @@ from typing import Annotated
 
 import typer
 
-from cdb_ops.checks.context import ValidateOptions
-from cdb_ops.checks.validate import run_checks
 from cdb_ops.cli.options import FeedOpt, JsonOpt, ProfileOpt, ProjectDir
-from cdb_ops.cli.session import open_run
-from cdb_ops.db.opsruns import record
-from cdb_ops.engine.docker import DockerEngine
-from cdb_ops.errors import CdbError, ExitCode
-from cdb_ops.model.results import CheckResult
+
+# The command's own imports are made when it runs: `--help` needs only typer and the options (issue 26).
 
 
 def validate(
@@ -36,6 +31,14 @@ def validate(
 ) -> None:
     """Check the memo's success criteria: engine, network, volumes, containers, /health, Postgres
     (9 tables, migrations), Redis, logs, memory, and an end-to-end probe. Exit 0 only when nothing failed."""
+    from cdb_ops.checks.context import ValidateOptions
+    from cdb_ops.checks.validate import run_checks
+    from cdb_ops.cli.session import open_run
+    from cdb_ops.db.opsruns import record
+    from cdb_ops.engine.docker import DockerEngine
+    from cdb_ops.errors import CdbError, ExitCode
+    from cdb_ops.model.results import CheckResult
+
     s = open_run(ctx, "validate", json_output, project_dir, "rebuild", profile, feed)
     started = datetime.now(UTC)
     try:
