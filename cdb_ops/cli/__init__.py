@@ -33,7 +33,9 @@ def dispatch(args: list[str]) -> int:
         try:
             rc = quick_status(args[1:])
         except KeyboardInterrupt:
-            rc = 130
+            from cdb_ops.errors import ExitCode
+
+            rc = int(ExitCode.INTERRUPTED)
         if rc is not None:
             return rc
     from cdb_ops.cli.app import run

@@ -62,7 +62,7 @@ def validate(
         started_at=started,
         finished_at=datetime.now(UTC),
         result="failed" if failed else "ok",
-        exit_code=1 if failed else 0,
+        exit_code=int(ExitCode.CHECKS_FAILED) if failed else int(ExitCode.OK),
         summary={
             "failed_checks": failed,
             "counts": {k: sum(r.status == k for r in results) for k in ("pass", "warn", "fail", "skip")},
