@@ -36,10 +36,10 @@ class ContainersMixin(DockerBase):
     def containers(self, label: str | None = None, detail: bool = True) -> list[ContainerFacts]:
         """All containers (with `label`: only those). Without `detail`, from the list endpoint alone —
         one call instead of one inspect per container, but no start time, restart count or health log."""
-        if detail and self._local:
-            # the inspects all at once over the engine's socket (one per container in turn through docker-py
-            # was most of a no-op rebuild's observation); anything it cannot answer, docker-py below answers
-            # or reports
+        if detail:
+            # the inspects all at once over a local engine's socket (one per container in turn through
+            # docker-py was most of a no-op rebuild's observation); a remote engine, or anything the socket
+            # cannot answer, docker-py below answers or reports
             from cdb_ops.engine.socket_reader import LeanUnavailable, SocketReader, local_socket
 
             path = local_socket()

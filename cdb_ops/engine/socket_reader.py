@@ -39,15 +39,10 @@ def local_socket() -> str | None:
 Address = str | tuple[str, int]  # a Unix socket's path, or a TCP (host, port)
 
 
-def _http_get(path: Address, url: str, timeout: float) -> tuple[int, bytes]:
-    """One `GET`; (status, body)."""
-    return _http_get_many(path, [url], timeout)[0]
-
-
-def http_get(address: tuple[str, int], url: str, timeout: float) -> tuple[int, bytes]:
-    """One `GET` of `url` (a path) from a plain-HTTP endpoint on TCP, e.g. a stack service's /health on its
-    published port: what `status` asks beside the engine, at the cost of no import."""
-    return _http_get(address, url, timeout)
+def http_get(address: Address, url: str, timeout: float) -> tuple[int, bytes]:
+    """One `GET` of `url` (a path); (status, body). From the engine's socket, or from a plain-HTTP endpoint
+    on TCP, e.g. a stack service's /health on its published port (what `status` asks beside the engine)."""
+    return _http_get_many(address, [url], timeout)[0]
 
 
 def _http_get_many(path: Address, urls: list[str], timeout: float) -> list[tuple[int, bytes]]:
@@ -130,7 +125,7 @@ class SocketReader:
 
     def _get(self, url: str) -> Any:
         try:
-            status, body = _http_get(self._path, url, self._timeout)
+            status, body = http_get(self._path, url, self._timeout)
         except (OSError, ValueError, IndexError) as exc:
             raise LeanUnavailable(str(exc)) from None
         if status != 200:

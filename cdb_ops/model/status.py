@@ -72,11 +72,11 @@ def footer_lines(head: str, items: list[str], sep: str = ", ", indent: str = "  
     (an item is never split); lines after the first are indented under the head."""
     out, line = [], head
     for i, item in enumerate(items):
-        piece = item + (sep.rstrip() if i < len(items) - 1 else "")
-        if line.strip() and line != head and len(line) + 1 + len(piece) > FOOTER_WIDTH:
+        piece = item + (sep.rstrip() if i < len(items) - 1 else "")  # the separator's space is the join's
+        if line != head and len(line) + 1 + len(piece) > FOOTER_WIDTH:  # (the head never stands alone)
             out.append(line)
             line = indent + piece
         else:
-            line = f"{line} {piece}" if line and not line.endswith(" ") else line + piece
+            line = f"{line} {piece}"
     out.append(line)
     return out

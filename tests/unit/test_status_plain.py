@@ -12,7 +12,7 @@ import pytest
 
 from cdb_ops.cli.status_plain import _parse, quick_status
 from cdb_ops.engine.cgroups import CgroupSample, load_samples, save_samples
-from cdb_ops.engine.socket_reader import MIN_CPU_WINDOW, _dechunk, _http_get, _http_get_many
+from cdb_ops.engine.socket_reader import MIN_CPU_WINDOW, _dechunk, _http_get_many, http_get
 from cdb_ops.load.envfile import parse_env_file
 from cdb_ops.load.outline import OutlineService, StackOutline, load_outline, outline_key, save_outline
 from cdb_ops.load.project import find_project
@@ -78,7 +78,7 @@ def test_http_get_over_a_unix_socket(tmp_path: Path) -> None:
 
     t = threading.Thread(target=answer)
     t.start()
-    status, body = _http_get(path, "/containers/json?all=1", 5.0)
+    status, body = http_get(path, "/containers/json?all=1", 5.0)
     t.join()
     server.close()
     assert status == 200 and json.loads(body) == [{"Id": "a"}]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import random
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -70,7 +71,14 @@ def rows(rnd: random.Random, n: int) -> list[StatusRow]:
     return out
 
 
-def by_rich(r: list[StatusRow], last: dict | None, width: int, color: bool, trading: dict | None = None) -> str:  # type: ignore[type-arg]
+def by_rich(
+    r: list[StatusRow],
+    last: dict[str, Any] | None,
+    width: int,
+    color: bool,
+    trading: dict[str, Any] | None = None,
+    **footer: Any,  # disk, backups, notifications
+) -> str:
     buf = io.StringIO()
     console = Console(
         file=buf,
@@ -80,7 +88,7 @@ def by_rich(r: list[StatusRow], last: dict | None, width: int, color: bool, trad
         force_terminal=color,
         color_system="truecolor" if color else None,
     )
-    Renderer(False, console=console).status(r, last, trading=trading)
+    Renderer(False, console=console).status(r, last, trading=trading, **footer)
     return buf.getvalue()
 
 
@@ -129,8 +137,4 @@ def test_a_full_default_stack_footer_fits_a_pipe_and_is_printed_without_rich():
         mine = status_text(r, LAST_RUNS[1], 160, color, disk=disk, notifications=notifications)
         assert mine is not None
         assert all(len(line) <= 160 for line in mine.splitlines()) or color
-        buf = io.StringIO()
-        console = Console(file=buf, highlight=False, soft_wrap=False, width=160, force_terminal=color,
-                          color_system="truecolor" if color else None)  # fmt: skip
-        Renderer(False, console=console).status(r, LAST_RUNS[1], disk, None, None, notifications)
-        assert mine == buf.getvalue()
+        assert mine == by_rich(r, LAST_RUNS[1], 160, color, disk=disk, notifications=notifications)
