@@ -3,7 +3,9 @@
 Every command runs in its own process and leaves nothing behind. `main()` imports only what the
 command needs: `--version` is answered here; `status` in its plain forms by `cli.status_plain` (no typer, rich,
 pydantic or docker-py; it falls back to the full command otherwise); anything else goes through
-`cli.app`, which imports only the module of the command that runs."""
+`cli.app`, which imports only the module of the command that runs. A command's module imports its
+session, engine and views inside the command function, so `cdb-ops X --help` needs typer and the option
+declarations alone (tests/unit/test_layers.py runs every command's --help to hold that)."""
 
 from __future__ import annotations
 

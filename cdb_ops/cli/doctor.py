@@ -6,8 +6,6 @@ import typer
 
 from cdb_ops.cli.options import JsonOpt, ProfileOpt, ProjectDir
 
-# The command's own imports are made when it runs: `--help` needs only typer and the options (issue 26).
-
 
 def doctor(
     ctx: typer.Context, project_dir: ProjectDir = None, profile: ProfileOpt = None, json_output: JsonOpt = False

@@ -10,8 +10,6 @@ import typer
 from cdb_ops.cli.options import JsonOpt, ProjectDir
 from cdb_ops.db.journal import KINDS  # the --kind help lists them (a light module)
 
-# The command's own imports are made when it runs: `--help` needs only typer and the options (issue 26).
-
 
 def journal(
     ctx: typer.Context,

@@ -12,8 +12,6 @@ import typer
 from cdb_ops.cli.options import ProfileOpt, ProjectDir
 from cdb_ops.errors import UsageError
 
-# The command's own imports are made when it runs: `--help` needs only typer and the options (issue 26).
-
 
 def parse_since(value: str | None) -> datetime | None:
     """'10m', '2h', '30s' ago, or an ISO time."""

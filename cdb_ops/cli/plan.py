@@ -8,8 +8,6 @@ import typer
 
 from cdb_ops.cli.options import FeedOpt, JsonOpt, ProfileOpt, ProjectDir
 
-# The command's own imports are made when it runs: `--help` needs only typer and the options (issue 26).
-
 
 def plan(
     ctx: typer.Context,

@@ -7,8 +7,6 @@ import typer
 from cdb_ops.cli.book import BookOpt
 from cdb_ops.cli.options import JsonOpt, ProjectDir
 
-# The command's own imports are made when it runs: `--help` needs only typer and the options (issue 26).
-
 
 def portfolio(
     ctx: typer.Context, project_dir: ProjectDir = None, feed: BookOpt = None, json_output: JsonOpt = False

@@ -22,8 +22,6 @@ from cdb_ops.cli.options import (
 if TYPE_CHECKING:
     from cdb_ops.apply.context import RunOptions
 
-# The command's own imports are made when it runs: `--help` needs only typer and the options (issue 26).
-
 
 def run_playbook(
     ctx: typer.Context,

@@ -12,8 +12,6 @@ from cdb_ops.cli.options import JsonOpt, ProgressMode, ProgressOpt, ProjectDir, 
 if TYPE_CHECKING:
     from cdb_ops.cli.session import Session
 
-# The command's own imports are made when it runs: `--help` needs only typer and the options (issue 26).
-
 
 def _print(s: Session, doc: dict[str, Any]) -> None:
     if s.json:

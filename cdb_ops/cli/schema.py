@@ -6,8 +6,6 @@ import typer
 
 from cdb_ops.cli.options import JsonOpt, ProjectDir
 
-# The command's own imports are made when it runs: `--help` needs only typer and the options (issue 26).
-
 
 def schema_status(ctx: typer.Context, project_dir: ProjectDir = None, json_output: JsonOpt = False) -> None:
     """Which migrations are applied, pending or changed; which tables exist in public."""

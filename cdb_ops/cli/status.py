@@ -10,8 +10,6 @@ import typer
 
 from cdb_ops.cli.options import JsonOpt, ProfileOpt, ProjectDir
 
-# The command's own imports are made when it runs: `--help` needs only typer and the options (issue 26).
-
 
 def status(
     ctx: typer.Context,

@@ -5,6 +5,8 @@ observe -> plan -> apply -> report. A new import against the flow fails here, no
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "cdb_ops"
@@ -120,6 +122,30 @@ def test_the_root_and_the_session_import_only_what_they_use():
         found = _imports(PACKAGE / "cli" / f"{name}.py")
         wrong = [f"{line}: {t}" for line, t in found if t.startswith("cdb_ops.apply")]
         assert wrong == [], f"cli/{name}.py imports apply/: {wrong}"
+
+
+# init reads the playbook and .env at module level (its helpers share them): its --help loads its session
+HELP_EXEMPT = {"init"}
+
+
+def test_a_commands_help_imports_no_session_engine_or_database():
+    """`cdb-ops X --help` reads typer's declarations of X's options and nothing else: no session (the
+    playbook models), no docker-py, no psycopg — each command in a fresh interpreter, as a user runs it."""
+    from cdb_ops.cli.app import COMMANDS
+
+    heavy = ("cdb_ops.cli.session", "docker", "psycopg", "redis")
+    code = (
+        "import contextlib, io, sys\n"
+        "from cdb_ops.cli.app import run\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    rc = run(sys.argv[1:])\n"
+        f"print(rc, *[m for m in {heavy!r} if m in sys.modules])\n"
+    )
+    loaded = {}
+    for name in sorted(set(COMMANDS) - HELP_EXEMPT):
+        out = subprocess.run([sys.executable, "-c", code, name, "--help"], capture_output=True, text=True, check=True)
+        loaded[name] = out.stdout.split()
+    assert {n: v for n, v in loaded.items() if v != ["0"]} == {}
 
 
 def _graph() -> dict[str, set[str]]:
