@@ -2,8 +2,10 @@
 REDUCING — one row in book_states, the table `cdb-ops trading` writes, so the risk manager refuses new
 entries the next signal — and the swap waits (bounded) until no order is in flight: nothing delivered to
 the risk or execution consumer group is left unacknowledged (XPENDING), and no order is still NEW (filled,
-rejected, cancelled or expired). Afterwards each book gets back the state it had: a book the trader
-halted stays halted, one he changed meanwhile keeps his change."""
+rejected, cancelled or expired) while a consumer may hold it. A NEW order no consumer holds (execution has
+read and answered every order entry; e.g. a row a restored dump brought back) is reported, not waited for:
+only its ORDER_TTL_SECONDS expiry ends it, and a swap cannot lose it. Afterwards each book gets back the
+state it had: a book the trader halted stays halted, one he changed meanwhile keeps his change."""
 
 from __future__ import annotations
 
@@ -36,17 +38,44 @@ def groups_of(roles: list[str]) -> list[tuple[str, str]]:
     return [STREAM_GROUPS[r] for r in dict.fromkeys(roles) if r in STREAM_GROUPS]
 
 
-def in_flight(conn: Any, redis_client: Any, groups: list[tuple[str, str]]) -> InFlight:
+# The order flow's hand-overs a NEW order can be in: its signal delivered to risk and not yet acknowledged
+# (risk commits the order, then publishes it, then acknowledges), or its entry on cdb:orders not yet read
+# or not yet acknowledged by execution (which commits the fill before it acknowledges).
+ORDER_HANDOVERS = (STREAM_GROUPS["risk"], STREAM_GROUPS["execution"])
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def group_backlog(redis_client: Any, stream: str, group: str) -> tuple[int, int]:
+    """(delivered and not acknowledged, not yet read) of one consumer group; (0, 0) for a stream or group
+    that does not exist yet (nothing was ever published to or delivered in it)."""
     import redis
 
-    pending: dict[str, int] = {}
-    for stream, group in groups:
-        try:
-            summary = redis_client.xpending(stream, group)
-        except redis.ResponseError:  # no such stream or group yet: nothing was ever delivered to it
-            summary = {"pending": 0}
-        pending[f"{stream}/{group}"] = int(summary.get("pending", 0) if isinstance(summary, dict) else summary[0])
-    return InFlight(pending, int(conn.execute(NEW_ORDERS).fetchone()[0]))
+    try:
+        groups = redis_client.xinfo_groups(stream)
+    except redis.ResponseError:
+        return 0, 0
+    info = next((g for g in groups if _text(g.get("name")) == group), None)
+    if info is None:
+        return 0, 0
+    lag = info.get("lag")
+    if lag is None:  # Redis cannot tell after deletions or trimming past the group: count what lies beyond
+        last = _text(info.get("last-delivered-id", "0-0"))
+        lag = len(redis_client.xrange(stream, min=f"({last}", max="+", count=10_000))
+    return int(info.get("pending", 0)), int(lag)
+
+
+def in_flight(conn: Any, redis_client: Any, groups: list[tuple[str, str]]) -> InFlight:
+    """The NEW orders are counted before Redis is read: an order counted that has since moved through every
+    hand-over is filled by now, so counting it as held by no one can only err towards a finished order."""
+    new_orders = int(conn.execute(NEW_ORDERS).fetchone()[0])
+    backlog = {pair: group_backlog(redis_client, *pair) for pair in dict.fromkeys([*groups, *ORDER_HANDOVERS])}
+    pending = {f"{s}/{g}": backlog[(s, g)][0] for s, g in groups}
+    if backlog[STREAM_GROUPS["risk"]][0] > 0 or any(backlog[STREAM_GROUPS["execution"]]):
+        return InFlight(pending, new_orders)
+    return InFlight(pending, 0, stranded_orders=new_orders)
 
 
 def books_to_drain(conn: Any, feed: str | None) -> list[str]:
@@ -87,7 +116,7 @@ def wait_until_clear(
         if now - started >= timeout:
             raise DrainTimeout(
                 f"orders still in flight after {timeout:.0f} s of draining: {now_in_flight.describe()}",
-                "see `cdb-ops logs risk execution` (is execution filling? does the symbol have a mark?); "
+                "see `cdb-ops logs risk execution` (are risk and execution running and answering?); "
                 "NEW orders expire after ORDER_TTL_SECONDS; raise CDB_DRAIN_TIMEOUT in .env to wait longer",
                 details={"in_flight": now_in_flight.to_dict()},
             )

@@ -13,7 +13,11 @@ class InFlight:
     """What is still on its way through risk and execution at one moment."""
 
     pending: dict[str, int]  # "stream/group" -> entries delivered to the group, not yet acknowledged
-    new_orders: int  # orders neither filled nor rejected, cancelled or expired
+    new_orders: int  # orders neither filled nor rejected, cancelled or expired, that a consumer may still hold
+    # NEW orders no consumer holds: execution has read and answered every order entry, so these rows came
+    # from somewhere else (a restored dump taken mid-flight, a publish Redis refused) and only their
+    # ORDER_TTL_SECONDS expiry ends them; a swap cannot lose them, so a drain does not wait for them
+    stranded_orders: int = 0
 
     @property
     def clear(self) -> bool:
@@ -23,10 +27,17 @@ class InFlight:
         parts = [f"{n} pending on {where}" for where, n in self.pending.items() if n]
         if self.new_orders:
             parts.append(f"{self.new_orders} order(s) NEW")
-        return ", ".join(parts) or "nothing in flight"
+        text = ", ".join(parts) or "nothing in flight"
+        if self.stranded_orders:
+            text += f" ({self.stranded_orders} NEW order(s) no consumer holds: they expire after ORDER_TTL_SECONDS)"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
-        return {"pending": dict(self.pending), "new_orders": self.new_orders}
+        return {
+            "pending": dict(self.pending),
+            "new_orders": self.new_orders,
+            "stranded_orders": self.stranded_orders,
+        }
 
 
 @dataclass

@@ -28,7 +28,16 @@ import docker
 import pytest
 import redis
 
-from tests.helpers import STACKS, StackFixture, cdb_exit_json, cdb_json, env_values, pg_connect, wait_until
+from tests.helpers import (
+    STACKS,
+    StackFixture,
+    cdb_exit_json,
+    cdb_json,
+    env_values,
+    pg_connect,
+    publish_signal,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -336,3 +345,28 @@ def test_a_migration_is_backed_up_first_and_rollback_names_the_restore_that_undo
     assert not _query(project, "SELECT to_regclass('public.drain_marker') IS NOT NULL")[0][0]
     status = cdb_json("schema", "status", project=project)
     assert [m["state"] for m in status["migrations"] if m["name"] == "drain_marker"] == ["pending"]
+
+
+def test_an_order_a_restore_brought_back_new_does_not_hold_up_a_drain(project):
+    """A dump taken while an order was in flight brings that order back NEW, though execution answered its
+    stream entry long ago: no consumer holds it and only ORDER_TTL_SECONDS ends it. A drained upgrade names
+    it and swaps without waiting for it (it waited the whole CDB_DRAIN_TIMEOUT, then exit 5, before)."""
+    execution = docker.from_env().containers.get(STACK.container("execution"))
+    execution.pause()
+    try:
+        signal = publish_signal(project, STACK, "DRNSTUSDT", "BUY", "10")
+        status = "SELECT status FROM orders WHERE signal_id = %s"
+        wait_until("the order, NEW", lambda: _query(project, status, (signal,)) == [("NEW",)], timeout=40)
+        dump = cdb_json("backup", project=project)["path"]
+    finally:
+        execution.unpause()
+    wait_until("the order, filled", lambda: _query(project, status, (signal,)) == [("FILLED",)], timeout=40)
+    cdb_json("restore", dump, "--yes", project=project)
+    assert _query(project, status, (signal,)) == [("NEW",)]
+
+    _set_env(project, "MAX_POSITION_SIZE", "7.5")  # risk is recreated, so the run drains
+    drain = cdb_json("rebuild", *BOOK, project=project)["upgrade"]["drain"]
+    assert drain["in_flight_at_swap"]["new_orders"] == 0, drain
+    assert drain["in_flight_at_swap"]["stranded_orders"] >= 1, drain
+    assert drain["seconds"] < 15, drain
+    assert _query(project, status, (signal,)) == [("NEW",)]  # left to its expiry, not touched by the swap

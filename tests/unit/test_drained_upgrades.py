@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cdb_ops.apply.drain import wait_until_clear
+from cdb_ops.apply.drain import STREAM_GROUPS, in_flight, wait_until_clear
 from cdb_ops.errors import DrainTimeout
 from cdb_ops.model.labels import LABEL_HASH
 from cdb_ops.model.upgrade import InFlight
@@ -142,6 +142,86 @@ def test_the_drain_waits_until_nothing_is_in_flight_and_reports_progress():
     )
     assert done.clear
     assert seen and seen[0] == "2 pending on cdb:signals/risk_manager, 1 order(s) NEW after 2 s"
+
+
+class _Groups:
+    """XINFO GROUPS and XRANGE of a Redis holding the order flow's consumer groups as given."""
+
+    def __init__(self, groups: dict[tuple[str, str], dict[str, object]], beyond: int = 0):
+        self.groups, self.beyond = groups, beyond
+
+    def xinfo_groups(self, stream: str) -> list[dict[str, object]]:
+        import redis
+
+        found = [{"name": g.encode(), **info} for (s, g), info in self.groups.items() if s == stream]
+        if not found:
+            raise redis.ResponseError("ERR no such key")
+        return found
+
+    def xrange(self, stream: str, min: str, max: str, count: int) -> list[object]:  # noqa: A002 (redis-py's names)
+        assert min.startswith("(") and max == "+"
+        return [object()] * self.beyond
+
+
+class _NewOrders:
+    def __init__(self, n: int):
+        self.n = n
+
+    def execute(self, sql: str) -> _NewOrders:
+        assert "status = 'NEW'" in sql
+        return self
+
+    def fetchone(self) -> tuple[int]:
+        return (self.n,)
+
+
+RISK, EXECUTION = STREAM_GROUPS["risk"], STREAM_GROUPS["execution"]
+
+
+def _flow(risk_pending: int = 0, exec_pending: int = 0, exec_lag: int | None = 0) -> _Groups:
+    return _Groups(
+        {
+            RISK: {"pending": risk_pending, "lag": 0, "last-delivered-id": b"5-0"},
+            EXECUTION: {"pending": exec_pending, "lag": exec_lag, "last-delivered-id": b"3-0"},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("flow", "why"),
+    [
+        (_flow(risk_pending=1), "risk has the signal: committed the order, not yet published it"),
+        (_flow(exec_lag=1), "the order is on cdb:orders, not yet read by execution"),
+        (_flow(exec_pending=1), "execution read the order and has not answered it yet"),
+    ],
+)
+def test_a_new_order_a_consumer_may_hold_is_waited_for(flow, why):
+    now = in_flight(_NewOrders(1), flow, [RISK, EXECUTION])
+    assert (now.new_orders, now.stranded_orders, now.clear) == (1, 0, False), why
+
+
+def test_a_new_order_no_consumer_holds_is_named_and_not_waited_for():
+    """Every order entry read and answered, nothing pending: a NEW row (a restored dump's) is stranded."""
+    now = in_flight(_NewOrders(2), _flow(), [RISK, EXECUTION])
+    assert now.clear and (now.new_orders, now.stranded_orders) == (0, 2)
+    assert now.describe() == "nothing in flight (2 NEW order(s) no consumer holds: they expire after ORDER_TTL_SECONDS)"
+    assert now.to_dict() == {"pending": {"cdb:signals/risk_manager": 0, "cdb:orders/execution": 0}, "new_orders": 0,
+                             "stranded_orders": 2}  # fmt: skip
+
+
+def test_without_a_lag_from_redis_the_unread_entries_are_counted():
+    """XINFO GROUPS reports no lag after deletions or trimming; the entries beyond the group's last delivered
+    one are then counted, and one unread order entry means the NEW order may still be filled."""
+    flow = _flow(exec_lag=None)
+    flow.beyond = 1
+    assert in_flight(_NewOrders(1), flow, [RISK]).new_orders == 1
+    flow.beyond = 0
+    assert in_flight(_NewOrders(1), flow, [RISK]).stranded_orders == 1
+
+
+def test_a_flow_that_never_started_has_nothing_in_flight():
+    now = in_flight(_NewOrders(0), _Groups({}), [RISK, EXECUTION])
+    assert now.clear and now.pending == {"cdb:signals/risk_manager": 0, "cdb:orders/execution": 0}
 
 
 def test_a_drain_that_does_not_settle_times_out_naming_what_is_in_flight():
