@@ -19,7 +19,28 @@ def main() -> None:
     # sources, as Python does by default. Only here, in the command's own process: importing cdb_ops as a
     # library leaves the setting alone.
     sys.dont_write_bytecode = False
-    sys.exit(dispatch(sys.argv[1:]))
+    leave(dispatch(sys.argv[1:]))
+
+
+def leave(code: int) -> None:
+    """End the process once the command is done, without the interpreter's teardown: freeing the objects
+    of the ~700 modules a run command loads, one by one, takes 0.1–0.17 s of every command on a small
+    machine and does nothing a finished command needs (mypy ends the same way: `util.hard_exit`). What the
+    teardown does that matters is done first: atexit handlers (logging's flush, `coverage run`'s data)
+    and the output flushed. While a thread that is not a daemon still runs, the normal exit waits for it."""
+    import threading
+
+    if any(t is not threading.main_thread() and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        sys.exit(code)
+    import atexit
+    import contextlib
+    import os
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`cdb-ops logs | head`): read enough
+            stream.flush()
+    os._exit(code)
 
 
 def dispatch(args: list[str]) -> int:
@@ -45,4 +66,4 @@ def dispatch(args: list[str]) -> int:
     return run(args)
 
 
-__all__ = ["dispatch", "main"]
+__all__ = ["dispatch", "leave", "main"]

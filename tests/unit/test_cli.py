@@ -198,3 +198,22 @@ def test_read_commands_do_not_read_what_only_a_run_needs(tmp_path):
     # `down` applies no migration: the broken file does not stop it (here it reaches for the engine)
     r = cdb("down", cwd=p)
     assert r.returncode == 4, r.stderr
+
+
+def _leaving(body: str) -> subprocess.CompletedProcess[str]:
+    code = f"import atexit, sys, threading, time\nfrom cdb_ops.cli import leave\n{body}"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+
+
+def test_a_command_ends_without_teardown_but_with_its_output_exit_code_and_atexit_handlers():
+    """`leave` skips the interpreter's teardown; the output, the code and atexit (coverage's data, logging)
+    are still delivered, in that order as Python would."""
+    r = _leaving("atexit.register(lambda: print('atexit ran'))\nprint('out')\nprint('err', file=sys.stderr)\nleave(3)")
+    assert (r.returncode, r.stdout, r.stderr) == (3, "out\natexit ran\n", "err\n")
+
+
+def test_a_command_that_left_a_thread_running_waits_for_it_as_python_would():
+    r = _leaving(
+        "t = threading.Thread(target=lambda: (time.sleep(0.3), print('thread done', flush=True)))\nt.start()\nleave(4)"
+    )
+    assert (r.returncode, r.stdout) == (4, "thread done\n")
