@@ -27,10 +27,12 @@ def leave(code: int) -> None:
     of the ~700 modules a run command loads, one by one, takes 0.1–0.17 s of every command on a small
     machine and does nothing a finished command needs (mypy ends the same way: `util.hard_exit`). What the
     teardown does that matters is done first: atexit handlers (logging's flush, `coverage run`'s data)
-    and the output flushed. While a thread that is not a daemon still runs, the normal exit waits for it."""
+    and the output flushed. The normal exit stays while a thread that is not a daemon still runs (it waits
+    for it) and under a profiler or tracer (`python -m cProfile -m cdb_ops …` writes its stats afterwards)."""
     import threading
 
-    if any(t is not threading.main_thread() and not t.daemon and t.is_alive() for t in threading.enumerate()):
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if sys.getprofile() is not None or sys.gettrace() is not None or any(t.is_alive() for t in others):
         sys.exit(code)
     import atexit
     import contextlib

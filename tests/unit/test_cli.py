@@ -217,3 +217,12 @@ def test_a_command_that_left_a_thread_running_waits_for_it_as_python_would():
         "t = threading.Thread(target=lambda: (time.sleep(0.3), print('thread done', flush=True)))\nt.start()\nleave(4)"
     )
     assert (r.returncode, r.stdout) == (4, "thread done\n")
+
+
+def test_under_a_profiler_a_command_ends_the_normal_way_so_the_profile_is_written(tmp_path):
+    out = tmp_path / "cdb.prof"
+    code = "import sys\nfrom cdb_ops.cli import leave\nleave(0)\n"
+    script = tmp_path / "cmd.py"
+    script.write_text(code)
+    r = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), str(script)], capture_output=True, timeout=30)
+    assert r.returncode == 0 and out.stat().st_size > 0, r.stderr
