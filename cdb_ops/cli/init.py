@@ -4,28 +4,17 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cdb_ops.checks.feed import FeedReach, check_feed
-from cdb_ops.checks.notify import destination_hint
 from cdb_ops.cli.options import JsonOpt, ProjectDir
-from cdb_ops.cli.session import Invocation, begin, stack_secrets
-from cdb_ops.errors import Conflict, EngineUnavailable, UsageError
-from cdb_ops.fsutil import atomic_write, read_bytes, read_text
-from cdb_ops.load.envfile import parse_env_file, parse_env_text
-from cdb_ops.load.envrotate import NOT_ROTATED, rotate_secrets
-from cdb_ops.load.playbook import load_stack
-from cdb_ops.load.project import Project, find_project
-from cdb_ops.load.settings import (
-    check_settings,
-    load_settings,
-    render_env_from_example,
-    set_env_value,
-)
-from cdb_ops.load.specs import StackSpec
-from cdb_ops.redact import Redactor
+
+if TYPE_CHECKING:
+    from cdb_ops.checks.feed import FeedReach
+    from cdb_ops.cli.session import Invocation
+    from cdb_ops.load.project import Project
+    from cdb_ops.load.specs import StackSpec
 
 EXAMPLE_FIX = "restore it from git (`git checkout .env.example`): init fills its secrets with fresh values"
 
@@ -53,6 +42,10 @@ RotateOpt = Annotated[
 def choose_feed(project: Project, stack: StackSpec, text: str, feed: str | None) -> tuple[str, str, FeedReach | None]:
     """(.env text with CDB_FEED set, the feed, the check behind it). Decided here once, visibly: the
     comment above the line says why; `rebuild` never switches feeds on its own."""
+    from cdb_ops.checks.feed import check_feed
+    from cdb_ops.errors import EngineUnavailable, UsageError
+    from cdb_ops.load.settings import set_env_value
+
     stamp = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     if feed is not None:
         if feed not in ("live", "replay"):
@@ -87,6 +80,16 @@ def init(
 ) -> None:
     """Write .env from .env.example with freshly generated secrets (mode 0600), and CDB_FEED: live when
     the exchange's stream answers from the engine's network, else replay (offline, recorded frames)."""
+    from cdb_ops.checks.notify import destination_hint
+    from cdb_ops.cli.session import begin, stack_secrets
+    from cdb_ops.errors import Conflict, UsageError
+    from cdb_ops.fsutil import atomic_write, read_bytes, read_text
+    from cdb_ops.load.envfile import parse_env_file, parse_env_text
+    from cdb_ops.load.playbook import load_stack
+    from cdb_ops.load.project import find_project
+    from cdb_ops.load.settings import check_settings, load_settings, render_env_from_example
+    from cdb_ops.redact import Redactor
+
     inv = begin(ctx, "init", json_output)
     project = find_project(project_dir)
     if rotate:
@@ -152,6 +155,11 @@ def init(
 
 def rotate_env(inv: Invocation, project: Project) -> None:
     """`init --rotate`: the existing .env (it must be valid) with new secret values, the old file backed up."""
+    from cdb_ops.fsutil import atomic_write
+    from cdb_ops.load.envrotate import NOT_ROTATED, rotate_secrets
+    from cdb_ops.load.settings import load_settings
+    from cdb_ops.redact import Redactor
+
     target = project.env_file
     old = load_settings(target)  # refuses a missing or broken .env, naming file, line and fix
     text, rotated = rotate_secrets(target.read_text(encoding="utf-8-sig"))

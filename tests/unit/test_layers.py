@@ -124,10 +124,6 @@ def test_the_root_and_the_session_import_only_what_they_use():
         assert wrong == [], f"cli/{name}.py imports apply/: {wrong}"
 
 
-# init reads the playbook and .env at module level (its helpers share them): its --help loads its session
-HELP_EXEMPT = {"init"}
-
-
 def test_a_commands_help_imports_no_session_engine_or_database():
     """`cdb-ops X --help` reads typer's declarations of X's options and nothing else: no session (the
     playbook models), no docker-py, no psycopg — each command in a fresh interpreter, as a user runs it."""
@@ -142,7 +138,7 @@ def test_a_commands_help_imports_no_session_engine_or_database():
         f"print(rc, *[m for m in {heavy!r} if m in sys.modules])\n"
     )
     loaded = {}
-    for name in sorted(set(COMMANDS) - HELP_EXEMPT):
+    for name in sorted(COMMANDS):
         out = subprocess.run([sys.executable, "-c", code, name, "--help"], capture_output=True, text=True, check=True)
         loaded[name] = out.stdout.split()
     assert {n: v for n, v in loaded.items() if v != ["0"]} == {}
