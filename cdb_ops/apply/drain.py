@@ -67,15 +67,19 @@ def group_backlog(redis_client: Any, stream: str, group: str) -> tuple[int, int]
     return int(info.get("pending", 0)), int(lag)
 
 
+def new_orders(conn: Any) -> int:
+    return int(conn.execute(NEW_ORDERS).fetchone()[0])
+
+
 def in_flight(conn: Any, redis_client: Any, groups: list[tuple[str, str]]) -> InFlight:
     """The NEW orders are counted before Redis is read: an order counted that has since moved through every
     hand-over is filled by now, so counting it as held by no one can only err towards a finished order."""
-    new_orders = int(conn.execute(NEW_ORDERS).fetchone()[0])
+    new = new_orders(conn)
     backlog = {pair: group_backlog(redis_client, *pair) for pair in dict.fromkeys([*groups, *ORDER_HANDOVERS])}
     pending = {f"{s}/{g}": backlog[(s, g)][0] for s, g in groups}
     if backlog[STREAM_GROUPS["risk"]][0] > 0 or any(backlog[STREAM_GROUPS["execution"]]):
-        return InFlight(pending, new_orders)
-    return InFlight(pending, 0, stranded_orders=new_orders)
+        return InFlight(pending, new)
+    return InFlight(pending, 0, stranded_orders=new)
 
 
 def books_to_drain(conn: Any, feed: str | None) -> list[str]:
