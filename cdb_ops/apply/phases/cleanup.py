@@ -9,15 +9,9 @@ reports them as conflicts."""
 
 from __future__ import annotations
 
-import contextlib
-import time
-from concurrent.futures import FIRST_COMPLETED, Future, InvalidStateError, ThreadPoolExecutor, wait
-from graphlib import TopologicalSorter
-from typing import Any
-
 from cdb_ops.apply.context import PhaseContext
 from cdb_ops.apply.rotate import remember_password
-from cdb_ops.engine.api import ExitWatch
+from cdb_ops.apply.stopping import Doomed, how_it_stopped, stop_and_remove
 from cdb_ops.errors import CdbError, ConfigError, StepFailed
 from cdb_ops.load.endpoints import postgres_service
 from cdb_ops.load.specs import PhaseSpec
@@ -72,84 +66,21 @@ def _back_up(ctx: PhaseContext, phase: PhaseSpec, volumes: list[Change]) -> None
 
 
 def _remove_in_dependency_order(ctx: PhaseContext, phase: PhaseSpec, changes: list[Change]) -> None:
-    """Stop and remove in reverse dependency order — a container is stopped only once every container
-    that depends on it has exited (the services before Redis and Postgres, so they finish in-flight work
-    against a live database) — and everything whose dependents have exited at once, in parallel.
-
-    "Exited" is the engine's `die` event: the process is gone, so nothing it does needs its dependencies
-    any more. A `docker stop` returns ~0.1 s later, after Docker has also torn down the container's
-    network and mounts; waiting for that between two levels is what made `down` slow. Should the event
-    stream fail, the stop's return releases the level as before."""
-    by_service = {c.service: c for c in changes if c.service in ctx.desired.stack.services}
-    graph: dict[str, set[str]] = {c.name: set() for c in changes}
-    for change in changes:
-        if change.service not in by_service:
-            continue  # a leftover or a container of no declared service: nothing waits for it
-        for other in by_service.values():
-            if change.service in ctx.desired.stack.services[str(other.service)].depends_on:
-                graph[change.name].add(other.name)  # `other` depends on it: `other` goes first
-    sorter = TopologicalSorter(graph)
-    sorter.prepare()
+    """Stop and remove, dependents first (apply/stopping.py), recording each container as it is gone."""
+    doomed = []
+    for c in changes:
+        facts = ctx.observed.containers.get(c.name)
+        doomed.append(Doomed(c.name, c.service, facts is not None and facts.running))
     named = {c.name: c for c in changes}
-    started: dict[str, float] = {}
-    exited: dict[str, Future[int]] = {}  # resolved by the exit watch once we asked the container to stop
-    released: set[str] = set()
 
-    def release(name: str) -> None:
-        if name not in released:
-            released.add(name)
-            sorter.done(name)
+    def removed(gone: Doomed, code: int | None, took: float) -> None:
+        change = named[gone.name]
+        _remember_password(ctx, change)
+        detail = f"{change.reason}; {how_it_stopped(code)}"
+        ctx.record(phase.name, "container", change.name, "remove", detail, took, change.service)
 
-    with ThreadPoolExecutor(max_workers=16, thread_name_prefix="cdb-stop") as pool:
-        try:
-            watch: ExitWatch | None = ctx.engine.watch_exits(ctx.desired.system_label)
-        except CdbError:
-            watch = None  # no event stream: each stop's return releases its level
-        try:
-            if watch is not None:
-                pool.submit(_relay_exits, watch, exited)
-            stopping: dict[Future[int | None], str] = {}
-            removing: dict[Future[None], str] = {}
-            exits: dict[str, int | None] = {}
-            while sorter.is_active() or stopping or removing:
-                for name in sorted(sorter.get_ready()) if sorter.is_active() else ():
-                    started[name] = time.monotonic()
-                    exited[name] = Future()
-                    stopping[pool.submit(_stop, ctx, name)] = name
-                awaiting_exit = {f: n for n, f in exited.items() if n not in released}
-                running: list[Future[Any]] = [*stopping, *removing, *awaiting_exit]
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    if future in awaiting_exit:
-                        release(awaiting_exit[future])  # exited: what it depends on may stop now
-                        continue
-                    code = future.result()  # an engine error ends the phase here, like a sequential stop
-                    if future in stopping:
-                        # stopped (and its network torn down): remove it; release its level if no exit
-                        # event came first
-                        name = stopping.pop(future)
-                        exits[name] = code
-                        release(name)
-                        removing[pool.submit(ctx.engine.remove_container, name)] = name
-                    elif future in removing:
-                        change = named[removing.pop(future)]
-                        _remember_password(ctx, change)
-                        took = time.monotonic() - started[change.name]
-                        detail = f"{change.reason}; {_how_it_stopped(exits.get(change.name))}"
-                        ctx.record(phase.name, "container", change.name, "remove", detail, took, change.service)
-        finally:
-            if watch is not None:
-                watch.close()  # ends the relay, so the pool can finish
-
-
-def _relay_exits(watch: ExitWatch, exited: dict[str, Future[int]]) -> None:
-    """Resolve each container's exit future as its exit is reported. Only containers we have asked to
-    stop have one: an exit of any other (a crash in a restart loop) releases nothing."""
-    for event in watch:
-        future = exited.get(event.name)
-        if future is not None and not future.done():
-            with contextlib.suppress(InvalidStateError):  # (resolved from two events at once)
-                future.set_result(event.exit_code)
+    depends_on = {name: svc.depends_on for name, svc in ctx.desired.stack.services.items()}
+    stop_and_remove(ctx.engine, ctx.desired.system_label, doomed, depends_on, removed)
 
 
 def _remember_password(ctx: PhaseContext, removed: Change) -> None:
@@ -171,25 +102,3 @@ def _remember_password(ctx: PhaseContext, removed: Change) -> None:
     parts = recorded_parts(facts.labels)
     known = bool(parts) and service not in ctx.plan_options.pending_rotations
     remember_password(ctx.project, volume, vfacts.labels.get(LABEL_VOLUME_ID, ""), parts if known else None)
-
-
-def _stop(ctx: PhaseContext, name: str) -> int | None:
-    """A clean stop (SIGTERM, then Docker's kill after 10 s): a SIGKILLed Postgres needs crash recovery
-    on its next start, and the services lose the chance to flush. The exit code it stopped with (None:
-    it was not running), so the step says whether the stop was graceful."""
-    facts = ctx.observed.containers.get(name)
-    if facts is None or not facts.running:
-        return None
-    ctx.engine.stop(name, timeout=10)
-    after = ctx.engine.container(name)
-    return after.exit_code if after is not None else None
-
-
-def _how_it_stopped(code: int | None) -> str:
-    if code is None:
-        return "was not running"
-    if code == 0:
-        return "stopped cleanly (exit 0)"
-    if code == 137:
-        return "killed (exit 137: it did not stop within 10 s of SIGTERM)"
-    return f"stopped with exit code {code}"
