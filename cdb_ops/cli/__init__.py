@@ -1,11 +1,12 @@
 """The command line: one module per command (or group), a session opened once per invocation.
 
 Every command runs in its own process and leaves nothing behind. `main()` imports only what the
-command needs: `--version` is answered here; `status` in its plain forms by `cli.status_plain` (no typer, rich,
-pydantic or docker-py; it falls back to the full command otherwise); anything else goes through
-`cli.app`, which imports only the module of the command that runs. A command's module imports its
-session, engine and views inside the command function, so `cdb-ops X --help` needs typer and the option
-declarations alone (tests/unit/test_layers.py runs every command's --help to hold that)."""
+command needs: `--version` is answered here; `status` in its plain forms by `cli.status_plain` and `down` by
+`cli.down_plain` (no typer, rich, pydantic or docker-py; each falls back to the full command otherwise);
+anything else goes through `cli.app`, which imports only the module of the command that runs. A
+command's module imports its session, engine and views inside the command function, so `cdb-ops X
+--help` needs typer and the option declarations alone (tests/unit/test_layers.py runs every command's
+--help to hold that)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,12 @@ def dispatch(args: list[str]) -> int:
             from cdb_ops.errors import ExitCode
 
             rc = int(ExitCode.INTERRUPTED)
+        if rc is not None:
+            return rc
+    if args[:1] == ["down"]:
+        from cdb_ops.cli.down_plain import quick_down
+
+        rc = quick_down(args[1:])
         if rc is not None:
             return rc
     from cdb_ops.cli.app import run

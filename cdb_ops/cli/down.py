@@ -52,4 +52,5 @@ def down(
         progress,
         verbose,
         wipe_flag="--volumes",
+        quick_outline=not volumes,
     )

@@ -36,7 +36,10 @@ def run_playbook(
     progress: ProgressMode,
     verbose: bool,
     wipe_flag: str = "--wipe-data",
+    quick_outline: bool = False,
 ) -> None:
+    """`quick_outline`: cache the stack's outline with the playbook's phases for the quick path of this
+    command (cli/down_plain.py), so its next run need not load the playbooks."""
     from cdb_ops.apply.runner import execute
     from cdb_ops.cli.session import open_run
     from cdb_ops.engine.docker import DockerEngine
@@ -45,6 +48,15 @@ def run_playbook(
     from cdb_ops.plan.planner import plan_stack
 
     s = open_run(ctx, command, json_output, project_dir, playbook, profile, feed, phase)
+    if quick_outline and not s.settings.warnings:  # (the quick path shows no warnings: it runs in full then)
+        from dataclasses import replace
+
+        from cdb_ops.load.outline import save_outline
+        from cdb_ops.views.status import outline_of
+
+        phases = tuple((p.name, p.kind) for p in s.book.phases)
+        outline = replace(outline_of(s.desired, s.settings), playbook=s.book.name, phases=phases)
+        save_outline(s.project, playbook, profile, outline)
     engine = DockerEngine()
     if options.wipe_data:
         # the planner names what --wipe-data would delete; the run plans again under its lock

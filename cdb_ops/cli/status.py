@@ -30,14 +30,14 @@ def status(
     from cdb_ops.engine.docker import DockerEngine
     from cdb_ops.load.diskhistory import load_history
     from cdb_ops.load.lastrun import load_last_run
-    from cdb_ops.load.outline import outline_key, save_outline
+    from cdb_ops.load.outline import save_outline
     from cdb_ops.views.status import books_conninfo, disk_summary, gather, outline_of, trading_in_background
 
     s = open_read(ctx, "status", json_output, project_dir, "rebuild", profile, None)
     out = s.out
     outline = outline_of(s.desired, s.settings)
     if not s.settings.warnings:  # (the quick path shows no warnings: with one, status always runs in full)
-        save_outline(s.project, outline_key(s.project, "rebuild", profile), outline)
+        save_outline(s.project, "rebuild", profile, outline)
     engine = DockerEngine()
     if disk:  # /system/df walks every volume: only when asked (validate and rebuild sample too)
         from cdb_ops.checks.disk import engine_api, take_sample

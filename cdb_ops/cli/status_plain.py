@@ -8,32 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cdb_ops.cli.plain_args import parse_plain
+
 
 def _parse(args: list[str]) -> tuple[bool, Path | None, list[str] | None] | None:
     """(--json, --project-dir, --profile…) when `args` holds only those; None otherwise."""
-    json_output, project_dir, profiles = False, None, None
-    i = 0
-    while i < len(args):
-        a = args[i]
-        name, eq, value = a.partition("=")
-        if a == "--json":
-            json_output = True
-        elif name in ("--project-dir", "--profile"):
-            if not eq:
-                if i + 1 >= len(args) or args[i + 1].startswith("-"):
-                    return None
-                i += 1
-                value = args[i]
-            if not value:
-                return None
-            if name == "--project-dir":
-                project_dir = Path(value)
-            else:
-                profiles = [*(profiles or []), value]
-        else:
-            return None
-        i += 1
-    return json_output, project_dir, profiles
+    found = parse_plain(args, frozenset({"--json"}), frozenset({"--project-dir", "--profile"}))
+    if found is None:
+        return None
+    project_dir = Path(found["--project-dir"][-1]) if "--project-dir" in found else None
+    return "--json" in found, project_dir, found.get("--profile")
 
 
 def quick_status(args: list[str]) -> int | None:
@@ -44,7 +28,7 @@ def quick_status(args: list[str]) -> int | None:
     from cdb_ops.engine.cgroups import load_samples, save_samples
     from cdb_ops.engine.socket_reader import LeanUnavailable, SocketReader, local_socket
     from cdb_ops.errors import CdbError
-    from cdb_ops.load.outline import load_outline, outline_key
+    from cdb_ops.load.outline import load_outline
     from cdb_ops.load.project import find_project
 
     sock = local_socket()
@@ -52,7 +36,7 @@ def quick_status(args: list[str]) -> int | None:
         return None
     try:
         project = find_project(project_dir)
-        outline = load_outline(project, outline_key(project, "rebuild", profiles))
+        outline = load_outline(project, "rebuild", profiles)
         if outline is None:
             return None
         from cdb_ops.load.envfile import parse_env_file

@@ -42,10 +42,15 @@ Address = str | tuple[str, int]  # a Unix socket's path, or a TCP (host, port)
 def http_get(address: Address, url: str, timeout: float) -> tuple[int, bytes]:
     """One `GET` of `url` (a path); (status, body). From the engine's socket, or from a plain-HTTP endpoint
     on TCP, e.g. a stack service's /health on its published port (what `status` asks beside the engine)."""
-    return _http_get_many(address, [url], timeout)[0]
+    return _http_many(address, [url], timeout)[0]
 
 
-def _http_get_many(path: Address, urls: list[str], timeout: float) -> list[tuple[int, bytes]]:
+def http_request(address: Address, method: str, url: str, timeout: float) -> tuple[int, bytes]:
+    """One request without a body (`POST /containers/x/stop`, `DELETE /networks/x`); (status, body)."""
+    return _http_many(address, [url], timeout, method)[0]
+
+
+def _http_many(path: Address, urls: list[str], timeout: float, method: str = "GET") -> list[tuple[int, bytes]]:
     """`GET`s over the Unix socket (or TCP), all in flight at once on one connection each (HTTP/1.1 with
     `Connection: close`), the replies read as they come with a selector; (status, body) per URL, in order.
     Plain sockets: http.client would import the email package, a fifth of this path's start-up; no
@@ -64,7 +69,8 @@ def _http_get_many(path: Address, urls: list[str], timeout: float) -> list[tuple
                 sock.settimeout(timeout)
                 sock.connect(path)
             socks.append(sock)
-            sock.sendall(f"GET {url} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            length = "" if method == "GET" else "Content-Length: 0\r\n"
+            sock.sendall(f"{method} {url} HTTP/1.1\r\nHost: {host}\r\n{length}Connection: close\r\n\r\n".encode())
             sock.setblocking(False)
             selector.register(sock, selectors.EVENT_READ, i)
         open_ = len(urls)
@@ -149,7 +155,7 @@ class SocketReader:
         if not ids:
             return []
         try:
-            replies = _http_get_many(self._path, [f"/containers/{cid}/json" for cid in ids], self._timeout)
+            replies = _http_many(self._path, [f"/containers/{cid}/json" for cid in ids], self._timeout)
         except (OSError, ValueError, IndexError) as exc:
             raise LeanUnavailable(str(exc)) from None
         # a container removed between list and inspect (404) is left out, like DockerEngine does

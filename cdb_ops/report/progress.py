@@ -6,39 +6,21 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, TextIO
-
-from rich.console import Console
-from rich.markup import escape
+from typing import TYPE_CHECKING, Any, TextIO
 
 from cdb_ops.redact import Redactor
+from cdb_ops.report.styles import ACTION_STYLE
 
-ACTION_STYLE = {
-    "create": "green",
-    "recreate": "yellow",
-    "rotate": "yellow",
-    "start": "green",
-    "remove": "red",
-    "build": "cyan",
-    "pull": "cyan",
-    "ok": "dim",
-    "orphan": "magenta",
-    "conflict": "bold red",
-    "wait": "blue",
-    "migrate": "cyan",
-    "pass": "green",
-    "warn": "yellow",
-    "fail": "bold red",
-    "skip": "dim",
-    "drain": "yellow",
-    "restore": "green",
-    "keep": "dim",
-    "rollback": "bold yellow",
-}
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 class ConsoleProgress:
     def __init__(self, redact: Redactor, console: Console | None = None, verbose: bool = False):
+        from rich.console import Console  # (here: the JSON and quiet progress, and the quick `down`, need no rich)
+        from rich.markup import escape
+
+        self._escape = escape
         self.console = console or Console(stderr=True, highlight=False, emoji=False)
         self.redact = redact
         self.verbose = verbose
@@ -51,7 +33,7 @@ class ConsoleProgress:
     ) -> None:
         style = ACTION_STYLE.get(action, "white")
         took = f" [dim]{seconds:.1f}s[/dim]" if seconds is not None and seconds >= 0.05 else ""
-        extra = f" [dim]— {escape(self.redact(detail))}[/dim]" if detail else ""
+        extra = f" [dim]— {self._escape(self.redact(detail))}[/dim]" if detail else ""
         self.console.print(f"  [{style}]{action:<8}[/{style}] {resource} {name}{extra}{took}")
 
     def line(self, source: str, text: str) -> None:
@@ -59,7 +41,7 @@ class ConsoleProgress:
             self.console.print(f"    [dim]{source}: {self.redact(text)}[/dim]", markup=False)
 
     def note(self, text: str) -> None:
-        self.console.print(f"  [yellow]![/yellow] {escape(self.redact(text))}")
+        self.console.print(f"  [yellow]![/yellow] {self._escape(self.redact(text))}")
 
 
 class JsonLinesProgress:

@@ -18,7 +18,7 @@ from cdb_ops.model.results import CheckResult, Finding, MigrationState, RunResul
 from cdb_ops.model.status import StatusRow
 from cdb_ops.redact import Redactor
 from cdb_ops.report.document import status_payload, write_document
-from cdb_ops.report.progress import ACTION_STYLE
+from cdb_ops.report.styles import ACTION_STYLE
 from cdb_ops.report.units import human_bytes as _human_bytes
 from cdb_ops.report.units import human_duration as _human_duration
 from cdb_ops.views.status import disk_lines, trading_lines

@@ -2,28 +2,21 @@
 path (rich's import is most of a short command's start-up). It lays out only what it can lay out exactly
 as rich does — one box style, cells of plain single-width characters, a table and footer that fit the
 width — and returns None otherwise, so the caller prints through rich. tests/unit/test_status_text.py
-compares the two on many tables, in colour and without."""
+compares the two on many tables, in colour and without (the layout itself: report/plain.py)."""
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
 from cdb_ops.checks.backups import backup_lines
 from cdb_ops.checks.notify import notify_lines
 from cdb_ops.model.status import StatusRow
+from cdb_ops.report.plain import Cell, paint, plain, stdout_shape, table_lines
 from cdb_ops.report.units import human_bytes, human_duration
 from cdb_ops.views.status import disk_lines, trading_lines
 
 COLUMNS = ("service", "container", "state", "health", "uptime", "restarts", "ports", "cpu", "memory", "image")
-PIPE_WIDTH = 160  # Renderer's width when stdout is not a terminal
-# rich's standard-colour SGR codes for the styles the status table uses
-_SGR = {"green": "32", "red": "31", "yellow": "33", "dim": "2", "bold": "1", "italic": "3", "": ""}
-# characters rich measures as one cell and prints as they are (no wide, combining or control characters)
-_PLAIN = frozenset(chr(c) for c in range(0x20, 0x7F)) | {"—", "…", "→", "✓", "✗"}
-
-Cell = tuple[str, str]  # text, style
 
 
 def _cells(r: StatusRow) -> list[Cell]:
@@ -73,10 +66,6 @@ def _footer(
     return [*lines, *disk_part]
 
 
-def _paint(text: str, style: str, color: bool) -> str:
-    return f"\x1b[{_SGR[style]}m{text}\x1b[0m" if color and style and text else text
-
-
 def status_text(
     rows: list[StatusRow],
     last_run: dict[str, Any] | None,
@@ -91,44 +80,14 @@ def status_text(
     with standard colours); None when rich would print it otherwise (folded, wrapped, other characters)."""
     body = [_cells(r) for r in rows]
     footer = _footer(rows, last_run, disk, backups, trading, notifications)
-    texts = [t for row in body for t, _ in row] + [t for line in footer for t, _ in line]
-    if any(not _PLAIN.issuperset(t.replace("\n", "")) for t in texts):
+    if not all(plain(t) for line in footer for t, _ in line):
         return None
-    widths = [len(c) for c in COLUMNS]
-    for row in body:
-        for i, (text, _) in enumerate(row):
-            widths[i] = max(widths[i], *(len(x) for x in text.split("\n")))
-    table_width = sum(widths) + 3 * len(widths) + 1
-    if table_width > width or any(sum(len(t) for t, _ in line) > width for line in footer):
+    laid = table_lines("cdb-ops status", COLUMNS, body, width, color)
+    if laid is None or any(sum(len(t) for t, _ in line) > width for line in footer):
         return None
-
-    def rule(left: str, fill: str, mid: str, right: str) -> str:
-        return left + mid.join(fill * (w + 2) for w in widths) + right
-
-    def line(cells: list[Cell], bar: str, header: bool = False) -> list[str]:
-        """One table row (as many lines as its tallest cell). rich styles a cell's text padded to the
-        column's width; a header's style covers its padding too, painted apart."""
-        parts = [(text.split("\n"), style) for text, style in cells]
-        out = []
-        for k in range(max(len(p) for p, _ in parts)):
-            segs = []
-            for (lines_, style), w in zip(parts, widths, strict=True):
-                text = (lines_[k] if k < len(lines_) else "").ljust(w)
-                pad = _paint(" ", style, color) if header else " "
-                segs.append(pad + _paint(text, style if k < len(lines_) else "", color) + pad)
-            out.append(bar + bar.join(segs) + bar)
-        return out
-
-    title = "cdb-ops status"
-    out = [_paint(title.ljust(table_width), "italic", color)]
-    out.append(rule("┏", "━", "┳", "┓"))
-    out += line([(c, "bold") for c in COLUMNS], "┃", header=True)
-    out.append(rule("┡", "━", "╇", "┩"))
-    for row in body:
-        out += line(row, "│")
-    out.append(rule("└", "─", "┴", "┘"))
+    out, _ = laid
     for parts in footer:
-        out.append("".join(_paint(t, s, color) for t, s in parts))
+        out.append("".join(paint(t, s, color) for t, s in parts))
     return "\n".join(out) + "\n"
 
 
@@ -141,19 +100,10 @@ def print_status(
     notifications: dict[str, Any] | None = None,
 ) -> bool:
     """Print the table on stdout when it can be printed without rich; False when the caller must."""
-    env = os.environ
-    if any(env.get(k) for k in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS", "LINES")):
-        return False  # rich's own settings: only rich honours them exactly
-    terminal = sys.stdout.isatty()
-    if terminal:
-        if env.get("TERM", "").strip().lower() in ("dumb", "unknown"):
-            return False  # rich prints no colours there
-        try:
-            width = os.get_terminal_size(sys.stdout.fileno()).columns
-        except OSError:
-            return False
-    else:
-        width = PIPE_WIDTH
+    shape = stdout_shape()
+    if shape is None:
+        return False
+    width, terminal = shape
     text = status_text(
         rows, last_run, width, color=terminal, disk=disk, backups=backups, trading=trading, notifications=notifications
     )

@@ -19,9 +19,10 @@ if TYPE_CHECKING:
 
 
 def outline_of(desired: DesiredStack, settings: Settings) -> StackOutline:
-    """What `status` needs of the resolved stack (cached by `cdb_ops.load.outline` between runs)."""
+    """What the quick `status` and `down` need of the resolved stack (cached by `cdb_ops.load.outline`
+    between runs)."""
     from cdb_ops.errors import CdbError
-    from cdb_ops.load.endpoints import postgres_conninfo
+    from cdb_ops.load.endpoints import postgres_conninfo, postgres_service
 
     services = tuple(
         OutlineService(name, svc.container.name, svc.spec.role, svc.spec.priority)
@@ -32,7 +33,22 @@ def outline_of(desired: DesiredStack, settings: Settings) -> StackOutline:
         postgres: tuple[str, int] | None = (str(info["host"]), int(info["port"]))
     except (CdbError, KeyError):  # a stack without Postgres: status shows no trading states
         postgres = None
-    return StackOutline(desired.system_label, services, tuple(settings.secret_keys), postgres)
+    try:
+        pg = desired.services.get(postgres_service(desired))
+        postgres_volume = (pg.name, pg.data_volume) if pg is not None and pg.data_volume else None
+    except CdbError:
+        postgres_volume = None
+    return StackOutline(
+        desired.system_label,
+        services,
+        tuple(settings.secret_keys),
+        postgres,
+        desired.network,
+        tuple((name, tuple(svc.depends_on)) for name, svc in desired.stack.services.items()),
+        postgres_volume,
+        tuple(desired.profiles),
+        desired.feed,
+    )
 
 
 def books_conninfo(outline: StackOutline, values: dict[str, str]) -> dict[str, Any] | None:

@@ -15,6 +15,8 @@ import docker
 import psycopg
 import pytest
 
+from cdb_ops.apply.lock import run_lock
+from cdb_ops.cli.down_plain import quick_down
 from tests.helpers import STACKS, StackFixture, cdb, cdb_json, env_values, pg_connect, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -128,6 +130,50 @@ def test_down_keeps_volumes_and_rebuild_brings_back_the_same_data(project):
     after = _ids(project)
     for table, ids in before.items():
         assert ids <= after[table], table
+
+
+def test_the_quick_down_does_what_the_full_down_does(project, capsys: pytest.CaptureFixture[str]):
+    """`down` without the playbook models or docker-py (cli/down_plain.py, taken once a full `down` cached
+    the stack's outline) stops in the same order, removes the same, remembers the same and records the
+    same; what it cannot do the same way it hands to the full command."""
+    _ensure_env(project)
+    cdb_json("rebuild", project=project)
+    full = cdb_json("down", project=project)  # caches the outline (the quick path may take it already)
+    known = (project / ".cdb" / "volume-passwords.json").read_text()
+    volumes = _ours("volumes")
+    cdb_json("rebuild", project=project)
+    since = time.time() - 1
+    capsys.readouterr()
+    assert quick_down(["--json", "--project-dir", str(project)]) == 0  # (None: it handed over)
+    out = json.loads(capsys.readouterr().out)
+    assert out["result"] == "ok" and out["exit_code"] == 0 and out["changed"] == full["changed"] > 1
+
+    def steps(doc: dict) -> list[tuple[str, str, str, str]]:  # type: ignore[type-arg]
+        return sorted((s["resource"], s["name"], s["action"], s["detail"]) for s in doc["steps"])
+
+    assert steps(out) == steps(full)
+    assert all(d.endswith("stopped cleanly (exit 0)") for r, _, _, d in steps(out) if r == "container")
+    when = _engine_events(since, f"cdb.system={SYSTEM}")
+    for service in ("screener_ws", "signal", "risk", "execution"):
+        for store in ("redis", "postgres"):
+            assert when[(f"{PREFIX}{service}", "die")] < when[(f"{PREFIX}{store}", "kill")], (service, store)
+    assert when[(f"{PREFIX}screener_ws", "die")] < when[(f"{PREFIX}market_replay", "kill")]
+    assert _ours("containers") == [] and _ours("networks") == [] and _ours("volumes") == volumes
+    assert json.loads((project / ".cdb" / "last_run.json").read_text()) == out
+    assert (project / ".cdb" / "volume-passwords.json").read_text() == known  # the next start skips the reset
+    again = cdb_json("down", project=project)  # nothing left: one "ok" step, as the full command says
+    assert again["changed"] == 0 and [s["action"] for s in again["steps"]] == ["ok"]
+    # an input changed since the outline was cached: the full command runs (and caches it anew)
+    env = project / ".env"
+    env.write_text(env.read_text() + "\n# edited\n")
+    assert quick_down(["--project-dir", str(project)]) is None
+    # another run holds the lock: the full command reports it
+    assert cdb_json("down", project=project)["result"] == "ok"
+    with run_lock(project / ".cdb", "a test holding the lock"):
+        assert quick_down(["--project-dir", str(project)]) is None
+        r = cdb("down", project=project)
+        assert r.returncode != 0 and "another run holds the lock" in r.stderr
+    assert cdb_json("rebuild", project=project)["result"] == "ok"
 
 
 def test_down_volumes_needs_confirmation_then_backs_up_first(project):

@@ -12,7 +12,7 @@ import pytest
 
 from cdb_ops.cli.status_plain import _parse, quick_status
 from cdb_ops.engine.cgroups import CgroupSample, load_samples, save_samples
-from cdb_ops.engine.socket_reader import MIN_CPU_WINDOW, _dechunk, _http_get_many, http_get
+from cdb_ops.engine.socket_reader import MIN_CPU_WINDOW, _dechunk, _http_many, http_get
 from cdb_ops.load.envfile import parse_env_file
 from cdb_ops.load.outline import OutlineService, StackOutline, load_outline, outline_key, save_outline
 from cdb_ops.load.project import find_project
@@ -23,22 +23,29 @@ OUTLINE = StackOutline("cdb.system=x", (OutlineService("db", "x_db", "database",
 def test_outline_round_trips_and_any_input_change_is_a_miss(project_dir: Path) -> None:
     project = find_project(project_dir)
     key = outline_key(project, "rebuild", None)
-    assert load_outline(project, key) is None
-    save_outline(project, key, OUTLINE)
-    assert load_outline(project, key) == OUTLINE
+    assert load_outline(project, "rebuild", None) is None
+    save_outline(project, "rebuild", None, OUTLINE)
+    assert load_outline(project, "rebuild", None) == OUTLINE
     cached = (project.state_dir / "outline.json").read_text()
     assert all(e.value not in cached for k, e in parse_env_file(project.env_file).items() if "PASSWORD" in k)
     assert outline_key(project, "rebuild", ["monitoring"]) != key
+    assert load_outline(project, "rebuild", ["monitoring"]) is None
+    assert load_outline(project, "down", None) is None  # another playbook's outline is another file
+    save_outline(project, "down", None, OUTLINE)
+    assert load_outline(project, "down", None) == OUTLINE == load_outline(project, "rebuild", None)
     for f in (project.stack_file, project.env_file):
         before = f.read_text()
         f.write_text(before + "\n# edited\n")
-        assert load_outline(project, outline_key(project, "rebuild", None)) is None, f
+        assert load_outline(project, "rebuild", None) is None, f
+        assert load_outline(project, "down", None) is None, f
         f.write_text(before)
     assert outline_key(project, "rebuild", None) == key
     project.env_file.chmod(project.env_file.stat().st_mode ^ 0o044)  # readable by others or not: a warning
     assert outline_key(project, "rebuild", None) != key
     (project.schema_dir / "001_x.sql").write_text("select 1;\n")
     assert outline_key(project, "rebuild", None) != key
+    save_outline(project, "down", None, OUTLINE)  # an input changed: the same file is rewritten
+    assert len(list(project.state_dir.glob("outline*.json"))) == 2
 
 
 def test_only_plain_status_arguments_take_the_quick_path() -> None:
@@ -108,7 +115,7 @@ def test_several_gets_are_in_flight_at_once_and_come_back_in_order(tmp_path: Pat
 
     t = threading.Thread(target=answer)
     t.start()
-    replies = _http_get_many(path, urls, 5.0)
+    replies = _http_many(path, urls, 5.0)
     t.join()
     server.close()
     assert [status for status, _ in replies] == [200, 200, 200, 404, 200]
@@ -121,7 +128,7 @@ def test_an_engine_that_does_not_answer_times_out(tmp_path: Path) -> None:
     server.bind(path)
     server.listen(1)
     with pytest.raises(TimeoutError):
-        _http_get_many(path, ["/containers/json"], 0.2)
+        _http_many(path, ["/containers/json"], 0.2)
     server.close()
 
 
