@@ -52,5 +52,5 @@ def down(
         progress,
         verbose,
         wipe_flag="--volumes",
-        quick_outline=not volumes,
+        outline_for=None if volumes else "down",
     )

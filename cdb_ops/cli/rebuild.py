@@ -21,6 +21,7 @@ from cdb_ops.cli.options import (
 
 if TYPE_CHECKING:
     from cdb_ops.apply.context import RunOptions
+    from cdb_ops.cli.session import Session
 
 
 def run_playbook(
@@ -36,10 +37,10 @@ def run_playbook(
     progress: ProgressMode,
     verbose: bool,
     wipe_flag: str = "--wipe-data",
-    quick_outline: bool = False,
+    outline_for: str | None = None,
 ) -> None:
-    """`quick_outline`: cache the stack's outline with the playbook's phases for the quick path of this
-    command (cli/down_plain.py), so its next run need not load the playbooks."""
+    """`outline_for`: the playbook whose quick path (cli/down_plain.py: `down`) gets the stack's outline
+    cached by this run, so its next run need not load the playbooks."""
     from cdb_ops.apply.runner import execute
     from cdb_ops.cli.session import open_run
     from cdb_ops.engine.docker import DockerEngine
@@ -48,15 +49,8 @@ def run_playbook(
     from cdb_ops.plan.planner import plan_stack
 
     s = open_run(ctx, command, json_output, project_dir, playbook, profile, feed, phase)
-    if quick_outline and not s.settings.warnings:  # (the quick path shows no warnings: it runs in full then)
-        from dataclasses import replace
-
-        from cdb_ops.load.outline import save_outline
-        from cdb_ops.views.status import outline_of
-
-        phases = tuple((p.name, p.kind) for p in s.book.phases)
-        outline = replace(outline_of(s.desired, s.settings), playbook=s.book.name, phases=phases)
-        save_outline(s.project, playbook, profile, outline)
+    if outline_for is not None and not (profile or feed or s.settings.warnings):
+        _cache_outline(s, playbook, outline_for)
     engine = DockerEngine()
     if options.wipe_data:
         # the planner names what --wipe-data would delete; the run plans again under its lock
@@ -86,6 +80,29 @@ def run_playbook(
         err = CdbError(result.error.get("message", ""), result.error.get("remedy", ""))
         s.out.error(err, command)
     raise typer.Exit(result.exit_code)
+
+
+def _cache_outline(s: Session, playbook: str, target: str) -> None:
+    """Cache the outline of `target`'s stack for its quick path — from this session when `target` is this
+    run's playbook or resolves the same stack file (`rebuild` and `down` do, by default), with `target`'s
+    phases. (The quick path shows no warnings, takes no profile or feed: it runs in full then.)"""
+    from dataclasses import replace
+
+    from cdb_ops.errors import CdbError
+    from cdb_ops.load.outline import save_outline
+    from cdb_ops.load.playbook import load_runbook
+    from cdb_ops.views.status import outline_of
+
+    book = s.book
+    if target != playbook:
+        try:
+            book, _ = load_runbook(s.project.playbook(target))
+        except CdbError:
+            return  # no such playbook here, or a broken one: its own run reports it
+        if book.stack != s.book.stack:
+            return
+    phases = tuple((p.name, p.kind) for p in book.phases)
+    save_outline(s.project, target, None, replace(outline_of(s.desired, s.settings), playbook=book.name, phases=phases))
 
 
 def rebuild(
@@ -134,6 +151,7 @@ def rebuild(
         json_output,
         progress,
         verbose,
+        outline_for="down",  # the usual next command after a rebuild, whenever it comes, starts at once
     )
 
 

@@ -163,16 +163,23 @@ def test_the_quick_down_does_what_the_full_down_does(project, capsys: pytest.Cap
     assert (project / ".cdb" / "volume-passwords.json").read_text() == known  # the next start skips the reset
     again = cdb_json("down", project=project)  # nothing left: one "ok" step, as the full command says
     assert again["changed"] == 0 and [s["action"] for s in again["steps"]] == ["ok"]
-    # an input changed since the outline was cached: the full command runs (and caches it anew)
+    # an input changed since the outline was cached: the full command runs
     env = project / ".env"
     env.write_text(env.read_text() + "\n# edited\n")
     assert quick_down(["--project-dir", str(project)]) is None
+    assert cdb_json("rebuild", project=project)["result"] == "ok"  # caches `down`'s outline anew
     # another run holds the lock: the full command reports it
-    assert cdb_json("down", project=project)["result"] == "ok"
     with run_lock(project / ".cdb", "a test holding the lock"):
         assert quick_down(["--project-dir", str(project)]) is None
         r = cdb("down", project=project)
         assert r.returncode != 0 and "another run holds the lock" in r.stderr
+    # right after a rebuild, without a full `down` in between: quick, and printed as the full command prints
+    capsys.readouterr()
+    assert quick_down(["--project-dir", str(project)]) == 0
+    printed = capsys.readouterr()
+    assert "▶ down (cleanup)" in printed.err and "remove   container" in printed.err
+    assert "down: down" in printed.out and "✓ down ok in" in printed.out
+    assert _ours("containers") == [] and _ours("networks") == []
     assert cdb_json("rebuild", project=project)["result"] == "ok"
 
 
