@@ -53,26 +53,33 @@ def dispatch(args: list[str]) -> int:
 
         print(f"cdb-ops {__version__}")
         return 0
-    if args[:1] == ["status"]:
-        from cdb_ops.cli.status_plain import quick_status
-
-        try:
-            rc = quick_status(args[1:])
-        except KeyboardInterrupt:
-            from cdb_ops.errors import ExitCode
-
-            rc = int(ExitCode.INTERRUPTED)
-        if rc is not None:
-            return rc
-    if args[:1] == ["down"]:
-        from cdb_ops.cli.down_plain import quick_down
-
-        rc = quick_down(args[1:])
+    if args[:1] in (["status"], ["down"]):
+        rc = _quick(args)
         if rc is not None:
             return rc
     from cdb_ops.cli.app import run
 
     return run(args)
+
+
+def _quick(args: list[str]) -> int | None:
+    """The quick path of `status` or `down` (None: it hands over to the full command)."""
+    try:
+        if args[0] == "status":
+            from cdb_ops.cli.status_plain import quick_status
+
+            return quick_status(args[1:])
+        from cdb_ops.cli.down_plain import quick_down
+
+        return quick_down(args[1:])
+    except KeyboardInterrupt:  # (one that comes while the quick `down` runs is recorded by it already)
+        import sys
+
+        from cdb_ops.errors import ExitCode
+
+        if args[0] == "down":
+            print("interrupted; run the same command again to finish", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
 
 
 __all__ = ["dispatch", "leave", "main"]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cdb_ops.cli import dispatch
 from tests.helpers import no_exchange
 
 REPO = Path(__file__).resolve().parents[2]
@@ -172,6 +173,32 @@ def test_the_status_path_imports_no_typer_rich_pydantic_or_docker(tmp_path, monk
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_the_down_path_imports_no_typer_rich_pydantic_or_docker(tmp_path):
+    """The same for the quick `down` (cli/down_plain.py and everything it imports as it runs)."""
+    code = (
+        "import sys; import cdb_ops.cli.down_plain, cdb_ops.engine.socket_engine, cdb_ops.apply.stopping, "
+        "cdb_ops.apply.lock, cdb_ops.apply.rotate, cdb_ops.load.outline, cdb_ops.load.envfile, "
+        "cdb_ops.load.lastrun, cdb_ops.model.results, cdb_ops.model.labels, cdb_ops.report.run_text, "
+        "cdb_ops.report.progress, cdb_ops.report.document; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'rich', 'pydantic', 'docker', "
+        "'requests', 'yaml', 'psycopg', 'redis', 'httpx'}))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def test_ctrl_c_in_a_quick_path_ends_the_command_with_its_exit_code(monkeypatch, capsys):
+    import cdb_ops.cli.down_plain as down_plain
+
+    def interrupted(args: list[str]) -> int | None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(down_plain, "quick_down", interrupted)
+    assert dispatch(["down"]) == 130
+    assert "run the same command again" in capsys.readouterr().err
 
 
 def test_read_commands_do_not_read_what_only_a_run_needs(tmp_path):
