@@ -20,6 +20,9 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130
 
 
+# what an interrupted command says (and its record, for runs): it is safe to run it again, which finishes it
+INTERRUPTED_MESSAGE = "interrupted; run the same command again to finish"
+
 EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "success",
     ExitCode.CHECKS_FAILED: "checks failed (validate, or a step of rebuild failed)",
@@ -54,6 +57,16 @@ class CdbError(Exception):
             "exit_code": int(self.exit_code),
             "details": self.details,
         }
+
+
+class Interrupted(CdbError):
+    """Ctrl-C ended a run: what its record and `--json` say (running it again finishes it)."""
+
+    exit_code = ExitCode.INTERRUPTED
+    kind = "interrupted"
+
+    def __init__(self) -> None:
+        super().__init__(INTERRUPTED_MESSAGE)
 
 
 class UsageError(CdbError):

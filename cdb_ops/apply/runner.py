@@ -15,7 +15,7 @@ from cdb_ops.apply.phases import registry
 from cdb_ops.apply.readiness import HealthWait
 from cdb_ops.apply.rotate import VOLUME_MISMATCH
 from cdb_ops.engine.api import Engine
-from cdb_ops.errors import CdbError, Conflict, ExitCode
+from cdb_ops.errors import CdbError, Conflict, ExitCode, Interrupted
 from cdb_ops.load.desired import DesiredStack
 from cdb_ops.load.lastrun import save_last_run
 from cdb_ops.load.phases import select_phases
@@ -167,14 +167,8 @@ def execute(
                 from cdb_ops.apply.upgrade import give_books_back
 
                 give_books_back(ctx, current)
-            result.result, result.exit_code = "interrupted", int(ExitCode.INTERRUPTED)
-            result.error = {
-                "kind": "interrupted",
-                "message": "interrupted; run the same command again to finish",
-                "remedy": "",
-                "exit_code": int(ExitCode.INTERRUPTED),
-                "details": {},
-            }
+            stop = Interrupted()
+            result.result, result.exit_code, result.error = "interrupted", int(stop.exit_code), stop.to_dict()
             raise
         finally:
             result.finished_at = datetime.now(UTC)

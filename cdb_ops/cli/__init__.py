@@ -75,10 +75,10 @@ def _quick(args: list[str]) -> int | None:
     except KeyboardInterrupt:  # (one that comes while the quick `down` runs is recorded by it already)
         import sys
 
-        from cdb_ops.errors import ExitCode
+        from cdb_ops.errors import INTERRUPTED_MESSAGE, ExitCode
 
         if args[0] == "down":
-            print("interrupted; run the same command again to finish", file=sys.stderr)
+            print(INTERRUPTED_MESSAGE, file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
 
 

@@ -18,7 +18,7 @@ import typer.main
 
 from cdb_ops import __version__
 from cdb_ops.cli.invocation import Invocation
-from cdb_ops.errors import EXIT_CODE_MEANINGS, CdbError, ExitCode, UsageError
+from cdb_ops.errors import EXIT_CODE_MEANINGS, INTERRUPTED_MESSAGE, CdbError, ExitCode, UsageError
 
 # typer >= 0.25 vendors click; find its exception base through a public class instead of importing click
 _ClickException: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
@@ -197,7 +197,7 @@ def run(args: list[str] | None = None) -> int:
         inv.renderer().error(problem, inv.command)
         return int(ExitCode.USAGE)
     except KeyboardInterrupt:
-        print("interrupted; run the same command again to finish", file=sys.stderr)
+        print(INTERRUPTED_MESSAGE, file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
     except Exception:  # noqa: BLE001 - a bug: show it, exit 70
         print(inv.redact(traceback.format_exc()), file=sys.stderr)

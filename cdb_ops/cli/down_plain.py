@@ -95,21 +95,14 @@ def _down(sock: str, json_output: bool, project_dir: Path | None) -> int:
     except KeyboardInterrupt:  # as the full command ends: the record says so, and how to finish
         import sys
 
-        from cdb_ops.errors import ExitCode
+        from cdb_ops.errors import Interrupted
         from cdb_ops.load.lastrun import save_last_run
 
+        stop = Interrupted()
         result.finished_at = datetime.now(UTC)
-        result.result, result.exit_code = "interrupted", int(ExitCode.INTERRUPTED)
-        message = "interrupted; run the same command again to finish"
-        result.error = {
-            "kind": "interrupted",
-            "message": message,
-            "remedy": "",
-            "exit_code": result.exit_code,
-            "details": {},
-        }
+        result.result, result.exit_code, result.error = "interrupted", int(stop.exit_code), stop.to_dict()
         save_last_run(project, result.to_dict())
-        print(message, file=sys.stderr)
+        print(stop.message, file=sys.stderr)
         return result.exit_code
     return _report(project, result, redact, json_output)
 
@@ -125,9 +118,9 @@ def _stop_the_stack(
 ) -> None:
     """What the cleanup phase does for `down`: every container of the stack stopped, dependents first, and
     removed, then the network; each step recorded into `result` and shown as it happens."""
-    from cdb_ops.apply.rotate import pending_rotations, remember_password
+    from cdb_ops.apply.rotate import pending_rotations, remember_after_removal
     from cdb_ops.apply.stopping import Doomed, how_it_stopped, stop_and_remove
-    from cdb_ops.model.labels import LABEL_SERVICE, LABEL_VOLUME_ID, REPLACED_MARK, owned, recorded_parts
+    from cdb_ops.model.labels import LABEL_SERVICE, REPLACED_MARK, owned
     from cdb_ops.model.results import StepResult
 
     system = outline.system
@@ -170,9 +163,7 @@ def _stop_the_stack(
             service, volume = outline.postgres_volume
             labels = engine.volume_labels(volume)
             if labels is not None:
-                parts = recorded_parts(facts[gone.name].labels)
-                known = bool(parts) and service not in pending
-                remember_password(project, volume, labels.get(LABEL_VOLUME_ID, ""), parts if known else None)
+                remember_after_removal(project, volume, labels, facts[gone.name].labels, service in pending)
         record("container", gone.name, "remove", f"{reasons[gone.name]}; {how_it_stopped(code)}", took, gone.service)
 
     doomed = [Doomed(c.name, c.labels.get(LABEL_SERVICE), c.running) for c in found]

@@ -89,10 +89,12 @@ def _cache_outline(s: Session, playbook: str, target: str) -> None:
     from dataclasses import replace
 
     from cdb_ops.errors import CdbError
-    from cdb_ops.load.outline import save_outline
+    from cdb_ops.load.outline import load_outline, save_outline
     from cdb_ops.load.playbook import load_runbook
     from cdb_ops.views.status import outline_of
 
+    if load_outline(s.project, target, None) is not None:
+        return  # cached from these very inputs: every later run (a no-op rebuild) neither parses nor writes
     book = s.book
     if target != playbook:
         try:

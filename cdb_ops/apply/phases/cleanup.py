@@ -10,12 +10,11 @@ reports them as conflicts."""
 from __future__ import annotations
 
 from cdb_ops.apply.context import PhaseContext
-from cdb_ops.apply.rotate import remember_password
+from cdb_ops.apply.rotate import remember_after_removal, remember_password
 from cdb_ops.apply.stopping import Doomed, how_it_stopped, stop_and_remove
 from cdb_ops.errors import CdbError, ConfigError, StepFailed
 from cdb_ops.load.endpoints import postgres_service
 from cdb_ops.load.specs import PhaseSpec
-from cdb_ops.model.labels import LABEL_VOLUME_ID, recorded_parts
 from cdb_ops.model.plan import Change
 from cdb_ops.plan.planner import BACKED_UP_FIRST
 
@@ -84,9 +83,7 @@ def _remove_in_dependency_order(ctx: PhaseContext, phase: PhaseSpec, changes: li
 
 
 def _remember_password(ctx: PhaseContext, removed: Change) -> None:
-    """The Postgres container is gone: record what its data volume's password was set from, so the next
-    run that creates it anew (after `down`, `--clean`) need not set the password again (0.6 s of every
-    cold start). An interrupted rotation means it is not known: forgotten instead."""
+    """The Postgres container is gone: what its data volume's password was set from (apply/rotate.py)."""
     try:
         service = postgres_service(ctx.desired)
     except ConfigError:
@@ -99,6 +96,5 @@ def _remember_password(ctx: PhaseContext, removed: Change) -> None:
     vfacts = ctx.observed.volumes.get(volume) if volume else None
     if volume is None or vfacts is None:
         return
-    parts = recorded_parts(facts.labels)
-    known = bool(parts) and service not in ctx.plan_options.pending_rotations
-    remember_password(ctx.project, volume, vfacts.labels.get(LABEL_VOLUME_ID, ""), parts if known else None)
+    pending = service in ctx.plan_options.pending_rotations
+    remember_after_removal(ctx.project, volume, vfacts.labels, facts.labels, pending)
