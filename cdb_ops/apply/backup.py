@@ -15,6 +15,7 @@ from typing import Any
 from cdb_common import backupfiles as bf
 from cdb_common.backupjob import DrillResult, drill, list_entries, take_backup
 
+from cdb_ops.apply.quiesce import clients_stopped
 from cdb_ops.engine.api import Engine
 from cdb_ops.errors import CdbError, ConfigError, StepFailed
 from cdb_ops.load.desired import DesiredStack
@@ -237,6 +238,8 @@ def restore(engine: Engine, desired: DesiredStack, settings: Settings, redact: R
     inside_name = f"cdb-restore-{stamp()}.dump"
     engine.copy_in(container, path, "/tmp", inside_name)
     db, user = settings.get("POSTGRES_DB") or "", settings.get("POSTGRES_USER") or ""
+    paused: list[str] = []
+    dropped: list[str] = []
     try:
         tools = ContainerTools(engine, container, desired, settings)
         try:  # readable whole before anything is dropped
@@ -244,22 +247,10 @@ def restore(engine: Engine, desired: DesiredStack, settings: Settings, redact: R
         except bf.BackupError as exc:
             raise StepFailed(redact(exc.message), exc.fix) from None
         in_dump = dumped_relations(tools.run(["pg_restore", "--list", f"/tmp/{inside_name}"])[1])
-        code, out = engine.exec(
-            container,
-            [
-                "pg_restore",
-                "--clean",
-                "--if-exists",
-                "--no-owner",
-                "--single-transaction",
-                "--exit-on-error",
-                "-U",
-                user,
-                "-d",
-                db,
-                f"/tmp/{inside_name}",
-            ],
-        )
+        with clients_stopped(engine, desired, settings, redact, postgres_service(desired)) as paused:
+            code, out = _pg_restore(engine, container, db, user, inside_name)
+            if code == 0:
+                dropped = _drop_newer(engine, container, db, user, in_dump)
     finally:
         engine.exec(container, ["rm", "-f", f"/tmp/{inside_name}"])
     if code != 0:
@@ -267,13 +258,33 @@ def restore(engine: Engine, desired: DesiredStack, settings: Settings, redact: R
             f"pg_restore failed (exit {code}) and was rolled back: {redact(out.strip())[:500]}",
             "the database is as it was before; check the dump with `pg_restore --list FILE`",
         )
-    dropped = _drop_newer(engine, container, db, user, in_dump)
     return {
         "file": str(path),
         "seconds": round(time.monotonic() - started, 3),
         "rows": row_counts(desired, settings),
         "dropped_since_backup": dropped,
+        "services_paused": paused,
     }
+
+
+def _pg_restore(engine: Engine, container: str, db: str, user: str, inside_name: str) -> tuple[int, str]:
+    """The dump into the database in one transaction: all of it, or (on any error) nothing."""
+    return engine.exec(
+        container,
+        [
+            "pg_restore",
+            "--clean",
+            "--if-exists",
+            "--no-owner",
+            "--single-transaction",
+            "--exit-on-error",
+            "-U",
+            user,
+            "-d",
+            db,
+            f"/tmp/{inside_name}",
+        ],
+    )
 
 
 # pg_restore --list: "215; 1259 16385 TABLE public signals claire" — the relations a dump holds

@@ -119,6 +119,11 @@ def restore(
         f"{safety.path.name}; rows: "
         + ", ".join(f"{k} {v}" for k, v in rows.items())
         + (
+            f"; stopped for it and started again: {', '.join(result['services_paused'])}"
+            if result["services_paused"]
+            else ""
+        )
+        + (
             f"; journal: not recorded ({not_journaled})" if not_journaled else f"; journal: {carried} newer row(s) kept"
         ),
         **result,

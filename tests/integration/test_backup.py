@@ -120,6 +120,7 @@ def test_wipe_then_restore_gives_back_the_same_rows(project):
 
     restored = cdb_json("restore", str(dump), "--yes", project=project)
     assert restored["rows"]["ops_runs"] >= 3
+    assert {"screener", "signal", "risk", "execution"} <= set(restored["services_paused"])
     with _pg(project) as conn:
         after = conn.execute("SELECT run_id, command FROM ops_runs WHERE command LIKE 'marker-%' ORDER BY 2").fetchall()
         tables = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema='public'").fetchone()
