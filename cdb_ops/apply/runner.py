@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -178,10 +179,17 @@ def execute(
             if mismatch:  # logging in as .env says would only be one more failed login in the database's log
                 result.recorded, result.not_recorded_because = False, "the data volume does not hold .env's role"
             elif any(p.kind in ("schema", "services", "validate") for p in phases):
-                why_not = record_run(desired, settings, result, redact)
-                result.recorded, result.not_recorded_because = why_not is None, why_not
-                if command in ("rebuild", "run") and any(p.kind == "services" for p in phases):
-                    journal_run(engine, desired, settings, result, redact)
+                # the two rows go alongside, each on its own connection (libpq lets go of the GIL)
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdb-journal") as pool:
+                    journaled = (
+                        pool.submit(journal_run, engine, desired, settings, result, redact)
+                        if command in ("rebuild", "run") and any(p.kind == "services" for p in phases)
+                        else None
+                    )
+                    why_not = record_run(desired, settings, result, redact)
+                    result.recorded, result.not_recorded_because = why_not is None, why_not
+                    if journaled is not None:
+                        journaled.result()
                 if result.upgrade and result.upgrade.get("rolled_back"):  # what came back, and why
                     journal_rollback(engine, desired, settings, result, redact)
             save_last_run(project, result.to_dict())

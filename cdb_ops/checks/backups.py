@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from cdb_common import backupfiles as bf
 from cdb_common import cron
-from cdb_common.envrules import RULES
 
 if TYPE_CHECKING:  # the quick `status` path imports this module: no pydantic, no playbook loader
     from cdb_ops.checks.context import CheckContext
@@ -24,7 +23,12 @@ GRACE = timedelta(minutes=15)
 
 
 def schedule_of(values: Mapping[str, str], key: str) -> cron.Schedule:
-    return cron.parse((values.get(key) or "").strip() or RULES[key].default or "")
+    written = (values.get(key) or "").strip()
+    if written:
+        return cron.parse(written)
+    from cdb_common.envrules import RULES  # the default only where .env leaves it out (`status` is lighter)
+
+    return cron.parse(RULES[key].default or "")
 
 
 def backup_summary(root: Path, system: str, values: Mapping[str, str], now: datetime | None = None) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -242,6 +241,8 @@ def check_notifications(ctx: CheckContext, sleep: Callable[[float], None] = time
 
 def prove_path(ctx: CheckContext, base: str, facts: dict[str, Any], sleep: Callable[[float], None]) -> CheckResult:
     """Raise the synthetic alert and follow it; fall back to the direct webhook and say what was proven."""
+    import uuid  # here, like CheckResult
+
     from cdb_ops.model.results import CheckResult  # here: the quick status path needs no results
 
     test_id = uuid.uuid4().hex[:16]

@@ -5,7 +5,8 @@ The bookkeeping lives in schema `cdb_ops` (outside `public`, which belongs to th
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -88,8 +89,28 @@ class Migrator:
     def __init__(self, conninfo: dict[str, Any], schema_dir: Path):
         self.conninfo = conninfo
         self.schema_dir = schema_dir
+        self._shared: psycopg.Connection[Any] | None = None
 
-    def _connect(self) -> psycopg.Connection[Any]:
+    @contextmanager
+    def session(self) -> Iterator[Migrator]:
+        """Every call inside the block on one connection (the schema phase's status, migrate and repair):
+        each connection authenticates anew, ~15 ms a time."""
+        with self._open() as conn:
+            self._shared = conn
+            try:
+                yield self
+            finally:
+                self._shared = None
+
+    @contextmanager
+    def _connect(self) -> Iterator[psycopg.Connection[Any]]:
+        if self._shared is not None:
+            yield self._shared  # the session's: it closes it
+            return
+        with self._open() as conn:
+            yield conn
+
+    def _open(self) -> psycopg.Connection[Any]:
         import psycopg  # lazily: most commands never talk to Postgres
 
         try:

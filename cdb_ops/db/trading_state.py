@@ -9,10 +9,7 @@ The daily breaker is the same model: while it is tripped the book is REDUCING un
 
 from __future__ import annotations
 
-import getpass
 import json
-import socket
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -214,6 +211,9 @@ def history(conn: Any, book: str, limit: int = 10) -> list[dict[str, Any]]:
 
 def who() -> str:
     """Who changes a state: the user and host running cdb-ops (no secret in it)."""
+    import getpass  # here: `status`, which imports this module, never asks
+    import socket
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -256,6 +256,8 @@ VALUES (%s, %s, 'SELL', %s, 0, 1, 0, 1, 1, to_timestamp(%s / 1000.0), false, %s)
 
 def flatten_signal(book: str, position: OpenLong, now_ms: int) -> dict[str, Any]:
     """The cdb:signals event (the fields of cdb_common.events.Signal) that closes `position`."""
+    import uuid  # here: `status`, which imports this module, never flattens
+
     return {
         "event_id": str(uuid.uuid4()),
         "symbol": position.symbol,

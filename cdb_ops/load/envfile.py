@@ -8,8 +8,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdb_common.envrules import RULES
-
 from cdb_ops.errors import ConfigError, ConfigErrors
 from cdb_ops.fsutil import decode_utf8, read_bytes
 
@@ -26,12 +24,20 @@ class EnvLine:
     line: int
 
 
+def _known(key: str) -> bool:
+    """Whether the rules table names `key` (imported only for a broken line: reading a good .env, as every
+    `status` does, needs no rules)."""
+    from cdb_common.envrules import RULES
+
+    return key in RULES
+
+
 def _leading_key(line: str) -> str:
     """'POSTGRES_PASSWORD' of 'POSTGRES_PASSWORD: s3cret' — what a message may name of a broken line: only
     a name the rules table knows. Anything else on a broken line may be (part of) a password: the rest
     of a value that ran over two lines, a secret pasted on its own line."""
     m = _LEADING_KEY_RE.match(line)
-    return f" (it starts with {m.group(0)!r})" if m and m.group(0) in RULES else ""
+    return f" (it starts with {m.group(0)!r})" if m and _known(m.group(0)) else ""
 
 
 # A quoted value: the quote, the value, the same quote, then nothing but blanks and an optional `# comment`
@@ -84,7 +90,7 @@ def parse_env_text(text: str, path: Path) -> dict[str, EnvLine]:
             continue
         key, value = (p.strip(" \t") for p in line.split("=", 1))
         if not _KEY_RE.match(key):
-            shown = f" {key!r}" if key in RULES else _leading_key(key)
+            shown = f" {key!r}" if _known(key) else _leading_key(key)
             errors.append(
                 ConfigError(
                     f"invalid key{shown}",

@@ -4,7 +4,9 @@ planner decides without asking the engine again."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from cdb_ops.model.facts import ContainerFacts
 
@@ -60,4 +62,12 @@ class ObservedStack:
     networks: dict[str, NetworkFacts]  # by name; members derived from the containers
     volumes: dict[str, VolumeFacts]  # by name
     images: dict[str, ImageFacts]  # the image references the desired stack names -> the image present
-    listeners: tuple[Listener, ...] | None = None  # host sockets; None: not observed (engine not local)
+    # How to list the host's sockets (None: not observed, the engine is not local). Read only when the
+    # plan would create or start a container with a host port: listing them maps every socket to its
+    # process, ~70 ms of /proc walking that a run changing nothing has no use for.
+    read_listeners: Callable[[], tuple[Listener, ...]] | None = field(default=None, compare=False, repr=False)
+
+    @cached_property
+    def listeners(self) -> tuple[Listener, ...] | None:
+        """The sockets processes on this host hold (TCP listening, UDP bound); None: not observed."""
+        return self.read_listeners() if self.read_listeners is not None else None

@@ -5,6 +5,7 @@ else, so the planner needs no engine."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from cdb_ops.engine.api import EngineFacts
 from cdb_ops.load.desired import DesiredStack
@@ -58,7 +59,6 @@ def observe(engine: EngineFacts, desired: DesiredStack, host_ports: bool = True,
         )
         networks[n.name] = NetworkFacts(n.id, n.name, n.driver, n.labels, members or n.containers)
     volumes = {v.name: v for v in found_volumes}
-    listeners = None
-    if host_ports and info.local:
-        listeners = host_listeners(p for s in desired.services.values() for p in s.container.ports)
+    wanted = [p for s in desired.services.values() for p in s.container.ports]
+    listeners = partial(host_listeners, wanted) if host_ports and info.local else None
     return ObservedStack(info, containers, networks, volumes, images_found, listeners)

@@ -11,7 +11,11 @@ from cdb_ops.model.tables import EXPECTED_TABLES
 
 
 def run(ctx: PhaseContext, phase: PhaseSpec) -> None:
-    migrator = Migrator(postgres_conninfo(ctx.desired, ctx.settings), ctx.project.schema_dir)
+    with Migrator(postgres_conninfo(ctx.desired, ctx.settings), ctx.project.schema_dir).session() as migrator:
+        _run(ctx, phase, migrator)
+
+
+def _run(ctx: PhaseContext, phase: PhaseSpec, migrator: Migrator) -> None:
     states = migrator.status()
     # a database that already holds migrations holds data: it is backed up first, and what it is migrated
     # to is part of the run's upgrade (a fresh one has nothing to go back to)

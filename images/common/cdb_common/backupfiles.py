@@ -19,8 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .envrules import RULES
-
 DUMP_MAGIC = b"PGDMP"  # the first bytes of every pg_dump custom-format archive
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 STAMP_RE = re.compile(r"^_(\d{8}T\d{6}Z)\.(dump|tar\.gz)$")
@@ -222,7 +220,11 @@ class Retention:
 
         def num(key: str) -> int:
             raw = (env.get(key) or "").strip()
-            return int(raw if raw.isdigit() else RULES[key].default or 0)
+            if raw.isdigit():
+                return int(raw)
+            from .envrules import RULES  # the defaults only where unset (`cdb-ops status` stays light)
+
+            return int(RULES[key].default or 0)
 
         return cls(num("BACKUP_KEEP_DAILY"), num("BACKUP_KEEP_WEEKLY"), num("BACKUP_KEEP_MONTHLY"))
 
