@@ -29,14 +29,15 @@ def schema_migrate(ctx: typer.Context, project_dir: ProjectDir = None, json_outp
     from cdb_ops.load.endpoints import postgres_conninfo
 
     s = open_run(ctx, "schema migrate", json_output, project_dir)
-    migrator = Migrator(postgres_conninfo(s.desired, s.settings), s.project.schema_dir)
-    applied = migrator.migrate()
+    with Migrator(postgres_conninfo(s.desired, s.settings), s.project.schema_dir).session() as migrator:
+        applied = migrator.migrate()
+        states, tables = migrator.status(), migrator.public_tables()
     if not json_output:
         s.out.console.print(
             f"applied {len(applied)} migration(s)"
             + (": " + ", ".join(f"{m.version:03d}_{m.name}" for m in applied) if applied else "")
         )
-    s.out.schema_status("schema migrate", migrator.status(), migrator.public_tables(), applied)
+    s.out.schema_status("schema migrate", states, tables, applied)
 
 
 def register(app: typer.Typer) -> None:

@@ -166,17 +166,19 @@ class Migrator:
                 redo = tuple(m for m in recorded if m.version >= first)
                 import psycopg
 
+                def reapply() -> None:
+                    for m in redo:
+                        conn.execute(m.sql)  # type: ignore[call-overload]
+                    # the time just before the commit: from then on nobody can miss the tables
+                    conn.execute(
+                        f"INSERT INTO {REPAIRS} (repaired_at, missing_tables, versions) "
+                        "VALUES (clock_timestamp(), %s, %s)",
+                        (missing, [m.version for m in redo]),
+                    )
+
                 try:
-                    with conn.transaction():
-                        for m in redo:
-                            conn.execute(m.sql)  # type: ignore[call-overload]
-                        # the time just before the commit: from then on nobody can miss the tables
-                        conn.execute(
-                            f"INSERT INTO {REPAIRS} (repaired_at, missing_tables, versions) "
-                            "VALUES (clock_timestamp(), %s, %s)",
-                            (missing, [m.version for m in redo]),
-                        )
-                except psycopg.Error as exc:
+                    core.with_tables_locked(conn, reapply)  # like a migration: no lock cycle with a service
+                except (psycopg.Error, core.TablesBusy) as exc:
                     names = ", ".join(f"{m.version:03d}_{m.name}" for m in redo)
                     raise StepFailed(
                         f"table(s) {', '.join(missing)} are missing; re-applying {names} to re-create them failed "

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import docker
@@ -301,6 +302,58 @@ def test_changed_migration_is_refused(project):
         migration.write_text(original)
     status = cdb_json("schema", "status", project=project)
     assert status["pending"] == 0 and status["public_tables"] == EXPECTED_PUBLIC_TABLES
+
+
+def test_a_migration_takes_its_turn_instead_of_deadlocking_with_a_service_transaction(project, client):
+    """A service's transaction holds positions and then reads orders (the screener's holdings read) while
+    a migration alters orders, then positions. Taking the tables one by one, the two would wait for each
+    other until Postgres killed one ("deadlock detected"). The migration locks them all at once, steps
+    back while the transaction holds one, and goes once it committed: both succeed, no ERROR but the
+    migration's own lock timeouts."""
+    since = int(time.time())
+    extra = project / "schema" / "098_test_lock_turns.sql"
+    extra.write_text(
+        "ALTER TABLE orders ADD COLUMN IF NOT EXISTS cdbt_turn INT;\n"
+        "ALTER TABLE positions ADD COLUMN IF NOT EXISTS cdbt_turn INT;\n"
+    )
+    service = _pg(project, application_name="cdb_screener")
+    try:
+        service.execute("SELECT count(*) FROM positions").fetchone()  # holds positions (ACCESS SHARE)
+        migrating = subprocess.Popen(
+            [sys.executable, "-m", "cdb_ops", "schema", "migrate", "--json"],
+            cwd=project,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        with _pg(project, autocommit=True) as watcher:  # the migration has begun trying for its locks
+            wait_until(
+                "the migration asks for the tables",
+                lambda: watcher.execute(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                    "WHERE c.relname = 'positions' AND l.mode = 'AccessExclusiveLock'"
+                ).fetchone()[0],
+                timeout=30,
+                every=0.02,
+            )
+        # the service's second read: orders is free or freed within the migration's lock timeout
+        service.execute("SELECT count(*) FROM orders").fetchone()
+        service.commit()
+        out, err = migrating.communicate(timeout=60)
+        assert migrating.returncode == 0, out + err
+        applied = {m["version"]: m["state"] for m in json.loads(out)["migrations"]}
+        assert applied[98] == "applied"
+    finally:
+        service.close()
+        with _pg(project, autocommit=True) as conn:
+            conn.execute("ALTER TABLE orders DROP COLUMN IF EXISTS cdbt_turn")
+            conn.execute("ALTER TABLE positions DROP COLUMN IF EXISTS cdbt_turn")
+            conn.execute("DELETE FROM cdb_ops.schema_migrations WHERE version = 98")
+        extra.unlink()
+    logs = client.containers.get(PG).logs(since=since).decode()
+    assert "deadlock detected" not in logs
+    errors = [ln for ln in logs.splitlines() if "ERROR:" in ln and "lock timeout" not in ln]
+    assert errors == [], errors
 
 
 def test_new_migration_is_applied_once(project):
