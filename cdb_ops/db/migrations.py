@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from cdb_common import migrations as core
 from cdb_common.migrations import BOOKKEEPING, FILE_RE, LOCK_KEY, REPAIRS, Migration, tables_created
+from cdb_common.turns import NoTurn
 
 from cdb_ops.errors import ConfigError, ConfigErrors, StepFailed
 from cdb_ops.fsutil import decode_utf8, read_bytes
@@ -177,8 +178,8 @@ class Migrator:
                     )
 
                 try:
-                    core.with_tables_locked(conn, reapply)  # like a migration: no lock cycle with a service
-                except (psycopg.Error, core.TablesBusy) as exc:
+                    core.with_tables_locked(conn, reapply, "re-creating the missing tables")
+                except (psycopg.Error, NoTurn) as exc:
                     names = ", ".join(f"{m.version:03d}_{m.name}" for m in redo)
                     raise StepFailed(
                         f"table(s) {', '.join(missing)} are missing; re-applying {names} to re-create them failed "

@@ -226,14 +226,22 @@ def change_state(conn: Any, book: str, state: str, reason: str, by: str) -> int:
     the same transaction. Returns how many it cancelled."""
     if state not in STATES:
         raise ValueError(f"unknown trading state {state!r}")
-    with conn.transaction():
+    from cdb_common.turns import NoTurn, in_turn
+
+    def change() -> int:
         state_id, _at = conn.execute(INSERT_STATE, (book, state, reason, by)).fetchone()
         if state != "HALTED":
             return 0
         conn.execute(TOUCH_DAY, (book,))
+        # execution may hold one of these orders while it fills it, and ask for the day row next: in turn
         cancelled = conn.execute(CANCEL_NEW, (f"cancelled: book {book} halted by {by}: {reason}", book)).fetchall()
         conn.execute(SET_CANCELLED, (len(cancelled), state_id))
-    return len(cancelled)
+        return len(cancelled)
+
+    try:
+        return in_turn(conn, change, f"setting book {book} {state}")
+    except NoTurn as exc:
+        raise DatabaseUnavailable(str(exc), "run it again once that transaction ended") from None
 
 
 def open_longs(conn: Any, book: str) -> list[OpenLong]:

@@ -12,6 +12,9 @@ symbols the replay never plays, so each decision here is ours and exact; the rep
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -147,3 +150,53 @@ def test_halt_flatten_asks_first_then_closes_every_position_at_market(project):
     assert fee == (qty * price * Decimal("0.001")).quantize(fee)  # and the 0.1 % fee
     states = [h["state"] for h in cdb_json("trading", "status", *BOOK, project=project)["history"]["replay"]]
     assert states[:2] == ["HALTED", "REDUCING"]  # exits passed while flattening, then the halt
+
+
+def test_a_halt_takes_its_turn_with_a_fill_in_flight_instead_of_deadlocking(project):
+    """Execution filling an order holds it, then writes today's day row; a halt touches the day row, then
+    cancels the unfilled orders. Both waiting, Postgres would kill one ("deadlock detected": a failed halt,
+    or an ERROR line that fails validate). The halt steps back while the fill holds the order, and goes
+    once it committed: both succeed, the order is cancelled, nothing but lock timeouts in the log."""
+    engine = docker.from_env()
+    execution = engine.containers.get(STACK.container("execution"))
+    since = int(time.time())
+    cdb_json("trading", "resume", *BOOK, "--reason", "one more order", "--yes", project=project)
+    execution.stop(timeout=10)  # the order stays NEW: this test plays execution's part
+    try:
+        signal_id = _signal(project, "CTLDUSDT", "BUY", "10")
+        decision, _reason, status = _decision(project, signal_id)
+        assert (decision, status) == ("APPROVED", "NEW")
+        order_id = _query(project, "SELECT order_id FROM orders WHERE signal_id = %s", (signal_id,))[0][0]
+        with pg_connect(project, STACK.pg_port, autocommit=False, application_name="cdb_execution") as fill:
+            fill.execute("SELECT status FROM orders WHERE order_id = %s FOR UPDATE", (order_id,))  # a fill begins
+            halting = subprocess.Popen(
+                [sys.executable, "-m", "cdb_ops", "trading", "halt", *BOOK, "--reason", "mid-fill", "--yes", "--json"],
+                cwd=project,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            with pg_connect(project, STACK.pg_port) as watcher:  # the halt is waiting for a lock
+                wait_until(
+                    "the halt waits for the order",
+                    lambda: watcher.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[0],
+                    timeout=30,
+                    every=0.02,
+                )
+            # the fill's next step: today's day row (the halt touched it first)
+            fill.execute(
+                "UPDATE daily_pnl SET updated_at = updated_at "
+                "WHERE portfolio = 'replay' AND day = (now() AT TIME ZONE 'UTC')::date"
+            )
+            fill.commit()
+        out, err = halting.communicate(timeout=90)
+        assert halting.returncode == 0, out + err
+        doc = json.loads(out)
+        assert doc["changed"]["to"] == "HALTED" and doc["changed"]["cancelled_orders"] >= 1
+        assert _query(project, "SELECT status FROM orders WHERE order_id = %s", (order_id,))[0][0] == "CANCELLED"
+    finally:
+        execution.start()
+    logs = engine.containers.get(STACK.container("postgres")).logs(since=since).decode()
+    assert "deadlock detected" not in logs
+    errors = [ln for ln in logs.splitlines() if "ERROR:" in ln and "lock timeout" not in ln]
+    assert errors == [], errors

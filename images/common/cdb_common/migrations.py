@@ -20,21 +20,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .turns import NoTurn, in_turn
+
 FILE_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 BOOKKEEPING = "cdb_ops.schema_migrations"
 REPAIRS = "cdb_ops.schema_repairs"  # when tables were re-created after they went missing
 # any constant works: it only has to be the same for every run against this database
 LOCK_KEY = 0x0CDB0C5
-# A migration runs while the services trade. Its statements would take each table's lock in their own
-# order while a service's transaction holds one table and asks for another (the screener's holdings read
-# positions, then orders): a lock cycle, which Postgres ends after deadlock_timeout (1 s) by killing one
-# side with "deadlock detected", an ERROR line that fails every later validate. So a migration takes
-# every table of schema public in one LOCK first, giving up after TABLE_LOCK_TIMEOUT (well under the
-# deadlock timeout: a wait never becomes a deadlock; Postgres logs the give-up as a lock timeout, which
-# validate knows is by design) and trying again, until TABLE_LOCK_WAIT_SECONDS have passed. Holding
-# them all, its statements wait for nothing in public, and the services wait (briefly) for it.
-TABLE_LOCK_TIMEOUT = "200ms"
-TABLE_LOCK_WAIT_SECONDS = 60.0
+# A migration runs while the services trade (cdb_common.turns): it takes every table of schema public in
+# one LOCK first, in turn with the services, so its statements wait for nothing in public and no lock
+# cycle can form with a service's transaction (the screener's holdings read positions, then orders).
 PUBLIC_TABLES = "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
 # the tables a migration creates: `CREATE TABLE [IF NOT EXISTS] [public.]name`
 CREATES_TABLE = re.compile(
@@ -212,36 +207,18 @@ def history_problem(s: State, schema_dir: Path, tool: str = "cdb-ops schema migr
     )
 
 
-class TablesBusy(Exception):
-    """The public tables could not all be locked within TABLE_LOCK_WAIT_SECONDS: a long transaction holds one."""
+def with_tables_locked(conn: Any, body: Callable[[], None], what: str) -> None:
+    """`body` in one transaction that first holds every table of schema public (ACCESS EXCLUSIVE, one LOCK
+    statement), taken in turn with the services (turns.in_turn; raises turns.NoTurn)."""
 
+    def locked() -> None:
+        tables = [r[0] for r in conn.execute(PUBLIC_TABLES).fetchall()]
+        if tables:
+            conn.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
+        conn.execute("SET LOCAL lock_timeout = DEFAULT")  # holding them all, the body's own waits are as configured
+        body()
 
-def with_tables_locked(conn: Any, body: Callable[[], None], wait_seconds: float = TABLE_LOCK_WAIT_SECONDS) -> None:
-    """Run `body` in one transaction of the autocommit connection `conn` that first holds every table of
-    schema public (ACCESS EXCLUSIVE, one LOCK statement); a lock timeout rolls it back and, after a short
-    pause, tries again (see TABLE_LOCK_TIMEOUT). Raises TablesBusy once `wait_seconds` have passed."""
-    import psycopg.errors
-
-    deadline = time.monotonic() + wait_seconds
-    pause = 0.05
-    while True:
-        try:
-            with conn.transaction():
-                tables = [r[0] for r in conn.execute(PUBLIC_TABLES).fetchall()]
-                if tables:
-                    conn.execute("SELECT set_config('lock_timeout', %s, true)", (TABLE_LOCK_TIMEOUT,))
-                    conn.execute(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE")
-                    conn.execute("SET LOCAL lock_timeout = DEFAULT")  # the body's own waits: as configured
-                body()
-                return
-        except psycopg.errors.LockNotAvailable:
-            if time.monotonic() + pause > deadline:
-                raise TablesBusy(
-                    f"could not lock the tables of schema public within {wait_seconds:.0f} s: a long-running "
-                    "transaction holds one (see pg_stat_activity)"
-                ) from None
-            time.sleep(pause)  # the other side finishes its transaction meanwhile
-            pause = min(pause * 2, 1.0)
+    in_turn(conn, locked, what)
 
 
 def migrate(conn: Any, files: list[Migration], schema_dir: Path) -> list[Migration]:
@@ -273,8 +250,8 @@ def migrate(conn: Any, files: list[Migration], schema_dir: Path) -> list[Migrati
                 )
 
             try:
-                with_tables_locked(conn, apply)
-            except TablesBusy as exc:
+                with_tables_locked(conn, apply, f"migration {m.version:03d}_{m.name}")
+            except NoTurn as exc:
                 raise MigrationFailed(m, str(exc)) from None
             except psycopg.Error as exc:
                 raise MigrationFailed(m, str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)) from None
