@@ -62,7 +62,7 @@ def quick_status(args: list[str]) -> int | None:
         disk = disk_summary(load_history(project.state_dir))  # the latest sample: a small file, no measuring
         from cdb_ops.checks.backups import backup_summary
 
-        backups = backup_summary(project.root, outline.system_label.split("=", 1)[1], values)
+        backups = backup_summary(project.root, outline.system, values)
         trading = trading_now()  # one statement through libpq, run alongside the engine's answers
         from cdb_ops.checks.notify import notify_summary
 
