@@ -73,7 +73,10 @@ def restore(
     yes: YesOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
-    """Replace the database's contents with a backup: checksum verified, current state backed up first."""
+    """Replace the database's contents with a backup: checksum verified, current state backed up first.
+
+    The services that use Postgres are stopped meanwhile (dependents first) and started again, each waited
+    for until ready: no lock cycle with pg_restore, and each reads the restored state at start."""
     from cdb_ops.apply.backup import backup_database, verify
     from cdb_ops.apply.backup import restore as restore_db
     from cdb_ops.cli.session import open_run
