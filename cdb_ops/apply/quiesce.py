@@ -68,18 +68,19 @@ def clients_stopped(
             running.append(name)
     by_level = levels(running, {n: set(desired.services[n].spec.depends_on) for n in running})
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="cdb-quiesce") as pool:
-        stopped: list[str] = []
+        asked: list[str] = []  # asked to stop (a stop that failed half-way may have stopped it anyway)
         try:
             for level in reversed(by_level):  # dependents first: nothing loses what it depends on mid-work
                 containers = [desired.services[n].container.name for n in level]
+                asked += level
                 list(pool.map(lambda c: engine.stop(c, timeout=STOP_GRACE_SECONDS), containers))
-                stopped += level
                 note(f"stopped {', '.join(containers)} for the restore")
             yield running
         finally:
-            _start_again(engine, desired, settings, redact, [lv for lv in by_level if set(lv) & set(stopped)], pool)
-            if stopped:
-                note(f"started again: {', '.join(n for lv in by_level for n in lv if n in stopped)}")
+            # starting one that runs is a no-op for the engine, so every one asked comes back
+            _start_again(engine, desired, settings, redact, [lv for lv in by_level if set(lv) & set(asked)], pool)
+            if asked:
+                note(f"started again: {', '.join(n for lv in by_level for n in lv if n in asked)}")
 
 
 def _start_again(

@@ -142,3 +142,21 @@ def test_a_client_that_does_not_start_again_is_named(tmp_path):
     assert failed.value.message.startswith("after the restore, worker did not start again: ")
     assert "cdb-ops rebuild" in failed.value.remedy
     assert engine.containers_["t_app"].state == "running"
+
+
+class _StopFails(FakeEngine):
+    def stop(self, name: str, timeout: int = 10) -> None:
+        super().stop(name, timeout)
+        if name == "t_app":  # the engine stopped it, then the call failed (a timeout on the answer)
+            raise StepFailed("the engine did not answer")
+
+
+def test_a_stop_that_fails_half_way_still_brings_everything_back(tmp_path):
+    desired, settings = _stack(tmp_path)
+    engine = _StopFails()
+    _running(engine, "t_db", "t_app", "t_worker")
+    stopping = clients_stopped(engine, desired, settings, Redactor(), "db")
+    with pytest.raises(StepFailed, match="did not answer"), stopping:
+        raise AssertionError("the restore must not run when its clients did not stop")
+    assert [c for c in engine.calls if c[0] == "start"] == [("start", "t_app"), ("start", "t_worker")]
+    assert all(c.state == "running" for c in engine.containers_.values())
