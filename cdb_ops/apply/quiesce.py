@@ -14,16 +14,16 @@ started again whatever happened in between, so a failed restore leaves the stack
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from graphlib import TopologicalSorter
 
 from cdb_ops.apply.readiness import HealthWait
 from cdb_ops.apply.stopping import STOP_GRACE_SECONDS
 from cdb_ops.engine.api import Engine
 from cdb_ops.errors import HealthTimeout, StepFailed
 from cdb_ops.load.desired import DesiredStack
+from cdb_ops.load.playbook import start_order
 from cdb_ops.load.settings import Settings
 from cdb_ops.redact import Redactor
 
@@ -31,24 +31,10 @@ from cdb_ops.redact import Redactor
 def clients_of(desired: DesiredStack, database: str) -> list[str]:
     """The services that use `database`: those depending on it, directly or through another service, in
     playbook order."""
-    deps = {n: set(s.spec.depends_on) for n, s in desired.services.items()}
-
-    def uses(name: str, seen: frozenset[str] = frozenset()) -> bool:
-        return any(d == database or (d in deps and d not in seen and uses(d, seen | {name})) for d in deps[name])
-
-    return [n for n in desired.services if n != database and uses(n)]
-
-
-def levels(names: list[str], depends_on: Mapping[str, set[str]]) -> list[list[str]]:
-    """`names` in dependency levels: each level depends only on earlier ones (dependencies first)."""
-    sorter = TopologicalSorter({n: depends_on.get(n, set()) & set(names) for n in names})
-    sorter.prepare()
-    out: list[list[str]] = []
-    while sorter.is_active():
-        ready = sorted(sorter.get_ready())
-        out.append(ready)
-        sorter.done(*ready)
-    return out
+    users: set[str] = set()
+    for tier in start_order(desired.stack, list(desired.services)):  # a service after what it depends on
+        users.update(n for n in tier if any(d == database or d in users for d in desired.services[n].spec.depends_on))
+    return [n for n in desired.services if n in users]
 
 
 @contextmanager
@@ -58,7 +44,6 @@ def clients_stopped(
     settings: Settings,
     redact: Redactor,
     database: str,
-    note: Callable[[str], None] = lambda _: None,
 ) -> Iterator[list[str]]:
     """Stop the running clients of `database` for the block; yields their service names (playbook order)."""
     running = []
@@ -66,7 +51,7 @@ def clients_stopped(
         facts = engine.container(desired.services[name].container.name)
         if facts is not None and facts.state == "running":
             running.append(name)
-    by_level = levels(running, {n: set(desired.services[n].spec.depends_on) for n in running})
+    by_level = start_order(desired.stack, running)  # dependencies first
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="cdb-quiesce") as pool:
         asked: list[str] = []  # asked to stop (a stop that failed half-way may have stopped it anyway)
         try:
@@ -74,13 +59,10 @@ def clients_stopped(
                 containers = [desired.services[n].container.name for n in level]
                 asked += level
                 list(pool.map(lambda c: engine.stop(c, timeout=STOP_GRACE_SECONDS), containers))
-                note(f"stopped {', '.join(containers)} for the restore")
             yield running
         finally:
             # starting one that runs is a no-op for the engine, so every one asked comes back
             _start_again(engine, desired, settings, redact, [lv for lv in by_level if set(lv) & set(asked)], pool)
-            if asked:
-                note(f"started again: {', '.join(n for lv in by_level for n in lv if n in asked)}")
 
 
 def _start_again(

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from cdb_ops.apply.quiesce import clients_of, clients_stopped, levels
+from cdb_ops.apply.quiesce import clients_of, clients_stopped
 from cdb_ops.errors import StepFailed
 from cdb_ops.load.desired import DesiredStack, resolve
-from cdb_ops.load.playbook import load_runbook
+from cdb_ops.load.playbook import load_runbook, start_order
 from cdb_ops.load.project import Project
 from cdb_ops.load.settings import Settings, load_settings
 from cdb_ops.redact import Redactor
@@ -77,18 +77,18 @@ def test_the_clients_are_the_services_that_depend_on_the_database_also_through_a
     assert clients_of(desired, "side") == []
 
 
-def test_levels_put_dependencies_first():
-    deps = {"a": set(), "b": {"a"}, "c": {"b", "x"}, "d": {"a"}}
-    assert levels(["c", "b", "a", "d"], deps) == [["a"], ["b", "d"], ["c"]]
-    assert levels([], deps) == []
+def test_the_clients_stop_and_start_in_the_playbooks_dependency_tiers(tmp_path):
+    desired, _ = _stack(tmp_path)
+    assert start_order(desired.stack, ["worker", "side", "app"]) == [["app", "side"], ["worker"]]
+    assert start_order(desired.stack, ["worker"]) == [["worker"]]  # what is not stopped orders nothing
+    assert start_order(desired.stack, []) == []
 
 
 def test_dependents_stop_first_and_start_last_and_the_rest_is_left_alone(tmp_path):
     desired, settings = _stack(tmp_path)
     engine = FakeEngine()
     _running(engine, "t_db", "t_app", "t_worker", "t_side")
-    notes: list[str] = []
-    with clients_stopped(engine, desired, settings, Redactor(), "db", notes.append) as paused:
+    with clients_stopped(engine, desired, settings, Redactor(), "db") as paused:
         assert paused == ["app", "worker"]
         assert engine.calls == [("stop", "t_worker"), ("stop", "t_app")]
         assert {n: engine.containers_[n].state for n in engine.containers_} == {
@@ -99,7 +99,6 @@ def test_dependents_stop_first_and_start_last_and_the_rest_is_left_alone(tmp_pat
         }
     assert engine.calls[2:] == [("start", "t_app"), ("start", "t_worker")]
     assert all(c.state == "running" for c in engine.containers_.values())
-    assert notes[-1] == "started again: app, worker"
 
 
 def test_a_client_that_was_not_running_stays_stopped(tmp_path):
