@@ -5,15 +5,12 @@ what it reads of the user's (playbooks, .env, migrations, build contexts) is rea
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cdb_ops.errors import ConfigError
-
-if TYPE_CHECKING:  # hashlib is imported where a digest is made: `status` and `down` never make one
-    import hashlib
 
 
 def atomic_write(path: Path, data: bytes | str, mode: int = 0o600, tmp_suffix: str = ".tmp") -> None:
@@ -147,8 +144,6 @@ def tree_digest(root: Path) -> str:
     """Content hash of everything under `root` (a file or a folder), as a build or bind mount sees it:
     symlinks are hashed as links (never followed: no loops, no files outside the tree), FIFOs, sockets
     and devices by their kind (never opened: no hang), names as raw bytes (not UTF-8 is fine)."""
-    import hashlib
-
     h = hashlib.sha256()
     base = os.fspath(root)
     if not os.path.isdir(base):
@@ -172,8 +167,6 @@ def tree_digest(root: Path) -> str:
 
 
 def digest_entry(h: hashlib._Hash, full: str, rel: bytes) -> None:
-    import hashlib
-
     h.update(rel + b"\0")
     try:
         st = os.lstat(full)
